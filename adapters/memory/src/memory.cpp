@@ -1,0 +1,302 @@
+#include <wscengine/memory.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <variant>
+
+namespace wscengine::memory {
+namespace detail {
+
+struct Drop {};
+struct InjectedError {
+  Error error;
+  bool fail_connection;
+};
+using Event = std::variant<InboundMessage, CloseFrame, Drop, InjectedError>;
+
+struct Pipe {
+  mutable std::mutex mutex;
+  mutable std::condition_variable cv;
+  std::deque<Event> inbound;
+  std::vector<InboundMessage> outbound;
+  bool open = false;
+  bool answer_pings = true;
+  std::optional<CloseFrame> client_close;
+  CloseFrame last_close{close_code::abnormal, {}};
+  Connection::WaitHandler waiter;
+  Connection::DialHandler hanging_dial;
+
+  // Takes the waiter to call once the lock is released.
+  Connection::WaitHandler push(Event e) {
+    std::lock_guard lock(mutex);
+    inbound.push_back(std::move(e));
+    cv.notify_all();
+    return std::exchange(waiter, nullptr);
+  }
+};
+
+struct ServerState {
+  mutable std::mutex mutex;
+  mutable std::condition_variable cv;
+  std::deque<std::pair<Error, bool>> scripted;  // error, or hang when the bool is true
+  HandshakeResponse response{101, {}, {}, false};
+  std::deque<std::shared_ptr<Peer>> accepted;
+  std::vector<DialRequest> requests;
+};
+
+namespace {
+
+class MemoryConnection final : public Connection {
+ public:
+  explicit MemoryConnection(std::shared_ptr<ServerState> server)
+      : server_(std::move(server)), pipe_(std::make_shared<Pipe>()) {}
+
+  void async_dial(DialRequest request, DialHandler done) override {
+    {
+      std::lock_guard lock(pipe_->mutex);
+      if (dialed_) return done(Error(errc::already_connected, "dial on a connected in-memory connection"));
+      dialed_ = true;
+    }
+    std::unique_lock lock(server_->mutex);
+    server_->requests.push_back(request);
+    if (!server_->scripted.empty()) {
+      auto [error, hang] = server_->scripted.front();
+      server_->scripted.pop_front();
+      lock.unlock();
+      if (!hang) return done(error);
+      std::unique_lock pipe_lock(pipe_->mutex);
+      if (aborted_) {
+        pipe_lock.unlock();
+        return done(Error(errc::cancelled, "in-memory dial aborted"));
+      }
+      pipe_->hanging_dial = std::move(done);
+      return;
+    }
+    HandshakeResponse response = server_->response;
+    {
+      std::lock_guard pipe_lock(pipe_->mutex);
+      if (aborted_) {
+        lock.unlock();
+        return done(Error(errc::cancelled, "in-memory dial aborted"));
+      }
+      pipe_->open = true;
+    }
+    server_->accepted.push_back(std::make_shared<Peer>(pipe_));
+    server_->cv.notify_all();
+    lock.unlock();
+    done(std::move(response));
+  }
+
+  Error try_read(InboundMessage& out) override {
+    std::lock_guard lock(pipe_->mutex);
+    return take_locked(out);
+  }
+
+  void async_wait_readable(WaitHandler done) override {
+    std::unique_lock lock(pipe_->mutex);
+    if (!pipe_->inbound.empty() || !pipe_->open) {
+      lock.unlock();
+      return done({});
+    }
+    pipe_->waiter = std::move(done);
+  }
+
+  void cancel_wait() override {
+    WaitHandler waiter;
+    {
+      std::lock_guard lock(pipe_->mutex);
+      waiter = std::exchange(pipe_->waiter, nullptr);
+    }
+    if (waiter) waiter(Error(errc::cancelled, "wait cancelled"));
+  }
+
+  Error read(InboundMessage& out, std::chrono::milliseconds timeout) override {
+    std::unique_lock lock(pipe_->mutex);
+    if (!pipe_->cv.wait_for(lock, timeout, [&] { return !pipe_->inbound.empty() || !pipe_->open; })) {
+      return Error(errc::timeout, "no message within " + std::to_string(timeout.count()) + " ms");
+    }
+    return take_locked(out);
+  }
+
+  Error write(MessageType type, std::string_view payload) override {
+    std::lock_guard lock(pipe_->mutex);
+    if (!pipe_->open) return Error::closed(pipe_->last_close, "write on a closed in-memory connection");
+    pipe_->outbound.push_back(InboundMessage{type, std::string(payload)});
+    pipe_->cv.notify_all();
+    return {};
+  }
+
+  Error ping(std::string_view, std::chrono::milliseconds timeout) override {
+    std::unique_lock lock(pipe_->mutex);
+    if (!pipe_->open) return Error::closed(pipe_->last_close, "ping on a closed in-memory connection");
+    if (pipe_->answer_pings) return {};
+    pipe_->cv.wait_for(lock, timeout, [&] { return !pipe_->open; });
+    return pipe_->open ? Error(errc::timeout, "no pong") : Error::closed(pipe_->last_close, "closed during ping");
+  }
+
+  Error close(const CloseFrame& frame, std::chrono::milliseconds) override {
+    std::lock_guard lock(pipe_->mutex);
+    if (!pipe_->open) return Error::closed(pipe_->last_close, "close on a closed in-memory connection");
+    pipe_->open = false;
+    pipe_->client_close = frame;
+    pipe_->last_close = frame;
+    pipe_->cv.notify_all();
+    return {};
+  }
+
+  void abort() noexcept override {
+    WaitHandler waiter;
+    DialHandler dial;
+    {
+      std::lock_guard lock(pipe_->mutex);
+      aborted_ = true;
+      pipe_->open = false;
+      pipe_->cv.notify_all();
+      waiter = std::exchange(pipe_->waiter, nullptr);
+      dial = std::exchange(pipe_->hanging_dial, nullptr);
+    }
+    if (waiter) waiter({});
+    if (dial) dial(Error(errc::cancelled, "in-memory dial aborted"));
+  }
+
+  bool is_open() const noexcept override {
+    std::lock_guard lock(pipe_->mutex);
+    return pipe_->open;
+  }
+
+  Underlying underlying() noexcept override { return {&typeid(Pipe), pipe_.get()}; }
+
+ private:
+  Error take_locked(InboundMessage& out) {
+    if (pipe_->inbound.empty()) {
+      if (!pipe_->open) return Error::closed(pipe_->last_close, "in-memory connection closed");
+      return Error(errc::would_block);
+    }
+    Event e = std::move(pipe_->inbound.front());
+    pipe_->inbound.pop_front();
+    if (auto* m = std::get_if<InboundMessage>(&e)) {
+      out.type = m->type;
+      out.payload.assign(m->payload);
+      return {};
+    }
+    if (auto* frame = std::get_if<CloseFrame>(&e)) {
+      pipe_->open = false;  // the library answers the close frame by itself
+      pipe_->last_close = *frame;
+      pipe_->inbound.clear();
+      pipe_->cv.notify_all();
+      return Error::closed(*frame, "peer closed");
+    }
+    if (std::holds_alternative<Drop>(e)) {
+      pipe_->open = false;
+      pipe_->last_close = CloseFrame{close_code::abnormal, {}};
+      pipe_->inbound.clear();
+      pipe_->cv.notify_all();
+      return Error::closed(pipe_->last_close, "connection dropped without a close frame");
+    }
+    auto& injected = std::get<InjectedError>(e);
+    if (injected.fail_connection) {
+      pipe_->open = false;
+      pipe_->cv.notify_all();
+    }
+    return injected.error;
+  }
+
+  std::shared_ptr<ServerState> server_;
+  std::shared_ptr<Pipe> pipe_;
+  bool dialed_ = false;   // guarded by pipe_->mutex
+  bool aborted_ = false;  // guarded by pipe_->mutex
+};
+
+class MemoryConnector final : public Connector {
+ public:
+  explicit MemoryConnector(std::shared_ptr<ServerState> server) : server_(std::move(server)) {}
+  std::unique_ptr<Connection> make_connection(Runtime&) override {
+    return std::make_unique<MemoryConnection>(server_);
+  }
+  std::string_view name() const noexcept override { return "memory"; }
+
+ private:
+  std::shared_ptr<ServerState> server_;
+};
+
+}  // namespace
+}  // namespace detail
+
+// ---------------------------------------------------------------- Peer
+
+Peer::Peer(std::shared_ptr<detail::Pipe> pipe) : pipe_(std::move(pipe)) {}
+
+namespace {
+void deliver(detail::Pipe& pipe, detail::Event e) {
+  if (auto waiter = pipe.push(std::move(e))) waiter({});
+}
+}  // namespace
+
+void Peer::send(MessageType type, std::string payload) { deliver(*pipe_, InboundMessage{type, std::move(payload)}); }
+void Peer::send_close(CloseFrame frame) { deliver(*pipe_, std::move(frame)); }
+void Peer::drop() { deliver(*pipe_, detail::Drop{}); }
+void Peer::inject_read_error(Error error, bool fail_connection) {
+  deliver(*pipe_, detail::InjectedError{std::move(error), fail_connection});
+}
+void Peer::answer_pings(bool answer) {
+  std::lock_guard lock(pipe_->mutex);
+  pipe_->answer_pings = answer;
+}
+std::vector<InboundMessage> Peer::received() const {
+  std::lock_guard lock(pipe_->mutex);
+  return pipe_->outbound;
+}
+bool Peer::wait_received(std::size_t count, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(pipe_->mutex);
+  return pipe_->cv.wait_for(lock, timeout, [&] { return pipe_->outbound.size() >= count; });
+}
+std::optional<CloseFrame> Peer::client_close() const {
+  std::lock_guard lock(pipe_->mutex);
+  return pipe_->client_close;
+}
+bool Peer::wait_closed(std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(pipe_->mutex);
+  return pipe_->cv.wait_for(lock, timeout, [&] { return !pipe_->open; });
+}
+bool Peer::is_open() const {
+  std::lock_guard lock(pipe_->mutex);
+  return pipe_->open;
+}
+
+// ---------------------------------------------------------------- Server
+
+std::shared_ptr<Server> Server::create() { return std::make_shared<Server>(std::make_shared<detail::ServerState>()); }
+Server::Server(std::shared_ptr<detail::ServerState> state) : state_(std::move(state)) {}
+
+std::shared_ptr<Connector> Server::connector() const { return std::make_shared<detail::MemoryConnector>(state_); }
+
+void Server::fail_next_dials(Error error, std::size_t count) {
+  std::lock_guard lock(state_->mutex);
+  for (std::size_t i = 0; i < count; ++i) state_->scripted.emplace_back(error, false);
+}
+void Server::hang_next_dials(std::size_t count) {
+  std::lock_guard lock(state_->mutex);
+  for (std::size_t i = 0; i < count; ++i) state_->scripted.emplace_back(Error{}, true);
+}
+void Server::set_handshake_response(HandshakeResponse response) {
+  std::lock_guard lock(state_->mutex);
+  state_->response = std::move(response);
+}
+std::shared_ptr<Peer> Server::accept(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(state_->mutex);
+  if (!state_->cv.wait_for(lock, timeout, [&] { return !state_->accepted.empty(); })) return nullptr;
+  auto peer = std::move(state_->accepted.front());
+  state_->accepted.pop_front();
+  return peer;
+}
+std::size_t Server::dial_count() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->requests.size();
+}
+std::vector<DialRequest> Server::dial_requests() const {
+  std::lock_guard lock(state_->mutex);
+  return state_->requests;
+}
+
+}  // namespace wscengine::memory

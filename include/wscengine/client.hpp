@@ -1,0 +1,189 @@
+// wscengine — the user's side: the six callbacks and their context.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stop_token>
+#include <string_view>
+
+#include <wscengine/connection.hpp>
+#include <wscengine/error.hpp>
+#include <wscengine/message.hpp>
+
+namespace wscengine {
+
+namespace detail {
+class EngineCore;
+class Session;
+}  // namespace detail
+
+/// W3C trace context of the span that runs the current callback. All zero when no
+/// tracer is configured. A plain value.
+struct TraceContext {
+  std::array<std::uint8_t, 16> trace_id{};
+  std::array<std::uint8_t, 8> span_id{};
+  std::uint8_t flags = 0;
+  bool valid() const noexcept {
+    for (auto b : span_id)
+      if (b) return true;
+    return false;
+  }
+};
+
+/// Who closed a session.
+enum class CloseInitiator {
+  client,  ///< Stop, restart, exit, or a failed heartbeat
+  peer,    ///< the server's close frame, or the network (drop)
+};
+
+/// The read lock held as an RAII guard. While a PauseGuard lives no reader slot
+/// reads, so the holder may read and write on the connection by hand
+/// (request/response without ids). Release it to resume reading. Taking it waits
+/// only for a read in progress, never for the network.
+///
+/// Thread safety: one guard is owned by one thread; guards taken on the same
+/// engine exclude each other. Movable, not copyable.
+class PauseGuard {
+ public:
+  PauseGuard() = default;
+  explicit PauseGuard(std::shared_ptr<detail::EngineCore> core);
+  PauseGuard(PauseGuard&& other) noexcept;
+  PauseGuard& operator=(PauseGuard&& other) noexcept;
+  ~PauseGuard();
+  /// Resumes reading now instead of at destruction.
+  void unlock();
+  /// False for an empty guard, or one taken where the read lock is already held
+  /// (inside on_read_error), which then releases nothing.
+  bool owns_lock() const noexcept { return core_ != nullptr; }
+
+ private:
+  std::shared_ptr<detail::EngineCore> core_;
+};
+
+/// The connection of one session, for sending and (in OnOpen or while paused)
+/// reading by hand. Copyable; a copy kept after the session ended returns
+/// `errc::not_connected` from every call.
+///
+/// Thread safety: send and ping may be called from any thread at any time; whole
+/// messages never interleave. read must be called only where no reader runs
+/// (OnOpen, OnClose, or under a PauseGuard).
+class SessionConnection {
+ public:
+  SessionConnection() = default;
+  explicit SessionConnection(std::shared_ptr<detail::Session> session);
+
+  Error send(MessageType type, std::string_view payload) const;
+  Error send_text(std::string_view text) const { return send(MessageType::text, text); }
+  Error send_binary(std::string_view bytes) const { return send(MessageType::binary, bytes); }
+  /// Reads the next message by hand (OnOpen, OnClose, or under a PauseGuard).
+  Error read(InboundMessage& out, std::chrono::milliseconds timeout) const;
+  /// Sends a ping and waits for a pong.
+  Error ping(std::string_view payload, std::chrono::milliseconds timeout) const;
+  bool is_open() const noexcept;
+  std::uint64_t session_id() const noexcept;
+  /// The adapter's library object (see Underlying::as).
+  Underlying underlying() const noexcept;
+
+ private:
+  std::shared_ptr<detail::Session> session_;
+};
+
+/// What every callback receives: the connection, the session id, the trace
+/// context, a cancellation token, and the restart/exit/pause controls. Valid only
+/// during the callback; copy `connection()` to keep sending later.
+///
+/// Thread safety: use it on the callback's thread. restart() and exit() may also
+/// be called from other threads through Engine.
+class Context {
+ public:
+  Context(detail::EngineCore& core, std::shared_ptr<detail::Session> session);
+
+  /// The session's connection (empty in OnRestartError, whose attempt failed).
+  const SessionConnection& connection() const noexcept { return connection_; }
+  /// Sessions are numbered 1, 2, … per engine; 0 when there is none.
+  std::uint64_t session_id() const noexcept;
+  /// The trace context of the span running this callback.
+  const TraceContext& trace_context() const noexcept { return trace_; }
+  /// Requested when the session starts to shut down; OnClose's token is already
+  /// requested. Blocking work in callbacks should watch it.
+  std::stop_token stop_token() const noexcept;
+  bool cancelled() const noexcept { return stop_token().stop_requested(); }
+
+  /// Ask the engine to close this connection and reconnect.
+  void restart();
+  /// Ask the engine to close this connection and stop for good.
+  void exit();
+  /// Takes the read lock (see PauseGuard).
+  PauseGuard pause();
+
+  /// OnClose only: who closed the session.
+  CloseInitiator initiator() const noexcept { return initiator_; }
+
+  // Engine-internal.
+  void set_initiator(CloseInitiator who) noexcept { initiator_ = who; }
+  void set_trace_context(const TraceContext& trace) noexcept { trace_ = trace; }
+
+ private:
+  detail::EngineCore* core_;
+  std::shared_ptr<detail::Session> session_;
+  SessionConnection connection_;
+  TraceContext trace_;
+  CloseInitiator initiator_ = CloseInitiator::client;
+};
+
+/// The user's client: six callbacks. Override what you need; only on_message is
+/// required. Callbacks never run concurrently with themselves except on_message
+/// (up to reader_slots at once). An exception escaping on_open fails the open;
+/// one escaping on_message is reported to on_read_error as
+/// `errc::io_error` and reading goes on; others are swallowed.
+///
+/// Thread safety: callbacks run on the runtime's callback threads; make the
+/// client's own state safe for reader_slots > 1.
+class Client {
+ public:
+  virtual ~Client() = default;
+
+  /// After each (re)connect, before any reader runs. Read and write by hand here
+  /// (log in, subscribe). Return an error to refuse the connection.
+  virtual Error on_open(Context& ctx, const HandshakeResponse& response, bool restarting);
+  /// One complete message. `message.payload` is valid until this returns.
+  virtual void on_message(Context& ctx, const Message& message) = 0;
+  /// A read failed for a reason other than the connection closing. Runs under the
+  /// read lock. Reading resumes after it unless restart/exit was asked or the
+  /// connection is closed.
+  virtual void on_read_error(Context& ctx, const Error& error);
+  /// Exactly once per opened session. `received` is the peer's close frame, 1006
+  /// for a drop, or nullopt when the engine closes. Return the frame to send, or
+  /// nullopt for the default (1000 for Stop, 1001 otherwise).
+  virtual std::optional<CloseFrame> on_close(Context& ctx, const std::optional<CloseFrame>& received);
+  /// Closing the connection failed during shutdown.
+  virtual void on_close_error(Context& ctx, const Error& error);
+  /// A reconnect attempt failed; `retry_count` counts attempts since the last
+  /// success. Call ctx.exit() to stop retrying.
+  virtual void on_restart_error(Context& ctx, const Error& error, std::uint32_t retry_count);
+};
+
+/// A Client made of lambdas; unset ones do what Client's defaults do.
+/// Thread safety: as Client.
+class LambdaClient final : public Client {
+ public:
+  std::function<Error(Context&, const HandshakeResponse&, bool)> open;
+  std::function<void(Context&, const Message&)> message;
+  std::function<void(Context&, const Error&)> read_error;
+  std::function<std::optional<CloseFrame>(Context&, const std::optional<CloseFrame>&)> close;
+  std::function<void(Context&, const Error&)> close_error;
+  std::function<void(Context&, const Error&, std::uint32_t)> restart_error;
+
+  Error on_open(Context& ctx, const HandshakeResponse& r, bool restarting) override;
+  void on_message(Context& ctx, const Message& m) override;
+  void on_read_error(Context& ctx, const Error& e) override;
+  std::optional<CloseFrame> on_close(Context& ctx, const std::optional<CloseFrame>& received) override;
+  void on_close_error(Context& ctx, const Error& e) override;
+  void on_restart_error(Context& ctx, const Error& e, std::uint32_t n) override;
+};
+
+}  // namespace wscengine

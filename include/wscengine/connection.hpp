@@ -1,0 +1,143 @@
+// wscengine — the adapter interface: one WebSocket library behind one API.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <wscengine/error.hpp>
+#include <wscengine/message.hpp>
+#include <wscengine/url.hpp>
+
+namespace wscengine {
+
+class Runtime;
+
+/// One HTTP header field.
+struct Header {
+  std::string name;
+  std::string value;
+  friend bool operator==(const Header&, const Header&) = default;
+};
+
+/// TLS settings for wss://. Verification is on by default, against the system's
+/// trust store, with SNI and a host name check. A plain value.
+struct TlsOptions {
+  /// Check the server certificate chain and host name. Turning this off makes the
+  /// connection open to anyone on the path; it exists for tests and lab servers.
+  bool verify_peer = true;
+  /// PEM file of trusted CAs to use instead of the system store; empty = system.
+  std::string ca_file;
+  /// Name to send in SNI and to check in the certificate; empty = the URL's host.
+  std::string server_name;
+};
+
+/// Everything an adapter needs to open one connection. The engine fills it from
+/// EngineOptions and lets the before-dial hook change it. A plain value.
+struct DialRequest {
+  Url url;
+  std::vector<Header> headers;             ///< extra handshake headers
+  std::vector<std::string> subprotocols;   ///< offered in Sec-WebSocket-Protocol
+  bool offer_compression = false;          ///< offer permessage-deflate
+  std::size_t max_message_size = 16u << 20;  ///< larger messages fail with 1009
+  TlsOptions tls;
+  std::chrono::milliseconds timeout{10'000};   ///< DNS + connect + TLS + upgrade
+  std::chrono::milliseconds write_timeout{10'000};  ///< a blocked write fails after this
+};
+
+/// The server's answer to the opening handshake. A plain value.
+struct HandshakeResponse {
+  int status = 0;                          ///< 101 on success
+  std::vector<Header> headers;
+  std::string subprotocol;                 ///< the one the server chose, or empty
+  bool compression = false;                ///< permessage-deflate was negotiated
+
+  /// The first header with this name (case-insensitive), or nullopt.
+  std::optional<std::string_view> header(std::string_view name) const;
+};
+
+/// The library object behind a connection, for users who need it. `type` names it
+/// (for example typeid(boost::beast::websocket::stream<…>)); `object` points to it.
+struct Underlying {
+  const std::type_info* type = nullptr;
+  void* object = nullptr;
+  template <class T>
+  T* as() const noexcept {
+    return type && *type == typeid(T) ? static_cast<T*>(object) : nullptr;
+  }
+};
+
+/// One WebSocket connection of some library. The engine never touches a library
+/// directly; it drives this interface.
+///
+/// Reading has three forms so that one thread can serve many connections and the
+/// per-message path pays no asynchronous round when data is already buffered:
+/// `try_read` returns a buffered complete message or `errc::would_block` without
+/// waiting; `async_wait_readable` completes when more data may have arrived;
+/// `read` blocks (for users inside callbacks).
+///
+/// Thread safety: `write`, `ping`, `close`, `abort`, `is_open` and
+/// `cancel_wait` may be called from any thread concurrently with each other and
+/// with one reader. Reads (`try_read`, `read`) must not run concurrently with each
+/// other; the engine serialises them with its read lock. At most one
+/// `async_wait_readable` is outstanding. Handlers may run on any thread, even inline.
+class Connection {
+ public:
+  using DialHandler = std::function<void(Result<HandshakeResponse>)>;
+  using WaitHandler = std::function<void(Error)>;
+
+  virtual ~Connection() = default;
+
+  /// Opens the connection: DNS, TCP, TLS, HTTP upgrade, all within
+  /// `request.timeout`. Dialling a connection twice is `errc::already_connected`.
+  virtual void async_dial(DialRequest request, DialHandler done) = 0;
+  /// Blocking form of async_dial. Never call it on an I/O thread.
+  Result<HandshakeResponse> dial(DialRequest request);
+
+  /// Takes the next complete message if one is already buffered, without waiting
+  /// for the network. Errors: `errc::would_block` (nothing complete yet);
+  /// `errc::closed` with the close frame (1006 for a drop); 1009/1007/1002 kinds.
+  virtual Error try_read(InboundMessage& out) = 0;
+  /// Completes (with no error) when data may have arrived, or with an error when
+  /// the connection failed or `cancel_wait` was called. Consumes nothing.
+  virtual void async_wait_readable(WaitHandler done) = 0;
+  /// Completes a pending async_wait_readable with `errc::cancelled`, if any.
+  virtual void cancel_wait() = 0;
+  /// Blocks until a complete message arrives, the timeout passes
+  /// (`errc::timeout`) or the connection fails.
+  virtual Error read(InboundMessage& out, std::chrono::milliseconds timeout) = 0;
+
+  /// Sends one whole message. Concurrent writes never interleave their frames.
+  virtual Error write(MessageType type, std::string_view payload) = 0;
+  /// Sends a ping and waits for its pong (or any pong) until the timeout, even
+  /// when nobody is reading.
+  virtual Error ping(std::string_view payload, std::chrono::milliseconds timeout) = 0;
+  /// Sends a close frame, waits up to `timeout` for the peer's, and drops the
+  /// connection. On an already-closed connection: `errc::closed`.
+  virtual Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) = 0;
+  /// Drops the connection at once (no close frame) and wakes every blocked call.
+  virtual void abort() noexcept = 0;
+  /// True from a successful dial until the connection is closed or dropped.
+  virtual bool is_open() const noexcept = 0;
+  /// The library's own connection object.
+  virtual Underlying underlying() noexcept = 0;
+};
+
+/// Makes connections of one adapter. Engines call it once per dial attempt.
+/// Thread safety: `make_connection` may be called from any thread.
+class Connector {
+ public:
+  virtual ~Connector() = default;
+  virtual std::unique_ptr<Connection> make_connection(Runtime& runtime) = 0;
+  /// A short name for logs and traces, e.g. "beast".
+  virtual std::string_view name() const noexcept = 0;
+};
+
+}  // namespace wscengine

@@ -1,0 +1,91 @@
+// wscengine — the engine: owns one logical connection to one URL.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string_view>
+
+#include <wscengine/client.hpp>
+#include <wscengine/connection.hpp>
+#include <wscengine/error.hpp>
+#include <wscengine/options.hpp>
+#include <wscengine/runtime.hpp>
+
+namespace wscengine {
+
+/// Thrown by the Engine constructor when EngineOptions::validate() fails.
+class InvalidOptions : public std::invalid_argument {
+ public:
+  explicit InvalidOptions(const Error& error)
+      : std::invalid_argument(error.message()), error_(error) {}
+  const Error& error() const noexcept { return error_; }
+
+ private:
+  Error error_;
+};
+
+/// Where an engine is in its life.
+enum class EngineState {
+  idle,        ///< constructed, never started
+  starting,    ///< first dial + OnOpen in progress
+  running,     ///< a session is open and readers run
+  restarting,  ///< between sessions: shutting down, waiting, or re-dialling
+  stopping,    ///< Stop/exit in progress
+  stopped,     ///< stopped; start() may be called again
+};
+
+/// Owns one logical connection to one URL: dials, runs the reader slots, calls the
+/// client's callbacks, shuts down, reconnects with backoff, stops. See
+/// docs/engine-operations.md.
+///
+/// Thread safety: every member function may be called from any thread, including
+/// from inside the engine's own callbacks, without deadlock. stop() called from a
+/// callback of this engine acts like exit() and does not wait. Destroying a
+/// running engine stops it; do not destroy it from one of its own callbacks.
+class Engine {
+ public:
+  /// Throws InvalidOptions if `options` fail validation. With no runtime, the
+  /// engine makes its own (one I/O thread, max(2, reader_slots) callback threads).
+  Engine(EngineOptions options, std::shared_ptr<Client> client,
+         std::shared_ptr<Connector> connector, std::shared_ptr<Runtime> runtime = nullptr);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  /// Blocks until the first connection is open, OnOpen returned and the readers
+  /// run; or returns the error (dial, TLS, HTTP status, OnOpen's error, timeout).
+  /// No restart loop on failure. `errc::already_started` if running.
+  Error start();
+  /// Returns at once; dials in the background and keeps retrying with backoff
+  /// (each failure goes to on_restart_error) until connected, exit or stop.
+  Error start_background();
+  /// Graceful and idempotent: stop reading, OnClose (client-initiated), close
+  /// handshake, then return once stopped or after stop_timeout (`errc::timeout`).
+  /// From inside a callback of this engine it does not wait.
+  Error stop();
+  /// Blocks until the engine is stopped (by exit, Stop, a peer close without
+  /// auto-reconnect, or an exhausted restart loop) or the timeout passes
+  /// (`errc::timeout`). From a callback of this engine: `errc::would_deadlock`.
+  Error wait_stopped(std::chrono::milliseconds timeout);
+  /// Asks the current session to close and reconnect (as ctx.restart()).
+  void restart();
+  /// Asks the engine to close and stop without waiting (as ctx.exit()).
+  void exit();
+  /// Takes the read lock (see PauseGuard).
+  PauseGuard pause();
+  /// Sends on the current session; `errc::not_connected` between sessions.
+  Error send(MessageType type, std::string_view payload);
+  Error send_text(std::string_view text) { return send(MessageType::text, text); }
+  Error send_binary(std::string_view bytes) { return send(MessageType::binary, bytes); }
+
+  EngineState state() const noexcept;
+  /// Id of the current or last session (0 before the first).
+  std::uint64_t session_id() const noexcept;
+  const EngineOptions& options() const noexcept;
+
+ private:
+  std::shared_ptr<detail::EngineCore> core_;
+};
+
+}  // namespace wscengine

@@ -1,0 +1,118 @@
+// wscengine — typed errors.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <variant>
+
+namespace wscengine {
+
+/// Every failure the engine or an adapter reports, by kind. The category is
+/// `wscengine::error_category()`; compare with `std::error_code == errc::x`.
+enum class errc {
+  invalid_url = 1,          ///< the URL cannot be parsed or its scheme is not ws/wss
+  invalid_option,           ///< an option failed validation
+  dns_failure,              ///< the host name did not resolve
+  connection_refused,       ///< TCP connect was refused
+  connect_failed,           ///< TCP connect failed for another reason (unreachable…)
+  tls_handshake_failed,     ///< TLS handshake failed (protocol, alert)
+  tls_verification_failed,  ///< the server certificate did not verify
+  http_status,              ///< the server answered the upgrade with a non-101 status
+  handshake_failed,         ///< the upgrade response was not a valid WebSocket answer
+  timeout,                  ///< an operation did not finish within its timeout
+  closed,                   ///< the connection is closed; `Error::close` holds the code
+  message_too_big,          ///< a message exceeded the maximum size (close code 1009)
+  invalid_utf8,             ///< a text message was not valid UTF-8 (close code 1007)
+  protocol_error,           ///< the peer violated RFC 6455 (close code 1002)
+  already_connected,        ///< dial on a connection that is already connected
+  not_connected,            ///< an operation that needs an open connection
+  would_block,              ///< no complete message is buffered (adapter try_read)
+  cancelled,                ///< the operation was cancelled (stop, restart, abort)
+  open_failed,              ///< the user's OnOpen returned an error
+  already_started,          ///< Start on an engine that is running
+  not_running,              ///< an operation that needs a running engine
+  would_deadlock,           ///< a blocking call made where it could never return
+  io_error,                 ///< another transport error; `Error::detail` says which
+  unsupported,              ///< this adapter cannot do what was asked
+  attempts_exhausted,       ///< the restart loop reached its attempt limit
+};
+
+/// The category of `errc`. Thread safety: a function-local static, safe everywhere.
+const std::error_category& error_category() noexcept;
+
+inline std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), error_category()};
+}
+
+/// Close status codes of RFC 6455 §7.4.1 that the engine uses by name.
+namespace close_code {
+inline constexpr std::uint16_t normal = 1000;
+inline constexpr std::uint16_t going_away = 1001;
+inline constexpr std::uint16_t protocol_error = 1002;
+inline constexpr std::uint16_t unsupported_data = 1003;
+inline constexpr std::uint16_t no_status = 1005;
+inline constexpr std::uint16_t abnormal = 1006;  ///< never sent: a drop without close frame
+inline constexpr std::uint16_t invalid_payload = 1007;
+inline constexpr std::uint16_t policy_violation = 1008;
+inline constexpr std::uint16_t too_big = 1009;
+inline constexpr std::uint16_t internal_error = 1011;
+}  // namespace close_code
+
+/// A close frame: status code and UTF-8 reason (at most 123 bytes on the wire).
+/// A plain value; thread safety as for any value type.
+struct CloseFrame {
+  std::uint16_t code = close_code::normal;
+  std::string reason;
+  friend bool operator==(const CloseFrame&, const CloseFrame&) = default;
+};
+
+/// An error with the details a user needs to act on it: the kind (`code`), a
+/// human-readable `detail`, the HTTP status of a refused handshake and the close
+/// frame of a closed connection. A default-constructed Error means success.
+/// A plain value; thread safety as for any value type.
+struct Error {
+  std::error_code code;
+  std::string detail;
+  int http_status = 0;               ///< set when code == errc::http_status
+  std::optional<CloseFrame> close;   ///< set when code == errc::closed
+
+  Error() = default;
+  Error(std::error_code c, std::string d = {}) : code(c), detail(std::move(d)) {}
+  Error(errc e, std::string d = {}) : code(make_error_code(e)), detail(std::move(d)) {}
+
+  static Error closed(CloseFrame frame, std::string d = {});
+  static Error http(int status, std::string d = {});
+
+  explicit operator bool() const noexcept { return static_cast<bool>(code); }
+  bool is(errc e) const noexcept { return code == make_error_code(e); }
+  /// "kind: detail" in one line, e.g. "connection refused: dial ws://127.0.0.1:9/".
+  std::string message() const;
+};
+
+/// Either a value or an Error (C++20 has no std::expected).
+/// A plain value; thread safety as for any value type.
+template <class T>
+class Result {
+ public:
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
+  Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}
+  bool has_value() const noexcept { return v_.index() == 0; }
+  explicit operator bool() const noexcept { return has_value(); }
+  T& value() & { return std::get<0>(v_); }
+  const T& value() const& { return std::get<0>(v_); }
+  T&& value() && { return std::get<0>(std::move(v_)); }
+  T* operator->() { return &std::get<0>(v_); }
+  const T* operator->() const { return &std::get<0>(v_); }
+  const Error& error() const& { return std::get<1>(v_); }
+
+ private:
+  std::variant<T, Error> v_;
+};
+
+}  // namespace wscengine
+
+template <>
+struct std::is_error_code_enum<wscengine::errc> : std::true_type {};

@@ -1,0 +1,38 @@
+// wscengine — messages.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace wscengine {
+
+/// The two WebSocket data message kinds.
+enum class MessageType : std::uint8_t { text, binary };
+
+/// One complete inbound message as an adapter delivers it: the kind and the payload
+/// bytes. The engine reuses these buffers, so reading does not allocate once warm.
+/// Thread safety: a plain value, not shared.
+struct InboundMessage {
+  MessageType type = MessageType::text;
+  std::string payload;
+};
+
+/// A message handed to OnMessage. The payload view is valid only until OnMessage
+/// returns; copy it to keep it. `sequence` counts messages read in the session,
+/// starting at 0 and growing by one per message.
+/// Thread safety: read-only during the callback.
+struct Message {
+  MessageType type = MessageType::text;
+  std::uint64_t sequence = 0;
+  std::string_view payload;
+
+  bool is_text() const noexcept { return type == MessageType::text; }
+  std::span<const std::byte> bytes() const noexcept {
+    return std::as_bytes(std::span<const char>(payload.data(), payload.size()));
+  }
+};
+
+}  // namespace wscengine

@@ -1,0 +1,65 @@
+// wscengine — engine options, validated at construction.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <wscengine/connection.hpp>
+#include <wscengine/error.hpp>
+
+namespace wscengine {
+
+using namespace std::chrono_literals;
+
+/// When and how often the restart loop tries again. The delay before attempt k
+/// (k = 1 for the first retry after a failed attempt) is
+/// `min(max_delay, initial_delay * factor^(k-1))`, then reduced by a random part of
+/// up to `jitter` of itself (jitter 1.0 = "full jitter"). A plain value.
+struct BackoffOptions {
+  std::chrono::milliseconds initial_delay = 100ms;
+  double factor = 2.0;
+  std::chrono::milliseconds max_delay = 30s;
+  double jitter = 0.2;           ///< in [0, 1]
+  std::uint32_t max_attempts = 0;  ///< 0 = retry until success, exit or Stop
+};
+
+/// Everything an engine is told. Defaults are stated here once; docs quote them.
+/// `validate()` is called by the Engine constructor. A plain value.
+struct EngineOptions {
+  /// ws:// or wss:// URL of the server.
+  std::string url;
+  /// Reader slots N: at most N OnMessage run at once; N = 1 keeps arrival order.
+  std::size_t reader_slots = 1;
+  /// Reconnect after a peer close or a drop. Restart requests reconnect regardless.
+  bool auto_reconnect = true;
+  /// Dial + handshake + OnOpen must finish within this.
+  std::chrono::milliseconds open_timeout = 10s;
+  /// The close handshake (send close, wait for the peer's) must finish within this.
+  std::chrono::milliseconds close_timeout = 5s;
+  /// Stop() returns after this even if the engine has not stopped yet.
+  std::chrono::milliseconds stop_timeout = 15s;
+  /// A write that cannot make progress (peer not reading) fails after this.
+  std::chrono::milliseconds write_timeout = 10s;
+  BackoffOptions backoff;
+
+  std::vector<Header> headers;             ///< extra handshake headers
+  std::vector<std::string> subprotocols;   ///< offered subprotocols
+  bool offer_compression = false;          ///< offer permessage-deflate
+  std::size_t max_message_size = 16u << 20;  ///< larger inbound messages close with 1009
+  TlsOptions tls;
+
+  /// Runs before every dial attempt (the first and each reconnect), on a callback
+  /// thread; may change the URL, headers or anything else in the request (fresh
+  /// tokens after a reconnect). `attempt` is 0 for the first dial of a start and
+  /// counts retries after. Returning an error fails the attempt with it.
+  std::function<Error(DialRequest& request, std::uint32_t attempt)> before_dial;
+
+  /// Checks every field; the error names the field and the rule.
+  Error validate() const;
+};
+
+}  // namespace wscengine

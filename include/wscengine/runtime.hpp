@@ -1,0 +1,53 @@
+// wscengine — the threads engines run on.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+
+namespace wscengine {
+
+namespace detail {
+struct RuntimeImpl;
+}
+
+/// Sizes of a Runtime's two thread groups.
+struct RuntimeOptions {
+  /// Threads that wait on sockets and timers. One serves thousands of connections.
+  std::size_t io_threads = 1;
+  /// Threads that run user callbacks. At least the largest reader_slots of the
+  /// engines sharing the runtime, so that N OnMessage can really run at once.
+  std::size_t callback_threads = 2;
+};
+
+/// The I/O context and the callback thread pool that engines run on. Many engines
+/// may share one Runtime; an idle connection holds no thread of its own (it waits
+/// in the I/O context). Create with `Runtime::create`; an engine made without one
+/// creates its own.
+///
+/// Thread safety: all member functions may be called from any thread. Destroy it
+/// only after every engine using it is destroyed, and never from one of its threads.
+class Runtime {
+ public:
+  static std::shared_ptr<Runtime> create(RuntimeOptions options = {});
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  const RuntimeOptions& options() const noexcept;
+  /// Runs `task` on a callback thread.
+  void post(std::function<void()> task);
+  /// True on one of this runtime's callback threads.
+  bool on_callback_thread() const noexcept;
+  /// True on one of this runtime's I/O threads.
+  bool on_io_thread() const noexcept;
+
+  /// For adapters (see wscengine/asio.hpp): the runtime's implementation.
+  detail::RuntimeImpl& impl() noexcept { return *impl_; }
+
+ private:
+  explicit Runtime(RuntimeOptions options);
+  std::unique_ptr<detail::RuntimeImpl> impl_;
+};
+
+}  // namespace wscengine

@@ -1,0 +1,111 @@
+#include <wscengine/client.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <future>
+
+#include "engine_core.hpp"
+
+namespace wscengine {
+
+// ---------------------------------------------------------------- PauseGuard
+
+PauseGuard::PauseGuard(std::shared_ptr<detail::EngineCore> core) : core_(std::move(core)) {}
+PauseGuard::PauseGuard(PauseGuard&& other) noexcept : core_(std::move(other.core_)) {}
+PauseGuard& PauseGuard::operator=(PauseGuard&& other) noexcept {
+  if (this != &other) {
+    unlock();
+    core_ = std::move(other.core_);
+  }
+  return *this;
+}
+PauseGuard::~PauseGuard() { unlock(); }
+void PauseGuard::unlock() {
+  if (auto core = std::move(core_)) core->resume();
+}
+
+// ---------------------------------------------------------------- SessionConnection
+
+SessionConnection::SessionConnection(std::shared_ptr<detail::Session> session) : session_(std::move(session)) {}
+
+Error SessionConnection::send(MessageType type, std::string_view payload) const {
+  if (!session_) return Error(errc::not_connected, "no session");
+  return session_->connection->write(type, payload);
+}
+Error SessionConnection::read(InboundMessage& out, std::chrono::milliseconds timeout) const {
+  if (!session_) return Error(errc::not_connected, "no session");
+  return session_->connection->read(out, timeout);
+}
+Error SessionConnection::ping(std::string_view payload, std::chrono::milliseconds timeout) const {
+  if (!session_) return Error(errc::not_connected, "no session");
+  return session_->connection->ping(payload, timeout);
+}
+bool SessionConnection::is_open() const noexcept { return session_ && session_->connection->is_open(); }
+std::uint64_t SessionConnection::session_id() const noexcept { return session_ ? session_->id : 0; }
+Underlying SessionConnection::underlying() const noexcept {
+  return session_ ? session_->connection->underlying() : Underlying{};
+}
+
+// ---------------------------------------------------------------- Context
+
+Context::Context(detail::EngineCore& core, std::shared_ptr<detail::Session> session)
+    : core_(&core), session_(session), connection_(std::move(session)) {}
+
+std::uint64_t Context::session_id() const noexcept { return session_ ? session_->id : 0; }
+std::stop_token Context::stop_token() const noexcept { return session_ ? session_->stop.get_token() : std::stop_token{}; }
+void Context::restart() { core_->request_end(session_, detail::EndReason::restart); }
+void Context::exit() { core_->request_end(session_, detail::EndReason::exit); }
+PauseGuard Context::pause() {
+  if (core_->reader_inside_on_this_thread()) return PauseGuard();  // on_read_error already holds it
+  core_->pause();
+  return PauseGuard(core_->shared_from_this());
+}
+
+// ---------------------------------------------------------------- Client defaults
+
+Error Client::on_open(Context&, const HandshakeResponse&, bool) { return {}; }
+void Client::on_read_error(Context&, const Error&) {}
+std::optional<CloseFrame> Client::on_close(Context&, const std::optional<CloseFrame>&) { return std::nullopt; }
+void Client::on_close_error(Context&, const Error&) {}
+void Client::on_restart_error(Context&, const Error&, std::uint32_t) {}
+
+Error LambdaClient::on_open(Context& ctx, const HandshakeResponse& r, bool restarting) {
+  return open ? open(ctx, r, restarting) : Error{};
+}
+void LambdaClient::on_message(Context& ctx, const Message& m) {
+  if (message) message(ctx, m);
+}
+void LambdaClient::on_read_error(Context& ctx, const Error& e) {
+  if (read_error) read_error(ctx, e);
+}
+std::optional<CloseFrame> LambdaClient::on_close(Context& ctx, const std::optional<CloseFrame>& received) {
+  return close ? close(ctx, received) : std::nullopt;
+}
+void LambdaClient::on_close_error(Context& ctx, const Error& e) {
+  if (close_error) close_error(ctx, e);
+}
+void LambdaClient::on_restart_error(Context& ctx, const Error& e, std::uint32_t n) {
+  if (restart_error) restart_error(ctx, e, n);
+}
+
+// ---------------------------------------------------------------- Connection helpers
+
+std::optional<std::string_view> HandshakeResponse::header(std::string_view name) const {
+  auto equal = [](std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
+             return std::tolower(x) == std::tolower(y);
+           });
+  };
+  for (const auto& h : headers)
+    if (equal(h.name, name)) return std::string_view(h.value);
+  return std::nullopt;
+}
+
+Result<HandshakeResponse> Connection::dial(DialRequest request) {
+  std::promise<Result<HandshakeResponse>> done;
+  auto answer = done.get_future();
+  async_dial(std::move(request), [&done](Result<HandshakeResponse> r) { done.set_value(std::move(r)); });
+  return answer.get();
+}
+
+}  // namespace wscengine

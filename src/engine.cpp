@@ -1,0 +1,616 @@
+#include <wscengine/engine.hpp>
+
+#include <boost/asio/post.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+
+#include "engine_core.hpp"
+#include "runtime_impl.hpp"
+
+namespace wscengine {
+namespace detail {
+namespace {
+
+// The engine whose callback this thread is running, and whether it is the reader
+// inside the read lock: lets stop()/start()/pause() avoid waiting for themselves.
+thread_local const EngineCore* t_callback_engine = nullptr;
+thread_local const EngineCore* t_reader_engine = nullptr;
+
+struct CallbackScope {
+  explicit CallbackScope(const EngineCore* core) : saved(t_callback_engine) { t_callback_engine = core; }
+  ~CallbackScope() { t_callback_engine = saved; }
+  const EngineCore* saved;
+};
+
+std::string what_of(std::exception_ptr e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    return ex.what();
+  } catch (...) {
+    return "unknown exception";
+  }
+}
+
+}  // namespace
+
+EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, std::shared_ptr<Connector> connector,
+                       std::shared_ptr<Runtime> runtime)
+    : options_(std::move(options)),
+      client_(std::move(client)),
+      connector_(std::move(connector)),
+      runtime_(runtime ? std::move(runtime)
+                       : Runtime::create({1, std::max<std::size_t>(2, options_.reader_slots)})),
+      random_(std::random_device{}()) {}
+
+EngineCore::~EngineCore() = default;
+
+void EngineCore::task_done() noexcept {
+  if (pending_tasks_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    Lock lock(mutex_);  // pairs with join_tasks' predicate check
+    state_cv_.notify_all();
+  }
+}
+
+// Safe to call with mutex_ held.
+template <class F>
+void EngineCore::post(F&& f) {
+  pending_tasks_.fetch_add(1, std::memory_order_relaxed);
+  runtime_->post([this, f = std::forward<F>(f)]() mutable {
+    {
+      CallbackScope scope(this);
+      f();
+    }
+    task_done();
+  });
+}
+
+// Wraps an adapter or timer handler: counted until it has run (it posts its work).
+template <class F>
+auto EngineCore::counted(F&& f) {
+  pending_tasks_.fetch_add(1, std::memory_order_relaxed);
+  return [this, f = std::forward<F>(f)](auto&&... args) mutable {
+    f(std::forward<decltype(args)>(args)...);
+    task_done();
+  };
+}
+
+void EngineCore::join_tasks() {
+  Lock lock(mutex_);
+  state_cv_.wait(lock, [&] { return pending_tasks_.load(std::memory_order_acquire) == 0; });
+}
+
+template <class F>
+auto EngineCore::call_user(F&& f) {
+  CallbackScope scope(this);
+  return f();
+}
+
+EngineState EngineCore::state() const noexcept {
+  Lock lock(mutex_);
+  return state_;
+}
+
+// ---------------------------------------------------------------- start / stop
+
+Error EngineCore::start(bool background) {
+  Lock lock(mutex_);
+  if (state_ != EngineState::idle && state_ != EngineState::stopped) {
+    return Error(errc::already_started, "start() while the engine is " +
+                                            std::string(state_ == EngineState::stopping ? "stopping" : "running"));
+  }
+  if (!background && t_callback_engine != nullptr && runtime_->on_callback_thread() &&
+      runtime_->options().callback_threads < 2) {
+    return Error(errc::would_deadlock, "blocking start() on the only callback thread; use start_background()");
+  }
+  state_ = EngineState::starting;
+  stop_requested_ = exit_requested_ = false;
+  background_ = background;
+  retry_count_ = 0;
+  opened_in_run_ = false;
+  start_result_.reset();
+  std::uint64_t generation = ++generation_;
+  lock.unlock();
+  post([this, generation] { begin_attempt(false, generation); });
+  if (background) return {};
+  lock.lock();
+  state_cv_.wait(lock, [&] { return start_result_.has_value(); });
+  return *start_result_;
+}
+
+Error EngineCore::stop() {
+  std::shared_ptr<Session> to_cancel;
+  {
+    Lock lock(mutex_);
+    if (state_ == EngineState::idle || state_ == EngineState::stopped) return {};
+    stop_requested_ = exit_requested_ = true;
+    if (state_ != EngineState::stopping) state_ = EngineState::stopping;
+    if (current_ && request_shutdown_locked(current_, EndReason::stop, std::nullopt, CloseInitiator::client)) {
+      to_cancel = current_;
+    }
+    if (attempt_) {
+      if (attempt_->connection) attempt_->connection->abort();
+      if (attempt_->session) {
+        attempt_->session->connection->abort();
+        to_cancel = attempt_->session;
+      }
+    }
+    if (retry_timer_) retry_timer_->cancel();
+  }
+  if (to_cancel) to_cancel->stop.request_stop();
+  if (t_callback_engine == this) return {};  // acts like exit: never wait for ourselves
+  Lock lock(mutex_);
+  if (!state_cv_.wait_for(lock, options_.stop_timeout, [&] { return state_ == EngineState::stopped; })) {
+    return Error(errc::timeout, "stop() did not finish within stop_timeout (a callback still running?)");
+  }
+  return {};
+}
+
+Error EngineCore::wait_stopped(std::chrono::milliseconds timeout) {
+  if (t_callback_engine == this) return Error(errc::would_deadlock, "wait_stopped() inside a callback of the same engine");
+  Lock lock(mutex_);
+  if (!state_cv_.wait_for(lock, timeout, [&] { return state_ == EngineState::stopped || state_ == EngineState::idle; })) {
+    return Error(errc::timeout, "engine still running after " + std::to_string(timeout.count()) + " ms");
+  }
+  return {};
+}
+
+void EngineCore::request_end(const std::shared_ptr<Session>& s, EndReason reason) {
+  std::shared_ptr<Session> to_cancel;
+  {
+    Lock lock(mutex_);
+    if (reason == EndReason::exit) {
+      exit_requested_ = true;
+      if (retry_timer_) retry_timer_->cancel();
+    }
+    std::shared_ptr<Session> target = s ? s : current_;
+    if (!target) return;  // between sessions: exit is recorded, restart has nothing to do
+    if (attempt_ && attempt_->session == target) {
+      // During OnOpen: acted on once OnOpen returns.
+      if (!target->end_requested_in_open || reason == EndReason::exit) target->end_requested_in_open = reason;
+      target->stop.request_stop();
+      return;
+    }
+    if (target->current && request_shutdown_locked(target, reason, std::nullopt, CloseInitiator::client)) {
+      to_cancel = target;
+    } else if (target->ending && (reason == EndReason::exit)) {
+      target->end_reason = EndReason::exit;
+    }
+  }
+  if (to_cancel) to_cancel->stop.request_stop();
+}
+
+void EngineCore::set_stopped_locked(Error result) {
+  state_ = EngineState::stopped;
+  current_.reset();
+  attempt_.reset();
+  retry_timer_.reset();
+  if (!start_result_) start_result_ = result ? std::move(result) : Error(errc::cancelled, "stopped before connecting");
+  state_cv_.notify_all();
+}
+
+// ---------------------------------------------------------------- attempts
+
+void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
+  auto attempt = std::make_shared<Attempt>(runtime_->impl().io);
+  attempt->restarting = restarting;
+  {
+    Lock lock(mutex_);
+    if (generation != generation_) return;  // a task of an earlier start
+    if (stop_requested_ || exit_requested_) {
+      set_stopped_locked(Error(errc::cancelled, "stopped before connecting"));
+      return;
+    }
+    attempt_ = attempt;
+  }
+  DialRequest request;
+  request.url = parse_url(options_.url).value();  // validated at construction
+  request.headers = options_.headers;
+  request.subprotocols = options_.subprotocols;
+  request.offer_compression = options_.offer_compression;
+  request.max_message_size = options_.max_message_size;
+  request.tls = options_.tls;
+  request.timeout = options_.open_timeout;
+  request.write_timeout = options_.write_timeout;
+  if (options_.before_dial) {
+    Error hook_error;
+    try {
+      hook_error = call_user([&] { return options_.before_dial(request, retry_count_); });
+    } catch (...) {
+      hook_error = Error(errc::invalid_option, "before_dial threw: " + what_of(std::current_exception()));
+    }
+    if (hook_error) return attempt_failed(attempt, std::move(hook_error));
+  }
+  auto connection = connector_->make_connection(*runtime_);
+  Connection* raw = connection.get();
+  {
+    Lock lock(mutex_);
+    attempt->connection = std::move(connection);
+    if (stop_requested_ || exit_requested_) raw->abort();
+    attempt->timer.expires_after(options_.open_timeout);
+    attempt->timer.async_wait(counted([this, attempt](const boost::system::error_code& ec) {
+      if (ec) return;  // cancelled: the attempt finished in time
+      Lock lock(mutex_);
+      attempt->timed_out = true;
+      if (attempt->connection) attempt->connection->abort();
+      if (attempt->session) {
+        attempt->session->connection->abort();  // wakes a blocked read in OnOpen
+        auto s = attempt->session;
+        lock.unlock();
+        s->stop.request_stop();
+      }
+    }));
+  }
+  raw->async_dial(std::move(request), counted([this, attempt](Result<HandshakeResponse> result) {
+    post([this, attempt, result = std::move(result)]() mutable { on_dialed(attempt, std::move(result)); });
+  }));
+}
+
+void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<HandshakeResponse> result) {
+  std::shared_ptr<Session> s;
+  bool restarting = false;
+  {
+    Lock lock(mutex_);
+    if (!result) {
+      Error e = result.error();
+      if (attempt->timed_out) {
+        e = Error(errc::timeout, "dial + handshake did not finish within open_timeout (" +
+                                     std::to_string(options_.open_timeout.count()) + " ms): " + e.message());
+      }
+      lock.unlock();
+      attempt->timer.cancel();
+      return attempt_failed(attempt, std::move(e));
+    }
+    restarting = opened_in_run_;
+    s = std::make_shared<Session>(session_counter_ + 1, std::move(attempt->connection), runtime_);
+    session_counter_.store(s->id);
+    attempt->session = s;
+  }
+  Context ctx(*this, s);
+  Error open_error;
+  try {
+    open_error = call_user([&] { return client_->on_open(ctx, result.value(), restarting); });
+  } catch (...) {
+    open_error = Error(errc::io_error, "OnOpen threw: " + what_of(std::current_exception()));
+  }
+  attempt->timer.cancel();
+  Lock lock(mutex_);
+  bool timed_out = attempt->timed_out;
+  attempt->session.reset();
+  if (timed_out || open_error) {
+    Error e = timed_out ? Error(errc::timeout, "dial + handshake + OnOpen did not finish within open_timeout (" +
+                                                   std::to_string(options_.open_timeout.count()) + " ms)")
+                        : Error(errc::open_failed, open_error.message());
+    if (s->end_requested_in_open == EndReason::exit) exit_requested_ = true;
+    lock.unlock();
+    if (s->connection->is_open()) (void)s->connection->close({close_code::going_away, "OnOpen failed"}, options_.close_timeout);
+    return attempt_failed(attempt, std::move(e));
+  }
+  attempt_.reset();
+  current_ = s;
+  s->current = true;
+  opened_in_run_ = true;
+  retry_count_ = 0;
+  state_ = stop_requested_ ? EngineState::stopping : EngineState::running;
+  if (!start_result_) {
+    start_result_ = Error{};
+    state_cv_.notify_all();
+  }
+  std::optional<EndReason> pending = s->end_requested_in_open;
+  if (stop_requested_) pending = EndReason::stop;
+  else if (exit_requested_) pending = EndReason::exit;
+  if (pending) {
+    request_shutdown_locked(s, *pending, std::nullopt, CloseInitiator::client);
+    return;  // stop token already requested
+  }
+  s->reader_running = true;
+  lock.unlock();
+  post([this, s] { run_reader(s, {}); });
+}
+
+void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error error) {
+  Lock lock(mutex_);
+  if (attempt_ == attempt) attempt_.reset();
+  if (stop_requested_ || exit_requested_) return set_stopped_locked(std::move(error));
+  if (!opened_in_run_ && !background_) return set_stopped_locked(std::move(error));  // start() reports it
+  std::uint32_t retry = ++retry_count_;
+  state_ = EngineState::restarting;
+  lock.unlock();
+  Context ctx(*this, nullptr);
+  try {
+    call_user([&] { client_->on_restart_error(ctx, error, retry); });
+  } catch (...) {
+  }
+  lock.lock();
+  if (stop_requested_ || exit_requested_) return set_stopped_locked(std::move(error));
+  if (options_.backoff.max_attempts != 0 && retry >= options_.backoff.max_attempts) {
+    return set_stopped_locked(Error(errc::attempts_exhausted, error.message()));
+  }
+  schedule_retry();
+}
+
+std::chrono::milliseconds EngineCore::backoff_delay(std::uint32_t retry) {
+  const auto& b = options_.backoff;
+  double delay = static_cast<double>(b.initial_delay.count()) * std::pow(b.factor, static_cast<double>(retry - 1));
+  delay = std::min(delay, static_cast<double>(b.max_delay.count()));
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  delay -= delay * b.jitter * unit(random_);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(delay));
+}
+
+// Called with mutex_ held.
+void EngineCore::schedule_retry() {
+  auto delay = backoff_delay(retry_count_);
+  retry_timer_.emplace(runtime_->impl().io);
+  retry_timer_->expires_after(delay);
+  retry_timer_->async_wait(counted([this, generation = generation_](const boost::system::error_code&) {
+    post([this, generation] { begin_attempt(true, generation); });  // it stops if Stop/exit came first
+  }));
+}
+
+// ---------------------------------------------------------------- reading
+
+void EngineCore::kick_reader_locked(const std::shared_ptr<Session>& s) {
+  if (s->ending || s->reader_running || s->in_flight >= options_.reader_slots || user_paused_) return;
+  s->reader_running = true;
+  post([this, s] { run_reader(s, {}); });
+}
+
+void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
+  for (;;) {
+    std::unique_ptr<InboundMessage> buffer;
+    {
+      Lock lock(mutex_);
+      if (s->ending) {
+        s->reader_running = false;
+        return maybe_finish_locked(s);
+      }
+      if (s->in_flight >= options_.reader_slots) {
+        s->reader_running = false;  // resumed when an OnMessage returns
+        return;
+      }
+      if (user_paused_) {
+        s->reader_running = false;  // resumed when the PauseGuard is released
+        parked_reader_ = s;
+        return;
+      }
+      reader_inside_ = true;
+      if (!s->free_buffers.empty()) {
+        buffer = std::move(s->free_buffers.back());
+        s->free_buffers.pop_back();
+      }
+    }
+    if (!buffer) buffer = std::make_unique<InboundMessage>();
+    t_reader_engine = this;
+    Error error = s->connection->try_read(*buffer);
+    if (error.is(errc::would_block) && wait_error) error = std::move(wait_error);
+    wait_error = {};
+    if (error && !error.is(errc::would_block)) {
+      bool keep_reading = handle_read_error(s, std::move(error));
+      t_reader_engine = nullptr;
+      Lock lock(mutex_);
+      s->free_buffers.push_back(std::move(buffer));
+      reader_inside_ = false;
+      if (pausers_waiting_) state_cv_.notify_all();
+      if (keep_reading) continue;
+      s->reader_running = false;
+      return maybe_finish_locked(s);
+    }
+    t_reader_engine = nullptr;
+    Lock lock(mutex_);
+    reader_inside_ = false;
+    if (pausers_waiting_) state_cv_.notify_all();
+    if (error) {  // would_block: wait for the network without holding a thread
+      s->free_buffers.push_back(std::move(buffer));
+      if (s->ending) {
+        s->reader_running = false;
+        return maybe_finish_locked(s);
+      }
+      s->connection->async_wait_readable(counted([this, s](Error e) {
+        post([this, s, e = std::move(e)]() mutable { run_reader(s, e.is(errc::cancelled) ? Error{} : std::move(e)); });
+      }));
+      return;
+    }
+    std::uint64_t sequence = s->next_sequence++;
+    ++s->in_flight;
+    bool hand_off = s->in_flight < options_.reader_slots && !s->ending;
+    if (!hand_off) s->reader_running = false;
+    lock.unlock();
+    if (hand_off) post([this, s] { run_reader(s, {}); });  // another slot reads while we dispatch
+    deliver(s, std::move(buffer), sequence);
+    lock.lock();
+    if (s->ending || s->reader_running || s->in_flight >= options_.reader_slots || user_paused_) {
+      if (user_paused_ && !s->reader_running && !s->ending) parked_reader_ = s;
+      return maybe_finish_locked(s);
+    }
+    s->reader_running = true;  // this thread becomes the reader again: no post per message
+  }
+}
+
+void EngineCore::deliver(const std::shared_ptr<Session>& s, std::unique_ptr<InboundMessage> buffer,
+                         std::uint64_t sequence) {
+  Message message{buffer->type, sequence, buffer->payload};
+  Context ctx(*this, s);
+  std::optional<Error> thrown;
+  try {
+    call_user([&] { client_->on_message(ctx, message); });
+  } catch (...) {
+    thrown = Error(errc::io_error, "OnMessage threw: " + what_of(std::current_exception()));
+  }
+  if (thrown) {
+    try {
+      call_user([&] { client_->on_read_error(ctx, *thrown); });
+    } catch (...) {
+    }
+  }
+  Lock lock(mutex_);
+  --s->in_flight;
+  s->free_buffers.push_back(std::move(buffer));
+}
+
+// Returns true when reading continues on the same connection.
+bool EngineCore::handle_read_error(const std::shared_ptr<Session>& s, Error error) {
+  if (error.is(errc::closed)) {
+    Lock lock(mutex_);
+    CloseFrame received = error.close.value_or(CloseFrame{close_code::abnormal, {}});
+    bool fresh = request_shutdown_locked(s, EndReason::peer_closed, received, CloseInitiator::peer);
+    lock.unlock();
+    if (fresh) s->stop.request_stop();
+    return false;
+  }
+  Context ctx(*this, s);
+  try {
+    call_user([&] { client_->on_read_error(ctx, error); });  // runs under the read lock
+  } catch (...) {
+  }
+  Lock lock(mutex_);
+  if (s->ending) return false;
+  if (!s->connection->is_open()) {
+    // The adapter failed the connection (1009, 1007, 1002…): the client closed it.
+    bool fresh = request_shutdown_locked(s, EndReason::failed, std::nullopt, CloseInitiator::client);
+    lock.unlock();
+    if (fresh) s->stop.request_stop();
+    return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------- shutdown
+
+bool EngineCore::request_shutdown_locked(const std::shared_ptr<Session>& s, EndReason reason,
+                                         std::optional<CloseFrame> received, CloseInitiator who) {
+  if (s->ending) {
+    if (reason == EndReason::stop || reason == EndReason::exit) s->end_reason = reason;
+    return false;
+  }
+  s->ending = true;
+  s->end_reason = reason;
+  s->received_close = std::move(received);
+  s->initiator = who;
+  if (state_ == EngineState::running) state_ = reason == EndReason::stop || reason == EndReason::exit
+                                                   ? EngineState::stopping
+                                                   : EngineState::restarting;
+  s->connection->cancel_wait();
+  maybe_finish_locked(s);
+  return true;
+}
+
+void EngineCore::maybe_finish_locked(const std::shared_ptr<Session>& s) {
+  if (!s->ending || s->reader_running || s->in_flight != 0 || s->finish_scheduled) return;
+  s->finish_scheduled = true;
+  post([this, s] { finish_session(s); });
+}
+
+void EngineCore::finish_session(std::shared_ptr<Session> s) {
+  s->stop.request_stop();
+  Context ctx(*this, s);
+  std::optional<CloseFrame> received;
+  EndReason reason;
+  {
+    Lock lock(mutex_);
+    ctx.set_initiator(s->initiator);
+    received = s->received_close;
+    reason = s->end_reason;
+  }
+  std::optional<CloseFrame> reply;
+  try {
+    reply = call_user([&] { return client_->on_close(ctx, received); });
+  } catch (...) {
+  }
+  {
+    Lock lock(mutex_);
+    reason = s->end_reason;  // exit/stop may have come during OnClose
+  }
+  if (s->connection->is_open()) {
+    CloseFrame frame = reply.value_or(reason == EndReason::stop ? CloseFrame{close_code::normal, {}}
+                                                                : CloseFrame{close_code::going_away, {}});
+    Error close_error = s->connection->close(frame, options_.close_timeout);
+    if (close_error && !close_error.is(errc::closed)) {
+      try {
+        call_user([&] { client_->on_close_error(ctx, close_error); });
+      } catch (...) {
+      }
+    }
+  }
+  Lock lock(mutex_);
+  s->current = false;
+  if (current_ == s) current_.reset();
+  if (parked_reader_ == s) parked_reader_.reset();
+  reason = s->end_reason;
+  bool stop_now = stop_requested_ || exit_requested_ || reason == EndReason::stop || reason == EndReason::exit ||
+                  (reason != EndReason::restart && !options_.auto_reconnect);
+  if (stop_now) return set_stopped_locked(Error(errc::cancelled, "stopped"));
+  state_ = EngineState::restarting;
+  post([this, generation = generation_] { begin_attempt(true, generation); });
+}
+
+// ---------------------------------------------------------------- pause, send
+
+bool EngineCore::reader_inside_on_this_thread() const noexcept { return t_reader_engine == this; }
+
+void EngineCore::pause() {
+  Lock lock(mutex_);
+  ++pausers_waiting_;
+  state_cv_.wait(lock, [&] { return !user_paused_; });
+  user_paused_ = true;
+  state_cv_.wait(lock, [&] { return !reader_inside_; });
+  --pausers_waiting_;
+}
+
+void EngineCore::resume() {
+  Lock lock(mutex_);
+  user_paused_ = false;
+  if (pausers_waiting_) state_cv_.notify_all();
+  if (auto s = std::move(parked_reader_)) {
+    parked_reader_.reset();
+    kick_reader_locked(s);
+  }
+}
+
+Error EngineCore::send(MessageType type, std::string_view payload) {
+  std::shared_ptr<Session> s;
+  {
+    Lock lock(mutex_);
+    s = current_;
+  }
+  if (!s) return Error(errc::not_connected, "no open session");
+  return s->connection->write(type, payload);
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------- Engine
+
+Engine::Engine(EngineOptions options, std::shared_ptr<Client> client, std::shared_ptr<Connector> connector,
+               std::shared_ptr<Runtime> runtime) {
+  if (Error e = options.validate()) throw InvalidOptions(e);
+  if (!client) throw InvalidOptions(Error(errc::invalid_option, "client is null"));
+  if (!connector) throw InvalidOptions(Error(errc::invalid_option, "connector is null"));
+  core_ = std::make_shared<detail::EngineCore>(std::move(options), std::move(client), std::move(connector),
+                                               std::move(runtime));
+}
+
+Engine::~Engine() {
+  (void)core_->stop();
+  core_->join_tasks();
+}
+
+Error Engine::start() { return core_->start(false); }
+Error Engine::start_background() { return core_->start(true); }
+Error Engine::stop() { return core_->stop(); }
+Error Engine::wait_stopped(std::chrono::milliseconds timeout) { return core_->wait_stopped(timeout); }
+void Engine::restart() { core_->request_end(nullptr, detail::EndReason::restart); }
+void Engine::exit() { core_->request_end(nullptr, detail::EndReason::exit); }
+PauseGuard Engine::pause() {
+  if (core_->reader_inside_on_this_thread()) return PauseGuard();
+  core_->pause();
+  return PauseGuard(core_);
+}
+Error Engine::send(MessageType type, std::string_view payload) { return core_->send(type, payload); }
+EngineState Engine::state() const noexcept { return core_->state(); }
+std::uint64_t Engine::session_id() const noexcept { return core_->session_id(); }
+const EngineOptions& Engine::options() const noexcept { return core_->options(); }
+
+}  // namespace wscengine

@@ -1,0 +1,138 @@
+// Private: the engine's state machine. See docs/engine-operations.md.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <stop_token>
+#include <vector>
+
+#include <wscengine/engine.hpp>
+
+namespace wscengine::detail {
+
+/// Why a session ends; decides what follows its OnClose.
+enum class EndReason { stop, exit, restart, peer_closed, failed };
+
+/// One opened connection, from OnOpen to OnClose. Fields marked (m) are guarded by
+/// EngineCore::mutex_.
+class Session {
+ public:
+  Session(std::uint64_t id, std::unique_ptr<Connection> connection, std::shared_ptr<Runtime> runtime)
+      : id(id), runtime(std::move(runtime)), connection(std::move(connection)) {}
+
+  const std::uint64_t id;
+  // The connection may reference the runtime's I/O context: keep it alive longer.
+  const std::shared_ptr<Runtime> runtime;
+  const std::unique_ptr<Connection> connection;
+  std::stop_source stop;
+
+  bool current = false;             // (m) the engine's running session
+  bool ending = false;              // (m) shutdown requested
+  EndReason end_reason = EndReason::restart;  // (m)
+  std::optional<EndReason> end_requested_in_open;  // (m) restart/exit asked during OnOpen
+  std::optional<CloseFrame> received_close;   // (m)
+  CloseInitiator initiator = CloseInitiator::client;  // (m)
+  bool reader_running = false;      // (m) a reader task runs or its wait is armed
+  bool finish_scheduled = false;    // (m) OnClose posted
+  std::size_t in_flight = 0;        // (m) OnMessage running
+  std::uint64_t next_sequence = 0;  // (m)
+  std::vector<std::unique_ptr<InboundMessage>> free_buffers;  // (m)
+};
+
+/// One dial attempt: dial + handshake + OnOpen under open_timeout.
+struct Attempt {
+  explicit Attempt(boost::asio::io_context& io) : timer(io) {}
+  bool restarting = false;  // a reconnect attempt (not the first dial of a start)
+  std::unique_ptr<Connection> connection;   // until the session takes it
+  std::shared_ptr<Session> session;         // during OnOpen
+  bool timed_out = false;                   // (m)
+  boost::asio::steady_timer timer;
+};
+
+class EngineCore : public std::enable_shared_from_this<EngineCore> {
+ public:
+  EngineCore(EngineOptions options, std::shared_ptr<Client> client, std::shared_ptr<Connector> connector,
+             std::shared_ptr<Runtime> runtime);
+  ~EngineCore();
+
+  Error start(bool background);
+  Error stop();
+  Error wait_stopped(std::chrono::milliseconds timeout);
+  void request_end(const std::shared_ptr<Session>& session, EndReason reason);
+  void pause();
+  void resume();
+  bool reader_inside_on_this_thread() const noexcept;
+  Error send(MessageType type, std::string_view payload);
+  EngineState state() const noexcept;
+  std::uint64_t session_id() const noexcept { return session_counter_.load(); }
+  const EngineOptions& options() const noexcept { return options_; }
+  /// Waits until no task of this engine is queued or running (destruction).
+  void join_tasks();
+
+ private:
+  using Lock = std::unique_lock<std::mutex>;
+
+  // Tasks and handlers are counted so that destruction can wait for them.
+  template <class F>
+  void post(F&& f);
+  template <class F>
+  auto counted(F&& f);
+
+  void begin_attempt(bool restarting, std::uint64_t generation);
+  void on_dialed(const std::shared_ptr<Attempt>& attempt, Result<HandshakeResponse> result);
+  void attempt_failed(const std::shared_ptr<Attempt>& attempt, Error error);
+  void schedule_retry();
+  void task_done() noexcept;
+  std::chrono::milliseconds backoff_delay(std::uint32_t retry);
+
+  void run_reader(std::shared_ptr<Session> s, Error wait_error);
+  void deliver(const std::shared_ptr<Session>& s, std::unique_ptr<InboundMessage> buffer, std::uint64_t sequence);
+  bool handle_read_error(const std::shared_ptr<Session>& s, Error error);
+  void kick_reader_locked(const std::shared_ptr<Session>& s);
+
+  bool request_shutdown_locked(const std::shared_ptr<Session>& s, EndReason reason,
+                               std::optional<CloseFrame> received, CloseInitiator who);
+  void maybe_finish_locked(const std::shared_ptr<Session>& s);
+  void finish_session(std::shared_ptr<Session> s);
+  void set_stopped_locked(Error result);
+
+  template <class F>
+  auto call_user(F&& f);
+
+  const EngineOptions options_;
+  const std::shared_ptr<Client> client_;
+  const std::shared_ptr<Connector> connector_;
+  const std::shared_ptr<Runtime> runtime_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable state_cv_;   // state changes, pause gate, task count
+  EngineState state_ = EngineState::idle;
+  bool stop_requested_ = false;
+  bool exit_requested_ = false;
+  bool background_ = false;
+  bool opened_in_run_ = false;  // a session opened since start(): later OnOpen are restarts
+  std::optional<Error> start_result_;  // set when a blocking start has its answer
+  std::shared_ptr<Session> current_;
+  std::shared_ptr<Attempt> attempt_;
+  std::optional<boost::asio::steady_timer> retry_timer_;
+  std::uint32_t retry_count_ = 0;
+  std::atomic<std::uint64_t> session_counter_{0};
+  std::mt19937_64 random_;
+  std::atomic<std::size_t> pending_tasks_{0};
+  std::uint64_t generation_ = 0;  // one per start(): stale tasks of an earlier run do nothing
+
+  // The read lock: a user's PauseGuard or a reader inside try_read/on_read_error.
+  bool user_paused_ = false;
+  bool reader_inside_ = false;
+  std::size_t pausers_waiting_ = 0;
+  std::shared_ptr<Session> parked_reader_;
+};
+
+}  // namespace wscengine::detail

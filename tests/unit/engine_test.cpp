@@ -1,0 +1,611 @@
+// One or more tests per rule of the engine contract, on the in-memory adapter.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include <wscengine/memory.hpp>
+#include <wscengine/wscengine.hpp>
+
+#include "support/recorder.hpp"
+
+using namespace wscengine;
+using namespace wscengine::test;
+using ::testing::IsEmpty;
+
+namespace {
+
+class EngineTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<memory::Server> server = memory::Server::create();
+  std::shared_ptr<Recorder> client = std::make_shared<Recorder>();
+  std::unique_ptr<Engine> engine;
+
+  static EngineOptions options() {
+    EngineOptions o;
+    o.url = "ws://memory.test/feed";
+    o.backoff.initial_delay = 1ms;
+    o.backoff.max_delay = 5ms;
+    o.open_timeout = 5s;
+    return o;
+  }
+  void make(EngineOptions o = options(), std::size_t slots = 1) {
+    o.reader_slots = slots;
+    if (slots != 1) client = std::make_shared<Recorder>(slots);
+    engine = std::make_unique<Engine>(o, client, server->connector());
+  }
+  std::shared_ptr<memory::Peer> start_and_accept() {
+    Error e = engine->start();
+    EXPECT_FALSE(e) << e.message();
+    auto peer = server->accept(5s);
+    EXPECT_NE(peer, nullptr);
+    return peer;
+  }
+  void TearDown() override {
+    if (engine) {
+      Error e = engine->stop();
+      EXPECT_FALSE(e) << e.message();
+      client->mark_stopped();
+      engine.reset();
+    }
+    EXPECT_THAT(client->violations(), IsEmpty());
+  }
+};
+
+}  // namespace
+
+// ------------------------------------------------------------ Start, OnOpen
+
+TEST_F(EngineTest, StartReturnsAfterOnOpenAndMessagesArriveInOrder) {
+  std::atomic<bool> open_returned{false};
+  client->on_open_hook = [&](Context&, const HandshakeResponse& r, bool restarting) {
+    EXPECT_EQ(r.status, 101);
+    EXPECT_FALSE(restarting);
+    std::this_thread::sleep_for(20ms);  // Start must wait for this
+    open_returned = true;
+    return Error{};
+  };
+  make();
+  auto peer = start_and_accept();
+  EXPECT_TRUE(open_returned.load());
+  EXPECT_EQ(engine->state(), EngineState::running);
+  for (int i = 0; i < 100; ++i) peer->send(MessageType::text, "m" + std::to_string(i));
+  ASSERT_TRUE(client->wait_count(Event::message, 100));
+  auto messages = client->events_of(Event::message);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(messages[i].payload, "m" + std::to_string(i));
+    EXPECT_EQ(messages[i].sequence, static_cast<std::uint64_t>(i));
+  }
+}
+
+TEST_F(EngineTest, OnOpenMayReadAndWriteByHandBeforeReadersRun) {
+  client->on_open_hook = [&](Context& ctx, const HandshakeResponse&, bool) {
+    EXPECT_FALSE(ctx.connection().send_text("login"));
+    InboundMessage reply;
+    Error e = ctx.connection().read(reply, 5s);
+    EXPECT_FALSE(e) << e.message();
+    EXPECT_EQ(reply.payload, "welcome");
+    return Error{};
+  };
+  make();
+  std::thread server_side([&] {
+    auto peer = server->accept(5s);
+    ASSERT_TRUE(peer);
+    ASSERT_TRUE(peer->wait_received(1, 5s));
+    EXPECT_EQ(peer->received()[0].payload, "login");
+    peer->send(MessageType::text, "welcome");
+    peer->send(MessageType::text, "first feed message");
+  });
+  ASSERT_FALSE(engine->start());
+  server_side.join();
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  auto messages = client->events_of(Event::message);
+  ASSERT_EQ(messages.size(), 1u);  // "welcome" was read by hand, not dispatched
+  EXPECT_EQ(messages[0].payload, "first feed message");
+  EXPECT_EQ(messages[0].sequence, 0u);
+}
+
+TEST_F(EngineTest, OnOpenErrorAtStartIsReturnedWithoutRestartOrOnClose) {
+  client->on_open_hook = [](Context&, const HandshakeResponse&, bool) { return Error(errc::io_error, "login refused"); };
+  make();
+  Error e = engine->start();
+  ASSERT_TRUE(e.is(errc::open_failed)) << e.message();
+  EXPECT_NE(e.message().find("login refused"), std::string::npos);
+  auto peer = server->accept(1s);
+  ASSERT_TRUE(peer);
+  EXPECT_TRUE(peer->wait_closed(1s));  // the connection was closed
+  EXPECT_EQ(engine->state(), EngineState::stopped);
+  EXPECT_EQ(server->dial_count(), 1u);
+  EXPECT_EQ(client->count(Event::close), 0u);
+  EXPECT_EQ(client->count(Event::restart_error), 0u);
+}
+
+TEST_F(EngineTest, DialFailureAtStartCarriesHttpStatus) {
+  server->fail_next_dials(Error::http(503, "GET /feed"));
+  make();
+  Error e = engine->start();
+  ASSERT_TRUE(e.is(errc::http_status));
+  EXPECT_EQ(e.http_status, 503);
+  EXPECT_EQ(server->dial_count(), 1u);
+  EXPECT_EQ(engine->state(), EngineState::stopped);
+}
+
+TEST_F(EngineTest, OnOpenErrorWhileRestartingRetriesUntilItSucceeds) {
+  std::atomic<int> opens{0};
+  client->on_open_hook = [&](Context&, const HandshakeResponse&, bool restarting) {
+    int n = ++opens;
+    if (n == 2 || n == 3) return Error(errc::io_error, "subscribe failed");
+    return Error{};
+  };
+  make();
+  auto peer = start_and_accept();
+  peer->drop();
+  ASSERT_TRUE(client->wait_for([](const std::vector<Event>& es) {
+    int ok = 0;
+    for (auto& e : es)
+      if (e.kind == Event::open && !e.error) ++ok;
+    return ok == 2;
+  }));
+  auto errors = client->events_of(Event::restart_error);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0].retry, 1u);
+  EXPECT_EQ(errors[1].retry, 2u);
+  EXPECT_TRUE(errors[0].error.is(errc::open_failed));
+  EXPECT_EQ(client->count(Event::close), 1u);  // only the session that opened
+  auto opens_ev = client->events_of(Event::open);
+  EXPECT_TRUE(opens_ev.back().restarting);
+}
+
+TEST_F(EngineTest, ExitInOnOpenWhileRestartingStopsTheLoop) {
+  std::atomic<int> opens{0};
+  client->on_open_hook = [&](Context& ctx, const HandshakeResponse&, bool) {
+    if (++opens == 2) {
+      ctx.exit();
+      return Error(errc::io_error, "give up");
+    }
+    return Error{};
+  };
+  make();
+  auto peer = start_and_accept();
+  peer->drop();
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  EXPECT_EQ(opens.load(), 2);
+  EXPECT_EQ(client->count(Event::restart_error), 0u);
+}
+
+TEST_F(EngineTest, OpenTimeoutCoversAHangingDial) {
+  server->hang_next_dials(1);
+  auto o = options();
+  o.open_timeout = 200ms;
+  make(o);
+  auto t0 = std::chrono::steady_clock::now();
+  Error e = engine->start();
+  EXPECT_TRUE(e.is(errc::timeout)) << e.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+}
+
+TEST_F(EngineTest, OpenTimeoutCoversOnOpen) {
+  auto o = options();
+  o.open_timeout = 200ms;
+  client->on_open_hook = [](Context& ctx, const HandshakeResponse&, bool) {
+    InboundMessage m;
+    return ctx.connection().read(m, 30s);  // never answered: the timeout must wake it
+  };
+  make(o);
+  auto t0 = std::chrono::steady_clock::now();
+  Error e = engine->start();
+  EXPECT_TRUE(e.is(errc::timeout)) << e.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  EXPECT_EQ(client->count(Event::close), 0u);
+}
+
+TEST_F(EngineTest, BeforeDialHookChangesTheRequestOnEveryAttempt) {
+  auto o = options();
+  std::atomic<int> calls{0};
+  o.before_dial = [&](DialRequest& r, std::uint32_t attempt) {
+    r.headers.push_back({"Authorization", "Bearer token-" + std::to_string(++calls)});
+    r.url.target = "/feed?attempt=" + std::to_string(attempt);
+    return Error{};
+  };
+  make(o);
+  auto peer = start_and_accept();
+  peer->drop();
+  ASSERT_TRUE(server->accept(5s));
+  auto requests = server->dial_requests();
+  ASSERT_GE(requests.size(), 2u);
+  EXPECT_EQ(requests[0].headers.back().value, "Bearer token-1");
+  EXPECT_EQ(requests[1].headers.back().value, "Bearer token-2");
+  EXPECT_EQ(requests[0].url.target, "/feed?attempt=0");
+}
+
+TEST_F(EngineTest, StartTwiceIsAnError) {
+  make();
+  start_and_accept();
+  EXPECT_TRUE(engine->start().is(errc::already_started));
+}
+
+TEST_F(EngineTest, BackgroundStartRetriesUntilTheServerAnswers) {
+  server->fail_next_dials(Error(errc::connection_refused, "not yet"), 3);
+  make();
+  EXPECT_FALSE(engine->start_background());
+  ASSERT_TRUE(client->wait_count(Event::open, 1));
+  auto errors = client->events_of(Event::restart_error);
+  ASSERT_EQ(errors.size(), 3u);
+  EXPECT_EQ(errors[2].retry, 3u);
+  EXPECT_TRUE(errors[0].error.is(errc::connection_refused));
+  EXPECT_FALSE(client->events_of(Event::open)[0].restarting);
+}
+
+// ------------------------------------------------------------ OnClose
+
+TEST_F(EngineTest, PeerCloseReachesOnCloseAndReconnects) {
+  make();
+  auto peer = start_and_accept();
+  peer->send_close({4000, "bye"});
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  auto closes = client->events_of(Event::close);
+  ASSERT_EQ(closes.size(), 1u);
+  ASSERT_TRUE(closes[0].received);
+  EXPECT_EQ(closes[0].received->code, 4000);
+  EXPECT_EQ(closes[0].received->reason, "bye");
+  EXPECT_EQ(closes[0].initiator, CloseInitiator::peer);
+  EXPECT_TRUE(client->events_of(Event::open)[1].restarting);
+  EXPECT_EQ(engine->session_id(), 2u);
+}
+
+TEST_F(EngineTest, DropIsReportedAs1006) {
+  make();
+  auto peer = start_and_accept();
+  peer->drop();
+  ASSERT_TRUE(client->wait_count(Event::close, 1));
+  auto close = client->events_of(Event::close)[0];
+  ASSERT_TRUE(close.received);
+  EXPECT_EQ(close.received->code, close_code::abnormal);
+  EXPECT_EQ(close.initiator, CloseInitiator::peer);
+}
+
+TEST_F(EngineTest, WithoutAutoReconnectAPeerCloseStopsTheEngine) {
+  auto o = options();
+  o.auto_reconnect = false;
+  make(o);
+  auto peer = start_and_accept();
+  peer->send_close({1000, ""});
+  ASSERT_TRUE(client->wait_count(Event::close, 1));
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  EXPECT_EQ(server->dial_count(), 1u);
+}
+
+TEST_F(EngineTest, StopClosesWith1000AndIsIdempotent) {
+  make();
+  auto peer = start_and_accept();
+  ASSERT_FALSE(engine->stop());
+  client->mark_stopped();
+  auto close = client->events_of(Event::close);
+  ASSERT_EQ(close.size(), 1u);
+  EXPECT_FALSE(close[0].received);
+  EXPECT_EQ(close[0].initiator, CloseInitiator::client);
+  ASSERT_TRUE(peer->client_close());
+  EXPECT_EQ(peer->client_close()->code, close_code::normal);
+  EXPECT_FALSE(engine->stop());
+  EXPECT_EQ(engine->state(), EngineState::stopped);
+  peer->send(MessageType::text, "late");  // nothing may reach the client now
+  std::this_thread::sleep_for(20ms);
+}
+
+TEST_F(EngineTest, OnCloseChoosesTheCloseCode) {
+  client->on_close_hook = [](Context&, const std::optional<CloseFrame>&) { return CloseFrame{4001, "shutting down"}; };
+  make();
+  auto peer = start_and_accept();
+  ASSERT_FALSE(engine->stop());
+  client->mark_stopped();
+  ASSERT_TRUE(peer->client_close());
+  EXPECT_EQ(*peer->client_close(), (CloseFrame{4001, "shutting down"}));
+}
+
+TEST_F(EngineTest, OnCloseMayStillWriteAndItsContextIsCancelled) {
+  client->on_close_hook = [](Context& ctx, const std::optional<CloseFrame>&) {
+    EXPECT_TRUE(ctx.cancelled());
+    EXPECT_FALSE(ctx.connection().send_text("goodbye"));
+    return std::nullopt;
+  };
+  make();
+  auto peer = start_and_accept();
+  ASSERT_FALSE(engine->stop());
+  client->mark_stopped();
+  ASSERT_EQ(peer->received().size(), 1u);
+  EXPECT_EQ(peer->received()[0].payload, "goodbye");
+}
+
+TEST_F(EngineTest, RestartFromOnMessageClosesWith1001AndReconnects) {
+  client->on_message_hook = [](Context& ctx, const Message& m) {
+    if (m.payload == "restart") ctx.restart();
+  };
+  make();
+  auto peer = start_and_accept();
+  peer->send(MessageType::text, "restart");
+  auto second = server->accept(5s);
+  ASSERT_TRUE(second);
+  ASSERT_TRUE(peer->client_close());
+  EXPECT_EQ(peer->client_close()->code, close_code::going_away);
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  EXPECT_EQ(client->events_of(Event::close)[0].initiator, CloseInitiator::client);
+}
+
+TEST_F(EngineTest, ExitFromOnMessageStops) {
+  client->on_message_hook = [](Context& ctx, const Message&) { ctx.exit(); };
+  make();
+  auto peer = start_and_accept();
+  peer->send(MessageType::text, "x");
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  EXPECT_EQ(server->dial_count(), 1u);
+  EXPECT_EQ(client->count(Event::close), 1u);
+}
+
+TEST_F(EngineTest, StopFromInsideEveryCallbackDoesNotDeadlock) {
+  // OnMessage
+  client->on_message_hook = [&](Context&, const Message&) { EXPECT_FALSE(engine->stop()); };
+  make();
+  auto peer = start_and_accept();
+  peer->send(MessageType::text, "x");
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  // OnClose
+  client->on_message_hook = nullptr;
+  client->on_close_hook = [&](Context&, const std::optional<CloseFrame>&) {
+    EXPECT_FALSE(engine->stop());
+    EXPECT_TRUE(engine->start().is(errc::already_started));
+    return std::nullopt;
+  };
+  peer = start_and_accept();
+  peer->drop();
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  // OnRestartError
+  client->on_close_hook = nullptr;
+  client->on_restart_error_hook = [&](Context&, const Error&, std::uint32_t) { EXPECT_FALSE(engine->stop()); };
+  peer = start_and_accept();
+  server->fail_next_dials(Error(errc::connection_refused), 10);
+  peer->drop();
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  EXPECT_EQ(client->count(Event::restart_error), 1u);
+}
+
+TEST_F(EngineTest, DestroyingARunningEngineStopsIt) {
+  make();
+  auto peer = start_and_accept();
+  engine.reset();
+  client->mark_stopped();
+  EXPECT_EQ(client->count(Event::close), 1u);
+  ASSERT_TRUE(peer->client_close());
+  EXPECT_EQ(peer->client_close()->code, close_code::normal);
+}
+
+// ------------------------------------------------------------ OnReadError
+
+TEST_F(EngineTest, ReadErrorOnAnOpenConnectionKeepsReading) {
+  make();
+  auto peer = start_and_accept();
+  peer->send(MessageType::text, "a");
+  peer->inject_read_error(Error(errc::io_error, "transient"));
+  peer->send(MessageType::text, "b");
+  ASSERT_TRUE(client->wait_count(Event::message, 2));
+  auto errors = client->events_of(Event::read_error);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_TRUE(errors[0].error.is(errc::io_error));
+  EXPECT_EQ(client->count(Event::close), 0u);
+  EXPECT_EQ(client->events_of(Event::message)[1].sequence, 1u);
+}
+
+TEST_F(EngineTest, ReadErrorThatClosedTheConnectionRestarts) {
+  make();
+  auto peer = start_and_accept();
+  peer->inject_read_error(Error(errc::message_too_big, "2 MiB > 1 MiB"), /*fail_connection=*/true);
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  ASSERT_EQ(client->count(Event::read_error), 1u);
+  auto close = client->events_of(Event::close)[0];
+  EXPECT_FALSE(close.received);
+  EXPECT_EQ(close.initiator, CloseInitiator::client);
+}
+
+TEST_F(EngineTest, RestartRequestedInOnReadErrorRestarts) {
+  client->on_read_error_hook = [](Context& ctx, const Error&) { ctx.restart(); };
+  make();
+  auto peer = start_and_accept();
+  peer->inject_read_error(Error(errc::protocol_error, "bad frame"));
+  ASSERT_TRUE(server->accept(5s));
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+}
+
+TEST_F(EngineTest, ExceptionInOnMessageBecomesAReadError) {
+  client->on_message_hook = [](Context&, const Message& m) {
+    if (m.payload == "boom") throw std::runtime_error("handler bug");
+  };
+  make();
+  auto peer = start_and_accept();
+  peer->send(MessageType::text, "boom");
+  peer->send(MessageType::text, "fine");
+  ASSERT_TRUE(client->wait_count(Event::read_error, 1));
+  EXPECT_NE(client->events_of(Event::read_error)[0].payload.find("handler bug"), std::string::npos);
+  ASSERT_TRUE(client->wait_for([](const std::vector<Event>& es) {
+    for (auto& e : es)
+      if (e.kind == Event::message && e.payload == "fine") return true;
+    return false;
+  }));
+}
+
+// ------------------------------------------------------------ Restart loop
+
+TEST_F(EngineTest, RestartErrorsCountAndExitStopsTheLoop) {
+  client->on_restart_error_hook = [](Context& ctx, const Error&, std::uint32_t n) {
+    if (n == 3) ctx.exit();
+  };
+  make();
+  auto peer = start_and_accept();
+  server->fail_next_dials(Error::http(502, "bad gateway"), 100);
+  peer->drop();
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  auto errors = client->events_of(Event::restart_error);
+  ASSERT_EQ(errors.size(), 3u);
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(errors[i].retry, i + 1);
+    EXPECT_EQ(errors[i].error.http_status, 502);
+  }
+  EXPECT_EQ(server->dial_count(), 4u);
+}
+
+TEST_F(EngineTest, AttemptLimitStopsTheLoop) {
+  auto o = options();
+  o.backoff.max_attempts = 2;
+  make(o);
+  auto peer = start_and_accept();
+  server->fail_next_dials(Error(errc::connection_refused), 100);
+  peer->drop();
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  EXPECT_EQ(client->count(Event::restart_error), 2u);
+}
+
+TEST_F(EngineTest, StopCancelsAPendingBackoffAtOnce) {
+  auto o = options();
+  o.backoff.initial_delay = 60s;
+  o.backoff.max_delay = 60s;
+  o.backoff.jitter = 0;
+  make(o);
+  auto peer = start_and_accept();
+  server->fail_next_dials(Error(errc::connection_refused), 100);
+  peer->drop();
+  ASSERT_TRUE(client->wait_count(Event::restart_error, 1));
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(engine->stop());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);  // not the 60 s backoff
+  EXPECT_EQ(engine->state(), EngineState::stopped);
+}
+
+// ------------------------------------------------------------ Reader slots, pause, writes
+
+TEST_F(EngineTest, AtMostNOnMessageRunAtOnceAndNIsReached) {
+  make(options(), 4);
+  std::atomic<int> running{0};
+  std::promise<void> all_four;
+  std::atomic<bool> signalled{false};
+  std::shared_future<void> release = std::async(std::launch::deferred, [] {}).share();
+  std::promise<void> release_promise;
+  std::shared_future<void> released = release_promise.get_future().share();
+  client->on_message_hook = [&](Context&, const Message&) {
+    if (++running == 4 && !signalled.exchange(true)) all_four.set_value();
+    released.wait_for(10s);
+    --running;
+  };
+  auto peer = start_and_accept();
+  for (int i = 0; i < 12; ++i) peer->send(MessageType::text, std::to_string(i));
+  ASSERT_EQ(all_four.get_future().wait_for(10s), std::future_status::ready) << "4 slots never ran at once";
+  release_promise.set_value();
+  ASSERT_TRUE(client->wait_count(Event::message, 12));
+  EXPECT_EQ(client->max_concurrent_messages(), 4);
+  // Sequence numbers: each exactly once.
+  std::vector<bool> seen(12);
+  for (auto& e : client->events_of(Event::message)) {
+    ASSERT_LT(e.sequence, 12u);
+    EXPECT_FALSE(seen[e.sequence]);
+    seen[e.sequence] = true;
+  }
+}
+
+TEST_F(EngineTest, PauseStopsReadingAndAllowsReadingByHand) {
+  make();
+  auto peer = start_and_accept();
+  peer->send(MessageType::text, "before");
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  {
+    PauseGuard pause = engine->pause();
+    ASSERT_TRUE(pause.owns_lock());
+    EXPECT_FALSE(engine->send_text("request"));
+    peer->send(MessageType::text, "response");
+    InboundMessage reply;
+    // The engine holds no message back: reading by hand gets the response.
+    auto session = client->events_of(Event::open)[0];
+    (void)session;
+    std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(client->count(Event::message), 1u);  // paused: nothing dispatched
+  }
+  ASSERT_TRUE(client->wait_count(Event::message, 2));
+  EXPECT_EQ(client->events_of(Event::message)[1].payload, "response");
+}
+
+TEST_F(EngineTest, PausedUserReadsTheResponseByHand) {
+  std::promise<std::string> got;
+  client->on_message_hook = [&](Context& ctx, const Message& m) {
+    if (m.payload != "ask") return;
+    PauseGuard pause = ctx.pause();  // from inside OnMessage, N = 1: must not deadlock
+    EXPECT_FALSE(ctx.connection().send_text("question"));
+    InboundMessage reply;
+    Error e = ctx.connection().read(reply, 5s);
+    got.set_value(e ? e.message() : reply.payload);
+  };
+  make();
+  auto peer = start_and_accept();
+  peer->send(MessageType::text, "ask");
+  ASSERT_TRUE(peer->wait_received(1, 5s));
+  peer->send(MessageType::text, "answer");
+  peer->send(MessageType::text, "after");
+  auto answer = got.get_future();
+  ASSERT_EQ(answer.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(answer.get(), "answer");
+  ASSERT_TRUE(client->wait_count(Event::message, 2));
+  EXPECT_EQ(client->events_of(Event::message)[1].payload, "after");
+  EXPECT_EQ(client->events_of(Event::message)[1].sequence, 1u);
+}
+
+TEST_F(EngineTest, StopWhilePausedDoesNotWaitForTheUser) {
+  make();
+  auto peer = start_and_accept();
+  PauseGuard pause = engine->pause();
+  ASSERT_FALSE(engine->stop());
+  EXPECT_EQ(client->count(Event::close), 1u);
+  pause.unlock();
+  client->mark_stopped();
+}
+
+TEST_F(EngineTest, WritesFromManyThreadsArriveWhole) {
+  make();
+  auto peer = start_and_accept();
+  constexpr int threads = 8, per_thread = 200;
+  std::vector<std::thread> writers;
+  for (int t = 0; t < threads; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < per_thread; ++i) ASSERT_FALSE(engine->send_text("t" + std::to_string(t) + ":" + std::to_string(i)));
+    });
+  }
+  for (auto& w : writers) w.join();
+  ASSERT_TRUE(peer->wait_received(threads * per_thread, 5s));
+  std::vector<int> next(threads, 0);
+  for (auto& m : peer->received()) {
+    auto colon = m.payload.find(':');
+    int t = std::stoi(m.payload.substr(1, colon - 1));
+    EXPECT_EQ(std::stoi(m.payload.substr(colon + 1)), next[t]++);  // per-thread order kept
+  }
+}
+
+TEST_F(EngineTest, SendBetweenSessionsIsNotConnected) {
+  make();
+  EXPECT_TRUE(engine->send_text("x").is(errc::not_connected));
+}
+
+TEST_F(EngineTest, ManyEnginesShareOneRuntime) {
+  auto runtime = Runtime::create({1, 4});
+  std::vector<std::shared_ptr<Recorder>> clients;
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (int i = 0; i < 20; ++i) {
+    clients.push_back(std::make_shared<Recorder>());
+    engines.push_back(std::make_unique<Engine>(options(), clients.back(), server->connector(), runtime));
+    ASSERT_FALSE(engines.back()->start());
+  }
+  std::vector<std::shared_ptr<memory::Peer>> peers;
+  for (int i = 0; i < 20; ++i) peers.push_back(server->accept(5s));
+  for (auto& p : peers) p->send(MessageType::binary, "tick");
+  for (auto& c : clients) ASSERT_TRUE(c->wait_count(Event::message, 1));
+  for (auto& e : engines) EXPECT_FALSE(e->stop());
+  for (auto& c : clients) {
+    c->mark_stopped();
+    EXPECT_THAT(c->violations(), IsEmpty());
+  }
+}

@@ -1,0 +1,74 @@
+#include <gtest/gtest.h>
+
+#include <wscengine/engine.hpp>
+#include <wscengine/memory.hpp>
+
+#include "support/recorder.hpp"
+
+using namespace wscengine;
+
+namespace {
+EngineOptions valid() {
+  EngineOptions o;
+  o.url = "ws://localhost:1/";
+  return o;
+}
+
+void expect_invalid(EngineOptions o, const std::string& says) {
+  Error e = o.validate();
+  ASSERT_TRUE(e) << "expected invalid: " << says;
+  EXPECT_NE(e.message().find(says), std::string::npos) << e.message();
+  auto server = memory::Server::create();
+  try {
+    Engine engine(o, std::make_shared<test::Recorder>(), server->connector());
+    FAIL() << "Engine accepted invalid options: " << says;
+  } catch (const InvalidOptions& ex) {
+    EXPECT_NE(std::string(ex.what()).find(says), std::string::npos) << ex.what();
+  }
+}
+}  // namespace
+
+TEST(Options, DefaultsAreValid) { EXPECT_FALSE(valid().validate()); }
+
+TEST(Options, EachRuleNamesTheField) {
+  auto o = valid();
+  o.url = "ftp://x";
+  expect_invalid(o, "unsupported scheme");
+  o = valid();
+  o.reader_slots = 0;
+  expect_invalid(o, "reader_slots");
+  o = valid();
+  o.open_timeout = 0ms;
+  expect_invalid(o, "open_timeout");
+  o = valid();
+  o.close_timeout = -1ms;
+  expect_invalid(o, "close_timeout");
+  o = valid();
+  o.backoff.factor = 0.5;
+  expect_invalid(o, "backoff.factor");
+  o = valid();
+  o.backoff.jitter = 1.5;
+  expect_invalid(o, "backoff.jitter");
+  o = valid();
+  o.backoff.max_delay = 1ms;
+  o.backoff.initial_delay = 10ms;
+  expect_invalid(o, "backoff.max_delay");
+  o = valid();
+  o.headers.push_back({"Bad Name", "v"});
+  expect_invalid(o, "header name");
+  o = valid();
+  o.headers.push_back({"X-Token", "a\r\nInjected: 1"});
+  expect_invalid(o, "CR or LF");
+  o = valid();
+  o.subprotocols.push_back("a,b");
+  expect_invalid(o, "subprotocol");
+  o = valid();
+  o.max_message_size = 0;
+  expect_invalid(o, "max_message_size");
+}
+
+TEST(Options, NullClientOrConnectorIsAClearError) {
+  auto server = memory::Server::create();
+  EXPECT_THROW(Engine(valid(), nullptr, server->connector()), InvalidOptions);
+  EXPECT_THROW(Engine(valid(), std::make_shared<test::Recorder>(), nullptr), InvalidOptions);
+}
