@@ -484,30 +484,35 @@ TEST_F(EngineTest, StopCancelsAPendingBackoffAtOnce) {
 
 TEST_F(EngineTest, AtMostNOnMessageRunAtOnceAndNIsReached) {
   make(options(), 4);
-  std::atomic<int> running{0};
-  std::promise<void> all_four;
-  std::atomic<bool> signalled{false};
-  std::shared_future<void> release = std::async(std::launch::deferred, [] {}).share();
-  std::promise<void> release_promise;
-  std::shared_future<void> released = release_promise.get_future().share();
+  std::mutex m;
+  std::condition_variable cv;
+  int running = 0;
+  bool released = false;
   client->on_message_hook = [&](Context&, const Message&) {
-    if (++running == 4 && !signalled.exchange(true)) all_four.set_value();
-    released.wait_for(10s);
+    std::unique_lock lock(m);
+    ++running;
+    cv.notify_all();
+    cv.wait_for(lock, 10s, [&] { return released; });
     --running;
   };
   auto peer = start_and_accept();
   for (int i = 0; i < 12; ++i) peer->send(MessageType::text, std::to_string(i));
-  ASSERT_EQ(all_four.get_future().wait_for(10s), std::future_status::ready) << "4 slots never ran at once";
-  release_promise.set_value();
+  {
+    std::unique_lock lock(m);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return running == 4; })) << "4 slots never ran at once";
+    released = true;
+    cv.notify_all();
+  }
   ASSERT_TRUE(client->wait_count(Event::message, 12));
   EXPECT_EQ(client->max_concurrent_messages(), 4);
-  // Sequence numbers: each exactly once.
-  std::vector<bool> seen(12);
+  std::vector<bool> seen(12);  // sequence numbers: each exactly once
   for (auto& e : client->events_of(Event::message)) {
     ASSERT_LT(e.sequence, 12u);
     EXPECT_FALSE(seen[e.sequence]);
     seen[e.sequence] = true;
   }
+  engine->stop();
+  client->on_message_hook = nullptr;
 }
 
 TEST_F(EngineTest, PauseStopsReadingAndAllowsReadingByHand) {

@@ -53,11 +53,11 @@ TEST(Invariants, ThousandRandomSessions) {
     auto server = memory::Server::create();
     std::size_t slots = 1 + rng() % 4;
     auto client = std::make_shared<Recorder>(slots);
-    std::atomic<int> restart_next_message{0}, exit_next_message{0}, fail_next_open{0};
+    std::atomic<int> restart_next_message{0}, exit_next_message{0}, fail_next_open{0}, handled{0};
     client->on_message_hook = [&](Context& ctx, const Message&) {
       if (restart_next_message.exchange(0)) ctx.restart();
       if (exit_next_message.exchange(0)) ctx.exit();
-      if (rng() % 1000 == 0) std::this_thread::yield();
+      if (++handled % 7 == 0) std::this_thread::yield();  // vary the interleavings
     };
     client->on_open_hook = [&](Context& ctx, const HandshakeResponse&, bool restarting) {
       if (restarting && fail_next_open.exchange(0)) return Error(errc::io_error, "random OnOpen failure");
