@@ -1,0 +1,25 @@
+// wscengine — the Boost.Beast adapter (target wscengine::beast). This header does
+// not include Beast; wscengine/beast/underlying.hpp does, for users who need the
+// library's own objects.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+
+#include <wscengine/connection.hpp>
+
+namespace wscengine::beast {
+
+/// Tuning of the Beast adapter. A plain value.
+struct BeastOptions {
+  /// Bytes read from the socket at once when data is waiting.
+  std::size_t read_chunk = 64 * 1024;
+};
+
+/// A connector whose connections use Boost.Beast: ws:// and wss:// (TLS verified
+/// against the system store by default, SNI, host name check), extra headers,
+/// subprotocols, permessage-deflate offer, maximum message size.
+/// Thread safety: the connector may be shared by any number of engines.
+std::shared_ptr<Connector> make_connector(BeastOptions options = {});
+
+}  // namespace wscengine::beast

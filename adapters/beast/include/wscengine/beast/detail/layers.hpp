@@ -1,0 +1,303 @@
+// wscengine — Beast adapter internals: the stream layers under the WebSocket stream.
+//
+//   websocket::stream< ScanLayer< [ssl::stream<] SocketLayer [>] > >
+//
+// SocketLayer does synchronous I/O on a non-blocking socket with poll() and a
+// deadline, so a blocked read or write can time out and be woken by abort().
+// ScanLayer buffers received bytes and runs the FrameScanner over them, so the
+// adapter knows when a whole message is buffered; `pump()` reads what the socket
+// has without waiting.
+#pragma once
+
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
+#include <boost/beast/websocket/teardown.hpp>
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <string>
+#include <type_traits>
+
+#include <wscengine/beast/detail/frame_scanner.hpp>
+
+namespace wscengine::beast::detail {
+
+namespace net = boost::asio;
+using error_code = boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+/// Synchronous reads and writes on a non-blocking TCP socket, waiting with poll()
+/// up to a deadline; asynchronous ones go to Asio (used by the handshake).
+/// Thread safety: one reader and one writer may use it at once.
+class SocketLayer {
+ public:
+  using executor_type = net::ip::tcp::socket::executor_type;
+  using lowest_layer_type = net::ip::tcp::socket;
+
+  explicit SocketLayer(const executor_type& ex) : socket_(ex) {}
+
+  executor_type get_executor() noexcept { return socket_.get_executor(); }
+  lowest_layer_type& lowest_layer() noexcept { return socket_; }
+  net::ip::tcp::socket& socket() noexcept { return socket_; }
+
+  /// When set, a read that would wait returns net::error::would_block at once.
+  bool no_wait = false;
+  Clock::time_point read_deadline = Clock::time_point::max();
+  Clock::time_point write_deadline = Clock::time_point::max();
+
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers, error_code& ec) {
+    auto b = *net::buffer_sequence_begin(buffers);
+    for (;;) {
+      ssize_t n = ::recv(socket_.native_handle(), b.data(), b.size(), 0);
+      if (n > 0) {
+        ec = {};
+        return static_cast<std::size_t>(n);
+      }
+      if (n == 0) {
+        ec = net::error::eof;
+        return 0;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        ec = error_code(errno, boost::system::system_category());
+        return 0;
+      }
+      if (no_wait) {
+        ec = net::error::would_block;
+        return 0;
+      }
+      if (!wait(POLLIN, read_deadline, ec)) return 0;
+    }
+  }
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers) {
+    error_code ec;
+    auto n = read_some(buffers, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers, error_code& ec) {
+    auto b = *net::buffer_sequence_begin(buffers);
+    for (;;) {
+      ssize_t n = ::send(socket_.native_handle(), b.data(), b.size(), MSG_NOSIGNAL);
+      if (n >= 0) {
+        ec = {};
+        return static_cast<std::size_t>(n);
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        ec = error_code(errno, boost::system::system_category());
+        return 0;
+      }
+      if (!wait(POLLOUT, write_deadline, ec)) return 0;
+    }
+  }
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers) {
+    error_code ec;
+    auto n = write_some(buffers, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+
+  template <class MutableBuffers, class Handler>
+  auto async_read_some(const MutableBuffers& buffers, Handler&& handler) {
+    return socket_.async_read_some(buffers, std::forward<Handler>(handler));
+  }
+  template <class ConstBuffers, class Handler>
+  auto async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    return socket_.async_write_some(buffers, std::forward<Handler>(handler));
+  }
+
+ private:
+  bool wait(short events, Clock::time_point deadline, error_code& ec) {
+    for (;;) {
+      auto now = Clock::now();
+      if (now >= deadline) {
+        ec = net::error::timed_out;
+        return false;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
+      pollfd p{socket_.native_handle(), events, 0};
+      int r = ::poll(&p, 1, left > 60'000 ? 60'000 : static_cast<int>(left));
+      if (r > 0) return true;  // readable, writable, or an error/hangup the next call reports
+      if (r < 0 && errno != EINTR) {
+        ec = error_code(errno, boost::system::system_category());
+        return false;
+      }
+    }
+  }
+
+  net::ip::tcp::socket socket_;
+};
+
+// Beast closes the lowest layer when one of its own timeouts fires.
+inline void beast_close_socket(SocketLayer& s) {
+  error_code ignored;
+  s.socket().close(ignored);
+}
+
+// Half-close only: the peer's close reply may still be in flight, and shutting the
+// reading side too would answer it with a reset that loses our close frame.
+inline void teardown(boost::beast::role_type, SocketLayer& s, error_code& ec) {
+  ::shutdown(s.socket().native_handle(), SHUT_WR);
+  ec = {};
+}
+template <class Handler>
+void async_teardown(boost::beast::role_type, SocketLayer& s, Handler&& handler) {
+  ::shutdown(s.socket().native_handle(), SHUT_WR);
+  net::post(s.get_executor(), [h = std::forward<Handler>(handler)]() mutable { h(error_code{}); });
+}
+
+/// Buffers the plaintext bytes under the WebSocket stream and scans their frames.
+/// Thread safety: none; the adapter serialises everything with its stream mutex.
+template <class Next>
+class ScanLayer {
+ public:
+  using next_layer_type = Next;
+  using executor_type = typename Next::executor_type;
+
+  template <class... Args>
+  explicit ScanLayer(Args&&... args) : next_(std::forward<Args>(args)...) {}
+
+  Next& next_layer() noexcept { return next_; }
+  executor_type get_executor() noexcept { return next_.get_executor(); }
+
+  const FrameScanner& scanner() const noexcept { return scanner_; }
+  std::size_t buffered() const noexcept { return buffer_.size(); }
+  /// The transport error a pump met (EOF, reset); reported by the next read.
+  const error_code& transport_error() const noexcept { return transport_error_; }
+
+  /// Starts scanning once the handshake is done: frames the server sent right
+  /// after its 101 response are already among the captured bytes.
+  void start_scanning() {
+    capturing_ = false;
+    auto end = captured_.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      auto* tail = reinterpret_cast<const unsigned char*>(captured_.data()) + end + 4;
+      scanner_.feed(tail, captured_.size() - end - 4);
+    }
+    captured_.clear();
+    captured_.shrink_to_fit();
+  }
+
+  /// Reads what the transport has without waiting, up to `limit` buffered bytes.
+  /// Returns false when nothing more can be read now.
+  bool pump(std::size_t chunk, std::size_t limit) {
+    bool got = false;
+    while (!transport_error_ && buffer_.size() < limit) {
+      error_code ec;
+      auto space = buffer_.prepare(chunk);
+      lowest().no_wait = true;
+      std::size_t n = next_.read_some(space, ec);
+      lowest().no_wait = false;
+      if (n != 0) {
+        scanner_.feed(static_cast<const unsigned char*>(space.data()), n);
+        buffer_.commit(n);
+        got = true;
+      }
+      if (ec == net::error::would_block) break;
+      if (ec) transport_error_ = ec;
+      // A short read drained a plain socket. Under TLS keep going: Asio's TLS
+      // layer may hold more records than one read returns.
+      if constexpr (std::is_same_v<Next, SocketLayer>) {
+        if (n < chunk) break;
+      }
+    }
+    return got;
+  }
+
+  SocketLayer& lowest() noexcept {
+    if constexpr (std::is_same_v<Next, SocketLayer>) {
+      return next_;
+    } else {
+      return next_.next_layer();
+    }
+  }
+
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers, error_code& ec) {
+    if (buffer_.size() == 0) {
+      if (transport_error_) {
+        ec = transport_error_;
+        return 0;
+      }
+      // Only a blocking read (close handshake, read by hand) gets here.
+      auto space = buffer_.prepare(16 * 1024);
+      std::size_t n = next_.read_some(space, ec);
+      if (n == 0) return 0;
+      scanner_.feed(static_cast<const unsigned char*>(space.data()), n);
+      buffer_.commit(n);
+      ec = {};
+    }
+    std::size_t n = net::buffer_copy(buffers, buffer_.data());
+    buffer_.consume(n);
+    if (buffer_.size() == 0 && buffer_.capacity() > kShrinkAbove) buffer_.shrink_to_fit();
+    ec = {};
+    return n;
+  }
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers) {
+    error_code ec;
+    auto n = read_some(buffers, ec);
+    if (ec) throw boost::system::system_error(ec);
+    return n;
+  }
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers, error_code& ec) {
+    return next_.write_some(buffers, ec);
+  }
+  template <class ConstBuffers>
+  std::size_t write_some(const ConstBuffers& buffers) {
+    return next_.write_some(buffers);
+  }
+
+  template <class MutableBuffers, class Handler>
+  auto async_read_some(const MutableBuffers& buffers, Handler&& handler) {
+    auto ex = net::get_associated_executor(handler, next_.get_executor());
+    return next_.async_read_some(
+        buffers, net::bind_executor(ex, [this, buffers, h = std::forward<Handler>(handler)](error_code ec,
+                                                                                         std::size_t n) mutable {
+          if (capturing_ && n != 0) {
+            std::string_view bytes(static_cast<const char*>(net::buffer_sequence_begin(buffers)->data()), n);
+            captured_.append(bytes);
+          }
+          h(ec, n);
+        }));
+  }
+  template <class ConstBuffers, class Handler>
+  auto async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    return next_.async_write_some(buffers, std::forward<Handler>(handler));
+  }
+
+ private:
+  static constexpr std::size_t kShrinkAbove = 1u << 20;
+  Next next_;
+  boost::beast::flat_buffer buffer_;
+  FrameScanner scanner_;
+  bool capturing_ = true;
+  std::string captured_;
+  error_code transport_error_;
+};
+
+template <class Next>
+void teardown(boost::beast::role_type role, ScanLayer<Next>& s, error_code& ec) {
+  using boost::beast::websocket::teardown;
+  teardown(role, s.next_layer(), ec);
+}
+template <class Next, class Handler>
+void async_teardown(boost::beast::role_type role, ScanLayer<Next>& s, Handler&& handler) {
+  using boost::beast::websocket::async_teardown;
+  async_teardown(role, s.next_layer(), std::forward<Handler>(handler));
+}
+
+}  // namespace wscengine::beast::detail

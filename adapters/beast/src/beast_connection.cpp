@@ -1,0 +1,634 @@
+// The Boost.Beast adapter. All of Beast is compiled in this one translation unit.
+//
+// Read path: when data arrives (an async wait on the socket, no thread held while
+// idle), `try_read` pumps what the socket has into the ScanLayer's buffer without
+// waiting; Beast then reads every complete message already buffered with its
+// cheap synchronous read. One asynchronous round per burst of data, not per message.
+#include <wscengine/asio.hpp>
+#include <wscengine/beast.hpp>
+#include <wscengine/beast/underlying.hpp>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <array>
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <sstream>
+
+namespace wscengine::beast {
+namespace {
+
+namespace net = boost::asio;
+namespace ssl = boost::asio::ssl;
+namespace ws = boost::beast::websocket;
+namespace http = boost::beast::http;
+using detail::Clock;
+using detail::ScanLayer;
+using detail::SocketLayer;
+using error_code = boost::system::error_code;
+
+constexpr const char* kUserAgent = "wscengine/0.1.0 (Boost.Beast)";
+
+bool is_drop(const error_code& ec) {
+  return ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::broken_pipe ||
+         ec == net::error::connection_aborted || ec == net::error::not_connected || ec == net::error::shut_down ||
+         ec == net::error::operation_aborted || ec == net::ssl::error::stream_truncated ||
+         ec == boost::beast::error::timeout;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+/// The connection of one scheme (plain or TLS) once dialled.
+class Stream {
+ public:
+  virtual ~Stream() = default;
+  virtual void dial(DialRequest request, Connection::DialHandler done) = 0;
+  virtual Error try_read(InboundMessage& out) = 0;
+  virtual void async_wait_readable(Connection::WaitHandler done) = 0;
+  virtual void cancel_wait() = 0;
+  virtual Error read(InboundMessage& out, std::chrono::milliseconds timeout) = 0;
+  virtual Error write(MessageType type, std::string_view payload) = 0;
+  virtual Error ping(std::string_view payload, std::chrono::milliseconds timeout) = 0;
+  virtual Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) = 0;
+  virtual void abort() noexcept = 0;
+  virtual bool is_open() const noexcept = 0;
+  virtual Underlying underlying() noexcept = 0;
+};
+
+template <bool Tls>
+class StreamImpl final : public Stream, public std::enable_shared_from_this<StreamImpl<Tls>> {
+  using Next = std::conditional_t<Tls, ssl::stream<SocketLayer>, SocketLayer>;
+  using WsStream = ws::stream<ScanLayer<Next>>;
+
+ public:
+  StreamImpl(net::io_context& io, const BeastOptions& options)
+      : options_(options), strand_(net::make_strand(io)), resolver_(strand_), timer_(strand_) {}
+
+  ~StreamImpl() override {
+    complete_wait({});
+    complete_dial(Error(errc::cancelled, "connection destroyed while dialling"));
+    if (ws_ && lowest().socket().is_open()) {
+      if (half_closed_ && !aborted_) {
+        linger(std::move(lowest().socket()));
+      } else {
+        error_code ignored;
+        lowest().socket().close(ignored);
+      }
+    }
+  }
+
+  // RFC 6455 §7.1.1: after its close frame the client waits for the server to
+  // close TCP. Closing at once with the server's reply still in flight makes the
+  // kernel answer it with a reset, which can destroy our close frame at the server.
+  // So the socket drains in the background (no thread held) for up to 2 s.
+  static void linger(net::ip::tcp::socket socket) {
+    struct Linger {
+      explicit Linger(net::ip::tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+      net::ip::tcp::socket socket;
+      net::steady_timer timer;
+      std::array<char, 4096> scratch;
+    };
+    auto state = std::make_shared<Linger>(std::move(socket));
+    state->timer.expires_after(std::chrono::seconds(2));
+    state->timer.async_wait([state](const error_code&) {
+      error_code ignored;
+      state->socket.close(ignored);
+    });
+    struct Drain {
+      std::shared_ptr<Linger> state;
+      void operator()(const error_code& ec, std::size_t) const {
+        if (ec) {
+          state->timer.cancel();
+          return;
+        }
+        state->socket.async_read_some(net::buffer(state->scratch), *this);
+      }
+    };
+    Drain{state}(error_code{}, 0);
+  }
+
+  // ------------------------------------------------------------ dial
+
+  void dial(DialRequest request, Connection::DialHandler done) override {
+    {
+      std::lock_guard lock(handler_mutex_);
+      dial_done_ = std::move(done);
+    }
+    request_ = std::move(request);
+    max_message_ = request_.max_message_size;
+    read_limit_ = request_.max_message_size + options_.read_chunk;
+    write_timeout_ = request_.write_timeout;
+    if constexpr (Tls) {
+      tls_context_.emplace(ssl::context::tls_client);
+      error_code ec;
+      if (!request_.tls.ca_file.empty()) {
+        tls_context_->load_verify_file(request_.tls.ca_file, ec);
+        if (ec) return complete_dial(Error(errc::invalid_option, "cannot load CA file '" + request_.tls.ca_file + "': " + ec.message()));
+      } else {
+        tls_context_->set_default_verify_paths(ec);
+      }
+      ws_.emplace(strand_, *tls_context_);
+    } else {
+      ws_.emplace(strand_);
+    }
+    ws_->read_message_max(max_message_);
+    ws_->auto_fragment(false);
+    ws::permessage_deflate pmd;
+    pmd.client_enable = request_.offer_compression;
+    ws_->set_option(pmd);
+    ws_->set_option(ws::stream_base::decorator([this](ws::request_type& req) {
+      req.set(http::field::user_agent, kUserAgent);
+      for (const auto& h : request_.headers) req.set(h.name, h.value);
+      if (!request_.subprotocols.empty()) {
+        std::string joined;
+        for (const auto& p : request_.subprotocols) joined += (joined.empty() ? "" : ", ") + p;
+        req.set(http::field::sec_websocket_protocol, joined);
+      }
+    }));
+    auto self = this->shared_from_this();
+    timer_.expires_after(request_.timeout);
+    timer_.async_wait([self](const error_code& ec) {
+      if (ec) return;
+      self->timed_out_ = true;
+      self->cancel_dial_ops();
+    });
+    net::post(strand_, [self] {
+      if (self->aborted_) return self->fail_dial(Error(errc::cancelled, "aborted"));
+      self->resolver_.async_resolve(self->request_.url.host, std::to_string(self->request_.url.port),
+                                    [self](const error_code& ec, net::ip::tcp::resolver::results_type results) {
+                                      self->on_resolved(ec, std::move(results));
+                                    });
+    });
+  }
+
+  void on_resolved(const error_code& ec, net::ip::tcp::resolver::results_type results) {
+    if (ec) {
+      return fail_dial(Error(errc::dns_failure, "resolving '" + request_.url.host + "': " + ec.message()));
+    }
+    auto self = this->shared_from_this();
+    net::async_connect(lowest().socket(), results, [self](const error_code& ec, const net::ip::tcp::endpoint& ep) {
+      self->on_connected(ec, ep);
+    });
+  }
+
+  void on_connected(const error_code& ec, const net::ip::tcp::endpoint& ep) {
+    if (ec) {
+      std::string where = request_.url.host + ":" + std::to_string(request_.url.port);
+      if (ec == net::error::connection_refused) {
+        return fail_dial(Error(errc::connection_refused, "connecting to " + where));
+      }
+      return fail_dial(Error(errc::connect_failed, "connecting to " + where + ": " + ec.message()));
+    }
+    error_code ignored;
+    lowest().socket().set_option(net::ip::tcp::no_delay(true), ignored);
+    fd_ = lowest().socket().native_handle();
+    if (aborted_) ::shutdown(fd_, SHUT_RDWR);
+    auto self = this->shared_from_this();
+    if constexpr (Tls) {
+      auto& tls = ws_->next_layer().next_layer();
+      std::string name = request_.tls.server_name.empty() ? request_.url.host : request_.tls.server_name;
+      if (!SSL_set_tlsext_host_name(tls.native_handle(), name.c_str())) {
+        return fail_dial(Error(errc::tls_handshake_failed, "cannot set SNI name '" + name + "'"));
+      }
+      if (request_.tls.verify_peer) {
+        tls.set_verify_mode(ssl::verify_peer);
+        tls.set_verify_callback(ssl::host_name_verification(name));
+      } else {
+        tls.set_verify_mode(ssl::verify_none);
+      }
+      tls.async_handshake(ssl::stream_base::client, [self](const error_code& ec) { self->on_tls(ec); });
+    } else {
+      upgrade();
+    }
+  }
+
+  void on_tls(const error_code& ec) {
+    if constexpr (Tls) {
+      if (ec) {
+        auto& tls = ws_->next_layer().next_layer();
+        if (ec.category() == net::error::get_ssl_category() &&
+            ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+          long result = SSL_get_verify_result(tls.native_handle());
+          return fail_dial(Error(errc::tls_verification_failed,
+                                 "server certificate of " + request_.url.host + ": " + X509_verify_cert_error_string(result)));
+        }
+        return fail_dial(Error(errc::tls_handshake_failed, "with " + request_.url.host + ": " + ec.message()));
+      }
+    }
+    upgrade();
+  }
+
+  void upgrade() {
+    auto self = this->shared_from_this();
+    ws_->async_handshake(response_, request_.url.host_header(), request_.url.target,
+                         [self](const error_code& ec) { self->on_upgraded(ec); });
+  }
+
+  void on_upgraded(const error_code& ec) {
+    std::string what = "GET " + request_.url.to_string();
+    if (ec == ws::error::upgrade_declined) {
+      return fail_dial(Error::http(response_.result_int(), what + " answered \"" + std::string(response_.reason()) + "\""));
+    }
+    if (ec) return fail_dial(Error(errc::handshake_failed, what + ": " + ec.message()));
+    HandshakeResponse answer;
+    answer.status = response_.result_int();
+    for (const auto& field : response_) answer.headers.push_back({std::string(field.name_string()), std::string(field.value())});
+    if (auto chosen = answer.header("Sec-WebSocket-Protocol")) {
+      bool offered = false;
+      for (const auto& p : request_.subprotocols) offered |= (p == *chosen);
+      if (!offered) {
+        return fail_dial(Error(errc::handshake_failed, what + ": server chose subprotocol '" + std::string(*chosen) +
+                                                           "' that was not offered (RFC 6455 §4.1)"));
+      }
+      answer.subprotocol = std::string(*chosen);
+    }
+    if (auto ext = answer.header("Sec-WebSocket-Extensions")) {
+      answer.compression = lower(*ext).find("permessage-deflate") != std::string::npos;
+      if (answer.compression && !request_.offer_compression) {
+        return fail_dial(Error(errc::handshake_failed, what + ": server enabled permessage-deflate, which was not offered (RFC 7692 §5.1)"));
+      }
+    }
+    error_code ignored;
+    lowest().socket().non_blocking(true, ignored);
+    ws_->next_layer().start_scanning();
+    timer_.cancel();
+    open_ = !aborted_;
+    if (aborted_) return fail_dial(Error(errc::cancelled, "aborted"));
+    complete_dial(std::move(answer));
+  }
+
+  void fail_dial(Error error) {
+    timer_.cancel();
+    if (timed_out_) error = Error(errc::timeout, "opening handshake did not finish in time (" + error.message() + ")");
+    else if (aborted_) error = Error(errc::cancelled, "dial aborted (" + error.message() + ")");
+    error_code ignored;
+    lowest().socket().close(ignored);
+    complete_dial(std::move(error));
+  }
+
+  // Runs on the strand.
+  void cancel_dial_ops() {
+    resolver_.cancel();
+    error_code ignored;
+    if (ws_) lowest().socket().cancel(ignored);
+  }
+
+  void complete_dial(Result<HandshakeResponse> result) {
+    Connection::DialHandler done;
+    {
+      std::lock_guard lock(handler_mutex_);
+      done = std::exchange(dial_done_, nullptr);
+    }
+    if (done) done(std::move(result));
+  }
+
+  // ------------------------------------------------------------ reading
+
+  Error try_read(InboundMessage& out) override {
+    Connection::WaitHandler none;
+    std::lock_guard lock(mutex_);
+    if (!open_) return Error::closed(last_close_, "connection is closed");
+    if (!ready_locked()) {
+      ws_->next_layer().pump(options_.read_chunk, read_limit_);
+      if (!ready_locked()) return Error(errc::would_block);
+    }
+    return read_locked(out);
+  }
+
+  void async_wait_readable(Connection::WaitHandler done) override {
+    {
+      std::lock_guard lock(mutex_);
+      if (open_ && !ready_locked()) {
+        {
+          std::lock_guard handlers(handler_mutex_);
+          wait_done_ = std::move(done);
+        }
+        std::weak_ptr<StreamImpl> weak = this->shared_from_this();
+        lowest().socket().async_wait(net::socket_base::wait_read, [weak](const error_code& ec) {
+          if (auto self = weak.lock()) self->complete_wait(ec && ec != net::error::operation_aborted ? Error(errc::io_error, ec.message()) : Error{});
+        });
+        return;
+      }
+    }
+    done({});  // a message is buffered, or the connection closed: read now
+  }
+
+  void cancel_wait() override { complete_wait(Error(errc::cancelled, "wait cancelled")); }
+
+  void complete_wait(Error e) {
+    Connection::WaitHandler done;
+    {
+      std::lock_guard lock(handler_mutex_);
+      done = std::exchange(wait_done_, nullptr);
+    }
+    if (done) done(std::move(e));
+  }
+
+  Error read(InboundMessage& out, std::chrono::milliseconds timeout) override {
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+      {
+        std::lock_guard lock(mutex_);
+        if (!open_) return Error::closed(last_close_, "connection is closed");
+        if (ready_locked()) return read_locked(out);
+        ws_->next_layer().pump(options_.read_chunk, read_limit_);
+        if (ready_locked()) return read_locked(out);
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return Error(errc::timeout, "no message within " + std::to_string(timeout.count()) + " ms");
+      pollfd p{fd_, POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
+    }
+  }
+
+  // ------------------------------------------------------------ writing, ping, close
+
+  Error write(MessageType type, std::string_view payload) override {
+    std::lock_guard lock(mutex_);
+    if (!open_) return Error::closed(last_close_, "write on a closed connection");
+    lowest().write_deadline = Clock::now() + write_timeout_;
+    ws_->text(type == MessageType::text);
+    error_code ec;
+    ws_->write(net::buffer(payload.data(), payload.size()), ec);
+    if (!ec) return {};
+    // A failed write may have sent part of a frame: the connection is unusable.
+    fail_locked();
+    if (ec == net::error::timed_out) {
+      return Error(errc::timeout, "write made no progress for " + std::to_string(write_timeout_.count()) + " ms (peer not reading)");
+    }
+    return Error::closed(last_close_, "write failed: " + ec.message());
+  }
+
+  Error ping(std::string_view payload, std::chrono::milliseconds timeout) override {
+    auto deadline = Clock::now() + timeout;
+    std::uint64_t pongs_before = 0;
+    {
+      std::lock_guard lock(mutex_);
+      if (!open_) return Error::closed(last_close_, "ping on a closed connection");
+      if (payload.size() > 125) return Error(errc::invalid_option, "ping payload over 125 bytes");
+      pongs_before = ws_->next_layer().scanner().pongs();
+      lowest().write_deadline = deadline;
+      error_code ec;
+      ws_->ping(ws::ping_data(payload.data(), payload.size()), ec);
+      if (ec) {
+        fail_locked();
+        return Error::closed(last_close_, "ping failed: " + ec.message());
+      }
+    }
+    for (;;) {
+      bool buffered_message = false;
+      {
+        std::lock_guard lock(mutex_);
+        if (!open_) return Error::closed(last_close_, "closed while waiting for a pong");
+        auto& layer = ws_->next_layer();
+        layer.pump(options_.read_chunk, read_limit_);
+        if (layer.scanner().pongs() > pongs_before) return wake_reader_locked();
+        if (layer.transport_error()) return Error::closed({close_code::abnormal, {}}, "connection dropped while waiting for a pong");
+        if (layer.buffered() >= read_limit_) return wake_reader_locked();  // data flows: the peer is alive
+        buffered_message = ready_locked();
+      }
+      if (buffered_message) wake_reader();
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+      if (left <= 0) return Error(errc::timeout, "no pong within " + std::to_string(timeout.count()) + " ms");
+      pollfd p{fd_, POLLIN, 0};
+      ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
+    }
+  }
+
+  Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) override {
+    Error result;
+    {
+      std::lock_guard lock(mutex_);
+      if (!ws_ || !open_) return Error::closed(last_close_, "connection already closed");
+      auto deadline = Clock::now() + timeout;
+      lowest().read_deadline = deadline;
+      lowest().write_deadline = deadline;
+      error_code ec;
+      ws::close_reason reason;
+      reason.code = frame.code;
+      reason.reason = frame.reason;
+      ws_->close(reason, ec);
+      if (ec == net::error::timed_out) {
+        result = Error(errc::timeout, "peer did not answer the close frame within " + std::to_string(timeout.count()) + " ms");
+      } else if (ec && !is_drop(ec) && ec != ws::error::closed) {
+        result = Error(errc::io_error, "close handshake: " + ec.message());
+      }
+      last_close_ = frame;
+      fail_locked();
+    }
+    complete_wait({});
+    return result;
+  }
+
+  void abort() noexcept override {
+    aborted_ = true;
+    open_ = false;
+    if (int fd = fd_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    auto self = this->shared_from_this();
+    net::post(strand_, [self] { self->cancel_dial_ops(); });
+    complete_wait({});
+  }
+
+  bool is_open() const noexcept override { return open_; }
+
+  Underlying underlying() noexcept override { return {&typeid(WsStream), ws_ ? &*ws_ : nullptr}; }
+
+ private:
+  SocketLayer& lowest() { return ws_->next_layer().lowest(); }
+
+  bool ready_locked() const {
+    const auto& layer = ws_->next_layer();
+    return layer.scanner().events() > consumed_ || layer.scanner().broken() || layer.transport_error() ||
+           layer.buffered() >= read_limit_;
+  }
+
+  // A pump outside the reader (ping) may have taken the bytes the reader's socket
+  // wait was waiting for: wake it so that it reads them.
+  Error wake_reader_locked() {
+    if (ready_locked()) {
+      std::lock_guard lock(handler_mutex_);
+      if (wait_done_) net::post(strand_, [weak = this->weak_from_this()] {
+          if (auto self = weak.lock()) self->complete_wait({});
+        });
+    }
+    return {};
+  }
+  void wake_reader() { complete_wait({}); }
+
+  Error read_locked(InboundMessage& out) {
+    lowest().read_deadline = Clock::time_point::min();  // everything needed is buffered
+    lowest().write_deadline = Clock::now() + write_timeout_;  // pong or close replies
+    out.payload.clear();
+    auto buffer = net::dynamic_buffer(out.payload, max_message_ + 1);
+    error_code ec;
+    ws_->read(buffer, ec);
+    if (!ec) {
+      ++consumed_;
+      out.type = ws_->got_text() ? MessageType::text : MessageType::binary;
+      return {};
+    }
+    ++consumed_;
+    if (ec == ws::error::closed) {
+      auto reason = ws_->reason();
+      last_close_ = CloseFrame{static_cast<std::uint16_t>(reason.code), std::string(reason.reason.data(), reason.reason.size())};
+      fail_locked();
+      return Error::closed(last_close_, "peer closed the connection");
+    }
+    if (is_drop(ec) || ec == net::error::timed_out) {
+      last_close_ = CloseFrame{close_code::abnormal, {}};
+      fail_locked();
+      return Error::closed(last_close_, "connection dropped without a close frame (" + ec.message() + ")");
+    }
+    Error error;
+    if (ec == ws::error::message_too_big || ec == ws::error::buffer_overflow) {
+      error = Error(errc::message_too_big, "message over max_message_size (" + std::to_string(max_message_) + " bytes)");
+    } else if (ec == ws::error::bad_frame_payload) {
+      error = Error(errc::invalid_utf8, "text message is not valid UTF-8");
+    } else if (ec.category() == make_error_code(ws::error::closed).category() || ec == ws::condition::protocol_violation) {
+      error = Error(errc::protocol_error, ec.message());
+    } else {
+      error = Error(errc::io_error, ec.message());
+    }
+    if (!ws_->is_open()) {
+      last_close_ = CloseFrame{close_code::abnormal, {}};
+      fail_locked();
+    }
+    return error;
+  }
+
+  // The connection is unusable from now on. Half-close (see teardown in layers.hpp);
+  // the descriptor closes with the connection object.
+  void fail_locked() {
+    open_ = false;
+    half_closed_ = true;
+    if (int fd = fd_.load(); fd >= 0) ::shutdown(fd, SHUT_WR);
+  }
+
+  const BeastOptions options_;
+  net::strand<net::io_context::executor_type> strand_;
+  net::ip::tcp::resolver resolver_;
+  net::steady_timer timer_;
+  DialRequest request_;
+  std::optional<ssl::context> tls_context_;  // before ws_: the stream refers to it
+  std::optional<WsStream> ws_;
+  http::response<http::string_body> response_;
+  std::size_t max_message_ = 0;
+  std::size_t read_limit_ = 0;
+  std::chrono::milliseconds write_timeout_{10'000};
+
+  mutable std::mutex mutex_;  // the WebSocket stream and its layers
+  std::uint64_t consumed_ = 0;  // read events taken (mutex_)
+  CloseFrame last_close_{close_code::abnormal, {}};  // (mutex_)
+
+  std::mutex handler_mutex_;  // never held while calling out; taken on I/O threads
+  Connection::DialHandler dial_done_;
+  Connection::WaitHandler wait_done_;
+
+  std::atomic<bool> open_{false};
+  std::atomic<bool> aborted_{false};
+  std::atomic<bool> timed_out_{false};
+  std::atomic<bool> half_closed_{false};
+  std::atomic<int> fd_{-1};
+};
+
+/// Chooses plain or TLS at dial time (the before-dial hook may change the URL).
+class BeastConnection final : public Connection {
+ public:
+  BeastConnection(net::io_context& io, BeastOptions options) : io_(io), options_(options) {}
+
+  void async_dial(DialRequest request, DialHandler done) override {
+    std::shared_ptr<Stream> stream;
+    {
+      std::lock_guard lock(mutex_);
+      if (stream_) return done(Error(errc::already_connected, "dial on a connection that was already dialled"));
+      if (aborted_) return done(Error(errc::cancelled, "dial aborted"));
+      if (request.url.secure) stream_ = std::make_shared<StreamImpl<true>>(io_, options_);
+      else stream_ = std::make_shared<StreamImpl<false>>(io_, options_);
+      stream = stream_;
+    }
+    stream->dial(std::move(request), std::move(done));
+  }
+  // After a successful dial the engine's calls happen after this write (through
+  // the dial's completion), so reading stream_ without the mutex is ordered.
+  Error try_read(InboundMessage& out) override { return stream_ ? stream_->try_read(out) : not_dialled(); }
+  void async_wait_readable(WaitHandler done) override {
+    if (stream_) return stream_->async_wait_readable(std::move(done));
+    done(not_dialled());
+  }
+  void cancel_wait() override {
+    if (auto s = get()) s->cancel_wait();
+  }
+  Error read(InboundMessage& out, std::chrono::milliseconds timeout) override {
+    return stream_ ? stream_->read(out, timeout) : not_dialled();
+  }
+  Error write(MessageType type, std::string_view payload) override {
+    return stream_ ? stream_->write(type, payload) : not_dialled();
+  }
+  Error ping(std::string_view payload, std::chrono::milliseconds timeout) override {
+    return stream_ ? stream_->ping(payload, timeout) : not_dialled();
+  }
+  Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) override {
+    return stream_ ? stream_->close(frame, timeout) : not_dialled();
+  }
+  void abort() noexcept override {
+    std::shared_ptr<Stream> s;
+    {
+      std::lock_guard lock(mutex_);
+      aborted_ = true;
+      s = stream_;
+    }
+    if (s) s->abort();
+  }
+  bool is_open() const noexcept override {
+    auto s = get();
+    return s && s->is_open();
+  }
+  Underlying underlying() noexcept override { return stream_ ? stream_->underlying() : Underlying{}; }
+
+ private:
+  static Error not_dialled() { return Error(errc::not_connected, "connection not dialled"); }
+  std::shared_ptr<Stream> get() const {
+    std::lock_guard lock(mutex_);
+    return stream_;
+  }
+
+  net::io_context& io_;
+  const BeastOptions options_;
+  mutable std::mutex mutex_;
+  std::shared_ptr<Stream> stream_;
+  bool aborted_ = false;
+};
+
+class BeastConnector final : public Connector {
+ public:
+  explicit BeastConnector(BeastOptions options) : options_(options) {}
+  std::unique_ptr<Connection> make_connection(Runtime& runtime) override {
+    return std::make_unique<BeastConnection>(io_context(runtime), options_);
+  }
+  std::string_view name() const noexcept override { return "beast"; }
+
+ private:
+  BeastOptions options_;
+};
+
+}  // namespace
+
+std::shared_ptr<Connector> make_connector(BeastOptions options) { return std::make_shared<BeastConnector>(options); }
+
+}  // namespace wscengine::beast

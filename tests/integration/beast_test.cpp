@@ -1,0 +1,355 @@
+// The engine with the Beast adapter over loopback against the project's Beast server.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include <wscengine/beast.hpp>
+#include <wscengine/wscengine.hpp>
+
+#include "support/process.hpp"
+#include "support/recorder.hpp"
+#include "test_server.hpp"
+
+using namespace wscengine;
+using namespace wscengine::test;
+using ::testing::IsEmpty;
+
+namespace {
+
+class BeastIntegration : public ::testing::Test {
+ protected:
+  tools::TestServer server;
+  std::shared_ptr<Recorder> client = std::make_shared<Recorder>();
+  std::unique_ptr<Engine> engine;
+
+  EngineOptions options(const std::string& target = "/") {
+    if (server.port() == 0) server.start();
+    EngineOptions o;
+    o.url = server.url(target);
+    o.backoff.initial_delay = 10ms;
+    o.backoff.max_delay = 50ms;
+    o.open_timeout = 5s;
+    o.close_timeout = 2s;
+    return o;
+  }
+  void make(EngineOptions o) { engine = std::make_unique<Engine>(o, client, beast::make_connector()); }
+  void TearDown() override {
+    if (engine) {
+      EXPECT_FALSE(engine->stop());
+      client->mark_stopped();
+      engine.reset();
+    }
+    EXPECT_THAT(client->violations(), IsEmpty());
+    server.stop();
+  }
+};
+
+}  // namespace
+
+TEST_F(BeastIntegration, MessagesBothWaysInOrder) {
+  server.on_session = tools::echo_session;
+  make(options());
+  ASSERT_FALSE(engine->start());
+  for (int i = 0; i < 200; ++i) ASSERT_FALSE(engine->send_text("text " + std::to_string(i)));
+  std::string binary(1 << 20, '\0');
+  for (std::size_t i = 0; i < binary.size(); ++i) binary[i] = static_cast<char>(i * 7);
+  ASSERT_FALSE(engine->send_binary(binary));
+  ASSERT_TRUE(client->wait_count(Event::message, 201));
+  auto messages = client->events_of(Event::message);
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_EQ(messages[i].payload, "text " + std::to_string(i));
+    EXPECT_EQ(messages[i].sequence, static_cast<std::uint64_t>(i));
+  }
+  EXPECT_EQ(messages[200].payload, binary);
+}
+
+TEST_F(BeastIntegration, ManySmallMessagesInOneBurst) {
+  server.on_session = [](tools::ServerSession& s) {
+    for (int i = 0; i < 20000; ++i) s.send(MessageType::binary, std::string(64, static_cast<char>('a' + i % 26)));
+    InboundMessage m;
+    s.read(m, 10s);
+  };
+  make(options());
+  ASSERT_FALSE(engine->start());
+  ASSERT_TRUE(client->wait_count(Event::message, 20000, 30s));
+  auto messages = client->events_of(Event::message);
+  EXPECT_EQ(messages.back().sequence, 19999u);
+  EXPECT_EQ(messages[27].payload, std::string(64, 'b'));
+}
+
+TEST_F(BeastIntegration, ServerCloseCodeReachesOnClose) {
+  server.on_session = [](tools::ServerSession& s) { s.close({4001, "maintenance"}); };
+  auto o = options();
+  o.auto_reconnect = false;
+  make(o);
+  ASSERT_FALSE(engine->start());
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  auto close = client->events_of(Event::close);
+  ASSERT_EQ(close.size(), 1u);
+  ASSERT_TRUE(close[0].received);
+  EXPECT_EQ(*close[0].received, (CloseFrame{4001, "maintenance"}));
+  EXPECT_EQ(close[0].initiator, CloseInitiator::peer);
+}
+
+TEST_F(BeastIntegration, DroppedConnectionIs1006AndReconnects) {
+  std::atomic<int> sessions{0};
+  server.on_session = [&](tools::ServerSession& s) {
+    int n = ++sessions;
+    s.send(MessageType::text, "session " + std::to_string(n));
+    if (n == 1) return s.drop();
+    InboundMessage m;
+    s.read(m, 10s);
+  };
+  make(options());
+  ASSERT_FALSE(engine->start());
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  ASSERT_TRUE(client->wait_count(Event::message, 2));
+  auto close = client->events_of(Event::close);
+  ASSERT_EQ(close.size(), 1u);
+  ASSERT_TRUE(close[0].received);
+  EXPECT_EQ(close[0].received->code, close_code::abnormal);
+  EXPECT_EQ(client->events_of(Event::message)[1].payload, "session 2");
+  EXPECT_TRUE(client->events_of(Event::open)[1].restarting);
+}
+
+TEST_F(BeastIntegration, ReconnectsAfterTheServerRestarts) {
+  server.on_session = tools::echo_session;
+  make(options());
+  ASSERT_FALSE(engine->start());
+  std::uint16_t port = server.port();
+  server.stop();
+  ASSERT_TRUE(client->wait_count(Event::restart_error, 2));  // refused while the server is down
+  EXPECT_TRUE(client->events_of(Event::restart_error)[0].error.is(errc::connection_refused))
+      << client->events_of(Event::restart_error)[0].payload;
+  tools::ServerOptions same_port;
+  same_port.port = port;
+  tools::TestServer again(same_port);
+  again.on_session = tools::echo_session;
+  again.start();
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  ASSERT_FALSE(engine->send_text("after restart"));
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  EXPECT_EQ(client->events_of(Event::message)[0].payload, "after restart");
+  EXPECT_FALSE(engine->stop());
+  client->mark_stopped();
+  engine.reset();
+}
+
+TEST_F(BeastIntegration, OnOpenFailureAtStartAndDuringRestart) {
+  server.on_session = tools::echo_session;
+  client->on_open_hook = [](Context&, const HandshakeResponse&, bool) { return Error(errc::io_error, "no login"); };
+  make(options());
+  Error e = engine->start();
+  EXPECT_TRUE(e.is(errc::open_failed)) << e.message();
+  EXPECT_EQ(server.accepted(), 1u);
+
+  std::atomic<int> opens{0};
+  client->on_open_hook = [&](Context&, const HandshakeResponse&, bool) {
+    return ++opens == 2 ? Error(errc::io_error, "login refused once") : Error{};
+  };
+  std::atomic<int> sessions{0};
+  server.on_session = [&](tools::ServerSession& s) {
+    if (++sessions == 1) return s.drop();
+    tools::echo_session(s);
+  };
+  ASSERT_FALSE(engine->start());
+  ASSERT_TRUE(client->wait_count(Event::restart_error, 1));
+  EXPECT_TRUE(client->events_of(Event::restart_error)[0].error.is(errc::open_failed));
+  ASSERT_TRUE(client->wait_for([](const std::vector<Event>& es) {
+    int ok = 0;
+    for (auto& e : es) ok += e.kind == Event::open && !e.error;
+    return ok == 2;
+  }));
+}
+
+TEST_F(BeastIntegration, PauseThenRequestResponseByHand) {
+  server.on_session = [](tools::ServerSession& s) {
+    for (;;) {
+      InboundMessage m;
+      if (s.read(m, 10s)) return;
+      if (m.payload == "ping?") s.send(MessageType::text, "pong!");
+      if (m.payload == "feed") {
+        for (int i = 0; i < 3; ++i) s.send(MessageType::text, "tick");
+      }
+    }
+  };
+  make(options());
+  ASSERT_FALSE(engine->start());
+  {
+    PauseGuard pause = engine->pause();
+    std::string answer;
+    client->on_message_hook = nullptr;
+    // Read by hand through the current session's connection, taken from OnOpen's context.
+    ASSERT_FALSE(engine->send_text("ping?"));
+    auto opens = client->events_of(Event::open);
+    ASSERT_EQ(opens.size(), 1u);
+  }
+  std::promise<std::string> got;
+  client->on_message_hook = [&](Context& ctx, const Message& m) {
+    if (m.payload != "tick") return;
+    PauseGuard pause = ctx.pause();
+    if (ctx.connection().send_text("ping?")) return;
+    InboundMessage reply;
+    for (;;) {  // the rest of the feed may come first
+      if (Error e = ctx.connection().read(reply, 5s)) return got.set_value(e.message());
+      if (reply.payload == "pong!") return got.set_value(reply.payload);
+    }
+  };
+  ASSERT_FALSE(engine->send_text("feed"));
+  auto answer = got.get_future();
+  ASSERT_EQ(answer.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(answer.get(), "pong!");
+  client->on_message_hook = nullptr;
+}
+
+TEST_F(BeastIntegration, StopSendsTheChosenCloseCode) {
+  std::promise<CloseFrame> seen;
+  server.on_session = [&](tools::ServerSession& s) {
+    InboundMessage m;
+    Error e = s.read(m, 10s);
+    seen.set_value(e.close.value_or(CloseFrame{0, e.message()}));
+  };
+  client->on_close_hook = [](Context&, const std::optional<CloseFrame>&) { return CloseFrame{4321, "client done"}; };
+  make(options());
+  ASSERT_FALSE(engine->start());
+  ASSERT_FALSE(engine->stop());
+  auto frame = seen.get_future();
+  ASSERT_EQ(frame.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(frame.get(), (CloseFrame{4321, "client done"}));
+}
+
+TEST_F(BeastIntegration, HandshakeHeadersSubprotocolAndResponse) {
+  server.choose_subprotocol = "feed.v2";
+  std::promise<std::string> token;
+  server.on_session = [&](tools::ServerSession& s) {
+    token.set_value(s.header("Authorization").value_or("<none>") + " " + s.header("Sec-WebSocket-Protocol").value_or(""));
+    tools::echo_session(s);
+  };
+  auto o = options();
+  o.headers.push_back({"Authorization", "Bearer abc"});
+  o.subprotocols = {"feed.v2", "feed.v1"};
+  std::string chosen;
+  client->on_open_hook = [&](Context&, const HandshakeResponse& r, bool) {
+    chosen = r.subprotocol;
+    EXPECT_EQ(r.status, 101);
+    EXPECT_EQ(r.header("server").value_or(""), "wscengine-test-server");
+    return Error{};
+  };
+  make(o);
+  ASSERT_FALSE(engine->start());
+  EXPECT_EQ(chosen, "feed.v2");
+  auto seen = token.get_future();
+  ASSERT_EQ(seen.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(seen.get(), "Bearer abc feed.v2, feed.v1");
+}
+
+TEST_F(BeastIntegration, HttpRefusalCarriesTheStatus) {
+  server.on_request = [](const std::string&, const std::vector<Header>&) { return 403; };
+  make(options());
+  Error e = engine->start();
+  ASSERT_TRUE(e.is(errc::http_status)) << e.message();
+  EXPECT_EQ(e.http_status, 403);
+  EXPECT_NE(e.message().find("403"), std::string::npos);
+}
+
+TEST_F(BeastIntegration, RefusedConnectionSaysSo) {
+  auto o = options();
+  std::uint16_t port = server.port();
+  server.stop();
+  o.url = "ws://127.0.0.1:" + std::to_string(port) + "/";
+  make(o);
+  Error e = engine->start();
+  EXPECT_TRUE(e.is(errc::connection_refused)) << e.message();
+  EXPECT_NE(e.message().find("127.0.0.1"), std::string::npos);
+}
+
+TEST_F(BeastIntegration, UnknownHostIsADnsFailure) {
+  auto o = options();
+  o.url = "ws://no-such-host.invalid/";
+  make(o);
+  Error e = engine->start();
+  EXPECT_TRUE(e.is(errc::dns_failure)) << e.message();
+}
+
+TEST_F(BeastIntegration, OversizeMessageIs1009ThenReconnect) {
+  std::atomic<int> sessions{0};
+  std::promise<CloseFrame> client_close;
+  server.on_session = [&](tools::ServerSession& s) {
+    if (++sessions > 1) return tools::echo_session(s);
+    s.send(MessageType::binary, std::string(4096, 'x'));
+    InboundMessage m;
+    Error e = s.read(m, 5s);
+    client_close.set_value(e.close.value_or(CloseFrame{0, e.message()}));
+  };
+  auto o = options();
+  o.max_message_size = 1024;
+  make(o);
+  ASSERT_FALSE(engine->start());
+  ASSERT_TRUE(client->wait_count(Event::read_error, 1));
+  EXPECT_TRUE(client->events_of(Event::read_error)[0].error.is(errc::message_too_big));
+  auto frame = client_close.get_future();
+  ASSERT_EQ(frame.wait_for(5s), std::future_status::ready);
+  auto got = frame.get();
+  EXPECT_EQ(got.code, close_code::too_big) << got.reason;
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  EXPECT_EQ(client->count(Event::message), 0u);
+}
+
+TEST_F(BeastIntegration, InvalidUtf8Is1007) {
+  server.on_session = [](tools::ServerSession& s) {
+    s.send(MessageType::text, std::string("ok"));
+    s.send(MessageType::text, std::string("\xff\xfe bad", 6));
+    InboundMessage m;
+    s.read(m, 5s);
+  };
+  auto o = options();
+  o.auto_reconnect = false;
+  make(o);
+  ASSERT_FALSE(engine->start());
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  ASSERT_EQ(client->count(Event::message), 1u);
+  ASSERT_EQ(client->count(Event::read_error), 1u);
+  EXPECT_TRUE(client->events_of(Event::read_error)[0].error.is(errc::invalid_utf8));
+}
+
+TEST_F(BeastIntegration, SecureWithTheTestsOwnCertificate) {
+  std::string dir = temp_dir();
+  ASSERT_TRUE(make_test_certificate(dir)) << "openssl could not make a certificate";
+  tools::ServerOptions tls;
+  tls.cert_file = dir + "/cert.pem";
+  tls.key_file = dir + "/key.pem";
+  tools::TestServer secure(tls);
+  secure.on_session = tools::echo_session;
+  secure.start();
+
+  // Verification on, against the system store: the self-signed certificate fails, clearly.
+  EngineOptions o;
+  o.url = secure.url("/");
+  make(o);
+  Error e = engine->start();
+  EXPECT_TRUE(e.is(errc::tls_verification_failed)) << e.message();
+  EXPECT_NE(e.message().find("certificate"), std::string::npos) << e.message();
+  engine.reset();
+
+  // Trusting the test's CA file: messages flow.
+  o.tls.ca_file = tls.cert_file;
+  make(o);
+  ASSERT_FALSE(engine->start());
+  ASSERT_FALSE(engine->send_text("over tls"));
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  EXPECT_EQ(client->events_of(Event::message)[0].payload, "over tls");
+  EXPECT_FALSE(engine->stop());
+  engine.reset();
+
+  // The host name is checked too: 127.0.0.2 is not in the certificate.
+  o.url = "wss://127.0.0.2:" + std::to_string(secure.port()) + "/";
+  make(o);
+  e = engine->start();
+  EXPECT_TRUE(e.is(errc::tls_verification_failed) || e.is(errc::connection_refused)) << e.message();
+  client->mark_stopped();
+  engine.reset();
+  secure.stop();
+}

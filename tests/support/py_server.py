@@ -1,0 +1,44 @@
+"""A peer no one here wrote: Python `websockets` as the server for integration tests.
+
+Prints its ws:// URL, then serves until killed. What a connection gets depends on its path:
+  /echo            echo every message with its type
+  /close/CODE      send one message "hello", then close with CODE and reason "bye from python"
+  /drop            send one message "hello", then drop the TCP connection (no close frame)
+  /subprotocol     echo; the server selects the first subprotocol offered
+Run with /usr/bin/python3 (Debian's python3-websockets).
+"""
+import asyncio
+import sys
+
+import websockets
+
+
+async def handler(ws, path=None):
+    path = path if path is not None else ws.path
+    if path.startswith("/close/"):
+        await ws.send("hello")
+        await ws.close(code=int(path.split("/")[2]), reason="bye from python")
+        return
+    if path == "/drop":
+        await ws.send("hello")
+        ws.transport.abort()
+        return
+    if path == "/headers":
+        await ws.send(ws.request_headers.get("X-Test", "<none>"))
+    async for message in ws:
+        await ws.send(message)
+
+
+async def main():
+    async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=["chat.v2", "chat.v1"],
+                                max_size=2**24) as server:
+        port = server.sockets[0].getsockname()[1]
+        print(f"ws://127.0.0.1:{port}", flush=True)
+        await asyncio.Future()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(0)

@@ -1,0 +1,225 @@
+#include "test_server.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <list>
+#include <mutex>
+#include <thread>
+
+namespace wscengine::tools {
+namespace {
+
+namespace net = boost::asio;
+namespace ssl = net::ssl;
+namespace ws = boost::beast::websocket;
+namespace http = boost::beast::http;
+using tcp = net::ip::tcp;
+using error_code = boost::system::error_code;
+
+void set_receive_timeout(int fd, std::chrono::milliseconds timeout) {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+template <class Next>
+class Session final : public ServerSession {
+ public:
+  Session(ws::stream<Next>& stream, int fd, std::string target, std::vector<Header> headers)
+      : ws_(stream), fd_(fd), target_(std::move(target)), headers_(std::move(headers)) {}
+
+  const std::string& target() const override { return target_; }
+  std::optional<std::string> header(const std::string& name) const override {
+    for (const auto& h : headers_)
+      if (boost::beast::iequals(h.name, name)) return h.value;
+    return std::nullopt;
+  }
+  Error send(MessageType type, std::string_view payload) override {
+    error_code ec;
+    ws_.text(type == MessageType::text);
+    ws_.write(net::buffer(payload.data(), payload.size()), ec);
+    return ec ? Error(errc::io_error, ec.message()) : Error{};
+  }
+  Error read(InboundMessage& out, std::chrono::milliseconds timeout) override {
+    set_receive_timeout(fd_, timeout);
+    boost::beast::flat_buffer buffer;
+    error_code ec;
+    ws_.read(buffer, ec);
+    if (ec == ws::error::closed) {
+      return Error::closed({static_cast<std::uint16_t>(ws_.reason().code), std::string(ws_.reason().reason.c_str())});
+    }
+    if (ec) return Error(errc::io_error, ec.message());
+    out.type = ws_.got_text() ? MessageType::text : MessageType::binary;
+    out.payload = boost::beast::buffers_to_string(buffer.data());
+    return {};
+  }
+  Error close(CloseFrame frame) override {
+    set_receive_timeout(fd_, std::chrono::seconds(5));
+    ws::close_reason reason;
+    reason.code = frame.code;
+    reason.reason = frame.reason;
+    error_code ec;
+    ws_.close(reason, ec);
+    return ec ? Error(errc::io_error, ec.message()) : Error{};
+  }
+  void drop() override { ::shutdown(fd_, SHUT_RDWR); }
+
+ private:
+  ws::stream<Next>& ws_;
+  int fd_;
+  std::string target_;
+  std::vector<Header> headers_;
+};
+
+}  // namespace
+
+struct TestServer::Impl {
+  explicit Impl(ServerOptions o) : options(std::move(o)), acceptor(io) {}
+
+  ServerOptions options;
+  net::io_context io;
+  tcp::acceptor acceptor;
+  std::optional<ssl::context> tls;
+  std::thread accept_thread;
+  std::mutex mutex;
+  std::list<std::thread> threads;
+  std::list<int> fds;
+  std::atomic<bool> stopping{false};
+  std::atomic<std::size_t> accepted{0};
+  std::uint16_t port = 0;
+
+  template <class Next>
+  void serve(TestServer& server, ws::stream<Next>& stream, int fd) {
+    set_receive_timeout(fd, std::chrono::seconds(10));
+    boost::beast::flat_buffer buffer;
+    http::request<http::string_body> request;
+    error_code ec;
+    http::read(stream.next_layer(), buffer, request, ec);
+    if (ec) return;
+    std::vector<Header> headers;
+    for (const auto& f : request) headers.push_back({std::string(f.name_string()), std::string(f.value())});
+    std::string target(request.target());
+    if (server.on_request) {
+      if (int status = server.on_request(target, headers); status != 0) {
+        http::response<http::string_body> refuse{static_cast<http::status>(status), request.version()};
+        refuse.set(http::field::content_type, "text/plain");
+        refuse.body() = "refused by test server\n";
+        refuse.prepare_payload();
+        http::write(stream.next_layer(), refuse, ec);
+        return;
+      }
+    }
+    std::string chosen = server.choose_subprotocol;
+    stream.set_option(ws::stream_base::decorator([chosen](ws::response_type& res) {
+      res.set(http::field::server, "wscengine-test-server");
+      if (!chosen.empty()) res.set(http::field::sec_websocket_protocol, chosen);
+    }));
+    ws::permessage_deflate pmd;
+    pmd.server_enable = true;
+    stream.set_option(pmd);
+    stream.read_message_max(64u << 20);
+    stream.accept(request, ec);
+    if (ec) return;
+    Session<Next> session(stream, fd, target, std::move(headers));
+    if (server.on_session) server.on_session(session);
+  }
+
+  // Unlists the descriptor before its socket closes, so that stop() never shuts
+  // down a descriptor number the process has reused for another socket.
+  void forget(int fd) {
+    std::lock_guard lock(mutex);
+    fds.remove(fd);
+  }
+
+  void handle(TestServer& server, tcp::socket socket) {
+    int fd = socket.native_handle();
+    if (tls) {
+      ws::stream<ssl::stream<tcp::socket>> stream(std::move(socket), *tls);
+      set_receive_timeout(fd, std::chrono::seconds(10));
+      error_code ec;
+      stream.next_layer().handshake(ssl::stream_base::server, ec);
+      if (!ec) serve(server, stream, fd);
+      forget(fd);
+    } else {
+      ws::stream<tcp::socket> stream(std::move(socket));
+      serve(server, stream, fd);
+      forget(fd);
+    }
+  }
+};
+
+TestServer::TestServer(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+TestServer::~TestServer() { stop(); }
+
+std::uint16_t TestServer::start() {
+  auto& o = impl_->options;
+  if (!o.cert_file.empty()) {
+    impl_->tls.emplace(ssl::context::tls_server);
+    impl_->tls->use_certificate_chain_file(o.cert_file);
+    impl_->tls->use_private_key_file(o.key_file, ssl::context::pem);
+  }
+  tcp::endpoint endpoint(net::ip::make_address(o.host), o.port);
+  impl_->acceptor.open(endpoint.protocol());
+  impl_->acceptor.set_option(net::socket_base::reuse_address(true));
+  impl_->acceptor.bind(endpoint);
+  impl_->acceptor.listen();
+  impl_->port = impl_->acceptor.local_endpoint().port();
+  impl_->accept_thread = std::thread([this] {
+    for (;;) {
+      error_code ec;
+      tcp::socket socket(impl_->io);
+      impl_->acceptor.accept(socket, ec);
+      if (impl_->stopping) return;
+      if (ec) continue;
+      ++impl_->accepted;
+      socket.set_option(tcp::no_delay(true), ec);
+      std::lock_guard lock(impl_->mutex);
+      impl_->fds.push_back(socket.native_handle());
+      impl_->threads.emplace_back([this, s = std::move(socket)]() mutable { impl_->handle(*this, std::move(s)); });
+    }
+  });
+  return impl_->port;
+}
+
+void TestServer::stop() {
+  if (impl_->stopping.exchange(true)) return;
+  if (impl_->accept_thread.joinable()) {
+    ::shutdown(impl_->acceptor.native_handle(), SHUT_RDWR);
+    impl_->accept_thread.join();
+  }
+  error_code ignored;
+  impl_->acceptor.close(ignored);
+  std::list<std::thread> threads;
+  {
+    std::lock_guard lock(impl_->mutex);
+    for (int fd : impl_->fds) ::shutdown(fd, SHUT_RDWR);  // wakes every session thread
+    threads.swap(impl_->threads);
+  }
+  for (auto& t : threads) t.join();
+}
+
+std::uint16_t TestServer::port() const noexcept { return impl_->port; }
+std::string TestServer::url(const std::string& target) const {
+  return std::string(impl_->tls ? "wss://" : "ws://") + (impl_->tls ? "localhost" : impl_->options.host) + ":" +
+         std::to_string(impl_->port) + target;
+}
+std::size_t TestServer::accepted() const noexcept { return impl_->accepted; }
+
+void echo_session(ServerSession& session) {
+  for (;;) {
+    InboundMessage m;
+    if (session.read(m, std::chrono::seconds(30))) return;
+    if (session.send(m.type, m.payload)) return;
+  }
+}
+
+}  // namespace wscengine::tools

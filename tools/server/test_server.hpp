@@ -1,0 +1,76 @@
+// wscengine — a small Boost.Beast WebSocket server for tests, demos and benchmarks.
+// One thread per connection, synchronous Beast: easy to script, not for production.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <wscengine/connection.hpp>
+#include <wscengine/error.hpp>
+#include <wscengine/message.hpp>
+
+namespace wscengine::tools {
+
+/// Where and how the server listens. A plain value.
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;    ///< 0 picks a free port
+  std::string cert_file;     ///< PEM; with key_file makes the server wss://
+  std::string key_file;
+};
+
+/// The server side of one accepted connection, driven by a test script.
+/// Thread safety: used by its connection's thread; drop() may be called from any.
+class ServerSession {
+ public:
+  virtual ~ServerSession() = default;
+  virtual const std::string& target() const = 0;
+  virtual std::optional<std::string> header(const std::string& name) const = 0;
+  virtual Error send(MessageType type, std::string_view payload) = 0;
+  /// Reads one message; the client's close frame comes back as errc::closed with its code.
+  virtual Error read(InboundMessage& out, std::chrono::milliseconds timeout) = 0;
+  /// Sends a close frame and waits for the client's answer.
+  virtual Error close(CloseFrame frame) = 0;
+  /// Drops the TCP connection without a close frame.
+  virtual void drop() = 0;
+};
+
+/// A WebSocket server on a loopback port. `on_session` runs on its own thread for
+/// every accepted connection; `on_request` may refuse an upgrade with an HTTP status.
+/// Thread safety: configure before start(); stop() from any thread but the
+/// server's own.
+class TestServer {
+ public:
+  explicit TestServer(ServerOptions options = {});
+  ~TestServer();
+  TestServer(const TestServer&) = delete;
+  TestServer& operator=(const TestServer&) = delete;
+
+  /// Return 0 to accept, or an HTTP status to refuse the upgrade with.
+  std::function<int(const std::string& target, const std::vector<Header>& headers)> on_request;
+  /// Subprotocol to select from the client's offer (empty = none).
+  std::string choose_subprotocol;
+  std::function<void(ServerSession&)> on_session;
+
+  /// Binds and starts accepting. Returns the port.
+  std::uint16_t start();
+  void stop();
+  std::uint16_t port() const noexcept;
+  std::string url(const std::string& target = "/") const;
+  /// Connections accepted so far (upgraded or refused).
+  std::size_t accepted() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Echoes every message back with its type, until the client closes.
+void echo_session(ServerSession& session);
+
+}  // namespace wscengine::tools
