@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the build tree into a temporary prefix and builds tests/consumer against it
+# with find_package(wscengine CONFIG).
+set -euo pipefail
+build_dir=$1
+consumer_dir=$2
+prefix=$(mktemp -d)
+trap 'rm -rf "$prefix"' EXIT
+cmake --install "$build_dir" --prefix "$prefix/install" >/dev/null
+cmake -S "$consumer_dir" -B "$prefix/build" -G Ninja -DCMAKE_PREFIX_PATH="$prefix/install" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$prefix/build" >/dev/null
+"$prefix/build/consumer"
