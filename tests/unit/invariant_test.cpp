@@ -59,6 +59,11 @@ TEST(Invariants, ThousandRandomSessions) {
       if (exit_next_message.exchange(0)) ctx.exit();
       if (++handled % 7 == 0) std::this_thread::yield();  // vary the interleavings
     };
+    std::atomic<int> closes_seen{0};
+    client->on_close_hook = [&](Context&, const std::optional<CloseFrame>&) -> std::optional<CloseFrame> {
+      if (++closes_seen % 3 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));  // widen races
+      return std::nullopt;
+    };
     client->on_open_hook = [&](Context& ctx, const HandshakeResponse&, bool restarting) {
       if (restarting && fail_next_open.exchange(0)) return Error(errc::io_error, "random OnOpen failure");
       return Error{};
