@@ -25,6 +25,21 @@ struct CallbackScope {
   const EngineCore* saved;
 };
 
+// RFC 6455 §7.4: which codes an endpoint may send, and the 123-byte reason limit.
+Error validate_close_frame(const CloseFrame& frame) {
+  auto code = frame.code;
+  bool sendable = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) || (code >= 3000 && code <= 4999);
+  if (!sendable) {
+    return Error(errc::invalid_option, "OnClose returned close code " + std::to_string(code) +
+                                           ", which may not be sent (RFC 6455 §7.4); sent 1001 instead");
+  }
+  if (frame.reason.size() > 123) {
+    return Error(errc::invalid_option, "OnClose returned a close reason of " + std::to_string(frame.reason.size()) +
+                                           " bytes (at most 123); sent 1001 instead");
+  }
+  return {};
+}
+
 std::string what_of(std::exception_ptr e) {
   try {
     std::rethrow_exception(e);
@@ -526,6 +541,13 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
   if (s->connection->is_open()) {
     CloseFrame frame = reply.value_or(reason == EndReason::stop ? CloseFrame{close_code::normal, {}}
                                                                 : CloseFrame{close_code::going_away, {}});
+    if (Error invalid = validate_close_frame(frame)) {
+      try {
+        call_user([&] { client_->on_close_error(ctx, invalid); });
+      } catch (...) {
+      }
+      frame = CloseFrame{close_code::going_away, {}};
+    }
     Error close_error = s->connection->close(frame, options_.close_timeout);
     if (close_error && !close_error.is(errc::closed)) {
       try {

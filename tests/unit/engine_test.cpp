@@ -304,6 +304,19 @@ TEST_F(EngineTest, OnCloseChoosesTheCloseCode) {
   EXPECT_EQ(*peer->client_close(), (CloseFrame{4001, "shutting down"}));
 }
 
+TEST_F(EngineTest, AnUnsendableCloseCodeIsReportedAndReplacedBy1001) {
+  client->on_close_hook = [](Context&, const std::optional<CloseFrame>&) { return CloseFrame{1006, "not sendable"}; };
+  make();
+  auto peer = start_and_accept();
+  ASSERT_FALSE(engine->stop());
+  client->mark_stopped();
+  ASSERT_TRUE(peer->client_close());
+  EXPECT_EQ(peer->client_close()->code, close_code::going_away);
+  auto errors = client->events_of(Event::close_error);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].payload.find("1006"), std::string::npos);
+}
+
 TEST_F(EngineTest, OnCloseMayStillWriteAndItsContextIsCancelled) {
   client->on_close_hook = [](Context& ctx, const std::optional<CloseFrame>&) {
     EXPECT_TRUE(ctx.cancelled());
