@@ -36,7 +36,8 @@ class FeedClient final : public Client {
   }
   std::optional<CloseFrame> on_close(Context& ctx, const std::optional<CloseFrame>& received) override {
     if (received) {
-      std::printf("[close]   session %llu closed by the %s: code %u%s%s\n", static_cast<unsigned long long>(ctx.session_id()),
+      std::printf("[close]   session %llu closed by the %s: code %u%s%s\n",
+                  static_cast<unsigned long long>(ctx.session_id()),
                   ctx.initiator() == CloseInitiator::peer ? "server" : "client", received->code,
                   received->code == close_code::abnormal ? " (dropped without a close frame)" : "",
                   received->reason.empty() ? "" : (" reason: " + received->reason).c_str());
@@ -46,8 +47,12 @@ class FeedClient final : public Client {
     ++closes;
     return std::nullopt;
   }
-  void on_read_error(Context&, const Error& error) override { std::printf("[error]   read: %s\n", error.message().c_str()); }
-  void on_close_error(Context&, const Error& error) override { std::printf("[error]   close: %s\n", error.message().c_str()); }
+  void on_read_error(Context&, const Error& error) override {
+    std::printf("[error]   read: %s\n", error.message().c_str());
+  }
+  void on_close_error(Context&, const Error& error) override {
+    std::printf("[error]   close: %s\n", error.message().c_str());
+  }
   void on_restart_error(Context&, const Error& error, std::uint32_t retry) override {
     std::printf("[retry]   attempt %u failed: %s (backing off)\n", retry, error.message().c_str());
   }

@@ -52,7 +52,9 @@ Context::Context(detail::EngineCore& core, std::shared_ptr<detail::Session> sess
     : core_(&core), session_(session), connection_(std::move(session)) {}
 
 std::uint64_t Context::session_id() const noexcept { return session_ ? session_->id : 0; }
-std::stop_token Context::stop_token() const noexcept { return session_ ? session_->stop.get_token() : std::stop_token{}; }
+std::stop_token Context::stop_token() const noexcept {
+  return session_ ? session_->stop.get_token() : std::stop_token{};
+}
 void Context::restart() { core_->request_end(session_, detail::EndReason::restart); }
 void Context::exit() { core_->request_end(session_, detail::EndReason::exit); }
 PauseGuard Context::pause() {

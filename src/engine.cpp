@@ -57,8 +57,7 @@ EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, st
     : options_(std::move(options)),
       client_(std::move(client)),
       connector_(std::move(connector)),
-      runtime_(runtime ? std::move(runtime)
-                       : Runtime::create({1, std::max<std::size_t>(2, options_.reader_slots)})),
+      runtime_(runtime ? std::move(runtime) : Runtime::create({1, std::max<std::size_t>(2, options_.reader_slots)})),
       random_(std::random_device{}()) {}
 
 EngineCore::~EngineCore() = default;
@@ -164,9 +163,11 @@ Error EngineCore::stop() {
 }
 
 Error EngineCore::wait_stopped(std::chrono::milliseconds timeout) {
-  if (t_callback_engine == this) return Error(errc::would_deadlock, "wait_stopped() inside a callback of the same engine");
+  if (t_callback_engine == this)
+    return Error(errc::would_deadlock, "wait_stopped() inside a callback of the same engine");
   Lock lock(mutex_);
-  if (!state_cv_.wait_for(lock, timeout, [&] { return state_ == EngineState::stopped || state_ == EngineState::idle; })) {
+  if (!state_cv_.wait_for(lock, timeout,
+                          [&] { return state_ == EngineState::stopped || state_ == EngineState::idle; })) {
     return Error(errc::timeout, "engine still running after " + std::to_string(timeout.count()) + " ms");
   }
   return {};
@@ -258,9 +259,10 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
       }
     }));
   }
-  raw->async_dial(std::move(request), counted([this, attempt](Result<HandshakeResponse> result) {
-    post([this, attempt, result = std::move(result)]() mutable { on_dialed(attempt, std::move(result)); });
-  }));
+  raw->async_dial(
+      std::move(request), counted([this, attempt](Result<HandshakeResponse> result) {
+        post([this, attempt, result = std::move(result)]() mutable { on_dialed(attempt, std::move(result)); });
+      }));
 }
 
 void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<HandshakeResponse> result) {
@@ -300,7 +302,8 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
                         : Error(errc::open_failed, open_error.message());
     if (s->end_requested_in_open == EndReason::exit) exit_requested_ = true;
     lock.unlock();
-    if (s->connection->is_open()) (void)s->connection->close({close_code::going_away, "OnOpen failed"}, options_.close_timeout);
+    if (s->connection->is_open())
+      (void)s->connection->close({close_code::going_away, "OnOpen failed"}, options_.close_timeout);
     return attempt_failed(attempt, std::move(e));
   }
   attempt_.reset();
@@ -314,8 +317,10 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
     state_cv_.notify_all();
   }
   std::optional<EndReason> pending = s->end_requested_in_open;
-  if (stop_requested_) pending = EndReason::stop;
-  else if (exit_requested_) pending = EndReason::exit;
+  if (stop_requested_)
+    pending = EndReason::stop;
+  else if (exit_requested_)
+    pending = EndReason::exit;
   if (pending) {
     request_shutdown_locked(s, *pending, std::nullopt, CloseInitiator::client);
     return;  // stop token already requested
@@ -504,9 +509,8 @@ bool EngineCore::request_shutdown_locked(const std::shared_ptr<Session>& s, EndR
   s->end_reason = reason;
   s->received_close = std::move(received);
   s->initiator = who;
-  if (state_ == EngineState::running) state_ = reason == EndReason::stop || reason == EndReason::exit
-                                                   ? EngineState::stopping
-                                                   : EngineState::restarting;
+  if (state_ == EngineState::running)
+    state_ = reason == EndReason::stop || reason == EndReason::exit ? EngineState::stopping : EngineState::restarting;
   s->connection->cancel_wait();
   maybe_finish_locked(s);
   return true;

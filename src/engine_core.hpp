@@ -33,26 +33,26 @@ class Session {
   const std::unique_ptr<Connection> connection;
   std::stop_source stop;
 
-  bool current = false;             // (m) the engine's running session
-  bool ending = false;              // (m) shutdown requested
-  EndReason end_reason = EndReason::restart;  // (m)
-  std::optional<EndReason> end_requested_in_open;  // (m) restart/exit asked during OnOpen
-  std::optional<CloseFrame> received_close;   // (m)
-  CloseInitiator initiator = CloseInitiator::client;  // (m)
-  bool reader_running = false;      // (m) a reader task runs or its wait is armed
-  bool finish_scheduled = false;    // (m) OnClose posted
-  std::size_t in_flight = 0;        // (m) OnMessage running
-  std::uint64_t next_sequence = 0;  // (m)
+  bool current = false;                                       // (m) the engine's running session
+  bool ending = false;                                        // (m) shutdown requested
+  EndReason end_reason = EndReason::restart;                  // (m)
+  std::optional<EndReason> end_requested_in_open;             // (m) restart/exit asked during OnOpen
+  std::optional<CloseFrame> received_close;                   // (m)
+  CloseInitiator initiator = CloseInitiator::client;          // (m)
+  bool reader_running = false;                                // (m) a reader task runs or its wait is armed
+  bool finish_scheduled = false;                              // (m) OnClose posted
+  std::size_t in_flight = 0;                                  // (m) OnMessage running
+  std::uint64_t next_sequence = 0;                            // (m)
   std::vector<std::unique_ptr<InboundMessage>> free_buffers;  // (m)
 };
 
 /// One dial attempt: dial + handshake + OnOpen under open_timeout.
 struct Attempt {
   explicit Attempt(boost::asio::io_context& io) : timer(io) {}
-  bool restarting = false;  // a reconnect attempt (not the first dial of a start)
-  std::unique_ptr<Connection> connection;   // until the session takes it
-  std::shared_ptr<Session> session;         // during OnOpen
-  bool timed_out = false;                   // (m)
+  bool restarting = false;                 // a reconnect attempt (not the first dial of a start)
+  std::unique_ptr<Connection> connection;  // until the session takes it
+  std::shared_ptr<Session> session;        // during OnOpen
+  bool timed_out = false;                  // (m)
   boost::asio::steady_timer timer;
 };
 
@@ -97,8 +97,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   bool handle_read_error(const std::shared_ptr<Session>& s, Error error);
   void kick_reader_locked(const std::shared_ptr<Session>& s);
 
-  bool request_shutdown_locked(const std::shared_ptr<Session>& s, EndReason reason,
-                               std::optional<CloseFrame> received, CloseInitiator who);
+  bool request_shutdown_locked(const std::shared_ptr<Session>& s, EndReason reason, std::optional<CloseFrame> received,
+                               CloseInitiator who);
   void maybe_finish_locked(const std::shared_ptr<Session>& s);
   void finish_session(std::shared_ptr<Session> s);
   void set_stopped_locked(Error result);
@@ -112,12 +112,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   const std::shared_ptr<Runtime> runtime_;
 
   mutable std::mutex mutex_;
-  std::condition_variable state_cv_;   // state changes, pause gate, task count
+  std::condition_variable state_cv_;  // state changes, pause gate, task count
   EngineState state_ = EngineState::idle;
   bool stop_requested_ = false;
   bool exit_requested_ = false;
   bool background_ = false;
-  bool opened_in_run_ = false;  // a session opened since start(): later OnOpen are restarts
+  bool opened_in_run_ = false;         // a session opened since start(): later OnOpen are restarts
   std::optional<Error> start_result_;  // set when a blocking start has its answer
   std::shared_ptr<Session> current_;
   std::shared_ptr<Attempt> attempt_;

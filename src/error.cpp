@@ -8,31 +8,56 @@ class Category final : public std::error_category {
   const char* name() const noexcept override { return "wscengine"; }
   std::string message(int value) const override {
     switch (static_cast<errc>(value)) {
-      case errc::invalid_url: return "invalid URL";
-      case errc::invalid_option: return "invalid option";
-      case errc::dns_failure: return "DNS lookup failed";
-      case errc::connection_refused: return "connection refused";
-      case errc::connect_failed: return "TCP connect failed";
-      case errc::tls_handshake_failed: return "TLS handshake failed";
-      case errc::tls_verification_failed: return "TLS certificate verification failed";
-      case errc::http_status: return "server refused the WebSocket upgrade";
-      case errc::handshake_failed: return "invalid WebSocket handshake response";
-      case errc::timeout: return "timed out";
-      case errc::closed: return "connection closed";
-      case errc::message_too_big: return "message too big (1009)";
-      case errc::invalid_utf8: return "invalid UTF-8 in text message (1007)";
-      case errc::protocol_error: return "WebSocket protocol violation (1002)";
-      case errc::already_connected: return "already connected";
-      case errc::not_connected: return "not connected";
-      case errc::would_block: return "no complete message buffered";
-      case errc::cancelled: return "cancelled";
-      case errc::open_failed: return "OnOpen failed";
-      case errc::already_started: return "engine already started";
-      case errc::not_running: return "engine not running";
-      case errc::would_deadlock: return "call would deadlock here";
-      case errc::io_error: return "I/O error";
-      case errc::unsupported: return "not supported by this adapter";
-      case errc::attempts_exhausted: return "reconnect attempts exhausted";
+      case errc::invalid_url:
+        return "invalid URL";
+      case errc::invalid_option:
+        return "invalid option";
+      case errc::dns_failure:
+        return "DNS lookup failed";
+      case errc::connection_refused:
+        return "connection refused";
+      case errc::connect_failed:
+        return "TCP connect failed";
+      case errc::tls_handshake_failed:
+        return "TLS handshake failed";
+      case errc::tls_verification_failed:
+        return "TLS certificate verification failed";
+      case errc::http_status:
+        return "server refused the WebSocket upgrade";
+      case errc::handshake_failed:
+        return "invalid WebSocket handshake response";
+      case errc::timeout:
+        return "timed out";
+      case errc::closed:
+        return "connection closed";
+      case errc::message_too_big:
+        return "message too big (1009)";
+      case errc::invalid_utf8:
+        return "invalid UTF-8 in text message (1007)";
+      case errc::protocol_error:
+        return "WebSocket protocol violation (1002)";
+      case errc::already_connected:
+        return "already connected";
+      case errc::not_connected:
+        return "not connected";
+      case errc::would_block:
+        return "no complete message buffered";
+      case errc::cancelled:
+        return "cancelled";
+      case errc::open_failed:
+        return "OnOpen failed";
+      case errc::already_started:
+        return "engine already started";
+      case errc::not_running:
+        return "engine not running";
+      case errc::would_deadlock:
+        return "call would deadlock here";
+      case errc::io_error:
+        return "I/O error";
+      case errc::unsupported:
+        return "not supported by this adapter";
+      case errc::attempts_exhausted:
+        return "reconnect attempts exhausted";
     }
     return "unknown wscengine error";
   }

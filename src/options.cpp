@@ -29,15 +29,18 @@ Error EngineOptions::validate() const {
   if (!positive(write_timeout)) return invalid("write_timeout must be > 0");
   if (backoff.initial_delay.count() < 0) return invalid("backoff.initial_delay must be >= 0");
   if (backoff.max_delay < backoff.initial_delay) return invalid("backoff.max_delay must be >= backoff.initial_delay");
-  if (!(backoff.factor >= 1.0) || !std::isfinite(backoff.factor)) return invalid("backoff.factor must be a finite number >= 1");
+  if (!(backoff.factor >= 1.0) || !std::isfinite(backoff.factor))
+    return invalid("backoff.factor must be a finite number >= 1");
   if (!(backoff.jitter >= 0.0 && backoff.jitter <= 1.0)) return invalid("backoff.jitter must be in [0, 1]");
   if (max_message_size < 1) return invalid("max_message_size must be >= 1");
   for (const auto& h : headers) {
     if (!valid_header_token(h.name)) return invalid("header name '" + h.name + "' is not a valid HTTP token");
-    if (h.value.find_first_of("\r\n") != std::string::npos) return invalid("header '" + h.name + "' value contains CR or LF");
+    if (h.value.find_first_of("\r\n") != std::string::npos)
+      return invalid("header '" + h.name + "' value contains CR or LF");
   }
   for (const auto& p : subprotocols) {
-    if (!valid_header_token(p) || p.find(',') != std::string::npos) return invalid("subprotocol '" + p + "' is not a valid token");
+    if (!valid_header_token(p) || p.find(',') != std::string::npos)
+      return invalid("subprotocol '" + p + "' is not a valid token");
   }
   return {};
 }

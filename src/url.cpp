@@ -27,9 +27,8 @@ std::string Url::host_header() const {
 }
 
 std::string Url::to_string() const {
-  return std::string(secure ? "wss://" : "ws://") +
-         (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
-         std::to_string(port) + target;
+  return std::string(secure ? "wss://" : "ws://") + (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
+         ":" + std::to_string(port) + target;
 }
 
 Result<Url> parse_url(std::string_view text) {

@@ -43,21 +43,21 @@ struct TlsOptions {
 /// EngineOptions and lets the before-dial hook change it. A plain value.
 struct DialRequest {
   Url url;
-  std::vector<Header> headers;             ///< extra handshake headers
-  std::vector<std::string> subprotocols;   ///< offered in Sec-WebSocket-Protocol
-  bool offer_compression = false;          ///< offer permessage-deflate
+  std::vector<Header> headers;               ///< extra handshake headers
+  std::vector<std::string> subprotocols;     ///< offered in Sec-WebSocket-Protocol
+  bool offer_compression = false;            ///< offer permessage-deflate
   std::size_t max_message_size = 16u << 20;  ///< larger messages fail with 1009
   TlsOptions tls;
-  std::chrono::milliseconds timeout{10'000};   ///< DNS + connect + TLS + upgrade
+  std::chrono::milliseconds timeout{10'000};        ///< DNS + connect + TLS + upgrade
   std::chrono::milliseconds write_timeout{10'000};  ///< a blocked write fails after this
 };
 
 /// The server's answer to the opening handshake. A plain value.
 struct HandshakeResponse {
-  int status = 0;                          ///< 101 on success
+  int status = 0;  ///< 101 on success
   std::vector<Header> headers;
-  std::string subprotocol;                 ///< the one the server chose, or empty
-  bool compression = false;                ///< permessage-deflate was negotiated
+  std::string subprotocol;   ///< the one the server chose, or empty
+  bool compression = false;  ///< permessage-deflate was negotiated
 
   /// The first header with this name (case-insensitive), or nullopt.
   std::optional<std::string_view> header(std::string_view name) const;

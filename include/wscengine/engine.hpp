@@ -17,8 +17,7 @@ namespace wscengine {
 /// Thrown by the Engine constructor when EngineOptions::validate() fails.
 class InvalidOptions : public std::invalid_argument {
  public:
-  explicit InvalidOptions(const Error& error)
-      : std::invalid_argument(error.message()), error_(error) {}
+  explicit InvalidOptions(const Error& error) : std::invalid_argument(error.message()), error_(error) {}
   const Error& error() const noexcept { return error_; }
 
  private:
@@ -47,8 +46,8 @@ class Engine {
  public:
   /// Throws InvalidOptions if `options` fail validation. With no runtime, the
   /// engine makes its own (one I/O thread, max(2, reader_slots) callback threads).
-  Engine(EngineOptions options, std::shared_ptr<Client> client,
-         std::shared_ptr<Connector> connector, std::shared_ptr<Runtime> runtime = nullptr);
+  Engine(EngineOptions options, std::shared_ptr<Client> client, std::shared_ptr<Connector> connector,
+         std::shared_ptr<Runtime> runtime = nullptr);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;

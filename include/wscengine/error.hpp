@@ -43,9 +43,7 @@ enum class errc {
 /// The category of `errc`. Thread safety: a function-local static, safe everywhere.
 const std::error_category& error_category() noexcept;
 
-inline std::error_code make_error_code(errc e) noexcept {
-  return {static_cast<int>(e), error_category()};
-}
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), error_category()}; }
 
 /// Close status codes of RFC 6455 §7.4.1 that the engine uses by name.
 namespace close_code {
@@ -76,8 +74,8 @@ struct CloseFrame {
 struct Error {
   std::error_code code;
   std::string detail;
-  int http_status = 0;               ///< set when code == errc::http_status
-  std::optional<CloseFrame> close;   ///< set when code == errc::closed
+  int http_status = 0;              ///< set when code == errc::http_status
+  std::optional<CloseFrame> close;  ///< set when code == errc::closed
 
   Error() = default;
   Error(std::error_code c, std::string d = {}) : code(c), detail(std::move(d)) {}

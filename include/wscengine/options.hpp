@@ -23,7 +23,7 @@ struct BackoffOptions {
   std::chrono::milliseconds initial_delay = 100ms;
   double factor = 2.0;
   std::chrono::milliseconds max_delay = 30s;
-  double jitter = 0.2;           ///< in [0, 1]
+  double jitter = 0.2;             ///< in [0, 1]
   std::uint32_t max_attempts = 0;  ///< 0 = retry until success, exit or Stop
 };
 
@@ -46,9 +46,9 @@ struct EngineOptions {
   std::chrono::milliseconds write_timeout = 10s;
   BackoffOptions backoff;
 
-  std::vector<Header> headers;             ///< extra handshake headers
-  std::vector<std::string> subprotocols;   ///< offered subprotocols
-  bool offer_compression = false;          ///< offer permessage-deflate
+  std::vector<Header> headers;               ///< extra handshake headers
+  std::vector<std::string> subprotocols;     ///< offered subprotocols
+  bool offer_compression = false;            ///< offer permessage-deflate
   std::size_t max_message_size = 16u << 20;  ///< larger inbound messages close with 1009
   TlsOptions tls;
 

@@ -12,10 +12,10 @@ namespace wscengine {
 /// A parsed ws:// or wss:// URL. `host` holds an IPv6 literal without brackets.
 /// Thread safety: a plain value.
 struct Url {
-  bool secure = false;      ///< wss://
-  std::string host;         ///< host name or address, no brackets
-  std::uint16_t port = 0;   ///< explicit or the scheme's default (80 / 443)
-  std::string target;       ///< path and query, at least "/"
+  bool secure = false;     ///< wss://
+  std::string host;        ///< host name or address, no brackets
+  std::uint16_t port = 0;  ///< explicit or the scheme's default (80 / 443)
+  std::string target;      ///< path and query, at least "/"
 
   /// The Host header value: host, bracketed if IPv6, with the port when not default.
   std::string host_header() const;

@@ -58,9 +58,10 @@ std::string ChildProcess::first_line(std::chrono::milliseconds timeout) {
 }
 
 bool make_test_certificate(const std::string& dir) {
-  std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost"
-                    " -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout '" + dir + "/key.pem' -out '" + dir +
-                    "/cert.pem' >/dev/null 2>&1";
+  std::string cmd =
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost"
+      " -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout '" +
+      dir + "/key.pem' -out '" + dir + "/cert.pem' >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
 }
 

@@ -158,7 +158,8 @@ bool Recorder::wait_for(const std::function<bool(const std::vector<Event>&)>& pr
 bool Recorder::wait_count(Event::Kind kind, std::size_t n, std::chrono::milliseconds timeout) const {
   return wait_for(
       [&](const std::vector<Event>& es) {
-        return static_cast<std::size_t>(std::count_if(es.begin(), es.end(), [&](const Event& e) { return e.kind == kind; })) >= n;
+        return static_cast<std::size_t>(
+                   std::count_if(es.begin(), es.end(), [&](const Event& e) { return e.kind == kind; })) >= n;
       },
       timeout);
 }

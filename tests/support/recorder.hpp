@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <wscengine/wscengine.hpp>
@@ -21,7 +22,7 @@ using namespace std::chrono_literals;
 struct Event {
   enum Kind { open, message, read_error, close, close_error, restart_error } kind;
   std::uint64_t session = 0;
-  std::string payload;             // message payload or error message
+  std::string payload;  // message payload or error message
   std::uint64_t sequence = 0;
   std::optional<CloseFrame> received;  // OnClose
   CloseInitiator initiator = CloseInitiator::client;
@@ -55,7 +56,8 @@ class Recorder : public Client {
   std::size_t count(Event::Kind kind) const;
   std::vector<std::string> violations() const;
   /// Waits until `pred(events)` holds or the timeout passes.
-  bool wait_for(const std::function<bool(const std::vector<Event>&)>& pred, std::chrono::milliseconds timeout = 10s) const;
+  bool wait_for(const std::function<bool(const std::vector<Event>&)>& pred,
+                std::chrono::milliseconds timeout = 10s) const;
   bool wait_count(Event::Kind kind, std::size_t n, std::chrono::milliseconds timeout = 10s) const;
   /// Marks that Stop() returned or the engine was destroyed: any later callback is a violation.
   void mark_stopped();
@@ -79,10 +81,20 @@ class Recorder : public Client {
   std::vector<Event> events_;
   std::vector<std::string> violations_;
   std::vector<std::pair<std::uint64_t, SessionState>> sessions_;
-  std::uint64_t open_session_ = 0;     // session whose OnClose has not returned yet
+  std::uint64_t open_session_ = 0;  // session whose OnClose has not returned yet
   bool stopped_ = false;
   std::atomic<int> in_message_{0};
   std::atomic<int> max_in_message_{0};
 };
+
+/// Polls until the engine is in `state` (state changes have no event to wait on).
+inline bool wait_state(const Engine& engine, EngineState state, std::chrono::milliseconds timeout = 10s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (engine.state() != state) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
 
 }  // namespace wscengine::test

@@ -108,7 +108,9 @@ TEST_F(EngineTest, OnOpenMayReadAndWriteByHandBeforeReadersRun) {
 }
 
 TEST_F(EngineTest, OnOpenErrorAtStartIsReturnedWithoutRestartOrOnClose) {
-  client->on_open_hook = [](Context&, const HandshakeResponse&, bool) { return Error(errc::io_error, "login refused"); };
+  client->on_open_hook = [](Context&, const HandshakeResponse&, bool) {
+    return Error(errc::io_error, "login refused");
+  };
   make();
   Error e = engine->start();
   ASSERT_TRUE(e.is(errc::open_failed)) << e.message();
@@ -590,7 +592,8 @@ TEST_F(EngineTest, WritesFromManyThreadsArriveWhole) {
   std::vector<std::thread> writers;
   for (int t = 0; t < threads; ++t) {
     writers.emplace_back([&, t] {
-      for (int i = 0; i < per_thread; ++i) ASSERT_FALSE(engine->send_text("t" + std::to_string(t) + ":" + std::to_string(i)));
+      for (int i = 0; i < per_thread; ++i)
+        ASSERT_FALSE(engine->send_text("t" + std::to_string(t) + ":" + std::to_string(i)));
     });
   }
   for (auto& w : writers) w.join();

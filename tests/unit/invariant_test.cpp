@@ -31,12 +31,22 @@ std::string dump(const std::vector<Event>& events) {
   std::string out;
   for (const auto& e : events) {
     if (e.kind == Event::message) continue;
-    out += "\n  " + std::to_string(e.kind) + " s" + std::to_string(e.session) + " " + e.payload + " " + e.error.message();
+    out +=
+        "\n  " + std::to_string(e.kind) + " s" + std::to_string(e.session) + " " + e.payload + " " + e.error.message();
   }
   return out;
 }
 
-enum class Action { drop, peer_close, transient_error, fatal_error, restart_in_message, exit_in_message, stop, restart_in_open };
+enum class Action {
+  drop,
+  peer_close,
+  transient_error,
+  fatal_error,
+  restart_in_message,
+  exit_in_message,
+  stop,
+  restart_in_open
+};
 
 }  // namespace
 
@@ -85,23 +95,30 @@ TEST(Invariants, ThousandRandomSessions) {
       }
       // Act only once this connection's OnOpen has returned (accept sees the dial first).
       ASSERT_TRUE(client->wait_for([&](const std::vector<Event>& es) {
-        return static_cast<std::size_t>(std::count_if(es.begin(), es.end(), [](const Event& e) {
-                 return e.kind == Event::open;
-               })) >= server->dial_count();
+        return static_cast<std::size_t>(std::count_if(
+                   es.begin(), es.end(), [](const Event& e) { return e.kind == Event::open; })) >= server->dial_count();
       }));
       int messages = static_cast<int>(rng() % 20);
       for (int i = 0; i < messages; ++i) peer->send(rng() % 2 ? MessageType::text : MessageType::binary, "m");
       auto action = static_cast<Action>(rng() % 8);
-      if (std::getenv("WSCENGINE_TRACE")) std::fprintf(stderr, "run %zu round %d N=%zu msgs=%d action=%d\n", runs, round, slots, messages, static_cast<int>(action));
+      if (std::getenv("WSCENGINE_TRACE"))
+        std::fprintf(stderr, "run %zu round %d N=%zu msgs=%d action=%d\n", runs, round, slots, messages,
+                     static_cast<int>(action));
       switch (action) {
-        case Action::drop: peer->drop(); break;
-        case Action::peer_close: peer->send_close({static_cast<std::uint16_t>(4000 + rng() % 100), "r"}); break;
+        case Action::drop:
+          peer->drop();
+          break;
+        case Action::peer_close:
+          peer->send_close({static_cast<std::uint16_t>(4000 + rng() % 100), "r"});
+          break;
         case Action::transient_error:
           peer->inject_read_error(Error(errc::io_error, "transient"));
           peer->send(MessageType::text, "after");
           peer->drop();
           break;
-        case Action::fatal_error: peer->inject_read_error(Error(errc::invalid_utf8, "bad"), true); break;
+        case Action::fatal_error:
+          peer->inject_read_error(Error(errc::invalid_utf8, "bad"), true);
+          break;
         case Action::restart_in_message:
           restart_next_message = 1;
           peer->send(MessageType::text, "trigger");
@@ -114,10 +131,10 @@ TEST(Invariants, ThousandRandomSessions) {
           ASSERT_TRUE(client->wait_count(Event::restart_error, before + 1));
           auto refused = server->accept(10s);
           ASSERT_TRUE(refused);
-          ASSERT_TRUE(refused->wait_closed(10s)) << "dials " << server->dial_count() << " restart errors "
-                                                 << client->count(Event::restart_error) << " opens "
-                                                 << client->count(Event::open) << " received " << refused->received().size()
-                                                 << dump(client->events());
+          ASSERT_TRUE(refused->wait_closed(10s))
+              << "dials " << server->dial_count() << " restart errors " << client->count(Event::restart_error)
+              << " opens " << client->count(Event::open) << " received " << refused->received().size()
+              << dump(client->events());
           break;
         }
         case Action::exit_in_message:

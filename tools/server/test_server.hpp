@@ -19,8 +19,8 @@ namespace wscengine::tools {
 /// Where and how the server listens. A plain value.
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  std::uint16_t port = 0;    ///< 0 picks a free port
-  std::string cert_file;     ///< PEM; with key_file makes the server wss://
+  std::uint16_t port = 0;  ///< 0 picks a free port
+  std::string cert_file;   ///< PEM; with key_file makes the server wss://
   std::string key_file;
 };
 

@@ -139,7 +139,9 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
       error_code ec;
       if (!request_.tls.ca_file.empty()) {
         tls_context_->load_verify_file(request_.tls.ca_file, ec);
-        if (ec) return complete_dial(Error(errc::invalid_option, "cannot load CA file '" + request_.tls.ca_file + "': " + ec.message()));
+        if (ec)
+          return complete_dial(
+              Error(errc::invalid_option, "cannot load CA file '" + request_.tls.ca_file + "': " + ec.message()));
       } else {
         tls_context_->set_default_verify_paths(ec);
       }
@@ -182,9 +184,8 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
       return fail_dial(Error(errc::dns_failure, "resolving '" + request_.url.host + "': " + ec.message()));
     }
     auto self = this->shared_from_this();
-    net::async_connect(lowest().socket(), results, [self](const error_code& ec, const net::ip::tcp::endpoint& ep) {
-      self->on_connected(ec, ep);
-    });
+    net::async_connect(lowest().socket(), results,
+                       [self](const error_code& ec, const net::ip::tcp::endpoint& ep) { self->on_connected(ec, ep); });
   }
 
   void on_connected(const error_code& ec, const net::ip::tcp::endpoint& ep) {
@@ -203,7 +204,10 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
     if constexpr (Tls) {
       auto& tls = ws_->next_layer().next_layer();
       std::string name = request_.tls.server_name.empty() ? request_.url.host : request_.tls.server_name;
-      if (!SSL_set_tlsext_host_name(tls.native_handle(), name.c_str())) {
+      error_code not_an_address;
+      net::ip::make_address(name, not_an_address);
+      // RFC 6066 §3: SNI carries host names only, never address literals.
+      if (not_an_address && !SSL_set_tlsext_host_name(tls.native_handle(), name.c_str())) {
         return fail_dial(Error(errc::tls_handshake_failed, "cannot set SNI name '" + name + "'"));
       }
       if (request_.tls.verify_peer) {
@@ -225,8 +229,8 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
         if (ec.category() == net::error::get_ssl_category() &&
             ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
           long result = SSL_get_verify_result(tls.native_handle());
-          return fail_dial(Error(errc::tls_verification_failed,
-                                 "server certificate of " + request_.url.host + ": " + X509_verify_cert_error_string(result)));
+          return fail_dial(Error(errc::tls_verification_failed, "server certificate of " + request_.url.host + ": " +
+                                                                    X509_verify_cert_error_string(result)));
         }
         return fail_dial(Error(errc::tls_handshake_failed, "with " + request_.url.host + ": " + ec.message()));
       }
@@ -243,12 +247,14 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
   void on_upgraded(const error_code& ec) {
     std::string what = "GET " + request_.url.to_string();
     if (ec == ws::error::upgrade_declined) {
-      return fail_dial(Error::http(response_.result_int(), what + " answered \"" + std::string(response_.reason()) + "\""));
+      return fail_dial(
+          Error::http(response_.result_int(), what + " answered \"" + std::string(response_.reason()) + "\""));
     }
     if (ec) return fail_dial(Error(errc::handshake_failed, what + ": " + ec.message()));
     HandshakeResponse answer;
     answer.status = response_.result_int();
-    for (const auto& field : response_) answer.headers.push_back({std::string(field.name_string()), std::string(field.value())});
+    for (const auto& field : response_)
+      answer.headers.push_back({std::string(field.name_string()), std::string(field.value())});
     if (auto chosen = answer.header("Sec-WebSocket-Protocol")) {
       bool offered = false;
       for (const auto& p : request_.subprotocols) offered |= (p == *chosen);
@@ -261,7 +267,8 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
     if (auto ext = answer.header("Sec-WebSocket-Extensions")) {
       answer.compression = lower(*ext).find("permessage-deflate") != std::string::npos;
       if (answer.compression && !request_.offer_compression) {
-        return fail_dial(Error(errc::handshake_failed, what + ": server enabled permessage-deflate, which was not offered (RFC 7692 §5.1)"));
+        return fail_dial(Error(errc::handshake_failed,
+                               what + ": server enabled permessage-deflate, which was not offered (RFC 7692 §5.1)"));
       }
     }
     error_code ignored;
@@ -275,8 +282,10 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
 
   void fail_dial(Error error) {
     timer_.cancel();
-    if (timed_out_) error = Error(errc::timeout, "opening handshake did not finish in time (" + error.message() + ")");
-    else if (aborted_) error = Error(errc::cancelled, "dial aborted (" + error.message() + ")");
+    if (timed_out_)
+      error = Error(errc::timeout, "opening handshake did not finish in time (" + error.message() + ")");
+    else if (aborted_)
+      error = Error(errc::cancelled, "dial aborted (" + error.message() + ")");
     error_code ignored;
     lowest().socket().close(ignored);
     complete_dial(std::move(error));
@@ -321,7 +330,9 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
         }
         std::weak_ptr<StreamImpl> weak = this->shared_from_this();
         lowest().socket().async_wait(net::socket_base::wait_read, [weak](const error_code& ec) {
-          if (auto self = weak.lock()) self->complete_wait(ec && ec != net::error::operation_aborted ? Error(errc::io_error, ec.message()) : Error{});
+          if (auto self = weak.lock())
+            self->complete_wait(ec && ec != net::error::operation_aborted ? Error(errc::io_error, ec.message())
+                                                                          : Error{});
         });
         return;
       }
@@ -370,7 +381,8 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
     // A failed write may have sent part of a frame: the connection is unusable.
     fail_locked();
     if (ec == net::error::timed_out) {
-      return Error(errc::timeout, "write made no progress for " + std::to_string(write_timeout_.count()) + " ms (peer not reading)");
+      return Error(errc::timeout,
+                   "write made no progress for " + std::to_string(write_timeout_.count()) + " ms (peer not reading)");
     }
     return Error::closed(last_close_, "write failed: " + ec.message());
   }
@@ -399,7 +411,8 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
         auto& layer = ws_->next_layer();
         layer.pump(options_.read_chunk, read_limit_);
         if (layer.scanner().pongs() > pongs_before) return wake_reader_locked();
-        if (layer.transport_error()) return Error::closed({close_code::abnormal, {}}, "connection dropped while waiting for a pong");
+        if (layer.transport_error())
+          return Error::closed({close_code::abnormal, {}}, "connection dropped while waiting for a pong");
         if (layer.buffered() >= read_limit_) return wake_reader_locked();  // data flows: the peer is alive
         buffered_message = ready_locked();
       }
@@ -425,7 +438,8 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
       reason.reason = frame.reason;
       ws_->close(reason, ec);
       if (ec == net::error::timed_out) {
-        result = Error(errc::timeout, "peer did not answer the close frame within " + std::to_string(timeout.count()) + " ms");
+        result = Error(errc::timeout,
+                       "peer did not answer the close frame within " + std::to_string(timeout.count()) + " ms");
       } else if (ec && !is_drop(ec) && ec != ws::error::closed) {
         result = Error(errc::io_error, "close handshake: " + ec.message());
       }
@@ -463,7 +477,8 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
   Error wake_reader_locked() {
     if (ready_locked()) {
       std::lock_guard lock(handler_mutex_);
-      if (wait_done_) net::post(strand_, [weak = this->weak_from_this()] {
+      if (wait_done_)
+        net::post(strand_, [weak = this->weak_from_this()] {
           if (auto self = weak.lock()) self->complete_wait({});
         });
     }
@@ -472,7 +487,7 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
   void wake_reader() { complete_wait({}); }
 
   Error read_locked(InboundMessage& out) {
-    lowest().read_deadline = Clock::time_point::min();  // everything needed is buffered
+    lowest().read_deadline = Clock::time_point::min();        // everything needed is buffered
     lowest().write_deadline = Clock::now() + write_timeout_;  // pong or close replies
     out.payload.clear();
     auto buffer = net::dynamic_buffer(out.payload, max_message_ + 1);
@@ -486,7 +501,8 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
     ++consumed_;
     if (ec == ws::error::closed) {
       auto reason = ws_->reason();
-      last_close_ = CloseFrame{static_cast<std::uint16_t>(reason.code), std::string(reason.reason.data(), reason.reason.size())};
+      last_close_ =
+          CloseFrame{static_cast<std::uint16_t>(reason.code), std::string(reason.reason.data(), reason.reason.size())};
       fail_locked();
       return Error::closed(last_close_, "peer closed the connection");
     }
@@ -497,10 +513,12 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
     }
     Error error;
     if (ec == ws::error::message_too_big || ec == ws::error::buffer_overflow) {
-      error = Error(errc::message_too_big, "message over max_message_size (" + std::to_string(max_message_) + " bytes)");
+      error =
+          Error(errc::message_too_big, "message over max_message_size (" + std::to_string(max_message_) + " bytes)");
     } else if (ec == ws::error::bad_frame_payload) {
       error = Error(errc::invalid_utf8, "text message is not valid UTF-8");
-    } else if (ec.category() == make_error_code(ws::error::closed).category() || ec == ws::condition::protocol_violation) {
+    } else if (ec.category() == make_error_code(ws::error::closed).category() ||
+               ec == ws::condition::protocol_violation) {
       error = Error(errc::protocol_error, ec.message());
     } else {
       error = Error(errc::io_error, ec.message());
@@ -532,8 +550,8 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
   std::size_t read_limit_ = 0;
   std::chrono::milliseconds write_timeout_{10'000};
 
-  mutable std::mutex mutex_;  // the WebSocket stream and its layers
-  std::uint64_t consumed_ = 0;  // read events taken (mutex_)
+  mutable std::mutex mutex_;                         // the WebSocket stream and its layers
+  std::uint64_t consumed_ = 0;                       // read events taken (mutex_)
   CloseFrame last_close_{close_code::abnormal, {}};  // (mutex_)
 
   std::mutex handler_mutex_;  // never held while calling out; taken on I/O threads
@@ -558,8 +576,10 @@ class BeastConnection final : public Connection {
       std::lock_guard lock(mutex_);
       if (stream_) return done(Error(errc::already_connected, "dial on a connection that was already dialled"));
       if (aborted_) return done(Error(errc::cancelled, "dial aborted"));
-      if (request.url.secure) stream_ = std::make_shared<StreamImpl<true>>(io_, options_);
-      else stream_ = std::make_shared<StreamImpl<false>>(io_, options_);
+      if (request.url.secure)
+        stream_ = std::make_shared<StreamImpl<true>>(io_, options_);
+      else
+        stream_ = std::make_shared<StreamImpl<false>>(io_, options_);
       stream = stream_;
     }
     stream->dial(std::move(request), std::move(done));

@@ -211,9 +211,7 @@ class MemoryConnection final : public Connection {
 class MemoryConnector final : public Connector {
  public:
   explicit MemoryConnector(std::shared_ptr<ServerState> server) : server_(std::move(server)) {}
-  std::unique_ptr<Connection> make_connection(Runtime&) override {
-    return std::make_unique<MemoryConnection>(server_);
-  }
+  std::unique_ptr<Connection> make_connection(Runtime&) override { return std::make_unique<MemoryConnection>(server_); }
   std::string_view name() const noexcept override { return "memory"; }
 
  private:

@@ -11,7 +11,6 @@ namespace wscengine::beast {
 /// The WebSocket stream of a ws:// connection: `underlying().as<PlainStream>()`.
 using PlainStream = boost::beast::websocket::stream<detail::ScanLayer<detail::SocketLayer>>;
 /// The WebSocket stream of a wss:// connection: `underlying().as<TlsStream>()`.
-using TlsStream =
-    boost::beast::websocket::stream<detail::ScanLayer<boost::asio::ssl::stream<detail::SocketLayer>>>;
+using TlsStream = boost::beast::websocket::stream<detail::ScanLayer<boost::asio::ssl::stream<detail::SocketLayer>>>;
 
 }  // namespace wscengine::beast

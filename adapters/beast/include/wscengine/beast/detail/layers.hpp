@@ -264,15 +264,15 @@ class ScanLayer {
   template <class MutableBuffers, class Handler>
   auto async_read_some(const MutableBuffers& buffers, Handler&& handler) {
     auto ex = net::get_associated_executor(handler, next_.get_executor());
-    return next_.async_read_some(
-        buffers, net::bind_executor(ex, [this, buffers, h = std::forward<Handler>(handler)](error_code ec,
-                                                                                         std::size_t n) mutable {
-          if (capturing_ && n != 0) {
-            std::string_view bytes(static_cast<const char*>(net::buffer_sequence_begin(buffers)->data()), n);
-            captured_.append(bytes);
-          }
-          h(ec, n);
-        }));
+    return next_.async_read_some(buffers, net::bind_executor(ex, [this, buffers, h = std::forward<Handler>(handler)](
+                                                                     error_code ec, std::size_t n) mutable {
+                                   if (capturing_ && n != 0) {
+                                     std::string_view bytes(
+                                         static_cast<const char*>(net::buffer_sequence_begin(buffers)->data()), n);
+                                     captured_.append(bytes);
+                                   }
+                                   h(ec, n);
+                                 }));
   }
   template <class ConstBuffers, class Handler>
   auto async_write_some(const ConstBuffers& buffers, Handler&& handler) {
