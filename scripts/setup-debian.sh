@@ -62,7 +62,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git ca-certificates openssl
   libboost-dev libssl-dev zlib1g-dev libwebsocketpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
-  python3 python3-websockets nodejs
+  python3 python3-websockets
   opentelemetry-cpp-dev libabsl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc
   libcurl4-openssl-dev
 )
@@ -71,11 +71,6 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# nodejs may come from another source than Debian on some machines; accept any node on PATH.
-if command -v node >/dev/null 2>&1; then
-  missing=("${missing[@]/nodejs}")
-fi
-mapfile -t missing < <(printf '%s\n' "${missing[@]}" | grep -v '^$' || true)
 
 if [ ${#missing[@]} -gt 0 ]; then
   add_backports_suite

@@ -20,7 +20,7 @@ namespace wscengine {
 
 class Runtime;
 
-/// One HTTP header field.
+/// One HTTP header field. A plain value.
 struct Header {
   std::string name;
   std::string value;
@@ -52,7 +52,8 @@ struct DialRequest {
   std::chrono::milliseconds write_timeout{10'000};  ///< a blocked write fails after this
 };
 
-/// The server's answer to the opening handshake. A plain value.
+/// The server's answer to the opening handshake. A plain value; thread safety as
+/// for any value type.
 struct HandshakeResponse {
   int status = 0;  ///< 101 on success
   std::vector<Header> headers;
@@ -64,7 +65,9 @@ struct HandshakeResponse {
 };
 
 /// The library object behind a connection, for users who need it. `type` names it
-/// (for example typeid(boost::beast::websocket::stream<…>)); `object` points to it.
+/// (for example typeid(wscengine::beast::PlainStream)); `object` points to it.
+/// Using the object bypasses the adapter's locking: only do so where no reader runs
+/// and no other thread writes.
 struct Underlying {
   const std::type_info* type = nullptr;
   void* object = nullptr;

@@ -14,7 +14,8 @@
 
 namespace wscengine {
 
-/// Thrown by the Engine constructor when EngineOptions::validate() fails.
+/// Thrown by the Engine constructor when EngineOptions::validate() fails; `error()`
+/// names the field. Thread safety: a plain exception object.
 class InvalidOptions : public std::invalid_argument {
  public:
   explicit InvalidOptions(const Error& error) : std::invalid_argument(error.message()), error_(error) {}
@@ -24,7 +25,7 @@ class InvalidOptions : public std::invalid_argument {
   Error error_;
 };
 
-/// Where an engine is in its life.
+/// Where an engine is in its life (see docs/engine-operations.md).
 enum class EngineState {
   idle,        ///< constructed, never started
   starting,    ///< first dial + OnOpen in progress
