@@ -140,21 +140,23 @@ TEST_F(BeastIntegration, ReconnectsAfterTheServerRestarts) {
 }
 
 TEST_F(BeastIntegration, OnOpenFailureAtStartAndDuringRestart) {
-  server.on_session = tools::echo_session;
+  // One server behaviour for the whole test (its sessions run on their own threads).
+  std::atomic<int> sessions{0};
+  server.on_session = [&](tools::ServerSession& s) {
+    if (++sessions == 2) return s.drop();  // the first session of the second start
+    tools::echo_session(s);
+  };
   client->on_open_hook = [](Context&, const HandshakeResponse&, bool) { return Error(errc::io_error, "no login"); };
   make(options());
   Error e = engine->start();
   EXPECT_TRUE(e.is(errc::open_failed)) << e.message();
+  EXPECT_NE(e.message().find("no login"), std::string::npos);
   EXPECT_EQ(server.accepted(), 1u);
+  EXPECT_EQ(engine->state(), EngineState::stopped);
 
   std::atomic<int> opens{0};
-  client->on_open_hook = [&](Context&, const HandshakeResponse&, bool) {
+  client->on_open_hook = [&](Context&, const HandshakeResponse&, bool) {  // the engine is stopped: no callback runs
     return ++opens == 2 ? Error(errc::io_error, "login refused once") : Error{};
-  };
-  std::atomic<int> sessions{0};
-  server.on_session = [&](tools::ServerSession& s) {
-    if (++sessions == 1) return s.drop();
-    tools::echo_session(s);
   };
   ASSERT_FALSE(engine->start());
   ASSERT_TRUE(client->wait_count(Event::restart_error, 1));
@@ -177,21 +179,12 @@ TEST_F(BeastIntegration, PauseThenRequestResponseByHand) {
       }
     }
   };
-  make(options());
-  ASSERT_FALSE(engine->start());
-  {
-    PauseGuard pause = engine->pause();
-    std::string answer;
-    client->on_message_hook = nullptr;
-    // Read by hand through the current session's connection, taken from OnOpen's context.
-    ASSERT_FALSE(engine->send_text("ping?"));
-    auto opens = client->events_of(Event::open);
-    ASSERT_EQ(opens.size(), 1u);
-  }
+  // Hooks are set before start: callbacks read them on other threads.
   std::promise<std::string> got;
+  std::atomic<bool> asked{false};
   client->on_message_hook = [&](Context& ctx, const Message& m) {
-    if (m.payload != "tick") return;
-    PauseGuard pause = ctx.pause();
+    if (m.payload != "tick" || asked.exchange(true)) return;
+    PauseGuard pause = ctx.pause();  // inside OnMessage with N = 1
     if (ctx.connection().send_text("ping?")) return;
     InboundMessage reply;
     for (;;) {  // the rest of the feed may come first
@@ -199,11 +192,23 @@ TEST_F(BeastIntegration, PauseThenRequestResponseByHand) {
       if (reply.payload == "pong!") return got.set_value(reply.payload);
     }
   };
+  make(options());
+  ASSERT_FALSE(engine->start());
+  {
+    // Pause from outside any callback; nothing is dispatched until it is released.
+    PauseGuard pause = engine->pause();
+    ASSERT_FALSE(engine->send_text("ping?"));
+    std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(client->count(Event::message), 0u);
+  }
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  EXPECT_EQ(client->events_of(Event::message)[0].payload, "pong!");
   ASSERT_FALSE(engine->send_text("feed"));
   auto answer = got.get_future();
   ASSERT_EQ(answer.wait_for(10s), std::future_status::ready);
   EXPECT_EQ(answer.get(), "pong!");
-  client->on_message_hook = nullptr;
+  // Dispatched: "pong!" and the first tick; the other ticks went to the hand reader.
+  ASSERT_TRUE(client->wait_count(Event::message, 2));
 }
 
 TEST_F(BeastIntegration, StopSendsTheChosenCloseCode) {
