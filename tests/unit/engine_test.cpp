@@ -348,6 +348,20 @@ TEST_F(EngineTest, RestartFromOnMessageClosesWith1001AndReconnects) {
   EXPECT_EQ(client->events_of(Event::close)[0].initiator, CloseInitiator::client);
 }
 
+TEST_F(EngineTest, RestartAndExitFromAnotherThread) {
+  make();
+  auto peer = start_and_accept();
+  std::thread([&] { engine->restart(); }).join();
+  auto second = server->accept(5s);
+  ASSERT_TRUE(second);
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  EXPECT_EQ(peer->client_close().value_or(CloseFrame{}).code, close_code::going_away);
+  std::thread([&] { engine->exit(); }).join();  // does not wait
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  EXPECT_EQ(client->count(Event::close), 2u);
+  EXPECT_EQ(server->dial_count(), 2u);
+}
+
 TEST_F(EngineTest, ExitFromOnMessageStops) {
   client->on_message_hook = [](Context& ctx, const Message&) { ctx.exit(); };
   make();
