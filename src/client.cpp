@@ -26,30 +26,41 @@ void PauseGuard::unlock() {
 
 // ---------------------------------------------------------------- SessionConnection
 
-SessionConnection::SessionConnection(std::shared_ptr<detail::Session> session) : session_(std::move(session)) {}
+SessionConnection::SessionConnection(std::weak_ptr<detail::Session> session) : session_(std::move(session)) {}
+
+namespace {
+Error no_session() { return Error(errc::not_connected, "the session is over"); }
+}  // namespace
 
 Error SessionConnection::send(MessageType type, std::string_view payload) const {
-  if (!session_) return Error(errc::not_connected, "no session");
-  return session_->connection->write(type, payload);
+  auto s = session_.lock();
+  return s ? s->connection->write(type, payload) : no_session();
 }
 Error SessionConnection::read(InboundMessage& out, std::chrono::milliseconds timeout) const {
-  if (!session_) return Error(errc::not_connected, "no session");
-  return session_->connection->read(out, timeout);
+  auto s = session_.lock();
+  return s ? s->connection->read(out, timeout) : no_session();
 }
 Error SessionConnection::ping(std::string_view payload, std::chrono::milliseconds timeout) const {
-  if (!session_) return Error(errc::not_connected, "no session");
-  return session_->connection->ping(payload, timeout);
+  auto s = session_.lock();
+  return s ? s->connection->ping(payload, timeout) : no_session();
 }
-bool SessionConnection::is_open() const noexcept { return session_ && session_->connection->is_open(); }
-std::uint64_t SessionConnection::session_id() const noexcept { return session_ ? session_->id : 0; }
+bool SessionConnection::is_open() const noexcept {
+  auto s = session_.lock();
+  return s && s->connection->is_open();
+}
+std::uint64_t SessionConnection::session_id() const noexcept {
+  auto s = session_.lock();
+  return s ? s->id : 0;
+}
 Underlying SessionConnection::underlying() const noexcept {
-  return session_ ? session_->connection->underlying() : Underlying{};
+  auto s = session_.lock();
+  return s ? s->connection->underlying() : Underlying{};
 }
 
 // ---------------------------------------------------------------- Context
 
 Context::Context(detail::EngineCore& core, std::shared_ptr<detail::Session> session)
-    : core_(&core), session_(session), connection_(std::move(session)) {}
+    : core_(&core), session_(std::move(session)), connection_(session_) {}
 
 std::uint64_t Context::session_id() const noexcept { return session_ ? session_->id : 0; }
 std::stop_token Context::stop_token() const noexcept {

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <optional>
 #include <thread>
+#include <type_traits>
 
 #include "engine_core.hpp"
 #include "runtime_impl.hpp"
@@ -66,32 +68,34 @@ EngineCore::~EngineCore() = default;
 // destroyed (join_tasks), so nothing (not even a notify) may follow it.
 void EngineCore::task_done() noexcept { pending_tasks_.fetch_sub(1, std::memory_order_acq_rel); }
 
-// Safe to call with mutex_ held.
+// Safe to call with mutex_ held. The task's captures (sessions, attempts) are
+// destroyed before it counts as done: once the count reaches zero the engine may be
+// destroyed, and a capture outliving it could end the runtime on its own thread.
 template <class F>
 void EngineCore::post(F&& f) {
   pending_tasks_.fetch_add(1, std::memory_order_relaxed);
-  runtime_->post([this, f = std::forward<F>(f)]() mutable {
+  runtime_->post([this, fn = std::optional<std::decay_t<F>>(std::forward<F>(f))]() mutable {
     {
       CallbackScope scope(this);
-      f();
+      (*fn)();
     }
+    fn.reset();
     task_done();
   });
 }
 
-// Wraps an adapter or timer handler: counted until it has run (it posts its work).
+// Wraps an adapter or timer handler, called once: counted until it has run, its
+// captures released first (as in post).
 template <class F>
 auto EngineCore::counted(F&& f) {
   pending_tasks_.fetch_add(1, std::memory_order_relaxed);
-  return [this, f = std::forward<F>(f)](auto&&... args) mutable {
-    f(std::forward<decltype(args)>(args)...);
+  return [this, fn = std::optional<std::decay_t<F>>(std::forward<F>(f))](auto&&... args) mutable {
+    (*fn)(std::forward<decltype(args)>(args)...);
+    fn.reset();
     task_done();
   };
 }
 
-// Destruction only: after stop() every outstanding task finishes within moments
-// (waits are cancelled, dials aborted), so a short poll is simpler than a handshake
-// that would have to touch `this` after the last decrement.
 void EngineCore::join_tasks() {
   while (pending_tasks_.load(std::memory_order_acquire) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }

@@ -4,6 +4,8 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 
 #include "runtime_impl.hpp"
 
@@ -32,6 +34,14 @@ RuntimeImpl::RuntimeImpl(const RuntimeOptions& opts)
 }
 
 RuntimeImpl::~RuntimeImpl() {
+  if (t_callback_runtime == this || t_io_runtime == this) {
+    // A thread cannot join itself: say so instead of failing in undefined ways.
+    std::fputs(
+        "wscengine: a Runtime was destroyed on one of its own threads (destroy engines and runtimes "
+        "outside their callbacks)\n",
+        stderr);
+    std::abort();
+  }
   callbacks.join();
   io_work.reset();
   io.stop();

@@ -65,8 +65,8 @@ class PauseGuard {
 };
 
 /// The connection of one session, for sending and (in OnOpen or while paused)
-/// reading by hand. Copyable; a copy kept after the session ended returns
-/// `errc::not_connected` from every call.
+/// reading by hand. Copyable; a copy does not keep the session alive: once the
+/// session is over every call returns `errc::not_connected`.
 ///
 /// Thread safety: send and ping may be called from any thread at any time; whole
 /// messages never interleave. read must be called only where no reader runs
@@ -74,7 +74,7 @@ class PauseGuard {
 class SessionConnection {
  public:
   SessionConnection() = default;
-  explicit SessionConnection(std::shared_ptr<detail::Session> session);
+  explicit SessionConnection(std::weak_ptr<detail::Session> session);
 
   Error send(MessageType type, std::string_view payload) const;
   Error send_text(std::string_view text) const { return send(MessageType::text, text); }
@@ -89,7 +89,7 @@ class SessionConnection {
   Underlying underlying() const noexcept;
 
  private:
-  std::shared_ptr<detail::Session> session_;
+  std::weak_ptr<detail::Session> session_;
 };
 
 /// What every callback receives: the connection, the session id, the trace
