@@ -342,6 +342,17 @@ TEST_F(BeastIntegration, SecureWithTheTestsOwnCertificate) {
   engine.reset();
   client = std::make_shared<Recorder>();  // session ids restart at 1 per engine
 
+  // The explicit insecure switch accepts it (for lab servers only).
+  o.tls.verify_peer = false;
+  make(o);
+  EXPECT_FALSE(engine->start());
+  EXPECT_FALSE(engine->stop());
+  client->mark_stopped();
+  EXPECT_THAT(client->violations(), IsEmpty());
+  engine.reset();
+  client = std::make_shared<Recorder>();
+  o.tls.verify_peer = true;
+
   // Trusting the test's CA file: messages flow.
   o.tls.ca_file = tls.cert_file;
   make(o);
