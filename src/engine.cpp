@@ -100,6 +100,20 @@ void EngineCore::join_tasks() {
   while (pending_tasks_.load(std::memory_order_acquire) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
+std::unique_ptr<Span> EngineCore::start_span(std::string_view name, const TraceContext& parent) const {
+  return options_.tracer ? options_.tracer->start_span(name, parent) : nullptr;
+}
+
+TraceContext trace_of(const std::unique_ptr<Span>& span) { return span ? span->context() : TraceContext{}; }
+
+// The server URL for traces: no query (tokens often travel there), no user info.
+std::string traced_url(const std::string& url) {
+  auto parsed = parse_url(url);
+  if (!parsed) return {};
+  std::string text = parsed->to_string();
+  return text.substr(0, text.find('?'));
+}
+
 template <class F>
 auto EngineCore::call_user(F&& f) {
   CallbackScope scope(this);
@@ -130,19 +144,29 @@ Error EngineCore::start(bool background) {
   opened_in_run_ = false;
   start_result_.reset();
   std::uint64_t generation = ++generation_;
+  auto span = start_span("wscengine.start", {});
+  if (span) {
+    span->set_attribute("wscengine.auto_reconnect", static_cast<std::int64_t>(options_.auto_reconnect));
+    span->set_attribute("wscengine.background", static_cast<std::int64_t>(background));
+  }
+  start_trace_ = trace_of(span);
   lock.unlock();
   post([this, generation] { begin_attempt(false, generation); });
   if (background) return {};
   lock.lock();
   state_cv_.wait(lock, [&] { return start_result_.has_value(); });
-  return *start_result_;
+  Error result = *start_result_;
+  if (span && result) span->set_error(result);
+  return result;
 }
 
 Error EngineCore::stop() {
   std::shared_ptr<Session> to_cancel;
+  std::unique_ptr<Span> span;
   {
     Lock lock(mutex_);
     if (state_ == EngineState::idle || state_ == EngineState::stopped) return {};
+    span = start_span("wscengine.stop", current_ ? current_->run_trace : TraceContext{});
     stop_requested_ = exit_requested_ = true;
     if (state_ != EngineState::stopping) state_ = EngineState::stopping;
     if (current_ && request_shutdown_locked(current_, EndReason::stop, std::nullopt, CloseInitiator::client)) {
@@ -161,7 +185,9 @@ Error EngineCore::stop() {
   if (t_callback_engine == this) return {};  // acts like exit: never wait for ourselves
   Lock lock(mutex_);
   if (!state_cv_.wait_for(lock, options_.stop_timeout, [&] { return state_ == EngineState::stopped; })) {
-    return Error(errc::timeout, "stop() did not finish within stop_timeout (a callback still running?)");
+    Error e(errc::timeout, "stop() did not finish within stop_timeout (a callback still running?)");
+    if (span) span->set_error(e);
+    return e;
   }
   return {};
 }
@@ -224,6 +250,13 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
       return;
     }
     attempt_ = attempt;
+    attempt->span = start_span(restarting ? "wscengine.restart" : "wscengine.open",
+                               opened_in_run_ ? last_run_trace_ : start_trace_);
+    if (attempt->span) {
+      attempt->span->set_attribute("wscengine.url", traced_url(options_.url));
+      attempt->span->set_attribute("wscengine.retry_count", static_cast<std::int64_t>(retry_count_));
+    }
+    attempt->trace = trace_of(attempt->span);
   }
   DialRequest request;
   request.url = parse_url(options_.url).value();  // validated at construction
@@ -290,6 +323,12 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
     attempt->session = s;
   }
   Context ctx(*this, s);
+  auto open_span = start_span("wscengine.on_open", attempt->trace);
+  if (open_span) {
+    open_span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
+    open_span->set_attribute("wscengine.restarting", static_cast<std::int64_t>(restarting));
+    ctx.set_trace_context(open_span->context());
+  }
   Error open_error;
   try {
     open_error = call_user([&] { return client_->on_open(ctx, result.value(), restarting); });
@@ -297,6 +336,8 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
     open_error = Error(errc::io_error, "OnOpen threw: " + what_of(std::current_exception()));
   }
   attempt->timer.cancel();
+  if (open_span && open_error) open_span->set_error(open_error);
+  open_span.reset();
   Lock lock(mutex_);
   bool timed_out = attempt->timed_out;
   attempt->session.reset();
@@ -314,6 +355,14 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
   current_ = s;
   s->current = true;
   opened_in_run_ = true;
+  s->run_span = start_span("wscengine.run", attempt->trace);
+  if (s->run_span) {
+    s->run_span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
+    s->run_span->set_attribute("wscengine.reader_slots", static_cast<std::int64_t>(options_.reader_slots));
+  }
+  s->run_trace = trace_of(s->run_span);
+  last_run_trace_ = s->run_trace;
+  attempt->span.reset();  // the open (or restart) step is done
   retry_count_ = 0;
   state_ = stop_requested_ ? EngineState::stopping : EngineState::running;
   if (!start_result_) {
@@ -335,6 +384,10 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
 }
 
 void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error error) {
+  if (attempt->span) {
+    attempt->span->set_error(error);
+    attempt->span.reset();
+  }
   Lock lock(mutex_);
   if (attempt_ == attempt) attempt_.reset();
   if (stop_requested_ || exit_requested_) return set_stopped_locked(std::move(error));
@@ -343,6 +396,12 @@ void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error e
   state_ = EngineState::restarting;
   lock.unlock();
   Context ctx(*this, nullptr);
+  auto span = start_span("wscengine.on_restart_error", attempt->trace);
+  if (span) {
+    span->set_attribute("wscengine.retry_count", static_cast<std::int64_t>(retry));
+    span->set_error(error);
+    ctx.set_trace_context(span->context());
+  }
   try {
     call_user([&] { client_->on_restart_error(ctx, error, retry); });
   } catch (...) {
@@ -457,6 +516,15 @@ void EngineCore::deliver(const std::shared_ptr<Session>& s, std::unique_ptr<Inbo
                          std::uint64_t sequence) {
   Message message{buffer->type, sequence, buffer->payload};
   Context ctx(*this, s);
+  std::unique_ptr<Span> span;
+  if (options_.tracer) {
+    span = options_.tracer->start_span("wscengine.on_message", s->run_trace);
+    span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
+    span->set_attribute("wscengine.message.type", message.is_text() ? "text" : "binary");
+    span->set_attribute("wscengine.message.length", static_cast<std::int64_t>(message.payload.size()));
+    span->set_attribute("wscengine.message.sequence", static_cast<std::int64_t>(sequence));
+    ctx.set_trace_context(span->context());
+  }
   std::optional<Error> thrown;
   try {
     call_user([&] { client_->on_message(ctx, message); });
@@ -464,6 +532,7 @@ void EngineCore::deliver(const std::shared_ptr<Session>& s, std::unique_ptr<Inbo
     thrown = Error(errc::io_error, "OnMessage threw: " + what_of(std::current_exception()));
   }
   if (thrown) {
+    if (span) span->set_error(*thrown);
     try {
       call_user([&] { client_->on_read_error(ctx, *thrown); });
     } catch (...) {
@@ -485,6 +554,12 @@ bool EngineCore::handle_read_error(const std::shared_ptr<Session>& s, Error erro
     return false;
   }
   Context ctx(*this, s);
+  auto span = start_span("wscengine.on_read_error", s->run_trace);
+  if (span) {
+    span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
+    span->set_error(error);
+    ctx.set_trace_context(span->context());
+  }
   try {
     call_user([&] { client_->on_read_error(ctx, error); });  // runs under the read lock
   } catch (...) {
@@ -529,6 +604,9 @@ void EngineCore::maybe_finish_locked(const std::shared_ptr<Session>& s) {
 void EngineCore::finish_session(std::shared_ptr<Session> s) {
   s->stop.request_stop();
   Context ctx(*this, s);
+  auto shutdown_span = start_span("wscengine.shutdown", s->run_trace);
+  auto close_span = start_span("wscengine.on_close", trace_of(shutdown_span));
+  if (close_span) ctx.set_trace_context(close_span->context());
   std::optional<CloseFrame> received;
   EndReason reason;
   {
@@ -537,11 +615,21 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
     received = s->received_close;
     reason = s->end_reason;
   }
+  if (shutdown_span) {
+    shutdown_span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
+    shutdown_span->set_attribute("wscengine.initiator", ctx.initiator() == CloseInitiator::peer ? "peer" : "client");
+    if (received) {
+      shutdown_span->set_attribute("wscengine.close.code", static_cast<std::int64_t>(received->code));
+      shutdown_span->set_attribute("wscengine.close.reason", received->reason);
+      shutdown_span->add_event("connection closed");
+    }
+  }
   std::optional<CloseFrame> reply;
   try {
     reply = call_user([&] { return client_->on_close(ctx, received); });
   } catch (...) {
   }
+  close_span.reset();
   {
     Lock lock(mutex_);
     reason = s->end_reason;  // exit/stop may have come during OnClose
@@ -556,14 +644,20 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
       }
       frame = CloseFrame{close_code::going_away, {}};
     }
+    if (shutdown_span) {
+      shutdown_span->set_attribute("wscengine.close.sent_code", static_cast<std::int64_t>(frame.code));
+    }
     Error close_error = s->connection->close(frame, options_.close_timeout);
     if (close_error && !close_error.is(errc::closed)) {
+      if (shutdown_span) shutdown_span->set_error(close_error);
       try {
         call_user([&] { client_->on_close_error(ctx, close_error); });
       } catch (...) {
       }
     }
   }
+  shutdown_span.reset();
+  s->run_span.reset();
   Lock lock(mutex_);
   s->current = false;
   if (current_ == s) current_.reset();

@@ -42,6 +42,8 @@ class Session {
   bool reader_running = false;                                // (m) a reader task runs or its wait is armed
   bool finish_scheduled = false;                              // (m) OnClose posted
   std::size_t in_flight = 0;                                  // (m) OnMessage running
+  std::unique_ptr<Span> run_span;                             // from OnOpen's success to the end of shutdown
+  TraceContext run_trace;                                     // parent of the session's callback spans
   std::uint64_t next_sequence = 0;                            // (m)
   std::vector<std::unique_ptr<InboundMessage>> free_buffers;  // (m)
 };
@@ -54,6 +56,8 @@ struct Attempt {
   std::shared_ptr<Session> session;        // during OnOpen
   bool timed_out = false;                  // (m)
   boost::asio::steady_timer timer;
+  std::unique_ptr<Span> span;  // wscengine.open / wscengine.restart
+  TraceContext trace;
 };
 
 class EngineCore : public std::enable_shared_from_this<EngineCore> {
@@ -105,6 +109,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
 
   template <class F>
   auto call_user(F&& f);
+  /// A span when a tracer is configured, else nullptr (no cost).
+  std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent) const;
 
   const EngineOptions options_;
   const std::shared_ptr<Client> client_;
@@ -124,6 +130,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::optional<boost::asio::steady_timer> retry_timer_;
   std::uint32_t retry_count_ = 0;
   std::atomic<std::uint64_t> session_counter_{0};
+  TraceContext start_trace_;     // (m) parent of the first attempt of a start
+  TraceContext last_run_trace_;  // (m) parent of the restart after a session
   std::mt19937_64 random_;
   std::atomic<std::size_t> pending_tasks_{0};
   std::uint64_t generation_ = 0;  // one per start(): stale tasks of an earlier run do nothing

@@ -13,6 +13,7 @@
 #include <wscengine/connection.hpp>
 #include <wscengine/error.hpp>
 #include <wscengine/message.hpp>
+#include <wscengine/telemetry.hpp>
 
 namespace wscengine {
 
@@ -20,19 +21,6 @@ namespace detail {
 class EngineCore;
 class Session;
 }  // namespace detail
-
-/// W3C trace context of the span that runs the current callback. All zero when no
-/// tracer is configured. A plain value.
-struct TraceContext {
-  std::array<std::uint8_t, 16> trace_id{};
-  std::array<std::uint8_t, 8> span_id{};
-  std::uint8_t flags = 0;
-  bool valid() const noexcept {
-    for (auto b : span_id)
-      if (b) return true;
-    return false;
-  }
-};
 
 /// Who closed a session.
 enum class CloseInitiator {

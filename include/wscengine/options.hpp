@@ -5,11 +5,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <wscengine/connection.hpp>
 #include <wscengine/error.hpp>
+#include <wscengine/telemetry.hpp>
 
 namespace wscengine {
 
@@ -57,6 +59,10 @@ struct EngineOptions {
   /// tokens after a reconnect). `attempt` is 0 for the first dial of a start and
   /// counts retries after. Returning an error fails the attempt with it.
   std::function<Error(DialRequest& request, std::uint32_t attempt)> before_dial;
+
+  /// Traces every engine step and callback (see docs/observability.md). Null: no
+  /// tracing and no cost. wscengine::otel provides one over OpenTelemetry.
+  std::shared_ptr<Tracer> tracer;
 
   /// Checks every field; the error names the field and the rule.
   Error validate() const;

@@ -8,5 +8,6 @@
 #include <wscengine/message.hpp>
 #include <wscengine/options.hpp>
 #include <wscengine/runtime.hpp>
+#include <wscengine/telemetry.hpp>
 #include <wscengine/url.hpp>
 #include <wscengine/version.hpp>
