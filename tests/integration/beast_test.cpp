@@ -36,6 +36,16 @@ class BeastIntegration : public ::testing::Test {
     return o;
   }
   void make(EngineOptions o) { engine = std::make_unique<Engine>(o, client, beast::make_connector()); }
+  // Tests whose server callbacks capture locals end with this: the server's session
+  // threads must stop before the locals go.
+  void finish() {
+    if (engine) {
+      EXPECT_FALSE(engine->stop());
+      client->mark_stopped();
+      engine.reset();
+    }
+    server.stop();
+  }
   void TearDown() override {
     if (engine) {
       EXPECT_FALSE(engine->stop());
@@ -113,6 +123,7 @@ TEST_F(BeastIntegration, DroppedConnectionIs1006AndReconnects) {
   EXPECT_EQ(close[0].received->code, close_code::abnormal);
   EXPECT_EQ(client->events_of(Event::message)[1].payload, "session 2");
   EXPECT_TRUE(client->events_of(Event::open)[1].restarting);
+  finish();
 }
 
 TEST_F(BeastIntegration, ReconnectsAfterTheServerRestarts) {
@@ -166,6 +177,7 @@ TEST_F(BeastIntegration, OnOpenFailureAtStartAndDuringRestart) {
     for (auto& e : es) ok += e.kind == Event::open && !e.error;
     return ok == 2;
   }));
+  finish();
 }
 
 TEST_F(BeastIntegration, PauseThenRequestResponseByHand) {
@@ -225,6 +237,7 @@ TEST_F(BeastIntegration, StopSendsTheChosenCloseCode) {
   auto frame = seen.get_future();
   ASSERT_EQ(frame.wait_for(5s), std::future_status::ready);
   EXPECT_EQ(frame.get(), (CloseFrame{4321, "client done"}));
+  finish();
 }
 
 TEST_F(BeastIntegration, HandshakeHeadersSubprotocolAndResponse) {
@@ -251,6 +264,7 @@ TEST_F(BeastIntegration, HandshakeHeadersSubprotocolAndResponse) {
   auto seen = token.get_future();
   ASSERT_EQ(seen.wait_for(5s), std::future_status::ready);
   EXPECT_EQ(seen.get(), "Bearer abc feed.v2, feed.v1");
+  finish();
 }
 
 TEST_F(BeastIntegration, HttpRefusalCarriesTheStatus) {
@@ -303,6 +317,7 @@ TEST_F(BeastIntegration, OversizeMessageIs1009ThenReconnect) {
   EXPECT_EQ(got.code, close_code::too_big) << got.reason;
   ASSERT_TRUE(client->wait_count(Event::open, 2));
   EXPECT_EQ(client->count(Event::message), 0u);
+  finish();
 }
 
 TEST_F(BeastIntegration, InvalidUtf8Is1007) {

@@ -1,0 +1,27 @@
+// wscengine — the OpenTelemetry tracer (target wscengine::otel). Brings in the
+// OpenTelemetry C++ API headers; the core does not need them.
+#pragma once
+
+#include <memory>
+
+#include <opentelemetry/nostd/shared_ptr.h>
+#include <opentelemetry/trace/span_context.h>
+#include <opentelemetry/trace/tracer_provider.h>
+
+#include <wscengine/telemetry.hpp>
+
+namespace wscengine::otel {
+
+/// A Tracer for EngineOptions::tracer that records the engine's spans with
+/// OpenTelemetry. `provider` is the engine's own TracerProvider; when null, the
+/// global provider (opentelemetry::trace::Provider) at the time of the call is used.
+/// Thread safety: the tracer may be shared by any number of engines.
+std::shared_ptr<Tracer> make_tracer(
+    opentelemetry::nostd::shared_ptr<opentelemetry::trace::TracerProvider> provider = {});
+
+/// The OpenTelemetry span context of a callback's `ctx.trace_context()`: pass it as
+/// StartSpanOptions::parent so that a span the user starts is a child of the
+/// engine's callback span. Thread safety: pure.
+opentelemetry::trace::SpanContext span_context(const TraceContext& context);
+
+}  // namespace wscengine::otel

@@ -1,0 +1,85 @@
+#include <wscengine/otel.hpp>
+#include <wscengine/version.hpp>
+
+#include <opentelemetry/nostd/span.h>
+#include <opentelemetry/trace/provider.h>
+#include <opentelemetry/trace/span.h>
+#include <opentelemetry/trace/tracer.h>
+
+namespace wscengine::otel {
+namespace {
+
+namespace nostd = opentelemetry::nostd;
+namespace trace = opentelemetry::trace;
+
+nostd::string_view view(std::string_view s) { return {s.data(), s.size()}; }
+
+class OtelSpan final : public Span {
+ public:
+  explicit OtelSpan(nostd::shared_ptr<trace::Span> span) : span_(std::move(span)) {}
+  ~OtelSpan() override { end(); }
+
+  void set_attribute(std::string_view key, std::int64_t value) noexcept override {
+    span_->SetAttribute(view(key), value);
+  }
+  void set_attribute(std::string_view key, std::string_view value) noexcept override {
+    span_->SetAttribute(view(key), view(value));
+  }
+  void add_event(std::string_view name) noexcept override { span_->AddEvent(view(name)); }
+  void set_error(const Error& error) noexcept override {
+    std::string message = error.message();
+    span_->SetStatus(trace::StatusCode::kError, message);
+    span_->SetAttribute("wscengine.error", view(message));
+  }
+  TraceContext context() const noexcept override {
+    TraceContext out;
+    auto c = span_->GetContext();
+    c.trace_id().CopyBytesTo(nostd::span<std::uint8_t, 16>(out.trace_id.data(), 16));
+    c.span_id().CopyBytesTo(nostd::span<std::uint8_t, 8>(out.span_id.data(), 8));
+    out.flags = c.trace_flags().flags();
+    return out;
+  }
+  void end() noexcept override {
+    if (!ended_) {
+      ended_ = true;
+      span_->End();
+    }
+  }
+
+ private:
+  nostd::shared_ptr<trace::Span> span_;
+  bool ended_ = false;
+};
+
+class OtelTracer final : public Tracer {
+ public:
+  explicit OtelTracer(nostd::shared_ptr<trace::TracerProvider> provider) : provider_(std::move(provider)) {
+    if (provider_) tracer_ = provider_->GetTracer("wscengine", version_string);
+  }
+
+  std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent) noexcept override {
+    auto tracer = tracer_ ? tracer_ : trace::Provider::GetTracerProvider()->GetTracer("wscengine", version_string);
+    trace::StartSpanOptions options;
+    options.kind = trace::SpanKind::kInternal;
+    if (parent.valid()) options.parent = span_context(parent);
+    return std::make_unique<OtelSpan>(tracer->StartSpan(view(name), options));
+  }
+
+ private:
+  nostd::shared_ptr<trace::TracerProvider> provider_;
+  nostd::shared_ptr<trace::Tracer> tracer_;
+};
+
+}  // namespace
+
+std::shared_ptr<Tracer> make_tracer(nostd::shared_ptr<trace::TracerProvider> provider) {
+  return std::make_shared<OtelTracer>(std::move(provider));
+}
+
+trace::SpanContext span_context(const TraceContext& context) {
+  return trace::SpanContext(trace::TraceId(nostd::span<const std::uint8_t, 16>(context.trace_id.data(), 16)),
+                            trace::SpanId(nostd::span<const std::uint8_t, 8>(context.span_id.data(), 8)),
+                            trace::TraceFlags(context.flags), /*is_remote=*/false);
+}
+
+}  // namespace wscengine::otel
