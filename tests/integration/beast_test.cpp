@@ -47,12 +47,7 @@ class BeastIntegration : public ::testing::Test {
     server.stop();
   }
   void TearDown() override {
-    if (engine) {
-      EXPECT_FALSE(engine->stop());
-      client->mark_stopped();
-      engine.reset();
-    }
-    EXPECT_THAT(client->violations(), IsEmpty());
+    stop_and_check(engine, *client);
     server.stop();
   }
 };

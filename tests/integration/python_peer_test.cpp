@@ -21,14 +21,7 @@ class PythonPeer : public ::testing::Test {
     base_ = server_->first_line(20s);
     ASSERT_FALSE(base_.empty()) << "the Python websockets server did not start (python3-websockets installed?)";
   }
-  void TearDown() override {
-    if (engine) {
-      EXPECT_FALSE(engine->stop());
-      client->mark_stopped();
-      engine.reset();
-    }
-    EXPECT_THAT(client->violations(), IsEmpty());
-  }
+  void TearDown() override { stop_and_check(engine, *client); }
   void make(const std::string& path, bool reconnect = true) {
     EngineOptions o;
     o.url = base_ + path;

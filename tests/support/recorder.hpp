@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include <wscengine/wscengine.hpp>
 
 namespace wscengine::test {
@@ -86,6 +88,19 @@ class Recorder : public Client {
   std::atomic<int> in_message_{0};
   std::atomic<int> max_in_message_{0};
 };
+
+/// Stops and destroys the engine, then checks the recorder saw no contract
+/// violation (what every engine test ends with).
+inline void stop_and_check(std::unique_ptr<Engine>& engine, Recorder& client) {
+  if (engine) {
+    EXPECT_FALSE(engine->stop());
+    client.mark_stopped();
+    engine.reset();
+  }
+  std::string all;
+  for (const auto& v : client.violations()) all += "\n  " + v;
+  EXPECT_TRUE(all.empty()) << "contract violations:" << all;
+}
 
 /// Polls until the engine is in `state` (state changes have no event to wait on).
 inline bool wait_state(const Engine& engine, EngineState state, std::chrono::milliseconds timeout = 10s) {

@@ -43,15 +43,7 @@ class EngineTest : public ::testing::Test {
     EXPECT_NE(peer, nullptr);
     return peer;
   }
-  void TearDown() override {
-    if (engine) {
-      Error e = engine->stop();
-      EXPECT_FALSE(e) << e.message();
-      client->mark_stopped();
-      engine.reset();
-    }
-    EXPECT_THAT(client->violations(), IsEmpty());
-  }
+  void TearDown() override { stop_and_check(engine, *client); }
 };
 
 }  // namespace

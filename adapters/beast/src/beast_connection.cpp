@@ -54,25 +54,9 @@ std::string lower(std::string_view s) {
   return out;
 }
 
-/// The connection of one scheme (plain or TLS) once dialled.
-class Stream {
- public:
-  virtual ~Stream() = default;
-  virtual void dial(DialRequest request, Connection::DialHandler done) = 0;
-  virtual Error try_read(InboundMessage& out) = 0;
-  virtual void async_wait_readable(Connection::WaitHandler done) = 0;
-  virtual void cancel_wait() = 0;
-  virtual Error read(InboundMessage& out, std::chrono::milliseconds timeout) = 0;
-  virtual Error write(MessageType type, std::string_view payload) = 0;
-  virtual Error ping(std::string_view payload, std::chrono::milliseconds timeout) = 0;
-  virtual Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) = 0;
-  virtual void abort() noexcept = 0;
-  virtual bool is_open() const noexcept = 0;
-  virtual Underlying underlying() noexcept = 0;
-};
-
+/// The connection of one scheme (plain or TLS), chosen at dial time.
 template <bool Tls>
-class StreamImpl final : public Stream, public std::enable_shared_from_this<StreamImpl<Tls>> {
+class StreamImpl final : public Connection, public std::enable_shared_from_this<StreamImpl<Tls>> {
   using Next = std::conditional_t<Tls, ssl::stream<SocketLayer>, SocketLayer>;
   using WsStream = ws::stream<ScanLayer<Next>>;
 
@@ -125,7 +109,7 @@ class StreamImpl final : public Stream, public std::enable_shared_from_this<Stre
 
   // ------------------------------------------------------------ dial
 
-  void dial(DialRequest request, Connection::DialHandler done) override {
+  void async_dial(DialRequest request, Connection::DialHandler done) override {
     {
       std::lock_guard lock(handler_mutex_);
       dial_done_ = std::move(done);
@@ -571,7 +555,7 @@ class BeastConnection final : public Connection {
   BeastConnection(net::io_context& io, BeastOptions options) : io_(io), options_(options) {}
 
   void async_dial(DialRequest request, DialHandler done) override {
-    std::shared_ptr<Stream> stream;
+    std::shared_ptr<Connection> stream;
     {
       std::lock_guard lock(mutex_);
       if (stream_) return done(Error(errc::already_connected, "dial on a connection that was already dialled"));
@@ -582,7 +566,7 @@ class BeastConnection final : public Connection {
         stream_ = std::make_shared<StreamImpl<false>>(io_, options_);
       stream = stream_;
     }
-    stream->dial(std::move(request), std::move(done));
+    stream->async_dial(std::move(request), std::move(done));
   }
   // After a successful dial the engine's calls happen after this write (through
   // the dial's completion), so reading stream_ without the mutex is ordered.
@@ -607,7 +591,7 @@ class BeastConnection final : public Connection {
     return stream_ ? stream_->close(frame, timeout) : not_dialled();
   }
   void abort() noexcept override {
-    std::shared_ptr<Stream> s;
+    std::shared_ptr<Connection> s;
     {
       std::lock_guard lock(mutex_);
       aborted_ = true;
@@ -623,7 +607,7 @@ class BeastConnection final : public Connection {
 
  private:
   static Error not_dialled() { return Error(errc::not_connected, "connection not dialled"); }
-  std::shared_ptr<Stream> get() const {
+  std::shared_ptr<Connection> get() const {
     std::lock_guard lock(mutex_);
     return stream_;
   }
@@ -631,7 +615,7 @@ class BeastConnection final : public Connection {
   net::io_context& io_;
   const BeastOptions options_;
   mutable std::mutex mutex_;
-  std::shared_ptr<Stream> stream_;
+  std::shared_ptr<Connection> stream_;
   bool aborted_ = false;
 };
 
