@@ -5,6 +5,9 @@
 #include <wscengine/beast.hpp>
 #include <wscengine/memory.hpp>
 #include <wscengine/wscengine.hpp>
+#ifdef CONSUMER_HAS_OTEL
+#include <wscengine/otel.hpp>
+#endif
 
 int main() {
   using namespace wscengine;
@@ -12,6 +15,10 @@ int main() {
   auto client = std::make_shared<LambdaClient>();
   EngineOptions options;
   options.url = "ws://memory.test/";
+#ifdef CONSUMER_HAS_OTEL
+  options.tracer = otel::make_tracer();  // the global (no-op) provider
+  std::puts("consumer: built with wscengine::otel");
+#endif
   Engine engine(options, client, server->connector());
   if (Error e = engine.start()) return std::printf("start failed: %s\n", e.message().c_str()), 1;
   if (Error e = engine.stop()) return std::printf("stop failed: %s\n", e.message().c_str()), 1;
