@@ -32,6 +32,16 @@ namespace net = boost::asio;
 using error_code = boost::system::error_code;
 using Clock = std::chrono::steady_clock;
 
+// The throwing forms that Asio's SyncReadStream/SyncWriteStream concepts require;
+// the adapter itself only calls the error_code forms.
+template <class Op>
+std::size_t or_throw(Op op) {
+  error_code ec;
+  std::size_t n = op(ec);
+  if (ec) throw boost::system::system_error(ec);
+  return n;
+}
+
 /// Synchronous reads and writes on a non-blocking TCP socket, waiting with poll()
 /// up to a deadline; asynchronous ones go to Asio (used by the handshake).
 /// Thread safety: one reader and one writer may use it at once.
@@ -78,10 +88,7 @@ class SocketLayer {
   }
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers) {
-    error_code ec;
-    auto n = read_some(buffers, ec);
-    if (ec) throw boost::system::system_error(ec);
-    return n;
+    return or_throw([&](error_code& ec) { return read_some(buffers, ec); });
   }
 
   template <class ConstBuffers>
@@ -103,10 +110,7 @@ class SocketLayer {
   }
   template <class ConstBuffers>
   std::size_t write_some(const ConstBuffers& buffers) {
-    error_code ec;
-    auto n = write_some(buffers, ec);
-    if (ec) throw boost::system::system_error(ec);
-    return n;
+    return or_throw([&](error_code& ec) { return write_some(buffers, ec); });
   }
 
   template <class MutableBuffers, class Handler>
@@ -247,10 +251,7 @@ class ScanLayer {
   }
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers) {
-    error_code ec;
-    auto n = read_some(buffers, ec);
-    if (ec) throw boost::system::system_error(ec);
-    return n;
+    return or_throw([&](error_code& ec) { return read_some(buffers, ec); });
   }
   template <class ConstBuffers>
   std::size_t write_some(const ConstBuffers& buffers, error_code& ec) {
