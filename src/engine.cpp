@@ -442,9 +442,10 @@ void EngineCore::kick_reader_locked(const std::shared_ptr<Session>& s) {
 }
 
 void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
+  std::unique_ptr<InboundMessage> buffer;
+  bool entered = false;  // the previous round already took the read lock for this one
   for (;;) {
-    std::unique_ptr<InboundMessage> buffer;
-    {
+    if (!entered) {
       Lock lock(mutex_);
       if (s->ending) {
         s->reader_running = false;
@@ -460,12 +461,9 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
         return;
       }
       reader_inside_ = true;
-      if (!s->free_buffers.empty()) {
-        buffer = std::move(s->free_buffers.back());
-        s->free_buffers.pop_back();
-      }
+      buffer = take_buffer_locked(*s);
     }
-    if (!buffer) buffer = std::make_unique<InboundMessage>();
+    entered = false;
     t_reader_engine = this;
     Error error = s->connection->try_read(*buffer);
     if (error.is(errc::would_block) && wait_error) error = std::move(wait_error);
@@ -502,19 +500,32 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
     if (!hand_off) s->reader_running = false;
     lock.unlock();
     if (hand_off) post([this, s] { run_reader(s, {}); });  // another slot reads while we dispatch
-    deliver(s, std::move(buffer), sequence);
+    deliver(s, *buffer, sequence);
+    // One lock round per message: return the buffer, and either stop or enter the
+    // read lock for the next message (the checks at the top of the loop, done here).
     lock.lock();
+    --s->in_flight;
+    s->free_buffers.push_back(std::move(buffer));
     if (s->ending || s->reader_running || s->in_flight >= options_.reader_slots || user_paused_) {
       if (user_paused_ && !s->reader_running && !s->ending) parked_reader_ = s;
       return maybe_finish_locked(s);
     }
     s->reader_running = true;  // this thread becomes the reader again: no post per message
+    reader_inside_ = true;
+    buffer = take_buffer_locked(*s);
+    entered = true;
   }
 }
 
-void EngineCore::deliver(const std::shared_ptr<Session>& s, std::unique_ptr<InboundMessage> buffer,
-                         std::uint64_t sequence) {
-  Message message{buffer->type, sequence, buffer->payload};
+std::unique_ptr<InboundMessage> EngineCore::take_buffer_locked(Session& s) {
+  if (s.free_buffers.empty()) return std::make_unique<InboundMessage>();
+  auto buffer = std::move(s.free_buffers.back());
+  s.free_buffers.pop_back();
+  return buffer;
+}
+
+void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence) {
+  Message message{inbound.type, sequence, inbound.payload};
   Context ctx(*this, s);
   std::unique_ptr<Span> span;
   if (options_.tracer) {
@@ -538,9 +549,6 @@ void EngineCore::deliver(const std::shared_ptr<Session>& s, std::unique_ptr<Inbo
     } catch (...) {
     }
   }
-  Lock lock(mutex_);
-  --s->in_flight;
-  s->free_buffers.push_back(std::move(buffer));
 }
 
 // Returns true when reading continues on the same connection.

@@ -97,7 +97,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::chrono::milliseconds backoff_delay(std::uint32_t retry);
 
   void run_reader(std::shared_ptr<Session> s, Error wait_error);
-  void deliver(const std::shared_ptr<Session>& s, std::unique_ptr<InboundMessage> buffer, std::uint64_t sequence);
+  void deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence);
+  std::unique_ptr<InboundMessage> take_buffer_locked(Session& s);
   bool handle_read_error(const std::shared_ptr<Session>& s, Error error);
   void kick_reader_locked(const std::shared_ptr<Session>& s);
 
