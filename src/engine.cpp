@@ -11,6 +11,7 @@
 
 #include "engine_core.hpp"
 #include "runtime_impl.hpp"
+#include "telemetry_impl.hpp"
 
 namespace wscengine {
 namespace detail {
@@ -58,8 +59,12 @@ EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, st
                        std::shared_ptr<Runtime> runtime)
     : options_(std::move(options)),
       client_(std::move(client)),
-      connector_(std::move(connector)),
+      connector_(instrument(std::move(connector),
+                            options_.telemetry.trace_connection ? options_.telemetry.tracer : nullptr,
+                            options_.telemetry.metrics)),
       runtime_(runtime ? std::move(runtime) : Runtime::create({1, std::max<std::size_t>(2, options_.reader_slots)})),
+      tracer_(options_.telemetry.tracer.get()),
+      metrics_(options_.telemetry.metrics.get()),
       random_(std::random_device{}()) {}
 
 EngineCore::~EngineCore() = default;
@@ -101,22 +106,32 @@ void EngineCore::join_tasks() {
 }
 
 std::unique_ptr<Span> EngineCore::start_span(std::string_view name, const TraceContext& parent) const {
-  return options_.tracer ? options_.tracer->start_span(name, parent) : nullptr;
+  return tracer_ ? tracer_->start_span(name, parent) : nullptr;
 }
 
 TraceContext trace_of(const std::unique_ptr<Span>& span) { return span ? span->context() : TraceContext{}; }
 
-// The server URL for traces: no query (tokens often travel there), no user info.
-std::string traced_url(const std::string& url) {
-  auto parsed = parse_url(url);
-  if (!parsed) return {};
-  std::string text = parsed->to_string();
-  return text.substr(0, text.find('?'));
+void EngineCore::set_connection_state(ConnectionState from, ConnectionState to) const {
+  if (metrics_) metrics_->connection_state(from, to);
 }
 
+// Runs a user callback; with a span, makes it the thread's current span (for
+// current_trace_context(), the instrumenting decorator and the tracing library).
 template <class F>
-auto EngineCore::call_user(F&& f) {
+auto EngineCore::call_user(const std::unique_ptr<Span>& span, F&& f) {
   CallbackScope scope(this);
+  if (!span) return f();
+  CurrentTrace current(span->context());
+  auto active = span->make_current();
+  return f();
+}
+
+// Runs an engine step that may reach the adapter (dial, read, close) with `trace`
+// as the thread's current trace context, so that adapter spans nest under it.
+template <class F>
+auto EngineCore::traced(const TraceContext& trace, F&& f) {
+  if (!tracer_) return f();
+  CurrentTrace current(trace);
   return f();
 }
 
@@ -258,6 +273,10 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
     }
     attempt->trace = trace_of(attempt->span);
   }
+  if (metrics_) {
+    if (restarting) metrics_->reconnect_attempt();
+    metrics_->connection_state(ConnectionState::none, ConnectionState::dialing);
+  }
   DialRequest request;
   request.url = parse_url(options_.url).value();  // validated at construction
   request.headers = options_.headers;
@@ -267,10 +286,13 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
   request.tls = options_.tls;
   request.timeout = options_.open_timeout;
   request.write_timeout = options_.write_timeout;
+  if (options_.telemetry.inject_traceparent && attempt->trace.valid()) {
+    request.headers.push_back({"traceparent", traceparent(attempt->trace)});
+  }
   if (options_.before_dial) {
     Error hook_error;
     try {
-      hook_error = call_user([&] { return options_.before_dial(request, retry_count_); });
+      hook_error = call_user(attempt->span, [&] { return options_.before_dial(request, retry_count_); });
     } catch (...) {
       hook_error = Error(errc::invalid_option, "before_dial threw: " + what_of(std::current_exception()));
     }
@@ -296,10 +318,12 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
       }
     }));
   }
-  raw->async_dial(
-      std::move(request), counted([this, attempt](Result<HandshakeResponse> result) {
-        post([this, attempt, result = std::move(result)]() mutable { on_dialed(attempt, std::move(result)); });
-      }));
+  traced(attempt->trace, [&] {
+    raw->async_dial(
+        std::move(request), counted([this, attempt](Result<HandshakeResponse> result) {
+          post([this, attempt, result = std::move(result)]() mutable { on_dialed(attempt, std::move(result)); });
+        }));
+  });
 }
 
 void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<HandshakeResponse> result) {
@@ -331,7 +355,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
   }
   Error open_error;
   try {
-    open_error = call_user([&] { return client_->on_open(ctx, result.value(), restarting); });
+    open_error = call_user(open_span, [&] { return client_->on_open(ctx, result.value(), restarting); });
   } catch (...) {
     open_error = Error(errc::io_error, "OnOpen threw: " + what_of(std::current_exception()));
   }
@@ -355,6 +379,11 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
   current_ = s;
   s->current = true;
   opened_in_run_ = true;
+  for (std::size_t slot = options_.reader_slots; slot-- > 0;) s->free_slots.push_back(static_cast<std::uint32_t>(slot));
+  if (metrics_) {
+    if (restarting) metrics_->reconnect_success();
+    metrics_->connection_state(ConnectionState::dialing, ConnectionState::open);
+  }
   s->run_span = start_span("wscengine.run", attempt->trace);
   if (s->run_span) {
     s->run_span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
@@ -388,6 +417,7 @@ void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error e
     attempt->span->set_error(error);
     attempt->span.reset();
   }
+  set_connection_state(ConnectionState::dialing, ConnectionState::none);
   Lock lock(mutex_);
   if (attempt_ == attempt) attempt_.reset();
   if (stop_requested_ || exit_requested_) return set_stopped_locked(std::move(error));
@@ -403,7 +433,7 @@ void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error e
     ctx.set_trace_context(span->context());
   }
   try {
-    call_user([&] { client_->on_restart_error(ctx, error, retry); });
+    call_user(span, [&] { client_->on_restart_error(ctx, error, retry); });
   } catch (...) {
   }
   lock.lock();
@@ -465,7 +495,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
     }
     entered = false;
     t_reader_engine = this;
-    Error error = s->connection->try_read(*buffer);
+    Error error = traced(s->run_trace, [&] { return s->connection->try_read(*buffer); });
     if (error.is(errc::would_block) && wait_error) error = std::move(wait_error);
     wait_error = {};
     if (error && !error.is(errc::would_block)) {
@@ -496,15 +526,18 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
     }
     std::uint64_t sequence = s->next_sequence++;
     ++s->in_flight;
+    std::uint32_t slot = s->free_slots.back();
+    s->free_slots.pop_back();
     bool hand_off = s->in_flight < options_.reader_slots && !s->ending;
     if (!hand_off) s->reader_running = false;
     lock.unlock();
     if (hand_off) post([this, s] { run_reader(s, {}); });  // another slot reads while we dispatch
-    deliver(s, *buffer, sequence);
+    deliver(s, *buffer, sequence, slot);
     // One lock round per message: return the buffer, and either stop or enter the
     // read lock for the next message (the checks at the top of the loop, done here).
     lock.lock();
     --s->in_flight;
+    s->free_slots.push_back(slot);
     s->free_buffers.push_back(std::move(buffer));
     if (s->ending || s->reader_running || s->in_flight >= options_.reader_slots || user_paused_) {
       if (user_paused_ && !s->reader_running && !s->ending) parked_reader_ = s;
@@ -524,28 +557,35 @@ std::unique_ptr<InboundMessage> EngineCore::take_buffer_locked(Session& s) {
   return buffer;
 }
 
-void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence) {
+void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence,
+                         std::uint32_t slot) {
   Message message{inbound.type, sequence, inbound.payload};
   Context ctx(*this, s);
   std::unique_ptr<Span> span;
-  if (options_.tracer) {
-    span = options_.tracer->start_span("wscengine.on_message", s->run_trace);
+  if (tracer_) {
+    // A child of the read that took it off the socket, when adapter reads are traced.
+    span = tracer_->start_span("wscengine.on_message", inbound.trace.valid() ? inbound.trace : s->run_trace);
     span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
     span->set_attribute("wscengine.message.type", message.is_text() ? "text" : "binary");
     span->set_attribute("wscengine.message.length", static_cast<std::int64_t>(message.payload.size()));
     span->set_attribute("wscengine.message.sequence", static_cast<std::int64_t>(sequence));
+    span->set_attribute("wscengine.reader_slot", static_cast<std::int64_t>(slot));
     ctx.set_trace_context(span->context());
   }
+  std::chrono::steady_clock::time_point started;
+  if (metrics_) started = std::chrono::steady_clock::now();
   std::optional<Error> thrown;
   try {
-    call_user([&] { client_->on_message(ctx, message); });
+    call_user(span, [&] { client_->on_message(ctx, message); });
   } catch (...) {
     thrown = Error(errc::io_error, "OnMessage threw: " + what_of(std::current_exception()));
   }
+  if (metrics_) metrics_->on_message_duration(std::chrono::steady_clock::now() - started);
   if (thrown) {
     if (span) span->set_error(*thrown);
+    if (metrics_) metrics_->read_error(*thrown);
     try {
-      call_user([&] { client_->on_read_error(ctx, *thrown); });
+      call_user(span, [&] { client_->on_read_error(ctx, *thrown); });
     } catch (...) {
     }
   }
@@ -568,8 +608,9 @@ bool EngineCore::handle_read_error(const std::shared_ptr<Session>& s, Error erro
     span->set_error(error);
     ctx.set_trace_context(span->context());
   }
+  if (metrics_) metrics_->read_error(error);
   try {
-    call_user([&] { client_->on_read_error(ctx, error); });  // runs under the read lock
+    call_user(span, [&] { client_->on_read_error(ctx, error); });  // runs under the read lock
   } catch (...) {
   }
   Lock lock(mutex_);
@@ -593,6 +634,7 @@ bool EngineCore::request_shutdown_locked(const std::shared_ptr<Session>& s, EndR
     return false;
   }
   s->ending = true;
+  set_connection_state(ConnectionState::open, ConnectionState::closing);
   s->end_reason = reason;
   s->received_close = std::move(received);
   s->initiator = who;
@@ -634,7 +676,7 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
   }
   std::optional<CloseFrame> reply;
   try {
-    reply = call_user([&] { return client_->on_close(ctx, received); });
+    reply = call_user(close_span, [&] { return client_->on_close(ctx, received); });
   } catch (...) {
   }
   close_span.reset();
@@ -646,26 +688,25 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
     CloseFrame frame = reply.value_or(reason == EndReason::stop ? CloseFrame{close_code::normal, {}}
                                                                 : CloseFrame{close_code::going_away, {}});
     if (Error invalid = validate_close_frame(frame)) {
-      try {
-        call_user([&] { client_->on_close_error(ctx, invalid); });
-      } catch (...) {
-      }
+      report_close_error(ctx, shutdown_span, invalid);
       frame = CloseFrame{close_code::going_away, {}};
     }
     if (shutdown_span) {
       shutdown_span->set_attribute("wscengine.close.sent_code", static_cast<std::int64_t>(frame.code));
     }
-    Error close_error = s->connection->close(frame, options_.close_timeout);
+    Error close_error =
+        traced(trace_of(shutdown_span), [&] { return s->connection->close(frame, options_.close_timeout); });
     if (close_error && !close_error.is(errc::closed)) {
       if (shutdown_span) shutdown_span->set_error(close_error);
-      try {
-        call_user([&] { client_->on_close_error(ctx, close_error); });
-      } catch (...) {
-      }
+      report_close_error(ctx, shutdown_span, close_error);
     }
+  }
+  if (shutdown_span && (reason == EndReason::exit || reason == EndReason::stop)) {
+    shutdown_span->add_event(reason == EndReason::exit ? "engine exit" : "engine stop");
   }
   shutdown_span.reset();
   s->run_span.reset();
+  set_connection_state(ConnectionState::closing, ConnectionState::none);
   Lock lock(mutex_);
   s->current = false;
   if (current_ == s) current_.reset();
@@ -676,6 +717,18 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
   if (stop_now) return set_stopped_locked(Error(errc::cancelled, "stopped"));
   state_ = EngineState::restarting;
   post([this, generation = generation_] { begin_attempt(true, generation); });
+}
+
+void EngineCore::report_close_error(Context& ctx, const std::unique_ptr<Span>& shutdown_span, const Error& error) {
+  auto span = start_span("wscengine.on_close_error", trace_of(shutdown_span));
+  if (span) {
+    span->set_error(error);
+    ctx.set_trace_context(span->context());
+  }
+  try {
+    call_user(span, [&] { client_->on_close_error(ctx, error); });
+  } catch (...) {
+  }
 }
 
 // ---------------------------------------------------------------- pause, send
@@ -708,7 +761,7 @@ Error EngineCore::send(MessageType type, std::string_view payload) {
     s = current_;
   }
   if (!s) return Error(errc::not_connected, "no open session");
-  return s->connection->write(type, payload);
+  return traced(s->run_trace, [&] { return s->connection->write(type, payload); });
 }
 
 }  // namespace detail

@@ -46,6 +46,7 @@ class Session {
   TraceContext run_trace;                                     // parent of the session's callback spans
   std::uint64_t next_sequence = 0;                            // (m)
   std::vector<std::unique_ptr<InboundMessage>> free_buffers;  // (m)
+  std::vector<std::uint32_t> free_slots;                      // (m) reader slots not in OnMessage
 };
 
 /// One dial attempt: dial + handshake + OnOpen under open_timeout.
@@ -97,7 +98,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::chrono::milliseconds backoff_delay(std::uint32_t retry);
 
   void run_reader(std::shared_ptr<Session> s, Error wait_error);
-  void deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence);
+  void deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence,
+               std::uint32_t slot);
   std::unique_ptr<InboundMessage> take_buffer_locked(Session& s);
   bool handle_read_error(const std::shared_ptr<Session>& s, Error error);
   void kick_reader_locked(const std::shared_ptr<Session>& s);
@@ -106,17 +108,23 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
                                CloseInitiator who);
   void maybe_finish_locked(const std::shared_ptr<Session>& s);
   void finish_session(std::shared_ptr<Session> s);
+  void report_close_error(Context& ctx, const std::unique_ptr<Span>& shutdown_span, const Error& error);
   void set_stopped_locked(Error result);
 
   template <class F>
-  auto call_user(F&& f);
+  auto call_user(const std::unique_ptr<Span>& span, F&& f);
+  template <class F>
+  auto traced(const TraceContext& trace, F&& f);
   /// A span when a tracer is configured, else nullptr (no cost).
   std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent) const;
+  void set_connection_state(ConnectionState from, ConnectionState to) const;
 
   const EngineOptions options_;
   const std::shared_ptr<Client> client_;
   const std::shared_ptr<Connector> connector_;
   const std::shared_ptr<Runtime> runtime_;
+  Tracer* const tracer_;    // options_.telemetry.tracer, or null
+  Metrics* const metrics_;  // options_.telemetry.metrics, or null
 
   mutable std::mutex mutex_;
   std::condition_variable state_cv_;  // state changes, pause gate, task count

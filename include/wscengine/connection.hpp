@@ -59,6 +59,9 @@ struct HandshakeResponse {
   std::vector<Header> headers;
   std::string subprotocol;   ///< the one the server chose, or empty
   bool compression = false;  ///< permessage-deflate was negotiated
+  /// How long DNS + TCP connect took; the rest of the dial was TLS and the HTTP
+  /// upgrade. Zero when the adapter does not measure it.
+  std::chrono::nanoseconds connect_duration{0};
 
   /// The first header with this name (case-insensitive), or nullopt.
   std::optional<std::string_view> header(std::string_view name) const;

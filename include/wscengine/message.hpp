@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include <wscengine/trace_context.hpp>
+
 namespace wscengine {
 
 /// The two WebSocket data message kinds.
@@ -18,6 +20,9 @@ enum class MessageType : std::uint8_t { text, binary };
 struct InboundMessage {
   MessageType type = MessageType::text;
   std::string payload;
+  /// The span that read it (set by the tracing decorator, see instrument());
+  /// invalid when adapter operations are not traced.
+  TraceContext trace;
 };
 
 /// A message handed to OnMessage. The payload view is valid only until OnMessage

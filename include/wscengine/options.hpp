@@ -60,9 +60,9 @@ struct EngineOptions {
   /// counts retries after. Returning an error fails the attempt with it.
   std::function<Error(DialRequest& request, std::uint32_t attempt)> before_dial;
 
-  /// Traces every engine step and callback (see docs/observability.md). Null: no
-  /// tracing and no cost. wscengine::otel provides one over OpenTelemetry.
-  std::shared_ptr<Tracer> tracer;
+  /// Tracing and metrics (see docs/observability.md). All null by default: no
+  /// telemetry and no cost. wscengine::otel provides both over OpenTelemetry.
+  TelemetryOptions telemetry;
 
   /// Checks every field; the error names the field and the rule.
   Error validate() const;

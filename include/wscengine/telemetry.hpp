@@ -1,28 +1,27 @@
-// wscengine — the tracing hook. The core knows only this interface; the
-// wscengine::otel target implements it with OpenTelemetry. No tracer = no cost.
+// wscengine — the tracing and metrics hooks. The core knows only these interfaces;
+// the wscengine::otel target implements them with OpenTelemetry. None set = no cost
+// beyond a null check.
 #pragma once
 
-#include <array>
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string_view>
 
+#include <wscengine/connection.hpp>
 #include <wscengine/error.hpp>
+#include <wscengine/message.hpp>
+#include <wscengine/trace_context.hpp>
 
 namespace wscengine {
 
-/// W3C trace context of a span. All zero when no tracer is configured.
-/// A plain value.
-struct TraceContext {
-  std::array<std::uint8_t, 16> trace_id{};
-  std::array<std::uint8_t, 8> span_id{};
-  std::uint8_t flags = 0;
-  bool valid() const noexcept {
-    for (auto b : span_id)
-      if (b) return true;
-    return false;
-  }
-  friend bool operator==(const TraceContext&, const TraceContext&) = default;
+/// While alive, makes a span the thread's current one in the tracing library (so a
+/// span the user starts without a parent becomes its child). Thread safety: created
+/// and destroyed on one thread.
+class SpanScope {
+ public:
+  virtual ~SpanScope() = default;
 };
 
 /// One span the engine started; it ends at end() or destruction.
@@ -37,6 +36,9 @@ class Span {
   virtual void set_error(const Error& error) noexcept = 0;
   virtual TraceContext context() const noexcept = 0;
   virtual void end() noexcept = 0;
+  /// Makes this span current on the calling thread until the scope is destroyed;
+  /// null when the tracer has no such notion.
+  virtual std::unique_ptr<SpanScope> make_current() noexcept { return nullptr; }
 };
 
 /// Starts spans for an engine. Span names are "wscengine.<step>"; attributes are
@@ -44,9 +46,76 @@ class Span {
 /// Thread safety: start_span may be called from any thread concurrently.
 class Tracer {
  public:
+  using Clock = std::chrono::system_clock;
   virtual ~Tracer() = default;
-  /// `parent` may be invalid: the span is then a root.
-  virtual std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent) noexcept = 0;
+  /// `parent` may be invalid: the span is then a root. `start` is the span's start
+  /// time when it began before the call (a read known to have happened only once
+  /// it returned); the default means now.
+  virtual std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent,
+                                           Clock::time_point start = {}) noexcept = 0;
 };
+
+/// Where a connection stands, for the connection-state metric.
+enum class ConnectionState : std::uint8_t {
+  none,     ///< no connection (stopped, or waiting to retry)
+  dialing,  ///< dial + handshake + OnOpen
+  open,     ///< reading; OnMessage may run
+  closing,  ///< shutdown: OnClose and the close handshake
+};
+
+/// Receives the engine's measurements (see docs/observability.md for the
+/// instruments wscengine::otel maps them to).
+/// Thread safety: every function may be called from any thread concurrently.
+class Metrics {
+ public:
+  virtual ~Metrics() = default;
+  /// One whole message read from the connection (at the adapter boundary).
+  virtual void message_received(MessageType type, std::size_t bytes) noexcept = 0;
+  /// One whole message written successfully.
+  virtual void message_sent(MessageType type, std::size_t bytes) noexcept = 0;
+  /// A dial attempt after the first of a start (a reconnect or a retry).
+  virtual void reconnect_attempt() noexcept = 0;
+  /// A reconnect attempt that opened a session (OnOpen succeeded).
+  virtual void reconnect_success() noexcept = 0;
+  /// A read error handed to OnReadError (not a close).
+  virtual void read_error(const Error& error) noexcept = 0;
+  /// How long one OnMessage ran.
+  virtual void on_message_duration(std::chrono::nanoseconds duration) noexcept = 0;
+  /// One dial: DNS + TCP + TLS + HTTP upgrade; `error` empty on success.
+  virtual void dial_duration(std::chrono::nanoseconds duration, const Error& error) noexcept = 0;
+  /// The part of a successful dial after the TCP connect: TLS + HTTP upgrade.
+  /// Reported only by adapters that measure it (HandshakeResponse::connect_duration).
+  virtual void handshake_duration(std::chrono::nanoseconds duration) noexcept = 0;
+  /// The engine's connection moved from one state to another.
+  virtual void connection_state(ConnectionState from, ConnectionState to) noexcept = 0;
+};
+
+/// What an engine traces and measures. A plain value.
+struct TelemetryOptions {
+  /// Spans for every engine step and callback. Null: no tracing, no cost.
+  std::shared_ptr<Tracer> tracer;
+  /// Counters, histograms and the connection state. Null: no metrics, no cost.
+  std::shared_ptr<Metrics> metrics;
+  /// With a tracer: also span each adapter operation (dial, read, write, ping,
+  /// close) through the decorator of instrument(). One extra span per message.
+  bool trace_connection = true;
+  /// With a tracer: send the W3C `traceparent` header of the dial's span in the
+  /// opening handshake, so that a server that reads it joins the trace.
+  bool inject_traceparent = false;
+};
+
+/// The trace context of the engine step or callback running on this thread: a
+/// callback's span, or the session's run span while the engine reads. Invalid
+/// elsewhere and when no tracer is configured. Thread safety: per thread.
+TraceContext current_trace_context() noexcept;
+
+/// Wraps any connector so that each connection it makes spans dial, read (only
+/// reads that return a message or an error), write, ping and close with `tracer`
+/// (may be null), and reports messages, bytes and dial times to `metrics` (may be
+/// null). A span's parent is current_trace_context() of the calling thread. The
+/// engine does this itself from TelemetryOptions; call it to instrument a
+/// connection used without an engine. Thread safety: as the inner connector.
+std::shared_ptr<Connector> instrument(std::shared_ptr<Connector> inner, std::shared_ptr<Tracer> tracer,
+                                      std::shared_ptr<Metrics> metrics);
 
 }  // namespace wscengine

@@ -3,6 +3,7 @@
 
 #include <opentelemetry/nostd/span.h>
 #include <opentelemetry/trace/provider.h>
+#include <opentelemetry/trace/scope.h>
 #include <opentelemetry/trace/span.h>
 #include <opentelemetry/trace/tracer.h>
 
@@ -13,6 +14,14 @@ namespace nostd = opentelemetry::nostd;
 namespace trace = opentelemetry::trace;
 
 nostd::string_view view(std::string_view s) { return {s.data(), s.size()}; }
+
+class OtelScope final : public SpanScope {
+ public:
+  explicit OtelScope(trace::Scope scope) : scope_(std::move(scope)) {}
+
+ private:
+  trace::Scope scope_;
+};
 
 class OtelSpan final : public Span {
  public:
@@ -30,6 +39,9 @@ class OtelSpan final : public Span {
     std::string message = error.message();
     span_->SetStatus(trace::StatusCode::kError, message);
     span_->SetAttribute("wscengine.error", view(message));
+  }
+  std::unique_ptr<SpanScope> make_current() noexcept override {
+    return std::make_unique<OtelScope>(trace::Tracer::WithActiveSpan(span_));
   }
   TraceContext context() const noexcept override {
     TraceContext out;
@@ -57,11 +69,18 @@ class OtelTracer final : public Tracer {
     if (provider_) tracer_ = provider_->GetTracer("wscengine", version_string);
   }
 
-  std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent) noexcept override {
+  std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent,
+                                   Clock::time_point start) noexcept override {
     auto tracer = tracer_ ? tracer_ : trace::Provider::GetTracerProvider()->GetTracer("wscengine", version_string);
     trace::StartSpanOptions options;
     options.kind = trace::SpanKind::kInternal;
     if (parent.valid()) options.parent = span_context(parent);
+    if (start != Clock::time_point{}) {
+      options.start_system_time = opentelemetry::common::SystemTimestamp(start);
+      // The steady start as far back as the system one (the SDK takes durations from it).
+      options.start_steady_time =
+          opentelemetry::common::SteadyTimestamp(std::chrono::steady_clock::now() - (Clock::now() - start));
+    }
     return std::make_unique<OtelSpan>(tracer->StartSpan(view(name), options));
   }
 

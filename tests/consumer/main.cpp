@@ -16,7 +16,7 @@ int main() {
   EngineOptions options;
   options.url = "ws://memory.test/";
 #ifdef CONSUMER_HAS_OTEL
-  options.tracer = otel::make_tracer();  // the global (no-op) provider
+  options.telemetry.tracer = otel::make_tracer();  // the global (no-op) provider
   std::puts("consumer: built with wscengine::otel");
 #endif
   Engine engine(options, client, server->connector());

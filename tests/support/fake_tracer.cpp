@@ -41,12 +41,14 @@ class FakeSpan final : public Span {
   TraceContext context_;
 };
 
-std::unique_ptr<Span> FakeTracer::start_span(std::string_view name, const TraceContext& parent) noexcept {
+std::unique_ptr<Span> FakeTracer::start_span(std::string_view name, const TraceContext& parent,
+                                             Clock::time_point start) noexcept {
   std::lock_guard lock(mutex_);
   SpanRecord r;
   r.name = std::string(name);
   r.id = spans_.size() + 1;
   r.parent = parent.valid() ? fake_span_id(parent) : 0;
+  r.backdated = start != Clock::time_point{};
   spans_.push_back(r);
   return std::make_unique<FakeSpan>(*this, r.id);
 }

@@ -20,12 +20,14 @@ struct SpanRecord {
   std::vector<std::string> events;
   std::string error;
   bool ended = false;
+  bool backdated = false;  // started with an explicit start time
 };
 
 /// Thread safety: start_span and the accessors may be called from any thread.
 class FakeTracer final : public Tracer {
  public:
-  std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent) noexcept override;
+  std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent,
+                                   Clock::time_point start = {}) noexcept override;
   std::vector<SpanRecord> spans() const;
   std::vector<SpanRecord> named(const std::string& name) const;
   SpanRecord by_id(std::uint64_t id) const;

@@ -6,6 +6,10 @@
 #include <wscengine/memory.hpp>
 #include <wscengine/wscengine.hpp>
 
+#include <condition_variable>
+#include <set>
+
+#include "support/fake_metrics.hpp"
 #include "support/fake_tracer.hpp"
 #include "support/recorder.hpp"
 
@@ -29,7 +33,7 @@ class Tracing : public ::testing::Test {
     };
     EngineOptions o;
     o.url = "ws://user-free.test/feed?token=secret";
-    o.tracer = tracer;
+    o.telemetry.tracer = tracer;
     o.backoff.initial_delay = 1ms;
     return std::make_unique<Engine>(o, client, server->connector());
   }
@@ -62,14 +66,28 @@ TEST_F(Tracing, ASessionIsOneTreeAndCallbacksSeeTheirSpan) {
   EXPECT_EQ(on_close.parent, shutdown.id);
   EXPECT_EQ(open.attributes["wscengine.url"], "ws://user-free.test:80/feed") << "no query secrets in traces";
   auto messages = tracer->named("wscengine.on_message");
+  auto reads = tracer->named("wscengine.read");
   ASSERT_EQ(messages.size(), 2u);
+  ASSERT_EQ(reads.size(), 2u) << "a read span per message, none for reads that found nothing";
   for (std::size_t i = 0; i < 2; ++i) {
-    EXPECT_EQ(messages[i].parent, run.id);
+    // socket → user code: run → read → on_message
+    EXPECT_EQ(reads[i].parent, run.id);
+    EXPECT_TRUE(reads[i].backdated) << "a read span starts when the read began";
+    EXPECT_EQ(messages[i].parent, reads[i].id);
+    EXPECT_EQ(messages[i].attributes["wscengine.reader_slot"], "0");
     EXPECT_EQ(messages[i].attributes["wscengine.message.sequence"], std::to_string(i));
     EXPECT_EQ(messages[i].attributes["wscengine.session_id"], "1");
   }
   EXPECT_EQ(messages[0].attributes["wscengine.message.type"], "text");
   EXPECT_EQ(messages[1].attributes["wscengine.message.length"], "3");
+  EXPECT_EQ(reads[1].attributes["wscengine.message.length"], "3");
+  auto dial = one("wscengine.dial");
+  EXPECT_EQ(dial.parent, open.id);
+  EXPECT_EQ(dial.attributes["wscengine.http.status"], "101");
+  auto close = one("wscengine.close");
+  EXPECT_EQ(close.parent, shutdown.id);
+  EXPECT_EQ(close.attributes["wscengine.close.sent_code"], "1000");
+  EXPECT_EQ(shutdown.events, (std::vector<std::string>{"engine stop"}));
   {
     std::lock_guard lock(contexts_mutex);
     EXPECT_EQ(message_contexts, (std::vector<std::uint64_t>{messages[0].id, messages[1].id}));
@@ -131,4 +149,134 @@ TEST_F(Tracing, WithoutATracerCallbacksSeeNoTraceContext) {
   ASSERT_FALSE(engine.start());
   EXPECT_FALSE(valid);
   ASSERT_FALSE(engine.stop());
+}
+
+TEST_F(Tracing, CallbacksAndEngineWritesCarryTheCurrentTraceContext) {
+  std::uint64_t current_in_on_open = 0, on_open_span = 0;
+  client->on_open_hook = [&](Context& ctx, const HandshakeResponse&, bool) {
+    current_in_on_open = fake_span_id(current_trace_context());
+    on_open_span = fake_span_id(ctx.trace_context());
+    return ctx.connection().send_text("login");  // a write inside OnOpen
+  };
+  auto engine = make();
+  ASSERT_FALSE(engine->start());
+  auto peer = server->accept(5s);
+  ASSERT_FALSE(engine->send(MessageType::binary, "from main"));  // a write from another thread
+  EXPECT_FALSE(current_trace_context().valid()) << "no trace context outside callbacks";
+  ASSERT_FALSE(engine->stop());
+  EXPECT_NE(on_open_span, 0u);
+  EXPECT_EQ(current_in_on_open, on_open_span);
+  auto writes = tracer->named("wscengine.write");
+  ASSERT_EQ(writes.size(), 2u);
+  EXPECT_EQ(writes[0].parent, on_open_span);
+  EXPECT_EQ(writes[0].attributes["wscengine.message.length"], "5");
+  EXPECT_EQ(writes[1].parent, one("wscengine.run").id) << "Engine::send writes under the session's run span";
+  EXPECT_EQ(writes[1].attributes["wscengine.message.type"], "binary");
+}
+
+TEST_F(Tracing, AnInvalidCloseCodeIsAnOnCloseErrorSpanAndExitIsAnEvent) {
+  client->on_close_hook = [](Context& ctx, const std::optional<CloseFrame>&) {
+    ctx.exit();
+    return std::optional<CloseFrame>(CloseFrame{1005, "reserved"});  // may not be sent
+  };
+  auto engine = make();
+  ASSERT_FALSE(engine->start());
+  auto peer = server->accept(5s);
+  peer->inject_read_error(Error(errc::io_error, "x"));  // keep the session; then ask it to end
+  ASSERT_TRUE(client->wait_count(Event::read_error, 1));
+  engine->restart();
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  auto close_error = one("wscengine.on_close_error");
+  auto shutdown = one("wscengine.shutdown");
+  EXPECT_EQ(close_error.parent, shutdown.id);
+  EXPECT_NE(close_error.error.find("1005"), std::string::npos);
+  EXPECT_EQ(shutdown.attributes["wscengine.close.sent_code"], "1001");
+  EXPECT_EQ(shutdown.events, (std::vector<std::string>{"engine exit"}));
+}
+
+TEST_F(Tracing, ReaderSlotsAreDistinctWhileOnMessageRunsConcurrently) {
+  std::mutex m;
+  std::condition_variable cv;
+  int inside = 0;
+  client->on_message_hook = [&](Context&, const Message&) {
+    std::unique_lock lock(m);
+    ++inside;
+    cv.notify_all();
+    cv.wait_for(lock, 5s, [&] { return inside >= 3; });  // hold until three run at once
+  };
+  EngineOptions o;
+  o.url = "ws://slots.test/";
+  o.reader_slots = 3;
+  o.telemetry.tracer = tracer;
+  Engine engine(o, client, server->connector());
+  ASSERT_FALSE(engine.start());
+  auto peer = server->accept(5s);
+  for (int i = 0; i < 3; ++i) peer->send(MessageType::text, "m");
+  ASSERT_TRUE(client->wait_count(Event::message, 3));
+  ASSERT_FALSE(engine.stop());
+  std::set<std::string> slots;
+  for (auto& s : tracer->named("wscengine.on_message")) slots.insert(s.attributes["wscengine.reader_slot"]);
+  EXPECT_EQ(slots, (std::set<std::string>{"0", "1", "2"}));
+}
+
+TEST_F(Tracing, TraceparentIsSentWithTheDialWhenAskedFor) {
+  EngineOptions o;
+  o.url = "ws://tp.test/";
+  o.telemetry.tracer = tracer;
+  o.telemetry.inject_traceparent = true;
+  Engine engine(o, client, server->connector());
+  ASSERT_FALSE(engine.start());
+  ASSERT_FALSE(engine.stop());
+  auto requests = server->dial_requests();
+  ASSERT_EQ(requests.size(), 1u);
+  std::string sent;
+  for (auto& h : requests[0].headers)
+    if (h.name == "traceparent") sent = h.value;
+  TraceContext open_context;
+  auto open = one("wscengine.open");
+  for (int i = 0; i < 8; ++i) open_context.span_id[7 - i] = static_cast<std::uint8_t>(open.id >> (8 * i));
+  open_context.trace_id[15] = 1;
+  open_context.flags = 1;
+  EXPECT_EQ(sent, traceparent(open_context));
+  EXPECT_EQ(sent.size(), 55u);
+  EXPECT_EQ(sent.substr(0, 3), "00-");
+}
+
+TEST(Metrics, ASessionWithAReconnectIsCounted) {
+  auto server = memory::Server::create();
+  auto metrics = std::make_shared<FakeMetrics>();
+  auto client = std::make_shared<Recorder>();
+  client->on_open_hook = [](Context& ctx, const HandshakeResponse&, bool) {
+    return ctx.connection().send_text("subscribe");
+  };
+  EngineOptions o;
+  o.url = "ws://metrics.test/";
+  o.backoff.initial_delay = 1ms;
+  o.telemetry.metrics = metrics;
+  Engine engine(o, client, server->connector());
+  ASSERT_FALSE(engine.start());
+  auto peer = server->accept(5s);
+  peer->send(MessageType::text, "12345");
+  peer->send(MessageType::binary, "123");
+  peer->inject_read_error(Error(errc::io_error, "x"));
+  ASSERT_TRUE(client->wait_count(Event::read_error, 1));
+  server->fail_next_dials(Error(errc::connection_refused, "down"), 1);
+  peer->drop();
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  ASSERT_TRUE(wait_state(engine, EngineState::running));  // the state moves once OnOpen has returned
+  EXPECT_EQ(metrics->in_state(ConnectionState::open), 1);
+  ASSERT_FALSE(engine.stop());
+  EXPECT_EQ(metrics->count("received"), 2);
+  EXPECT_EQ(metrics->bytes("received"), 8);
+  EXPECT_EQ(metrics->count("sent"), 2);
+  EXPECT_EQ(metrics->bytes("sent"), 18);
+  EXPECT_EQ(metrics->count("on_message"), 2);
+  EXPECT_EQ(metrics->count("read_error"), 1);
+  EXPECT_EQ(metrics->count("reconnect_attempt"), 2) << "one refused, one that opened";
+  EXPECT_EQ(metrics->count("reconnect_success"), 1);
+  EXPECT_EQ(metrics->count("dial_ok"), 2);
+  EXPECT_EQ(metrics->count("dial_failed"), 1);
+  for (auto state : {ConnectionState::dialing, ConnectionState::open, ConnectionState::closing})
+    EXPECT_EQ(metrics->in_state(state), 0) << "every state left after stop";
+  EXPECT_EQ(metrics->state_errors(), 0);
 }

@@ -115,6 +115,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       dial_done_ = std::move(done);
     }
     request_ = std::move(request);
+    dial_started_ = std::chrono::steady_clock::now();
     max_message_ = request_.max_message_size;
     read_limit_ = request_.max_message_size + options_.read_chunk;
     write_timeout_ = request_.write_timeout;
@@ -173,6 +174,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   }
 
   void on_connected(const error_code& ec, const net::ip::tcp::endpoint& ep) {
+    connect_duration_ = std::chrono::steady_clock::now() - dial_started_;
     if (ec) {
       std::string where = request_.url.host + ":" + std::to_string(request_.url.port);
       if (ec == net::error::connection_refused) {
@@ -237,6 +239,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     if (ec) return fail_dial(Error(errc::handshake_failed, what + ": " + ec.message()));
     HandshakeResponse answer;
     answer.status = response_.result_int();
+    answer.connect_duration = connect_duration_;
     for (const auto& field : response_)
       answer.headers.push_back({std::string(field.name_string()), std::string(field.value())});
     if (auto chosen = answer.header("Sec-WebSocket-Protocol")) {
@@ -525,6 +528,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   const BeastOptions options_;
   net::strand<net::io_context::executor_type> strand_;
   net::ip::tcp::resolver resolver_;
+  std::chrono::steady_clock::time_point dial_started_;  // strand
+  std::chrono::nanoseconds connect_duration_{0};        // strand
   net::steady_timer timer_;
   DialRequest request_;
   std::optional<ssl::context> tls_context_;  // before ws_: the stream refers to it

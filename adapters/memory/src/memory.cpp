@@ -122,7 +122,7 @@ class MemoryConnection final : public Connection {
   Error write(MessageType type, std::string_view payload) override {
     std::lock_guard lock(pipe_->mutex);
     if (!pipe_->open) return Error::closed(pipe_->last_close, "write on a closed in-memory connection");
-    pipe_->outbound.push_back(InboundMessage{type, std::string(payload)});
+    pipe_->outbound.push_back(InboundMessage{type, std::string(payload), {}});
     pipe_->cv.notify_all();
     return {};
   }
@@ -231,7 +231,9 @@ void deliver(detail::Pipe& pipe, detail::Event e) {
 }
 }  // namespace
 
-void Peer::send(MessageType type, std::string payload) { deliver(*pipe_, InboundMessage{type, std::move(payload)}); }
+void Peer::send(MessageType type, std::string payload) {
+  deliver(*pipe_, InboundMessage{type, std::move(payload), {}});
+}
 void Peer::send_close(CloseFrame frame) { deliver(*pipe_, std::move(frame)); }
 void Peer::drop() { deliver(*pipe_, detail::Drop{}); }
 void Peer::inject_read_error(Error error, bool fail_connection) {

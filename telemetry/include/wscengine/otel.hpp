@@ -1,9 +1,10 @@
-// wscengine — the OpenTelemetry tracer (target wscengine::otel). Brings in the
-// OpenTelemetry C++ API headers; the core does not need them.
+// wscengine — tracing and metrics over OpenTelemetry (target wscengine::otel).
+// Brings in the OpenTelemetry C++ API headers; the core does not need them.
 #pragma once
 
 #include <memory>
 
+#include <opentelemetry/metrics/meter_provider.h>
 #include <opentelemetry/nostd/shared_ptr.h>
 #include <opentelemetry/trace/span_context.h>
 #include <opentelemetry/trace/tracer_provider.h>
@@ -18,6 +19,21 @@ namespace wscengine::otel {
 /// Thread safety: the tracer may be shared by any number of engines.
 std::shared_ptr<Tracer> make_tracer(
     opentelemetry::nostd::shared_ptr<opentelemetry::trace::TracerProvider> provider = {});
+
+/// A Metrics for EngineOptions::telemetry that records the engine's measurements
+/// with OpenTelemetry instruments (see docs/observability.md). `provider` is the
+/// engine's own MeterProvider; when null, the global provider
+/// (opentelemetry::metrics::Provider) at the time of this call is used.
+/// Thread safety: the object may be shared by any number of engines.
+std::shared_ptr<Metrics> make_metrics(
+    opentelemetry::nostd::shared_ptr<opentelemetry::metrics::MeterProvider> provider = {});
+
+/// Both of the above in one TelemetryOptions (trace_connection on, traceparent
+/// off): `options.telemetry = otel::make_telemetry(tracer_provider, meter_provider);`
+/// Null providers mean the global ones. Thread safety: pure.
+TelemetryOptions make_telemetry(
+    opentelemetry::nostd::shared_ptr<opentelemetry::trace::TracerProvider> tracer_provider = {},
+    opentelemetry::nostd::shared_ptr<opentelemetry::metrics::MeterProvider> meter_provider = {});
 
 /// The OpenTelemetry span context of a callback's `ctx.trace_context()`: pass it as
 /// StartSpanOptions::parent so that a span the user starts is a child of the

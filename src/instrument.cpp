@@ -1,0 +1,200 @@
+// The instrumenting decorator: spans and metrics around any adapter's connection.
+#include <wscengine/telemetry.hpp>
+#include <wscengine/url.hpp>
+
+#include <utility>
+
+#include "telemetry_impl.hpp"
+
+namespace wscengine {
+namespace detail {
+
+thread_local TraceContext t_current_trace;
+
+std::string traced_url(const std::string& url) {
+  auto parsed = parse_url(url);
+  if (!parsed) return {};
+  std::string text = parsed->to_string();
+  return text.substr(0, text.find('?'));
+}
+
+namespace {
+
+const char* type_name(MessageType type) { return type == MessageType::text ? "text" : "binary"; }
+
+// A peer's normal or going-away close is how connections end, not a failure.
+bool is_failure(const Error& error) {
+  if (!error.is(errc::closed)) return true;
+  return !error.close || (error.close->code != close_code::normal && error.close->code != close_code::going_away);
+}
+
+void record_outcome(Span& span, const Error& error) {
+  if (error.is(errc::closed) && error.close) {
+    span.set_attribute("wscengine.close.code", static_cast<std::int64_t>(error.close->code));
+    span.add_event("connection closed");
+  }
+  if (is_failure(error)) span.set_error(error);
+}
+
+class InstrumentedConnection final : public Connection {
+ public:
+  InstrumentedConnection(std::unique_ptr<Connection> inner, std::shared_ptr<Tracer> tracer,
+                         std::shared_ptr<Metrics> metrics)
+      : inner_(std::move(inner)), tracer_(std::move(tracer)), metrics_(std::move(metrics)) {}
+
+  void async_dial(DialRequest request, DialHandler done) override {
+    std::shared_ptr<Span> span;
+    if (tracer_) {
+      span = tracer_->start_span("wscengine.dial", t_current_trace);
+      span->set_attribute("wscengine.url", traced_url(request.url.to_string()));
+    }
+    auto started = std::chrono::steady_clock::now();
+    // Captures no `this`: the handler may run as the connection is being given up.
+    inner_->async_dial(std::move(request), [metrics = metrics_, span = std::move(span), started,
+                                            done = std::move(done)](Result<HandshakeResponse> result) mutable {
+      if (metrics) {
+        auto took = std::chrono::steady_clock::now() - started;
+        metrics->dial_duration(took, result ? Error{} : result.error());
+        if (result && result->connect_duration.count() > 0)
+          metrics->handshake_duration(took - result->connect_duration);
+      }
+      if (span) {
+        if (result) {
+          span->set_attribute("wscengine.http.status", static_cast<std::int64_t>(result->status));
+          if (!result->subprotocol.empty()) span->set_attribute("wscengine.subprotocol", result->subprotocol);
+          span->set_attribute("wscengine.compression", static_cast<std::int64_t>(result->compression));
+        } else {
+          span->set_error(result.error());
+        }
+        span->end();
+        span.reset();
+      }
+      done(std::move(result));
+    });
+  }
+
+  Error try_read(InboundMessage& out) override {
+    if (!tracer_) {
+      Error error = inner_->try_read(out);
+      if (!error && metrics_) metrics_->message_received(out.type, out.payload.size());
+      return error;
+    }
+    auto started = Tracer::Clock::now();
+    Error error = inner_->try_read(out);
+    if (error.is(errc::would_block)) return error;  // nothing was read: no span
+    finish_read(out, error, started);
+    return error;
+  }
+
+  Error read(InboundMessage& out, std::chrono::milliseconds timeout) override {
+    auto started = Tracer::Clock::now();
+    Error error = inner_->read(out, timeout);
+    finish_read(out, error, started);
+    return error;
+  }
+
+  void async_wait_readable(WaitHandler done) override { inner_->async_wait_readable(std::move(done)); }
+  void cancel_wait() override { inner_->cancel_wait(); }
+
+  Error write(MessageType type, std::string_view payload) override {
+    auto span = start("wscengine.write");
+    if (span) {
+      span->set_attribute("wscengine.message.type", type_name(type));
+      span->set_attribute("wscengine.message.length", static_cast<std::int64_t>(payload.size()));
+    }
+    Error error = inner_->write(type, payload);
+    if (!error && metrics_) metrics_->message_sent(type, payload.size());
+    if (span && error) record_outcome(*span, error);
+    return error;
+  }
+
+  Error ping(std::string_view payload, std::chrono::milliseconds timeout) override {
+    auto span = start("wscengine.ping");
+    Error error = inner_->ping(payload, timeout);
+    if (span && error) record_outcome(*span, error);
+    return error;
+  }
+
+  Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) override {
+    auto span = start("wscengine.close");
+    if (span) {
+      span->set_attribute("wscengine.close.sent_code", static_cast<std::int64_t>(frame.code));
+      if (!frame.reason.empty()) span->set_attribute("wscengine.close.sent_reason", frame.reason);
+    }
+    Error error = inner_->close(frame, timeout);
+    if (span && error) record_outcome(*span, error);
+    return error;
+  }
+
+  void abort() noexcept override { inner_->abort(); }
+  bool is_open() const noexcept override { return inner_->is_open(); }
+  Underlying underlying() noexcept override { return inner_->underlying(); }
+
+ private:
+  std::unique_ptr<Span> start(std::string_view name) const {
+    return tracer_ ? tracer_->start_span(name, t_current_trace) : nullptr;
+  }
+
+  void finish_read(InboundMessage& out, const Error& error, Tracer::Clock::time_point started) {
+    if (!error && metrics_) metrics_->message_received(out.type, out.payload.size());
+    if (!tracer_) return;
+    auto span = tracer_->start_span("wscengine.read", t_current_trace, started);
+    if (error) {
+      record_outcome(*span, error);
+      return;
+    }
+    span->set_attribute("wscengine.message.type", type_name(out.type));
+    span->set_attribute("wscengine.message.length", static_cast<std::int64_t>(out.payload.size()));
+    out.trace = span->context();
+  }
+
+  const std::unique_ptr<Connection> inner_;
+  const std::shared_ptr<Tracer> tracer_;
+  const std::shared_ptr<Metrics> metrics_;
+};
+
+class InstrumentedConnector final : public Connector {
+ public:
+  InstrumentedConnector(std::shared_ptr<Connector> inner, std::shared_ptr<Tracer> tracer,
+                        std::shared_ptr<Metrics> metrics)
+      : inner_(std::move(inner)), tracer_(std::move(tracer)), metrics_(std::move(metrics)) {}
+  std::unique_ptr<Connection> make_connection(Runtime& runtime) override {
+    return std::make_unique<InstrumentedConnection>(inner_->make_connection(runtime), tracer_, metrics_);
+  }
+  std::string_view name() const noexcept override { return inner_->name(); }
+
+ private:
+  const std::shared_ptr<Connector> inner_;
+  const std::shared_ptr<Tracer> tracer_;
+  const std::shared_ptr<Metrics> metrics_;
+};
+
+}  // namespace
+}  // namespace detail
+
+TraceContext current_trace_context() noexcept { return detail::t_current_trace; }
+
+std::shared_ptr<Connector> instrument(std::shared_ptr<Connector> inner, std::shared_ptr<Tracer> tracer,
+                                      std::shared_ptr<Metrics> metrics) {
+  if (!tracer && !metrics) return inner;
+  return std::make_shared<detail::InstrumentedConnector>(std::move(inner), std::move(tracer), std::move(metrics));
+}
+
+std::string traceparent(const TraceContext& context) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "00-";
+  auto append = [&](auto bytes) {
+    for (auto b : bytes) {
+      out += hex[b >> 4];
+      out += hex[b & 15];
+    }
+  };
+  append(context.trace_id);
+  out += '-';
+  append(context.span_id);
+  out += '-';
+  append(std::array<std::uint8_t, 1>{context.flags});
+  return out;
+}
+
+}  // namespace wscengine
