@@ -5,6 +5,7 @@
 #include <wscengine/beast.hpp>
 #include <wscengine/wscengine.hpp>
 
+#include "support/fake_tracer.hpp"
 #include "support/process.hpp"
 #include "support/recorder.hpp"
 
@@ -102,4 +103,45 @@ TEST_F(PythonPeer, StopClosesNormally) {
   auto close = client->events_of(Event::close);
   ASSERT_EQ(close.size(), 1u);
   EXPECT_EQ(close[0].initiator, CloseInitiator::client);
+}
+
+TEST_F(PythonPeer, TheServerSeesTraceparentAndEveryStepIsTracedOverARealSocket) {
+  auto tracer = std::make_shared<FakeTracer>();
+  EngineOptions o;
+  o.url = base_ + "/header/traceparent";
+  o.telemetry.tracer = tracer;
+  o.telemetry.inject_traceparent = true;
+  engine = std::make_unique<Engine>(o, client, beast::make_connector());
+  ASSERT_FALSE(engine->start());
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  ASSERT_FALSE(engine->send_text("echo me"));
+  ASSERT_TRUE(client->wait_count(Event::message, 2));
+  ASSERT_FALSE(engine->stop());
+
+  auto named = [&](const char* name) { return tracer->named(name); };
+  ASSERT_EQ(named("wscengine.open").size(), 1u);
+  auto open = named("wscengine.open")[0];
+  EXPECT_EQ(client->events_of(Event::message)[0].payload, traceparent(fake_trace_context(open.id)))
+      << "the server received the open span's context";
+  auto dials = named("wscengine.dial");
+  ASSERT_EQ(dials.size(), 1u);
+  EXPECT_EQ(dials[0].parent, open.id);
+  EXPECT_EQ(dials[0].attributes["wscengine.http.status"], "101");
+  auto run = named("wscengine.run").at(0);
+  auto reads = named("wscengine.read"), messages = named("wscengine.on_message");
+  ASSERT_EQ(reads.size(), 2u);
+  ASSERT_EQ(messages.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(reads[i].parent, run.id);
+    EXPECT_EQ(messages[i].parent, reads[i].id);
+  }
+  EXPECT_EQ(reads[1].attributes["wscengine.message.length"], "7");
+  auto writes = named("wscengine.write");
+  ASSERT_EQ(writes.size(), 1u);
+  EXPECT_EQ(writes[0].parent, run.id);
+  auto closes = named("wscengine.close");
+  ASSERT_EQ(closes.size(), 1u);
+  EXPECT_EQ(closes[0].parent, named("wscengine.shutdown").at(0).id);
+  EXPECT_TRUE(closes[0].error.empty()) << closes[0].error;
+  for (auto& s : tracer->spans()) EXPECT_TRUE(s.ended) << s.name;
 }

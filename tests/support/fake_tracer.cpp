@@ -10,13 +10,17 @@ std::uint64_t fake_span_id(const TraceContext& context) {
   return id;
 }
 
+TraceContext fake_trace_context(std::uint64_t id) {
+  TraceContext context;
+  for (int i = 0; i < 8; ++i) context.span_id[7 - i] = static_cast<std::uint8_t>(id >> (8 * i));
+  context.trace_id[15] = 1;
+  context.flags = 1;
+  return context;
+}
+
 class FakeSpan final : public Span {
  public:
-  FakeSpan(FakeTracer& tracer, std::uint64_t id) : tracer_(tracer), id_(id) {
-    for (int i = 0; i < 8; ++i) context_.span_id[7 - i] = static_cast<std::uint8_t>(id >> (8 * i));
-    context_.trace_id[15] = 1;
-    context_.flags = 1;
-  }
+  FakeSpan(FakeTracer& tracer, std::uint64_t id) : tracer_(tracer), id_(id), context_(fake_trace_context(id)) {}
   ~FakeSpan() override { end(); }
   void set_attribute(std::string_view key, std::int64_t value) noexcept override {
     tracer_.update(id_, [&](SpanRecord& r) { r.attributes[std::string(key)] = std::to_string(value); });

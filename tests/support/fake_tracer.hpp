@@ -41,5 +41,7 @@ class FakeTracer final : public Tracer {
 
 /// The span id a TraceContext carries in FakeTracer's encoding.
 std::uint64_t fake_span_id(const TraceContext& context);
+/// The TraceContext of FakeTracer's span `id` (trace id 1, sampled).
+TraceContext fake_trace_context(std::uint64_t id);
 
 }  // namespace wscengine::test

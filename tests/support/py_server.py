@@ -5,6 +5,7 @@ Prints its ws:// URL, then serves until killed. What a connection gets depends o
   /close/CODE      send one message "hello", then close with CODE and reason "bye from python"
   /drop            send one message "hello", then drop the TCP connection (no close frame)
   /subprotocol     echo; the server selects the first subprotocol offered
+  /header/NAME     send the value of request header NAME (or "<none>"), then echo
 Run with /usr/bin/python3 (Debian's python3-websockets).
 """
 import asyncio
@@ -25,6 +26,8 @@ async def handler(ws, path=None):
         return
     if path == "/headers":
         await ws.send(ws.request_headers.get("X-Test", "<none>"))
+    if path.startswith("/header/"):
+        await ws.send(ws.request_headers.get(path[len("/header/"):], "<none>"))
     async for message in ws:
         await ws.send(message)
 

@@ -232,14 +232,9 @@ TEST_F(Tracing, TraceparentIsSentWithTheDialWhenAskedFor) {
   std::string sent;
   for (auto& h : requests[0].headers)
     if (h.name == "traceparent") sent = h.value;
-  TraceContext open_context;
-  auto open = one("wscengine.open");
-  for (int i = 0; i < 8; ++i) open_context.span_id[7 - i] = static_cast<std::uint8_t>(open.id >> (8 * i));
-  open_context.trace_id[15] = 1;
-  open_context.flags = 1;
-  EXPECT_EQ(sent, traceparent(open_context));
-  EXPECT_EQ(sent.size(), 55u);
-  EXPECT_EQ(sent.substr(0, 3), "00-");
+  EXPECT_EQ(sent, traceparent(fake_trace_context(one("wscengine.open").id)));
+  ASSERT_EQ(one("wscengine.open").id, 2u);  // after wscengine.start
+  EXPECT_EQ(sent, "00-00000000000000000000000000000001-0000000000000002-01");
 }
 
 TEST(Metrics, ASessionWithAReconnectIsCounted) {
