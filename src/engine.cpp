@@ -670,7 +670,7 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
     shutdown_span->set_attribute("wscengine.initiator", ctx.initiator() == CloseInitiator::peer ? "peer" : "client");
     if (received) {
       shutdown_span->set_attribute("wscengine.close.code", static_cast<std::int64_t>(received->code));
-      shutdown_span->set_attribute("wscengine.close.reason", received->reason);
+      if (!received->reason.empty()) shutdown_span->set_attribute("wscengine.close.reason", received->reason);
       shutdown_span->add_event("connection closed");
     }
   }
