@@ -59,13 +59,19 @@ EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, st
                        std::shared_ptr<Runtime> runtime)
     : options_(std::move(options)),
       client_(std::move(client)),
+#ifdef WSCENGINE_NO_TELEMETRY
+      connector_(std::move(connector)),
+      runtime_(runtime ? std::move(runtime) : Runtime::create({1, std::max<std::size_t>(2, options_.reader_slots)})),
+#else
       connector_(instrument(std::move(connector),
                             options_.telemetry.trace_connection ? options_.telemetry.tracer : nullptr,
                             options_.telemetry.metrics)),
       runtime_(runtime ? std::move(runtime) : Runtime::create({1, std::max<std::size_t>(2, options_.reader_slots)})),
       tracer_(options_.telemetry.tracer.get()),
       metrics_(options_.telemetry.metrics.get()),
-      random_(std::random_device{}()) {}
+#endif
+      random_(std::random_device{}()) {
+}
 
 EngineCore::~EngineCore() = default;
 
@@ -562,9 +568,9 @@ void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage
   Message message{inbound.type, sequence, inbound.payload};
   Context ctx(*this, s);
   std::unique_ptr<Span> span;
-  if (tracer_) {
-    // A child of the read that took it off the socket, when adapter reads are traced.
-    span = tracer_->start_span("wscengine.on_message", inbound.trace.valid() ? inbound.trace : s->run_trace);
+  // A child of the read that took it off the socket, when adapter reads are traced.
+  if (tracer_) span = tracer_->start_span("wscengine.on_message", inbound.trace.valid() ? inbound.trace : s->run_trace);
+  if (span) {
     span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
     span->set_attribute("wscengine.message.type", message.is_text() ? "text" : "binary");
     span->set_attribute("wscengine.message.length", static_cast<std::int64_t>(message.payload.size()));

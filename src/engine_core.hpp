@@ -123,8 +123,15 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   const std::shared_ptr<Client> client_;
   const std::shared_ptr<Connector> connector_;
   const std::shared_ptr<Runtime> runtime_;
+#ifdef WSCENGINE_NO_TELEMETRY
+  // Telemetry compiled out (CMake WSCENGINE_TELEMETRY=OFF): every branch on these
+  // is removed at compile time.
+  static constexpr Tracer* tracer_ = nullptr;
+  static constexpr Metrics* metrics_ = nullptr;
+#else
   Tracer* const tracer_;    // options_.telemetry.tracer, or null
   Metrics* const metrics_;  // options_.telemetry.metrics, or null
+#endif
 
   mutable std::mutex mutex_;
   std::condition_variable state_cv_;  // state changes, pause gate, task count

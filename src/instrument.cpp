@@ -46,7 +46,7 @@ class InstrumentedConnection final : public Connection {
     std::shared_ptr<Span> span;
     if (tracer_) {
       span = tracer_->start_span("wscengine.dial", t_current_trace);
-      span->set_attribute("wscengine.url", traced_url(request.url.to_string()));
+      if (span) span->set_attribute("wscengine.url", traced_url(request.url.to_string()));
     }
     auto started = std::chrono::steady_clock::now();
     // Captures no `this`: the handler may run as the connection is being given up.
@@ -139,6 +139,10 @@ class InstrumentedConnection final : public Connection {
     if (!error && metrics_) metrics_->message_received(out.type, out.payload.size());
     if (!tracer_) return;
     auto span = tracer_->start_span("wscengine.read", t_current_trace, started);
+    if (!span) {
+      out.trace = {};
+      return;
+    }
     if (error) {
       record_outcome(*span, error);
       return;

@@ -50,7 +50,8 @@ class Tracer {
   virtual ~Tracer() = default;
   /// `parent` may be invalid: the span is then a root. `start` is the span's start
   /// time when it began before the call (a read known to have happened only once
-  /// it returned); the default means now.
+  /// it returned); the default means now. Null: nothing is recorded and there is
+  /// no context to hand on (a no-op tracing library).
   virtual std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent,
                                            Clock::time_point start = {}) noexcept = 0;
 };

@@ -5,12 +5,18 @@
 #include <opentelemetry/context/context.h>
 #include <opentelemetry/metrics/async_instruments.h>
 #include <opentelemetry/metrics/meter.h>
+#include <opentelemetry/metrics/noop.h>
 #include <opentelemetry/metrics/observer_result.h>
 #include <opentelemetry/metrics/provider.h>
 #include <opentelemetry/metrics/sync_instruments.h>
+#include <opentelemetry/trace/provider.h>
 
 #include <array>
 #include <atomic>
+#include <map>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 namespace wscengine::otel {
 namespace {
@@ -43,44 +49,108 @@ const opentelemetry::context::Context& no_context() {
 
 double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
 
+using Total = std::atomic<std::int64_t>;
+using ByType = std::array<Total, 2>;  // text, binary
+using Observer = nostd::shared_ptr<metrics_api::ObserverResultT<std::int64_t>>;
+
+std::size_t index(MessageType type) { return type == MessageType::text ? 0 : 1; }
+
+// Per-message counts are atomics read by asynchronous (observable) instruments at
+// collection time: an SDK counter Add per message costs a hash and a lock (the
+// benchmark measured five times the engine's own per-message work); an atomic
+// increment almost nothing. The counts belong to the Meter, not to one Metrics
+// object: every engine measured through one provider adds to the same totals, and
+// totals stay reported after an engine is gone (cumulative counters never drop).
+struct MeterCounts {
+  ByType messages_received{}, messages_sent{};
+  Total bytes_received{0}, bytes_sent{0}, reconnect_attempts{0}, reconnect_successes{0};
+  std::array<Total, 4> in_state{};              // connections by ConnectionState
+  nostd::shared_ptr<metrics_api::Meter> meter;  // keeps the Meter, and so its address (the key), alive
+  std::vector<nostd::shared_ptr<metrics_api::ObservableInstrument>> instruments;
+
+  template <Total MeterCounts::*total>
+  static void observe_total(metrics_api::ObserverResult result, void* self) noexcept {
+    nostd::get<Observer>(result)->Observe((static_cast<MeterCounts*>(self)->*total).load(std::memory_order_relaxed));
+  }
+  template <ByType MeterCounts::*counts>
+  static void observe_by_type(metrics_api::ObserverResult result, void* self) noexcept {
+    auto& by_type = static_cast<MeterCounts*>(self)->*counts;
+    for (auto type : {MessageType::text, MessageType::binary}) {
+      nostd::get<Observer>(result)->Observe(by_type[index(type)].load(std::memory_order_relaxed),
+                                            {{"wscengine.message.type", type_name(type)}});
+    }
+  }
+  // A current value: connections in each state.
+  static void observe_connections(metrics_api::ObserverResult result, void* self) noexcept {
+    auto& counts = static_cast<MeterCounts*>(self)->in_state;
+    for (auto state : {ConnectionState::dialing, ConnectionState::open, ConnectionState::closing}) {
+      nostd::get<Observer>(result)->Observe(counts[static_cast<std::size_t>(state)].load(std::memory_order_relaxed),
+                                            {{"wscengine.state", state_name(state)}});
+    }
+  }
+  void observe(nostd::shared_ptr<metrics_api::ObservableInstrument> instrument,
+               metrics_api::ObservableCallbackPtr callback) {
+    instrument->AddCallback(callback, this);
+    instruments.push_back(std::move(instrument));
+  }
+
+  explicit MeterCounts(nostd::shared_ptr<metrics_api::Meter> m) : meter(std::move(m)) {
+    observe(meter->CreateInt64ObservableCounter("wscengine.messages.received",
+                                                "Whole messages read from the connection", "{message}"),
+            &observe_by_type<&MeterCounts::messages_received>);
+    observe(meter->CreateInt64ObservableCounter("wscengine.messages.sent", "Whole messages written successfully",
+                                                "{message}"),
+            &observe_by_type<&MeterCounts::messages_sent>);
+    observe(meter->CreateInt64ObservableCounter("wscengine.bytes.received", "Payload bytes of messages read", "By"),
+            &observe_total<&MeterCounts::bytes_received>);
+    observe(meter->CreateInt64ObservableCounter("wscengine.bytes.sent", "Payload bytes of messages written", "By"),
+            &observe_total<&MeterCounts::bytes_sent>);
+    observe(meter->CreateInt64ObservableCounter("wscengine.reconnect.attempts",
+                                                "Dial attempts after the first of a start", "{attempt}"),
+            &observe_total<&MeterCounts::reconnect_attempts>);
+    observe(meter->CreateInt64ObservableCounter("wscengine.reconnect.successes",
+                                                "Reconnect attempts that opened a session", "{attempt}"),
+            &observe_total<&MeterCounts::reconnect_successes>);
+    observe(meter->CreateInt64ObservableUpDownCounter("wscengine.connections",
+                                                      "Connections by state (dialing, open, closing)", "{connection}"),
+            &observe_connections);
+  }
+};
+
+// One MeterCounts per Meter, for the life of the process: the SDK may call the
+// callbacks until its provider is gone, even during exit, so they are never freed
+// (one small object per provider used).
+MeterCounts& counts_of(const nostd::shared_ptr<metrics_api::Meter>& meter) {
+  static auto* mutex = new std::mutex;
+  static auto* registry = new std::map<const metrics_api::Meter*, MeterCounts*>;
+  std::lock_guard lock(*mutex);
+  auto& counts = (*registry)[meter.get()];
+  if (!counts) counts = new MeterCounts(meter);
+  return *counts;
+}
+
 class OtelMetrics final : public Metrics {
  public:
-  explicit OtelMetrics(nostd::shared_ptr<metrics_api::Meter> meter)
-      : messages_received_(meter->CreateUInt64Counter("wscengine.messages.received",
-                                                      "Whole messages read from the connection", "{message}")),
-        messages_sent_(
-            meter->CreateUInt64Counter("wscengine.messages.sent", "Whole messages written successfully", "{message}")),
-        bytes_received_(meter->CreateUInt64Counter("wscengine.bytes.received", "Payload bytes of messages read", "By")),
-        bytes_sent_(meter->CreateUInt64Counter("wscengine.bytes.sent", "Payload bytes of messages written", "By")),
-        reconnect_attempts_(meter->CreateUInt64Counter("wscengine.reconnect.attempts",
-                                                       "Dial attempts after the first of a start", "{attempt}")),
-        reconnect_successes_(meter->CreateUInt64Counter("wscengine.reconnect.successes",
-                                                        "Reconnect attempts that opened a session", "{attempt}")),
+  explicit OtelMetrics(const nostd::shared_ptr<metrics_api::Meter>& meter)
+      : counts_(counts_of(meter)),
         read_errors_(meter->CreateUInt64Counter("wscengine.read.errors", "Errors handed to OnReadError", "{error}")),
         on_message_duration_(
             meter->CreateDoubleHistogram("wscengine.on_message.duration", "Time spent in OnMessage", "s")),
         dial_duration_(
             meter->CreateDoubleHistogram("wscengine.dial.duration", "DNS + TCP + TLS + HTTP upgrade of one dial", "s")),
         handshake_duration_(meter->CreateDoubleHistogram("wscengine.handshake.duration",
-                                                         "TLS + HTTP upgrade part of a successful dial", "s")),
-        connections_(meter->CreateInt64ObservableUpDownCounter(
-            "wscengine.connections", "Connections by state (dialing, open, closing)", "{connection}")) {
-    connections_->AddCallback(&OtelMetrics::observe_connections, this);
-  }
-  ~OtelMetrics() override { connections_->RemoveCallback(&OtelMetrics::observe_connections, this); }
-  OtelMetrics(const OtelMetrics&) = delete;
-  OtelMetrics& operator=(const OtelMetrics&) = delete;
+                                                         "TLS + HTTP upgrade part of a successful dial", "s")) {}
 
   void message_received(MessageType type, std::size_t bytes) noexcept override {
-    messages_received_->Add(1, {{"wscengine.message.type", type_name(type)}});
-    bytes_received_->Add(bytes);
+    counts_.messages_received[index(type)].fetch_add(1, std::memory_order_relaxed);
+    counts_.bytes_received.fetch_add(static_cast<std::int64_t>(bytes), std::memory_order_relaxed);
   }
   void message_sent(MessageType type, std::size_t bytes) noexcept override {
-    messages_sent_->Add(1, {{"wscengine.message.type", type_name(type)}});
-    bytes_sent_->Add(bytes);
+    counts_.messages_sent[index(type)].fetch_add(1, std::memory_order_relaxed);
+    counts_.bytes_sent.fetch_add(static_cast<std::int64_t>(bytes), std::memory_order_relaxed);
   }
-  void reconnect_attempt() noexcept override { reconnect_attempts_->Add(1); }
-  void reconnect_success() noexcept override { reconnect_successes_->Add(1); }
+  void reconnect_attempt() noexcept override { counts_.reconnect_attempts.fetch_add(1, std::memory_order_relaxed); }
+  void reconnect_success() noexcept override { counts_.reconnect_successes.fetch_add(1, std::memory_order_relaxed); }
   void read_error(const Error& error) noexcept override {
     std::string kind = error.code.message();
     read_errors_->Add(1, {{"wscengine.error.kind", nostd::string_view(kind)}});
@@ -102,27 +172,14 @@ class OtelMetrics final : public Metrics {
     handshake_duration_->Record(seconds(duration), no_context());
   }
   void connection_state(ConnectionState from, ConnectionState to) noexcept override {
-    in_state_[static_cast<std::size_t>(from)].fetch_sub(1, std::memory_order_relaxed);
-    in_state_[static_cast<std::size_t>(to)].fetch_add(1, std::memory_order_relaxed);
+    counts_.in_state[static_cast<std::size_t>(from)].fetch_sub(1, std::memory_order_relaxed);
+    counts_.in_state[static_cast<std::size_t>(to)].fetch_add(1, std::memory_order_relaxed);
   }
 
  private:
-  nostd::unique_ptr<metrics_api::Counter<std::uint64_t>> messages_received_, messages_sent_, bytes_received_,
-      bytes_sent_, reconnect_attempts_, reconnect_successes_, read_errors_;
+  MeterCounts& counts_;
+  nostd::unique_ptr<metrics_api::Counter<std::uint64_t>> read_errors_;
   nostd::unique_ptr<metrics_api::Histogram<double>> on_message_duration_, dial_duration_, handshake_duration_;
-  // The state is a current value, read at collection: an asynchronous instrument
-  // over counts kept here (summed over every engine sharing this object).
-  static void observe_connections(metrics_api::ObserverResult result, void* self) noexcept {
-    auto& counts = static_cast<OtelMetrics*>(self)->in_state_;
-    auto observer = nostd::get<nostd::shared_ptr<metrics_api::ObserverResultT<std::int64_t>>>(result);
-    for (auto state : {ConnectionState::dialing, ConnectionState::open, ConnectionState::closing}) {
-      observer->Observe(counts[static_cast<std::size_t>(state)].load(std::memory_order_relaxed),
-                        {{"wscengine.state", state_name(state)}});
-    }
-  }
-
-  std::array<std::atomic<std::int64_t>, 4> in_state_{};  // by ConnectionState
-  nostd::shared_ptr<metrics_api::ObservableInstrument> connections_;
 };
 
 }  // namespace
@@ -134,9 +191,14 @@ std::shared_ptr<Metrics> make_metrics(nostd::shared_ptr<metrics_api::MeterProvid
 
 TelemetryOptions make_telemetry(nostd::shared_ptr<opentelemetry::trace::TracerProvider> tracer_provider,
                                 nostd::shared_ptr<metrics_api::MeterProvider> meter_provider) {
+  if (!tracer_provider) tracer_provider = opentelemetry::trace::Provider::GetTracerProvider();
+  if (!meter_provider) meter_provider = metrics_api::Provider::GetMeterProvider();
+  // OpenTelemetry's no-op providers record nothing: leave the hooks unset, so that
+  // the engine pays nothing for them.
   TelemetryOptions options;
-  options.tracer = make_tracer(std::move(tracer_provider));
-  options.metrics = make_metrics(std::move(meter_provider));
+  if (!is_noop(tracer_provider)) options.tracer = make_tracer(std::move(tracer_provider));
+  if (!dynamic_cast<const metrics_api::NoopMeterProvider*>(meter_provider.get()))
+    options.metrics = make_metrics(std::move(meter_provider));
   return options;
 }
 

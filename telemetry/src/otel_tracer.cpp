@@ -2,6 +2,7 @@
 #include <wscengine/version.hpp>
 
 #include <opentelemetry/nostd/span.h>
+#include <opentelemetry/trace/noop.h>
 #include <opentelemetry/trace/provider.h>
 #include <opentelemetry/trace/scope.h>
 #include <opentelemetry/trace/span.h>
@@ -65,13 +66,11 @@ class OtelSpan final : public Span {
 
 class OtelTracer final : public Tracer {
  public:
-  explicit OtelTracer(nostd::shared_ptr<trace::TracerProvider> provider) : provider_(std::move(provider)) {
-    if (provider_) tracer_ = provider_->GetTracer("wscengine", version_string);
-  }
+  explicit OtelTracer(nostd::shared_ptr<trace::TracerProvider> provider)
+      : tracer_(provider->GetTracer("wscengine", version_string)) {}
 
   std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent,
                                    Clock::time_point start) noexcept override {
-    auto tracer = tracer_ ? tracer_ : trace::Provider::GetTracerProvider()->GetTracer("wscengine", version_string);
     trace::StartSpanOptions options;
     options.kind = trace::SpanKind::kInternal;
     if (parent.valid()) options.parent = span_context(parent);
@@ -81,18 +80,25 @@ class OtelTracer final : public Tracer {
       options.start_steady_time =
           opentelemetry::common::SteadyTimestamp(std::chrono::steady_clock::now() - (Clock::now() - start));
     }
-    return std::make_unique<OtelSpan>(tracer->StartSpan(view(name), options));
+    auto span = tracer_->StartSpan(view(name), options);
+    // A no-op tracer's span has no context: nothing to record or to hand on.
+    if (!span->GetContext().IsValid()) return nullptr;
+    return std::make_unique<OtelSpan>(std::move(span));
   }
 
  private:
-  nostd::shared_ptr<trace::TracerProvider> provider_;
-  nostd::shared_ptr<trace::Tracer> tracer_;
+  const nostd::shared_ptr<trace::Tracer> tracer_;
 };
 
 }  // namespace
 
 std::shared_ptr<Tracer> make_tracer(nostd::shared_ptr<trace::TracerProvider> provider) {
+  if (!provider) provider = trace::Provider::GetTracerProvider();
   return std::make_shared<OtelTracer>(std::move(provider));
+}
+
+bool is_noop(const nostd::shared_ptr<trace::TracerProvider>& provider) {
+  return dynamic_cast<const trace::NoopTracerProvider*>(provider.get()) != nullptr;
 }
 
 trace::SpanContext span_context(const TraceContext& context) {

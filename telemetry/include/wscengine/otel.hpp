@@ -13,10 +13,11 @@
 
 namespace wscengine::otel {
 
-/// A Tracer for EngineOptions::tracer that records the engine's spans with
+/// A Tracer for EngineOptions::telemetry that records the engine's spans with
 /// OpenTelemetry. `provider` is the engine's own TracerProvider; when null, the
-/// global provider (opentelemetry::trace::Provider) at the time of the call is used.
-/// Thread safety: the tracer may be shared by any number of engines.
+/// global provider (opentelemetry::trace::Provider) at the time of this call is
+/// used, so set the global provider first. Spans of a no-op provider are not
+/// created at all. Thread safety: the tracer may be shared by any number of engines.
 std::shared_ptr<Tracer> make_tracer(
     opentelemetry::nostd::shared_ptr<opentelemetry::trace::TracerProvider> provider = {});
 
@@ -30,10 +31,16 @@ std::shared_ptr<Metrics> make_metrics(
 
 /// Both of the above in one TelemetryOptions (trace_connection on, traceparent
 /// off): `options.telemetry = otel::make_telemetry(tracer_provider, meter_provider);`
-/// Null providers mean the global ones. Thread safety: pure.
+/// Null providers mean the global ones at the time of this call. A no-op provider
+/// (OpenTelemetry's default when nothing is installed) leaves its hook unset, so
+/// that telemetry costs nothing until a real provider is configured.
+/// Thread safety: pure.
 TelemetryOptions make_telemetry(
     opentelemetry::nostd::shared_ptr<opentelemetry::trace::TracerProvider> tracer_provider = {},
     opentelemetry::nostd::shared_ptr<opentelemetry::metrics::MeterProvider> meter_provider = {});
+
+/// True for OpenTelemetry's NoopTracerProvider (the global default). Thread safety: pure.
+bool is_noop(const opentelemetry::nostd::shared_ptr<opentelemetry::trace::TracerProvider>& provider);
 
 /// The OpenTelemetry span context of a callback's `ctx.trace_context()`: pass it as
 /// StartSpanOptions::parent so that a span the user starts is a child of the
