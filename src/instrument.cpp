@@ -9,7 +9,10 @@
 namespace wscengine {
 namespace detail {
 
-thread_local TraceContext t_current_trace;
+TraceContext& current_trace() noexcept {
+  thread_local TraceContext current;
+  return current;
+}
 
 std::string traced_url(const std::string& url) {
   auto parsed = parse_url(url);
@@ -45,7 +48,7 @@ class InstrumentedConnection final : public Connection {
   void async_dial(DialRequest request, DialHandler done) override {
     std::shared_ptr<Span> span;
     if (tracer_) {
-      span = tracer_->start_span("wscengine.dial", t_current_trace);
+      span = tracer_->start_span("wscengine.dial", current_trace());
       if (span) span->set_attribute("wscengine.url", traced_url(request.url.to_string()));
     }
     auto started = std::chrono::steady_clock::now();
@@ -132,13 +135,13 @@ class InstrumentedConnection final : public Connection {
 
  private:
   std::unique_ptr<Span> start(std::string_view name) const {
-    return tracer_ ? tracer_->start_span(name, t_current_trace) : nullptr;
+    return tracer_ ? tracer_->start_span(name, current_trace()) : nullptr;
   }
 
   void finish_read(InboundMessage& out, const Error& error, Tracer::Clock::time_point started) {
     if (!error && metrics_) metrics_->message_received(out.type, out.payload.size());
     if (!tracer_) return;
-    auto span = tracer_->start_span("wscengine.read", t_current_trace, started);
+    auto span = tracer_->start_span("wscengine.read", current_trace(), started);
     if (!span) {
       out.trace = {};
       return;
@@ -176,7 +179,7 @@ class InstrumentedConnector final : public Connector {
 }  // namespace
 }  // namespace detail
 
-TraceContext current_trace_context() noexcept { return detail::t_current_trace; }
+TraceContext current_trace_context() noexcept { return detail::current_trace(); }
 
 std::shared_ptr<Connector> instrument(std::shared_ptr<Connector> inner, std::shared_ptr<Tracer> tracer,
                                       std::shared_ptr<Metrics> metrics) {

@@ -7,18 +7,21 @@
 
 namespace wscengine::detail {
 
-extern thread_local TraceContext t_current_trace;
+/// The thread's current trace context. A function, not an extern thread_local:
+/// GCC's UBSan reports a false null store through the TLS wrapper of an extern one.
+TraceContext& current_trace() noexcept;
 
 /// Sets the thread's current trace context for a scope. Only used when a tracer is
 /// configured, so untraced engines never touch the thread-local.
 class CurrentTrace {
  public:
-  explicit CurrentTrace(const TraceContext& context) : saved_(t_current_trace) { t_current_trace = context; }
-  ~CurrentTrace() { t_current_trace = saved_; }
+  explicit CurrentTrace(const TraceContext& context) : slot_(current_trace()), saved_(slot_) { slot_ = context; }
+  ~CurrentTrace() { slot_ = saved_; }
   CurrentTrace(const CurrentTrace&) = delete;
   CurrentTrace& operator=(const CurrentTrace&) = delete;
 
  private:
+  TraceContext& slot_;
   TraceContext saved_;
 };
 
