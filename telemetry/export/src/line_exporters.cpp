@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -77,71 +78,62 @@ std::string duration_text(std::chrono::nanoseconds d) {
 
 class LineSpanExporter final : public sdktrace::SpanExporter {
  public:
-  explicit LineSpanExporter(std::shared_ptr<std::ostream> out) : out_(std::move(out)) {}
+  explicit LineSpanExporter(std::shared_ptr<LineSink> sink) : sink_(std::move(sink)) {}
 
   std::unique_ptr<sdktrace::Recordable> MakeRecordable() noexcept override {
     return std::make_unique<sdktrace::SpanData>();
   }
 
   sdkcommon::ExportResult Export(const nostd::span<std::unique_ptr<sdktrace::Recordable>>& spans) noexcept override {
-    std::lock_guard lock(mutex_);
+    std::ostringstream out;
     for (auto& recordable : spans) {
       auto* span = dynamic_cast<sdktrace::SpanData*>(recordable.get());
       if (!span) continue;
       // GCC 12 warns falsely (-Wrestrict) on "literal" + std::string: stream instead.
-      *out_ << "span " << span->GetName() << " trace=" << short_id(span->GetTraceId())
-            << " id=" << short_id(span->GetSpanId());
-      if (span->GetParentSpanId().IsValid()) *out_ << " parent=" << short_id(span->GetParentSpanId());
-      *out_ << ' ' << duration_text(span->GetDuration()) << attributes_text(span->GetAttributes());
-      for (const auto& event : span->GetEvents()) *out_ << " event=\"" << event.GetName() << '"';
+      out << "span " << span->GetName() << " trace=" << short_id(span->GetTraceId())
+          << " id=" << short_id(span->GetSpanId());
+      if (span->GetParentSpanId().IsValid()) out << " parent=" << short_id(span->GetParentSpanId());
+      out << ' ' << duration_text(span->GetDuration()) << attributes_text(span->GetAttributes());
+      for (const auto& event : span->GetEvents()) out << " event=\"" << event.GetName() << '"';
       if (span->GetStatus() == opentelemetry::trace::StatusCode::kError)
-        *out_ << " ERROR=\"" << span->GetDescription() << '"';
-      *out_ << '\n';
+        out << " ERROR=\"" << span->GetDescription() << '"';
+      out << '\n';
     }
-    out_->flush();
+    sink_->write(out.str());
     return sdkcommon::ExportResult::kSuccess;
   }
 
-  bool ForceFlush(std::chrono::microseconds) noexcept override {
-    std::lock_guard lock(mutex_);
-    out_->flush();
-    return true;
-  }
+  bool ForceFlush(std::chrono::microseconds) noexcept override { return true; }  // written at export
   bool Shutdown(std::chrono::microseconds) noexcept override { return ForceFlush({}); }
 
  private:
-  std::mutex mutex_;
-  std::shared_ptr<std::ostream> out_;
+  std::shared_ptr<LineSink> sink_;
 };
 
 class LineMetricExporter final : public sdkmetrics::PushMetricExporter {
  public:
-  explicit LineMetricExporter(std::shared_ptr<std::ostream> out) : out_(std::move(out)) {}
+  explicit LineMetricExporter(std::shared_ptr<LineSink> sink) : sink_(std::move(sink)) {}
 
   sdkcommon::ExportResult Export(const sdkmetrics::ResourceMetrics& data) noexcept override {
-    std::lock_guard lock(mutex_);
+    std::ostringstream out;
     for (const auto& scope : data.scope_metric_data_) {
       for (const auto& metric : scope.metric_data_) {
         for (const auto& point : metric.point_data_attr_) {
-          *out_ << "metric " << metric.instrument_descriptor.name_;
+          out << "metric " << metric.instrument_descriptor.name_;
           std::string attributes = attributes_text(point.attributes);
-          if (!attributes.empty()) *out_ << '{' << attributes.substr(1) << '}';
-          *out_ << ' ' << point_text(point.point_data) << ' ' << metric.instrument_descriptor.unit_ << '\n';
+          if (!attributes.empty()) out << '{' << attributes.substr(1) << '}';
+          out << ' ' << point_text(point.point_data) << ' ' << metric.instrument_descriptor.unit_ << '\n';
         }
       }
     }
-    out_->flush();
+    sink_->write(out.str());
     return sdkcommon::ExportResult::kSuccess;
   }
 
   sdkmetrics::AggregationTemporality GetAggregationTemporality(sdkmetrics::InstrumentType) const noexcept override {
     return sdkmetrics::AggregationTemporality::kCumulative;
   }
-  bool ForceFlush(std::chrono::microseconds) noexcept override {
-    std::lock_guard lock(mutex_);
-    out_->flush();
-    return true;
-  }
+  bool ForceFlush(std::chrono::microseconds) noexcept override { return true; }  // written at export
   bool Shutdown(std::chrono::microseconds) noexcept override { return ForceFlush({}); }
 
  private:
@@ -166,18 +158,17 @@ class LineMetricExporter final : public sdkmetrics::PushMetricExporter {
     return "?";
   }
 
-  std::mutex mutex_;
-  std::shared_ptr<std::ostream> out_;
+  std::shared_ptr<LineSink> sink_;
 };
 
 }  // namespace
 
-std::unique_ptr<sdktrace::SpanExporter> make_line_span_exporter(std::shared_ptr<std::ostream> out) {
-  return std::make_unique<LineSpanExporter>(std::move(out));
+std::unique_ptr<sdktrace::SpanExporter> make_line_span_exporter(std::shared_ptr<LineSink> sink) {
+  return std::make_unique<LineSpanExporter>(std::move(sink));
 }
 
-std::unique_ptr<sdkmetrics::PushMetricExporter> make_line_metric_exporter(std::shared_ptr<std::ostream> out) {
-  return std::make_unique<LineMetricExporter>(std::move(out));
+std::unique_ptr<sdkmetrics::PushMetricExporter> make_line_metric_exporter(std::shared_ptr<LineSink> sink) {
+  return std::make_unique<LineMetricExporter>(std::move(sink));
 }
 
 }  // namespace wscengine::otel::detail

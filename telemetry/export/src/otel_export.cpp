@@ -127,7 +127,8 @@ class InstalledExporters final : public Exporters {
     if (meter_sdk_) meter_sdk_->ForceFlush();
   }
 
-  std::shared_ptr<std::ostream> out;  // the file of console/lines, or stdout
+  std::shared_ptr<std::ostream> out;        // the file of console/lines, or stdout
+  std::shared_ptr<detail::LineSink> lines;  // "lines" exporters share it: whole blocks, never interleaved
   std::shared_ptr<sdktrace::TracerProvider> tracer_sdk_;
   std::shared_ptr<sdkmetrics::MeterProvider> meter_sdk_;
   std::string traces_ = "none", metrics_ = "none";
@@ -151,6 +152,7 @@ Result<std::unique_ptr<Exporters>> install_exporters(const ExportOptions& option
       if (!*file) return Error(errc::invalid_option, "cannot open telemetry file '" + options.file + "'");
       installed->out = std::move(file);
     }
+    installed->lines = std::make_shared<detail::LineSink>(installed->out);
   }
 
   opentelemetry::sdk::resource::ResourceAttributes attributes;
@@ -173,7 +175,7 @@ Result<std::unique_ptr<Exporters>> install_exporters(const ExportOptions& option
     } else {
       // Local reading: export each span as it ends, in order.
       auto exporter = traces == "lines"
-                          ? detail::make_line_span_exporter(installed->out)
+                          ? detail::make_line_span_exporter(installed->lines)
                           : opentelemetry::exporter::trace::OStreamSpanExporterFactory::Create(*installed->out);
       processor = sdktrace::SimpleSpanProcessorFactory::Create(std::move(exporter));
       installed->traces_ = traces + (options.file.empty() ? " (stdout)" : " (" + options.file + ")");
@@ -194,7 +196,7 @@ Result<std::unique_ptr<Exporters>> install_exporters(const ExportOptions& option
       installed->metrics_ = "otlp (" + protocol.value() + ")";
     } else {
       exporter = metrics == "lines"
-                     ? detail::make_line_metric_exporter(installed->out)
+                     ? detail::make_line_metric_exporter(installed->lines)
                      : opentelemetry::exporter::metrics::OStreamMetricExporterFactory::Create(*installed->out);
       installed->metrics_ = metrics + (options.file.empty() ? " (stdout)" : " (" + options.file + ")");
     }
