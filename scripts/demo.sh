@@ -24,13 +24,15 @@ build/release/examples/feed_client "$url" 3 --traces=lines --metrics=lines --tel
 
 if grep -q '^span ' "$telemetry"; then
   echo
-  echo "== one tick followed from the socket into user code (innermost span first; each line's parent is the next)"
+  echo "== one tick followed from the socket into user code, innermost span first; the next line"
+  echo "   is each span's parent, or the span it links to (a message, and a reconnect, start a trace of their own)"
   id=$(grep '^span feed.tick ' "$telemetry" | sed -n 12p | sed 's/.* id=\([0-9a-f]*\).*/\1/')
   for _ in $(seq 1 10); do
     [ -n "$id" ] || break
     line=$(grep " id=$id " "$telemetry" | head -n1)
     echo "  $line"
     id=$(echo "$line" | sed -n 's/.* parent=\([0-9a-f]*\).*/\1/p')
+    [ -n "$id" ] || id=$(echo "$line" | sed -n 's/.* link=\([0-9a-f]*\).*/\1/p')
   done
   echo
   echo "== the first drop and reconnect"

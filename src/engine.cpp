@@ -115,6 +115,14 @@ std::unique_ptr<Span> EngineCore::start_span(std::string_view name, const TraceC
   return tracer_ ? tracer_->start_span(name, parent) : nullptr;
 }
 
+// A span that belongs to `session`: its child with TraceGrouping::per_start, else a
+// root of its own trace linked to it.
+std::unique_ptr<Span> EngineCore::start_linked_span(std::string_view name, const TraceContext& session) const {
+  if (!tracer_) return nullptr;
+  if (options_.telemetry.grouping == TraceGrouping::per_start) return tracer_->start_span(name, session);
+  return tracer_->start_span(name, {}, {}, session);
+}
+
 TraceContext trace_of(const std::unique_ptr<Span>& span) { return span ? span->context() : TraceContext{}; }
 
 void EngineCore::set_connection_state(ConnectionState from, ConnectionState to) const {
@@ -138,6 +146,16 @@ template <class F>
 auto EngineCore::traced(const TraceContext& trace, F&& f) {
   if (!tracer_) return f();
   CurrentTrace current(trace);
+  return f();
+}
+
+// As traced(), for per-message work of a session (reads, Engine::send): with
+// TraceGrouping::per_message the adapter's spans are roots linked to the session.
+template <class F>
+auto EngineCore::traced_per_message(const TraceContext& session, F&& f) {
+  if (!tracer_) return f();
+  if (options_.telemetry.grouping == TraceGrouping::per_start) return traced(session, std::forward<F>(f));
+  CurrentTrace current({}, session);
   return f();
 }
 
@@ -271,8 +289,9 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
       return;
     }
     attempt_ = attempt;
-    attempt->span = start_span(restarting ? "wscengine.restart" : "wscengine.open",
-                               opened_in_run_ ? last_run_trace_ : start_trace_);
+    // A restart follows the last session (or the start, while none has opened).
+    attempt->span = restarting ? start_linked_span("wscengine.restart", opened_in_run_ ? last_run_trace_ : start_trace_)
+                               : start_span("wscengine.open", start_trace_);
     if (attempt->span) {
       attempt->span->set_attribute("wscengine.url", traced_url(options_.url));
       attempt->span->set_attribute("wscengine.retry_count", static_cast<std::int64_t>(retry_count_));
@@ -501,7 +520,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
     }
     entered = false;
     t_reader_engine = this;
-    Error error = traced(s->run_trace, [&] { return s->connection->try_read(*buffer); });
+    Error error = traced_per_message(s->run_trace, [&] { return s->connection->try_read(*buffer); });
     if (error.is(errc::would_block) && wait_error) error = std::move(wait_error);
     wait_error = {};
     if (error && !error.is(errc::would_block)) {
@@ -569,7 +588,10 @@ void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage
   Context ctx(*this, s);
   std::unique_ptr<Span> span;
   // A child of the read that took it off the socket, when adapter reads are traced.
-  if (tracer_) span = tracer_->start_span("wscengine.on_message", inbound.trace.valid() ? inbound.trace : s->run_trace);
+  if (tracer_) {
+    span = inbound.trace.valid() ? tracer_->start_span("wscengine.on_message", inbound.trace)
+                                 : start_linked_span("wscengine.on_message", s->run_trace);
+  }
   if (span) {
     span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
     span->set_attribute("wscengine.message.type", message.is_text() ? "text" : "binary");
@@ -767,7 +789,7 @@ Error EngineCore::send(MessageType type, std::string_view payload) {
     s = current_;
   }
   if (!s) return Error(errc::not_connected, "no open session");
-  return traced(s->run_trace, [&] { return s->connection->write(type, payload); });
+  return traced_per_message(s->run_trace, [&] { return s->connection->write(type, payload); });
 }
 
 }  // namespace detail

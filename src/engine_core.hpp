@@ -115,8 +115,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   auto call_user(const std::unique_ptr<Span>& span, F&& f);
   template <class F>
   auto traced(const TraceContext& trace, F&& f);
+  template <class F>
+  auto traced_per_message(const TraceContext& session, F&& f);
   /// A span when a tracer is configured, else nullptr (no cost).
   std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent) const;
+  std::unique_ptr<Span> start_linked_span(std::string_view name, const TraceContext& session) const;
   void set_connection_state(ConnectionState from, ConnectionState to) const;
 
   const EngineOptions options_;

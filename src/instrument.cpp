@@ -9,8 +9,8 @@
 namespace wscengine {
 namespace detail {
 
-TraceContext& current_trace() noexcept {
-  thread_local TraceContext current;
+TraceState& current_trace() noexcept {
+  thread_local TraceState current;
   return current;
 }
 
@@ -48,7 +48,7 @@ class InstrumentedConnection final : public Connection {
   void async_dial(DialRequest request, DialHandler done) override {
     std::shared_ptr<Span> span;
     if (tracer_) {
-      span = tracer_->start_span("wscengine.dial", current_trace());
+      span = start("wscengine.dial");
       if (span) span->set_attribute("wscengine.url", traced_url(request.url.to_string()));
     }
     auto started = std::chrono::steady_clock::now();
@@ -135,13 +135,15 @@ class InstrumentedConnection final : public Connection {
 
  private:
   std::unique_ptr<Span> start(std::string_view name) const {
-    return tracer_ ? tracer_->start_span(name, current_trace()) : nullptr;
+    const auto& current = current_trace();
+    return tracer_ ? tracer_->start_span(name, current.parent, {}, current.link) : nullptr;
   }
 
   void finish_read(InboundMessage& out, const Error& error, Tracer::Clock::time_point started) {
     if (!error && metrics_) metrics_->message_received(out.type, out.payload.size());
     if (!tracer_) return;
-    auto span = tracer_->start_span("wscengine.read", current_trace(), started);
+    const auto& current = current_trace();
+    auto span = tracer_->start_span("wscengine.read", current.parent, started, current.link);
     if (!span) {
       out.trace = {};
       return;
@@ -179,7 +181,7 @@ class InstrumentedConnector final : public Connector {
 }  // namespace
 }  // namespace detail
 
-TraceContext current_trace_context() noexcept { return detail::current_trace(); }
+TraceContext current_trace_context() noexcept { return detail::current_trace().parent; }
 
 std::shared_ptr<Connector> instrument(std::shared_ptr<Connector> inner, std::shared_ptr<Tracer> tracer,
                                       std::shared_ptr<Metrics> metrics) {

@@ -7,22 +7,32 @@
 
 namespace wscengine::detail {
 
-/// The thread's current trace context. A function, not an extern thread_local:
-/// GCC's UBSan reports a false null store through the TLS wrapper of an extern one.
-TraceContext& current_trace() noexcept;
+/// Where spans started on this thread go: under `parent`, or, with no parent, as
+/// roots linked to `link`.
+struct TraceState {
+  TraceContext parent;
+  TraceContext link;
+};
 
-/// Sets the thread's current trace context for a scope. Only used when a tracer is
+/// The thread's current trace state. A function, not an extern thread_local: GCC's
+/// UBSan reports a false null store through the TLS wrapper of an extern one.
+TraceState& current_trace() noexcept;
+
+/// Sets the thread's current trace state for a scope. Only used when a tracer is
 /// configured, so untraced engines never touch the thread-local.
 class CurrentTrace {
  public:
-  explicit CurrentTrace(const TraceContext& context) : slot_(current_trace()), saved_(slot_) { slot_ = context; }
+  explicit CurrentTrace(const TraceContext& parent, const TraceContext& link = {})
+      : slot_(current_trace()), saved_(slot_) {
+    slot_ = TraceState{parent, link};
+  }
   ~CurrentTrace() { slot_ = saved_; }
   CurrentTrace(const CurrentTrace&) = delete;
   CurrentTrace& operator=(const CurrentTrace&) = delete;
 
  private:
-  TraceContext& slot_;
-  TraceContext saved_;
+  TraceState& slot_;
+  TraceState saved_;
 };
 
 /// The server URL for traces: no user info, no query (tokens often travel there).

@@ -50,10 +50,12 @@ class Tracer {
   virtual ~Tracer() = default;
   /// `parent` may be invalid: the span is then a root. `start` is the span's start
   /// time when it began before the call (a read known to have happened only once
-  /// it returned); the default means now. Null: nothing is recorded and there is
-  /// no context to hand on (a no-op tracing library).
+  /// it returned); the default means now. `link`, when valid, is a span this one
+  /// follows from without being its child (a message's root span links to its
+  /// session). Null: nothing is recorded and there is no context to hand on (a
+  /// no-op tracing library).
   virtual std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent,
-                                           Clock::time_point start = {}) noexcept = 0;
+                                           Clock::time_point start = {}, const TraceContext& link = {}) noexcept = 0;
 };
 
 /// Where a connection stands, for the connection-state metric.
@@ -91,6 +93,19 @@ class Metrics {
   virtual void connection_state(ConnectionState from, ConnectionState to) noexcept = 0;
 };
 
+/// How the engine's spans group into traces.
+enum class TraceGrouping : std::uint8_t {
+  /// One trace per message (its read, else its on_message, is a root linked to the
+  /// session's run span) and one per reconnect (the restart span is a root linked to
+  /// the session it replaces). Traces stay small on connections that live for weeks,
+  /// and a ratio sampler samples messages, not whole runs. The default.
+  per_message,
+  /// Everything of a start() in one trace: sessions, reconnects and messages hang
+  /// off the start span. Easy to read end to end for short runs and tests; a long
+  /// run makes one huge trace, deeper with every reconnect.
+  per_start,
+};
+
 /// What an engine traces and measures. A plain value.
 struct TelemetryOptions {
   /// Spans for every engine step and callback. Null: no tracing, no cost.
@@ -103,6 +118,8 @@ struct TelemetryOptions {
   /// With a tracer: send the W3C `traceparent` header of the dial's span in the
   /// opening handshake, so that a server that reads it joins the trace.
   bool inject_traceparent = false;
+  /// How spans group into traces (see TraceGrouping).
+  TraceGrouping grouping = TraceGrouping::per_message;
 };
 
 /// The trace context of the engine step or callback running on this thread: a

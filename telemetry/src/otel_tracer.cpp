@@ -1,11 +1,17 @@
 #include <wscengine/otel.hpp>
 #include <wscengine/version.hpp>
 
+#include <array>
+#include <map>
+#include <string>
+#include <utility>
+
 #include <opentelemetry/nostd/span.h>
 #include <opentelemetry/trace/noop.h>
 #include <opentelemetry/trace/provider.h>
 #include <opentelemetry/trace/scope.h>
 #include <opentelemetry/trace/span.h>
+#include <opentelemetry/trace/span_context_kv_iterable_view.h>
 #include <opentelemetry/trace/tracer.h>
 
 namespace wscengine::otel {
@@ -69,8 +75,8 @@ class OtelTracer final : public Tracer {
   explicit OtelTracer(nostd::shared_ptr<trace::TracerProvider> provider)
       : tracer_(provider->GetTracer("wscengine", version_string)) {}
 
-  std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent,
-                                   Clock::time_point start) noexcept override {
+  std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent, Clock::time_point start,
+                                   const TraceContext& link) noexcept override {
     trace::StartSpanOptions options;
     options.kind = trace::SpanKind::kInternal;
     if (parent.valid()) options.parent = span_context(parent);
@@ -80,7 +86,14 @@ class OtelTracer final : public Tracer {
       options.start_steady_time =
           opentelemetry::common::SteadyTimestamp(std::chrono::steady_clock::now() - (Clock::now() - start));
     }
-    auto span = tracer_->StartSpan(view(name), options);
+    nostd::shared_ptr<trace::Span> span;
+    if (link.valid()) {
+      using Attributes = std::map<std::string, opentelemetry::common::AttributeValue>;
+      std::array<std::pair<trace::SpanContext, Attributes>, 1> links{{{span_context(link), Attributes{}}}};
+      span = tracer_->StartSpan(view(name), Attributes{}, links, options);
+    } else {
+      span = tracer_->StartSpan(view(name), options);
+    }
     // A no-op tracer's span has no context: nothing to record or to hand on.
     if (!span->GetContext().IsValid()) return nullptr;
     return std::make_unique<OtelSpan>(std::move(span));

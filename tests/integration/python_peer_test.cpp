@@ -131,14 +131,15 @@ TEST_F(PythonPeer, TheServerSeesTraceparentAndEveryStepIsTracedOverARealSocket) 
   auto reads = named("wscengine.read"), messages = named("wscengine.on_message");
   ASSERT_EQ(reads.size(), 2u);
   ASSERT_EQ(messages.size(), 2u);
-  for (std::size_t i = 0; i < 2; ++i) {
-    EXPECT_EQ(reads[i].parent, run.id);
+  for (std::size_t i = 0; i < 2; ++i) {  // per message (the default): roots linked to the session
+    EXPECT_EQ(reads[i].parent, 0u);
+    EXPECT_EQ(reads[i].link, run.id);
     EXPECT_EQ(messages[i].parent, reads[i].id);
   }
   EXPECT_EQ(reads[1].attributes["wscengine.message.length"], "7");
   auto writes = named("wscengine.write");
   ASSERT_EQ(writes.size(), 1u);
-  EXPECT_EQ(writes[0].parent, run.id);
+  EXPECT_EQ(writes[0].link, run.id);
   auto closes = named("wscengine.close");
   ASSERT_EQ(closes.size(), 1u);
   EXPECT_EQ(closes[0].parent, named("wscengine.shutdown").at(0).id);

@@ -45,14 +45,15 @@ class FakeSpan final : public Span {
   TraceContext context_;
 };
 
-std::unique_ptr<Span> FakeTracer::start_span(std::string_view name, const TraceContext& parent,
-                                             Clock::time_point start) noexcept {
+std::unique_ptr<Span> FakeTracer::start_span(std::string_view name, const TraceContext& parent, Clock::time_point start,
+                                             const TraceContext& link) noexcept {
   std::lock_guard lock(mutex_);
   SpanRecord r;
   r.name = std::string(name);
   r.id = spans_.size() + 1;
   r.parent = parent.valid() ? fake_span_id(parent) : 0;
   r.backdated = start != Clock::time_point{};
+  r.link = link.valid() ? fake_span_id(link) : 0;
   spans_.push_back(r);
   return std::make_unique<FakeSpan>(*this, r.id);
 }

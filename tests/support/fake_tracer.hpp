@@ -16,6 +16,7 @@ struct SpanRecord {
   std::string name;
   std::uint64_t id = 0;
   std::uint64_t parent = 0;  // 0: root
+  std::uint64_t link = 0;    // 0: none
   std::map<std::string, std::string> attributes;
   std::vector<std::string> events;
   std::string error;
@@ -26,8 +27,8 @@ struct SpanRecord {
 /// Thread safety: start_span and the accessors may be called from any thread.
 class FakeTracer final : public Tracer {
  public:
-  std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent,
-                                   Clock::time_point start = {}) noexcept override;
+  std::unique_ptr<Span> start_span(std::string_view name, const TraceContext& parent, Clock::time_point start = {},
+                                   const TraceContext& link = {}) noexcept override;
   std::vector<SpanRecord> spans() const;
   std::vector<SpanRecord> named(const std::string& name) const;
   SpanRecord by_id(std::uint64_t id) const;

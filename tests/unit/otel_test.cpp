@@ -77,6 +77,7 @@ class Otel : public ::testing::Test {
     o.backoff.initial_delay = 1ms;
     o.telemetry = otel::make_telemetry(nostd::shared_ptr<opentelemetry::trace::TracerProvider>(tracer_provider),
                                        nostd::shared_ptr<opentelemetry::metrics::MeterProvider>(meter_provider));
+    o.telemetry.grouping = TraceGrouping::per_start;  // one trace to follow end to end; see PerMessage
     return o;
   }
 
@@ -294,6 +295,44 @@ TEST_F(Otel, ARestartErrorLoopRecordsEveryAttemptUntilTheLimit) {
   EXPECT_EQ(sum("wscengine.reconnect.successes"), 0);
   EXPECT_EQ(histogram_count("wscengine.dial.duration"), 3u);
   EXPECT_EQ(sum("wscengine.connections", "wscengine.state", "dialing"), 0);
+}
+
+TEST_F(Otel, PerMessageTracesAreRootsLinkedToTheirSession) {
+  auto o = options();
+  o.telemetry.grouping = TraceGrouping::per_message;
+  client->on_message_hook = [&](Context&, const Message&) {
+    tracer_provider->GetTracer("user")->StartSpan("user.implicit")->End();
+  };
+  {
+    Engine engine(o, client, server->connector());
+    ASSERT_FALSE(engine.start());
+    auto peer = server->accept(5s);
+    peer->send(MessageType::text, "a");
+    ASSERT_TRUE(client->wait_count(Event::message, 1));
+    peer->drop();
+    ASSERT_TRUE(client->wait_count(Event::open, 2));
+    ASSERT_FALSE(engine.stop());
+  }
+  collect();
+  auto runs = named("wscengine.run");
+  ASSERT_EQ(runs.size(), 2u);
+  auto links_to = [](const SpanData& span, const SpanData& target) {
+    for (auto& link : span.GetLinks())
+      if (link.GetSpanContext().span_id() == target.GetSpanId()) return true;
+    return false;
+  };
+  auto reads = named("wscengine.read");
+  ASSERT_GE(reads.size(), 1u);
+  EXPECT_FALSE(reads[0]->GetParentSpanId().IsValid());
+  EXPECT_NE(reads[0]->GetTraceId(), runs[0]->GetTraceId()) << "a message is a trace of its own";
+  EXPECT_TRUE(links_to(*reads[0], *runs[0]));
+  auto& message = one("wscengine.on_message");
+  EXPECT_TRUE(child_of(message, *reads[0]));
+  EXPECT_TRUE(child_of(one("user.implicit"), message));
+  auto& restart = one("wscengine.restart");
+  EXPECT_FALSE(restart.GetParentSpanId().IsValid());
+  EXPECT_TRUE(links_to(restart, *runs[0]));
+  EXPECT_TRUE(child_of(*runs[1], restart));
 }
 
 TEST_F(Otel, WithNoProviderSetTheGlobalNoopProviderIsUsedAndNothingBreaks) {

@@ -25,6 +25,8 @@ class Tracing : public ::testing::Test {
   std::shared_ptr<Recorder> client = std::make_shared<Recorder>();
   std::mutex contexts_mutex;
   std::vector<std::uint64_t> message_contexts;  // span ids seen inside on_message
+  // Most tests read one trace end to end; PerMessage* tests use the default.
+  TraceGrouping grouping = TraceGrouping::per_start;
 
   std::unique_ptr<Engine> make() {
     client->on_message_hook = [&](Context& ctx, const Message&) {
@@ -34,6 +36,7 @@ class Tracing : public ::testing::Test {
     EngineOptions o;
     o.url = "ws://user-free.test/feed?token=secret";
     o.telemetry.tracer = tracer;
+    o.telemetry.grouping = grouping;
     o.backoff.initial_delay = 1ms;
     return std::make_unique<Engine>(o, client, server->connector());
   }
@@ -161,7 +164,8 @@ TEST_F(Tracing, CallbacksAndEngineWritesCarryTheCurrentTraceContext) {
   auto engine = make();
   ASSERT_FALSE(engine->start());
   auto peer = server->accept(5s);
-  ASSERT_FALSE(engine->send(MessageType::binary, "from main"));  // a write from another thread
+  ASSERT_FALSE(
+      engine->send(MessageType::binary, "from main"));  // per_start: under the run span  // a write from another thread
   EXPECT_FALSE(current_trace_context().valid()) << "no trace context outside callbacks";
   ASSERT_FALSE(engine->stop());
   EXPECT_NE(on_open_span, 0u);
@@ -274,4 +278,59 @@ TEST(Metrics, ASessionWithAReconnectIsCounted) {
   for (auto state : {ConnectionState::dialing, ConnectionState::open, ConnectionState::closing})
     EXPECT_EQ(metrics->in_state(state), 0) << "every state left after stop";
   EXPECT_EQ(metrics->state_errors(), 0);
+}
+
+TEST_F(Tracing, PerMessageGroupingMakesEachMessageAndReconnectARootLinkedToItsSession) {
+  grouping = TraceGrouping::per_message;  // the default
+  EXPECT_EQ(TelemetryOptions{}.grouping, TraceGrouping::per_message);
+  auto engine = make();
+  ASSERT_FALSE(engine->start());
+  auto peer = server->accept(5s);
+  peer->send(MessageType::text, "one");
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  ASSERT_FALSE(engine->send(MessageType::text, "out"));
+  peer->drop();
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  server->accept(5s)->send(MessageType::text, "two");
+  ASSERT_TRUE(client->wait_count(Event::message, 2));
+  ASSERT_FALSE(engine->stop());
+
+  auto runs = tracer->named("wscengine.run");
+  ASSERT_EQ(runs.size(), 2u);
+  auto open = one("wscengine.open"), restart = one("wscengine.restart");
+  EXPECT_EQ(open.parent, one("wscengine.start").id) << "the first session still belongs to its start";
+  EXPECT_EQ(runs[0].parent, open.id);
+  EXPECT_EQ(restart.parent, 0u) << "a reconnect starts a trace of its own";
+  EXPECT_EQ(restart.link, runs[0].id) << "linked to the session it replaces";
+  EXPECT_EQ(runs[1].parent, restart.id);
+  auto reads = tracer->named("wscengine.read"), messages = tracer->named("wscengine.on_message");
+  ASSERT_EQ(reads.size(), 3u);  // two messages and the drop
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(reads[0].parent, 0u);
+  EXPECT_EQ(reads[0].link, runs[0].id);
+  EXPECT_EQ(messages[0].parent, reads[0].id);
+  EXPECT_EQ(messages[1].parent, reads[2].id);
+  EXPECT_EQ(reads[2].link, runs[1].id);
+  auto writes = tracer->named("wscengine.write");
+  ASSERT_EQ(writes.size(), 1u);
+  EXPECT_EQ(writes[0].parent, 0u);
+  EXPECT_EQ(writes[0].link, runs[0].id) << "Engine::send: a root linked to the session";
+  EXPECT_EQ(tracer->named("wscengine.shutdown").at(0).parent, runs[0].id) << "a session's own steps stay in its trace";
+}
+
+TEST_F(Tracing, PerMessageWithoutAdapterSpansLinksOnMessageToItsSession) {
+  grouping = TraceGrouping::per_message;
+  EngineOptions o;
+  o.url = "ws://x.test/";
+  o.telemetry.tracer = tracer;
+  o.telemetry.trace_connection = false;
+  Engine engine(o, client, server->connector());
+  ASSERT_FALSE(engine.start());
+  server->accept(5s)->send(MessageType::text, "m");
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  ASSERT_FALSE(engine.stop());
+  EXPECT_TRUE(tracer->named("wscengine.read").empty());
+  auto message = one("wscengine.on_message");
+  EXPECT_EQ(message.parent, 0u);
+  EXPECT_EQ(message.link, one("wscengine.run").id);
 }

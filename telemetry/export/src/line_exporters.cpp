@@ -93,6 +93,7 @@ class LineSpanExporter final : public sdktrace::SpanExporter {
       out << "span " << span->GetName() << " trace=" << short_id(span->GetTraceId())
           << " id=" << short_id(span->GetSpanId());
       if (span->GetParentSpanId().IsValid()) out << " parent=" << short_id(span->GetParentSpanId());
+      for (const auto& link : span->GetLinks()) out << " link=" << short_id(link.GetSpanContext().span_id());
       out << ' ' << duration_text(span->GetDuration()) << attributes_text(span->GetAttributes());
       for (const auto& event : span->GetEvents()) out << " event=\"" << event.GetName() << '"';
       if (span->GetStatus() == opentelemetry::trace::StatusCode::kError)
