@@ -334,3 +334,27 @@ TEST_F(Tracing, PerMessageWithoutAdapterSpansLinksOnMessageToItsSession) {
   EXPECT_EQ(message.parent, 0u);
   EXPECT_EQ(message.link, one("wscengine.run").id);
 }
+
+TEST_F(Tracing, PingsAreSpansAndAMissingPongIsAnError) {
+  Error first;
+  SessionConnection kept;
+  client->on_open_hook = [&](Context& ctx, const HandshakeResponse&, bool) {
+    first = ctx.connection().ping("alive?", 2s);
+    kept = ctx.connection();
+    return Error{};
+  };
+  auto engine = make();
+  ASSERT_FALSE(engine->start());
+  auto peer = server->accept(5s);
+  peer->answer_pings(false);  // a dead peer from now on
+  Error second = kept.ping("still there?", 100ms);
+  ASSERT_FALSE(engine->stop());
+  EXPECT_FALSE(first) << first.message();
+  ASSERT_TRUE(second);
+  auto pings = tracer->named("wscengine.ping");
+  ASSERT_EQ(pings.size(), 2u);
+  EXPECT_EQ(pings[0].parent, one("wscengine.on_open").id);
+  EXPECT_TRUE(pings[0].error.empty()) << pings[0].error;
+  EXPECT_EQ(pings[1].parent, 0u) << "outside any callback: a root span";
+  EXPECT_EQ(pings[1].error, second.message()) << "a failed ping marks its span with the error";
+}
