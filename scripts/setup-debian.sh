@@ -78,4 +78,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+# `setup-debian.sh tests`: also the test peers no one here wrote. Node's `ws`
+# (tests/support/node, pinned by its package-lock.json) comes from the npm registry;
+# Node.js and npm themselves from Debian when the machine has none.
+if [ "${1:-}" = tests ]; then
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends nodejs npm
+  fi
+  node_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/support/node"
+  if [ ! -f "$node_dir/node_modules/ws/package.json" ]; then
+    npm ci --prefix "$node_dir" --no-audit --no-fund --loglevel=error
+  fi
+fi
 echo "setup-debian.sh: all packages present"

@@ -4,7 +4,7 @@
 # Usage: scripts/test.sh [preset ...]   (default: release tsan asan-ubsan)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-debian.sh
+bash scripts/setup-debian.sh tests
 
 presets=("$@")
 [ ${#presets[@]} -eq 0 ] && presets=(release tsan asan-ubsan)

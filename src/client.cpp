@@ -44,6 +44,9 @@ Error SessionConnection::ping(std::string_view payload, std::chrono::millisecond
   auto s = session_.lock();
   return s ? s->connection->ping(payload, timeout) : no_session();
 }
+void SessionConnection::abort() const noexcept {
+  if (auto s = session_.lock()) s->connection->abort();
+}
 bool SessionConnection::is_open() const noexcept {
   auto s = session_.lock();
   return s && s->connection->is_open();

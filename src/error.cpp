@@ -95,4 +95,60 @@ std::string Error::message() const {
   return text;
 }
 
+std::string_view to_string(errc e) noexcept {
+  switch (e) {
+    case errc::invalid_url:
+      return "invalid_url";
+    case errc::invalid_option:
+      return "invalid_option";
+    case errc::dns_failure:
+      return "dns_failure";
+    case errc::connection_refused:
+      return "connection_refused";
+    case errc::connect_failed:
+      return "connect_failed";
+    case errc::tls_handshake_failed:
+      return "tls_handshake_failed";
+    case errc::tls_verification_failed:
+      return "tls_verification_failed";
+    case errc::http_status:
+      return "http_status";
+    case errc::handshake_failed:
+      return "handshake_failed";
+    case errc::timeout:
+      return "timeout";
+    case errc::closed:
+      return "closed";
+    case errc::message_too_big:
+      return "message_too_big";
+    case errc::invalid_utf8:
+      return "invalid_utf8";
+    case errc::protocol_error:
+      return "protocol_error";
+    case errc::already_connected:
+      return "already_connected";
+    case errc::not_connected:
+      return "not_connected";
+    case errc::would_block:
+      return "would_block";
+    case errc::cancelled:
+      return "cancelled";
+    case errc::open_failed:
+      return "open_failed";
+    case errc::already_started:
+      return "already_started";
+    case errc::not_running:
+      return "not_running";
+    case errc::would_deadlock:
+      return "would_deadlock";
+    case errc::io_error:
+      return "io_error";
+    case errc::unsupported:
+      return "unsupported";
+    case errc::attempts_exhausted:
+      return "attempts_exhausted";
+  }
+  return "unknown";
+}
+
 }  // namespace wscengine

@@ -71,6 +71,10 @@ class SessionConnection {
   Error read(InboundMessage& out, std::chrono::milliseconds timeout) const;
   /// Sends a ping and waits for a pong.
   Error ping(std::string_view payload, std::chrono::milliseconds timeout) const;
+  /// Drops the connection at once, without a close handshake: for a peer found
+  /// dead (no pong). The session then ends as a drop (OnClose with 1006) and the
+  /// engine reconnects if auto_reconnect is on.
+  void abort() const noexcept;
   bool is_open() const noexcept;
   std::uint64_t session_id() const noexcept;
   /// The adapter's library object (see Underlying::as).

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <utility>
 #include <variant>
@@ -39,6 +40,10 @@ enum class errc {
   unsupported,              ///< this adapter cannot do what was asked
   attempts_exhausted,       ///< the restart loop reached its attempt limit
 };
+
+/// The enumerator's name ("connection_refused"): a stable token for logs and
+/// metric attributes. Thread safety: pure.
+std::string_view to_string(errc e) noexcept;
 
 /// The category of `errc`. Thread safety: a function-local static, safe everywhere.
 const std::error_category& error_category() noexcept;

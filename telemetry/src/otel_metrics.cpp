@@ -47,6 +47,12 @@ const opentelemetry::context::Context& no_context() {
   return empty;
 }
 
+// A short stable token for the attribute ("connection_refused"), not the sentence.
+std::string error_kind(const Error& error) {
+  if (error.code.category() == error_category()) return std::string(to_string(static_cast<errc>(error.code.value())));
+  return std::string(error.code.category().name()) + ":" + std::to_string(error.code.value());
+}
+
 double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
 
 using Total = std::atomic<std::int64_t>;
@@ -152,7 +158,7 @@ class OtelMetrics final : public Metrics {
   void reconnect_attempt() noexcept override { counts_.reconnect_attempts.fetch_add(1, std::memory_order_relaxed); }
   void reconnect_success() noexcept override { counts_.reconnect_successes.fetch_add(1, std::memory_order_relaxed); }
   void read_error(const Error& error) noexcept override {
-    std::string kind = error.code.message();
+    std::string kind = error_kind(error);
     read_errors_->Add(1, {{"wscengine.error.kind", nostd::string_view(kind)}});
   }
   void on_message_duration(std::chrono::nanoseconds duration) noexcept override {
@@ -163,7 +169,7 @@ class OtelMetrics final : public Metrics {
       dial_duration_->Record(seconds(duration), {{"wscengine.outcome", "ok"}}, no_context());
       return;
     }
-    std::string kind = error.code.message();
+    std::string kind = error_kind(error);
     dial_duration_->Record(seconds(duration),
                            {{"wscengine.outcome", "error"}, {"wscengine.error.kind", nostd::string_view(kind)}},
                            no_context());

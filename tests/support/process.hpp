@@ -26,6 +26,19 @@ class ChildProcess {
   int out_ = -1;
 };
 
+/// What a finished command left behind.
+struct CommandResult {
+  int exit_code = -1;      ///< -1 when killed by a signal or the timeout
+  bool timed_out = false;  ///< killed because it ran past the timeout
+  std::string out, err;
+};
+
+/// Runs `argv` to completion with `input` on its stdin (then end of input), stdout
+/// and stderr captured; killed after `timeout`. When `interrupt_when_err_has` is
+/// not empty, SIGINT is sent once stderr contains it.
+CommandResult run_command(const std::vector<std::string>& argv, const std::string& input,
+                          std::chrono::milliseconds timeout, const std::string& interrupt_when_err_has = {});
+
 /// Makes a self-signed certificate for "localhost" and 127.0.0.1 in `dir`
 /// (cert.pem, key.pem) with the openssl tool. Returns false if that failed.
 bool make_test_certificate(const std::string& dir);

@@ -6,6 +6,7 @@ Prints its ws:// URL, then serves until killed. What a connection gets depends o
   /drop            send one message "hello", then drop the TCP connection (no close frame)
   /subprotocol     echo; the server selects the first subprotocol offered
   /header/NAME     send the value of request header NAME (or "<none>"), then echo
+  /binary          send 20 bytes 0..19 as a binary message, then echo
 Run with /usr/bin/python3 (Debian's python3-websockets).
 """
 import asyncio
@@ -26,6 +27,8 @@ async def handler(ws, path=None):
         return
     if path == "/headers":
         await ws.send(ws.request_headers.get("X-Test", "<none>"))
+    if path == "/binary":
+        await ws.send(bytes(range(20)))
     if path.startswith("/header/"):
         await ws.send(ws.request_headers.get(path[len("/header/"):], "<none>"))
     async for message in ws:

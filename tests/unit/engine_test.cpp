@@ -636,3 +636,29 @@ TEST_F(EngineTest, ManyEnginesShareOneRuntime) {
     EXPECT_THAT(c->violations(), IsEmpty());
   }
 }
+
+TEST_F(EngineTest, AbortingAKeptConnectionEndsTheSessionAsADropAndReconnects) {
+  std::mutex m;
+  SessionConnection kept;
+  client->on_open_hook = [&](Context& ctx, const HandshakeResponse&, bool) {
+    std::lock_guard lock(m);
+    kept = ctx.connection();
+    return Error{};
+  };
+  make();
+  auto peer = start_and_accept();
+  SessionConnection first;
+  {
+    std::lock_guard lock(m);
+    first = kept;
+  }
+  first.abort();  // e.g. a heartbeat found the peer dead: no close handshake
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  auto closes = client->events_of(Event::close);
+  ASSERT_EQ(closes.size(), 1u);
+  ASSERT_TRUE(closes[0].received);
+  EXPECT_EQ(closes[0].received->code, close_code::abnormal);
+  EXPECT_FALSE(first.is_open());
+  first.abort();  // on an ended session: nothing
+  EXPECT_TRUE(first.send_text("x").is(errc::not_connected));
+}

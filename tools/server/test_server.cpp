@@ -7,6 +7,7 @@
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -72,6 +73,10 @@ class Session final : public ServerSession {
     return ec ? Error(errc::io_error, ec.message()) : Error{};
   }
   void drop() override { ::shutdown(fd_, SHUT_RDWR); }
+  bool wait_readable(std::chrono::milliseconds timeout) override {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
+  }
 
  private:
   ws::stream<Next>& ws_;

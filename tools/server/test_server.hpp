@@ -38,6 +38,10 @@ class ServerSession {
   virtual Error close(CloseFrame frame) = 0;
   /// Drops the TCP connection without a close frame.
   virtual void drop() = 0;
+  /// Waits until the client sent something, without consuming it. A read that
+  /// times out breaks a Beast stream, so scripts that only maybe expect a message
+  /// wait here first. (Plain connections; TLS may hold bytes this cannot see.)
+  virtual bool wait_readable(std::chrono::milliseconds timeout) = 0;
 };
 
 /// A WebSocket server on a loopback port. `on_session` runs on its own thread for

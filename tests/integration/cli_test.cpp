@@ -1,0 +1,196 @@
+// The `wscengine` command-line tool, run as a process against its own `serve`, a
+// Python `websockets` server and a Node `ws` server.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "support/process.hpp"
+
+using namespace wscengine::test;
+using namespace std::chrono_literals;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+namespace {
+
+const std::string kCli = WSCENGINE_CLI;
+
+CommandResult cli(std::vector<std::string> args, const std::string& input = {}, std::chrono::milliseconds timeout = 30s,
+                  const std::string& interrupt_when = {}) {
+  args.insert(args.begin(), kCli);
+  return run_command(args, input, timeout, interrupt_when);
+}
+
+// A server process that prints its URL first; killed at the end of the test.
+class Peer {
+ public:
+  explicit Peer(std::vector<std::string> argv) : process_(std::move(argv)) { url_ = process_.first_line(20s); }
+  const std::string& url() const { return url_; }
+
+ private:
+  ChildProcess process_;
+  std::string url_;
+};
+
+Peer serve(std::vector<std::string> args) {
+  args.insert(args.begin(), {kCli, "serve"});
+  return Peer(args);
+}
+Peer python() { return Peer({"/usr/bin/python3", WSCENGINE_PY_SERVER}); }
+Peer node() { return Peer({"node", WSCENGINE_NODE_SERVER}); }
+
+std::string last_line(const std::string& text) {
+  auto end = text.find_last_not_of('\n');
+  if (end == std::string::npos) return {};
+  auto start = text.rfind('\n', end);
+  return text.substr(start == std::string::npos ? 0 : start + 1,
+                     end - (start == std::string::npos ? 0 : start + 1) + 1);
+}
+
+std::vector<std::string> lines(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+}  // namespace
+
+TEST(Cli, HelpDocumentsEveryFlag) {
+  auto r = cli({"--help"});
+  ASSERT_EQ(r.exit_code, 0);
+  for (const char* flag : {"--adapter", "--workers",       "--header",       "--subprotocol",
+                           "--send",    "--ping-interval", "--pong-timeout", "--max-message-size",
+                           "--ca-file", "--insecure",      "--no-reconnect", "--trace",
+                           "--quiet",   "--echo",          "--count",        "--stats",
+                           "--host",    "--port",          "--mode",         "--size",
+                           "--rate",    "--drop-every",    "connect URL",    "serve"}) {
+    EXPECT_THAT(r.out, HasSubstr(flag));
+  }
+  EXPECT_EQ(cli({"connect", "--help"}).exit_code, 0);
+}
+
+TEST(Cli, UsageErrorsAreOneLineAndExit2) {
+  auto unknown = cli({"connect", "ws://127.0.0.1:1/", "--bogus"});
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_THAT(unknown.err, HasSubstr("unknown option --bogus"));
+  EXPECT_EQ(lines(unknown.err).size(), 1u) << unknown.err;
+  auto workers = cli({"connect", "ws://127.0.0.1:1/", "--workers", "many"});
+  EXPECT_EQ(workers.exit_code, 2);
+  EXPECT_THAT(workers.err, HasSubstr("--workers"));
+  EXPECT_EQ(cli({"connect"}).exit_code, 2);
+  auto url = cli({"connect", "http://example.invalid/"});
+  EXPECT_EQ(url.exit_code, 2);
+  EXPECT_THAT(url.err, HasSubstr("invalid URL"));
+  EXPECT_EQ(cli({"serve", "--mode", "chat"}).exit_code, 2);
+  EXPECT_EQ(cli({"frobnicate"}).exit_code, 2);
+}
+
+TEST(Cli, ARefusedConnectionIsExit1WithTheReason) {
+  auto r = cli({"connect", "ws://127.0.0.1:1/", "--no-reconnect"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("could not connect"));
+  EXPECT_THAT(r.err, HasSubstr("refused"));
+}
+
+TEST(Cli, AFeedThatEndsNormallyIsPrintedAndCounted) {
+  auto server = serve({"--mode", "feed", "--count", "5", "--rate", "0"});
+  ASSERT_FALSE(server.url().empty());
+  auto r = cli({"connect", server.url(), "--no-reconnect", "--stats"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(lines(r.out), (std::vector<std::string>{"tick 1", "tick 2", "tick 3", "tick 4", "tick 5"}));
+  EXPECT_THAT(r.err, HasSubstr("closed by the server: code 1000"));
+  std::string stats = last_line(r.err);
+  EXPECT_THAT(stats, HasSubstr("\"messages\":5"));
+  EXPECT_THAT(stats, HasSubstr("\"close_code\":1000"));
+  EXPECT_THAT(stats, HasSubstr("\"reconnects\":0"));
+  EXPECT_THAT(stats, HasSubstr("\"bytes\":30"));
+}
+
+TEST(Cli, StdinLinesAndSendFlagsGoOutAndCountEndsTheRun) {
+  auto server = serve({"--mode", "echo"});
+  auto r = cli({"connect", server.url(), "--send", "first", "--count", "3", "--stats"}, "second\nthird\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(lines(r.out), (std::vector<std::string>{"first", "second", "third"}));
+  EXPECT_THAT(last_line(r.err), HasSubstr("\"close_code\":1000"));
+}
+
+TEST(Cli, DropsAreReconnectedAndResubscribed) {
+  auto server = serve({"--mode", "feed", "--drop-every", "3", "--rate", "200"});
+  auto r = cli({"connect", server.url(), "--send", "subscribe ticks", "--count", "10", "--quiet", "--stats"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out.empty()) << "--quiet prints no messages";
+  EXPECT_THAT(r.err, HasSubstr("code 1006"));
+  EXPECT_THAT(r.err, HasSubstr("reconnected"));
+  EXPECT_THAT(last_line(r.err), HasSubstr("\"messages\":10"));
+  EXPECT_THAT(last_line(r.err), Not(HasSubstr("\"reconnects\":0")));
+}
+
+TEST(Cli, InterruptClosesWith1000AndExits0) {
+  auto server = serve({"--mode", "echo"});
+  auto r = cli({"connect", server.url(), "--stats"}, {}, 30s, "connected");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("closing (code 1000)"));
+}
+
+TEST(Cli, ADeadPeerIsFoundByPingsAndLostWithoutReconnectIsExit1) {
+  // A feed session never reads, so it never answers a ping.
+  auto server = serve({"--mode", "feed", "--rate", "1"});
+  auto r =
+      cli({"connect", server.url(), "--ping-interval", "0.2", "--pong-timeout", "0.2", "--no-reconnect", "--quiet"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("no pong within 200 ms"));
+}
+
+TEST(Cli, TraceWritesSpansAndMetricsToAFile) {
+  auto server = serve({"--mode", "feed", "--count", "3", "--rate", "0"});
+  std::string file = temp_dir() + "/trace.txt";
+  auto r = cli({"connect", server.url(), "--no-reconnect", "--quiet", "--trace", file});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_THAT(text.str(), HasSubstr("span wscengine.on_message "));
+  EXPECT_THAT(text.str(), HasSubstr("span wscengine.dial "));
+  EXPECT_THAT(text.str(), HasSubstr("metric wscengine.messages.received{wscengine.message.type=text} 3"));
+}
+
+TEST(Cli, PythonPeerBinaryHeadersAndCloseCodes) {
+  auto peer = python();
+  ASSERT_FALSE(peer.url().empty()) << "the Python websockets server did not start";
+  auto binary = cli({"connect", peer.url() + "/binary", "--count", "1"});
+  EXPECT_EQ(binary.exit_code, 0) << binary.err;
+  EXPECT_EQ(binary.out, "<binary 20 bytes: 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f …>\n");
+  auto header = cli({"connect", peer.url() + "/header/X-Token", "--header", "X-Token: s3cret", "--count", "1"});
+  EXPECT_EQ(header.out, "s3cret\n");
+  auto closed = cli({"connect", peer.url() + "/close/4002", "--no-reconnect", "--stats"});
+  EXPECT_EQ(closed.exit_code, 1) << "lost with reconnect off";
+  EXPECT_THAT(closed.err, HasSubstr("code 4002, reason \"bye from python\""));
+  EXPECT_THAT(last_line(closed.err), HasSubstr("\"close_code\":4002"));
+}
+
+TEST(Cli, NodePeerEchoSubprotocolAndDrop) {
+  auto peer = node();
+  ASSERT_FALSE(peer.url().empty()) << "the Node ws server did not start (scripts/setup-debian.sh tests installs it)";
+  auto echo = cli({"connect", peer.url() + "/echo", "--subprotocol", "chat.v1", "--send", "über", "--count", "1"});
+  EXPECT_EQ(echo.exit_code, 0) << echo.err;
+  EXPECT_EQ(echo.out, "über\n");
+  EXPECT_THAT(echo.err, HasSubstr("subprotocol chat.v1"));
+  auto dropped = cli({"connect", peer.url() + "/drop", "--no-reconnect"});
+  EXPECT_EQ(dropped.exit_code, 1);
+  EXPECT_EQ(dropped.out, "hello\n");
+  EXPECT_THAT(dropped.err, HasSubstr("code 1006"));
+}
+
+TEST(Cli, EchoModeSendsMessagesBackAndEndsWithTheConnection) {
+  auto peer = node();
+  ASSERT_FALSE(peer.url().empty());
+  // The server sends 20 bytes, we echo them; the Node server echoes back: two messages.
+  auto r = cli({"connect", peer.url() + "/binary", "--echo", "--count", "2", "--stats"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto out = lines(r.out);
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0], out[1]);
+}

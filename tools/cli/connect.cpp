@@ -1,0 +1,308 @@
+// `wscengine connect URL`: an interactive/scriptable client built on the engine.
+// Messages go to stdout, everything about the connection to stderr.
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <wscengine/beast.hpp>
+#include <wscengine/wscengine.hpp>
+
+#ifdef WSCENGINE_CLI_HAVE_OTEL
+#include <wscengine/otel_export.hpp>
+#endif
+
+#include "cli.hpp"
+
+namespace wscengine::cli {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+void on_signal(int) { g_interrupted = true; }
+
+// Status lines on stderr, coloured only on a terminal (and not under NO_COLOR).
+class Status {
+ public:
+  Status() : colour_(::isatty(STDERR_FILENO) && !std::getenv("NO_COLOR")) {}
+  void info(const std::string& text) const { line("\033[36m", text); }
+  void good(const std::string& text) const { line("\033[32m", text); }
+  void warn(const std::string& text) const { line("\033[33m", text); }
+  void bad(const std::string& text) const { line("\033[31m", text); }
+
+ private:
+  void line(const char* colour, const std::string& text) const {
+    std::lock_guard lock(mutex_);
+    if (colour_)
+      std::fprintf(stderr, "%s%s\033[0m\n", colour, text.c_str());
+    else
+      std::fprintf(stderr, "%s\n", text.c_str());
+  }
+  bool colour_;
+  mutable std::mutex mutex_;
+};
+
+std::string hex_preview(std::string_view bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < std::min<std::size_t>(bytes.size(), 16); ++i) {
+    auto b = static_cast<unsigned char>(bytes[i]);
+    if (i) out += ' ';
+    out += digits[b >> 4];
+    out += digits[b & 15];
+  }
+  if (bytes.size() > 16) out += " …";
+  return out;
+}
+
+struct ConnectSettings {
+  bool echo = false, quiet = false;
+  std::uint64_t count = 0;  // 0 = no limit
+  std::vector<std::string> send;
+};
+
+class CliClient final : public Client {
+ public:
+  CliClient(ConnectSettings settings, const Status& status) : settings_(std::move(settings)), status_(status) {}
+
+  Error on_open(Context& ctx, const HandshakeResponse& response, bool restarting) override {
+    if (restarting) ++reconnects;
+    std::string what = restarting ? "reconnected" : "connected";
+    what += " (session " + std::to_string(ctx.session_id()) + ", HTTP " + std::to_string(response.status);
+    if (!response.subprotocol.empty()) what += ", subprotocol " + response.subprotocol;
+    status_.good(what + ")");
+    for (const auto& text : settings_.send) {
+      if (Error e = ctx.connection().send_text(text)) return e;
+    }
+    std::lock_guard lock(mutex_);
+    connection_ = ctx.connection();
+    return {};
+  }
+
+  void on_message(Context& ctx, const Message& message) override {
+    std::uint64_t n = ++messages;
+    bytes += message.payload.size();
+    if (!settings_.quiet) {
+      std::lock_guard lock(output_mutex_);
+      if (message.is_text()) {
+        std::fwrite(message.payload.data(), 1, message.payload.size(), stdout);
+        std::fputc('\n', stdout);
+      } else {
+        std::fprintf(stdout, "<binary %zu bytes: %s>\n", message.payload.size(), hex_preview(message.payload).c_str());
+      }
+    }
+    if (settings_.echo) {
+      if (Error e = ctx.connection().send(message.type, message.payload)) status_.warn("echo failed: " + e.message());
+    }
+    if (settings_.count != 0 && n == settings_.count) {
+      count_reached = true;
+      ctx.exit();
+    }
+  }
+
+  std::optional<CloseFrame> on_close(Context& ctx, const std::optional<CloseFrame>& received) override {
+    {
+      std::lock_guard lock(mutex_);
+      connection_ = {};
+    }
+    if (received && ctx.initiator() == CloseInitiator::peer) {
+      last_close_code = received->code;
+      std::string text = "closed by the server: code " + std::to_string(received->code);
+      if (received->code == close_code::abnormal) text += " (connection dropped, no close frame)";
+      if (!received->reason.empty()) text += ", reason \"" + received->reason + "\"";
+      (received->code == close_code::normal ? status_.info(text) : status_.warn(text));
+      return std::nullopt;
+    }
+    last_close_code = close_code::normal;
+    status_.info("closing (code 1000)");
+    return CloseFrame{close_code::normal, {}};
+  }
+
+  void on_read_error(Context&, const Error& error) override { status_.warn("read error: " + error.message()); }
+  void on_close_error(Context&, const Error& error) override { status_.warn("close: " + error.message()); }
+  void on_restart_error(Context&, const Error& error, std::uint32_t retry) override {
+    status_.warn("reconnect attempt " + std::to_string(retry) + " failed: " + error.message() + "; retrying");
+  }
+
+  /// The current session's connection (empty between sessions).
+  SessionConnection connection() const {
+    std::lock_guard lock(mutex_);
+    return connection_;
+  }
+
+  std::atomic<std::uint64_t> messages{0}, bytes{0}, reconnects{0};
+  std::atomic<int> last_close_code{0};
+  std::atomic<bool> count_reached{false};
+
+ private:
+  const ConnectSettings settings_;
+  const Status& status_;
+  mutable std::mutex mutex_;
+  std::mutex output_mutex_;
+  SessionConnection connection_;
+};
+
+// Reads stdin on its own thread and sends each line; the engine it sends through is
+// withdrawn (under the lock) before the engine is destroyed.
+struct StdinPump {
+  std::mutex mutex;
+  Engine* engine = nullptr;
+  std::atomic<bool> eof{false};
+};
+
+}  // namespace
+
+int run_connect(const Args& args) {
+  std::string error;
+  if (args.positional().size() != 1) return usage_error("connect needs exactly one URL");
+  auto workers = args.number("--workers", 1, 1, 1024, error);
+  auto ping_interval = args.number("--ping-interval", 0, 0, 86400, error);
+  auto pong_timeout = args.number("--pong-timeout", 10, 0.001, 3600, error);
+  auto max_size = args.number("--max-message-size", 16 << 20, 1, 1e12, error);
+  auto count = args.number("--count", 0, 0, 1e15, error);
+  if (!error.empty()) return usage_error(error);
+  std::string adapter = args.value("--adapter").value_or("beast");
+  if (adapter == "websocketpp")
+    return failure("the websocketpp adapter is not part of this build yet; use --adapter beast");
+  if (adapter != "beast") return usage_error("--adapter must be beast or websocketpp (got '" + adapter + "')");
+
+  EngineOptions options;
+  options.url = args.positional()[0];
+  options.reader_slots = static_cast<std::size_t>(*workers);
+  options.auto_reconnect = !args.has("--no-reconnect");
+  options.max_message_size = static_cast<std::size_t>(*max_size);
+  options.backoff.initial_delay = std::chrono::milliseconds(250);
+  options.backoff.max_delay = std::chrono::seconds(5);
+  for (const auto& header : args.values("--header")) {
+    auto colon = header.find(':');
+    if (colon == std::string::npos || colon == 0)
+      return usage_error("--header needs 'Name: value' (got '" + header + "')");
+    std::string value = header.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(' '));
+    options.headers.push_back({header.substr(0, colon), value});
+  }
+  options.subprotocols = args.values("--subprotocol");
+  if (auto ca = args.value("--ca-file")) options.tls.ca_file = *ca;
+  if (args.has("--insecure")) options.tls.verify_peer = false;
+
+  Status status;
+#ifdef WSCENGINE_CLI_HAVE_OTEL
+  otel::ExportOptions export_options;  // empty: the OTEL_* variables decide
+  export_options.service_name = "wscengine-cli";
+  if (auto trace = args.value("--trace")) {
+    export_options.traces = "lines";
+    export_options.metrics = "lines";
+    if (*trace != "stdout") export_options.file = *trace;
+  }
+  auto exporters = otel::install_exporters(export_options);
+  if (!exporters) return usage_error("telemetry: " + exporters.error().message());
+  options.telemetry = exporters.value()->telemetry();
+#else
+  if (args.has("--trace")) return usage_error("--trace: this build has no OpenTelemetry");
+#endif
+
+  ConnectSettings settings;
+  settings.echo = args.has("--echo");
+  settings.quiet = args.has("--quiet");
+  settings.count = static_cast<std::uint64_t>(*count);
+  settings.send = args.values("--send");
+  auto client = std::make_shared<CliClient>(settings, status);
+
+  std::unique_ptr<Engine> engine;
+  try {
+    engine = std::make_unique<Engine>(options, client, beast::make_connector());
+  } catch (const InvalidOptions& e) {
+    return usage_error(e.what());
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  auto started = std::chrono::steady_clock::now();
+  status.info("connecting to " + options.url);
+  if (Error e = engine->start()) {
+    status.bad("could not connect to " + options.url + ": " + e.message());
+    return 1;
+  }
+
+  auto pump = std::make_shared<StdinPump>();
+  pump->engine = engine.get();
+  bool stdin_is_terminal = ::isatty(STDIN_FILENO);
+  std::thread([pump, &status] {
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      std::lock_guard lock(pump->mutex);
+      if (!pump->engine) return;
+      if (Error e = pump->engine->send_text(line)) status.warn("not sent: " + e.message());
+    }
+    pump->eof = true;
+  }).detach();  // blocked in getline until input or exit; it only touches `pump`
+
+  // Heartbeat: a ping every interval; no pong in time means a dead connection.
+  std::mutex heartbeat_mutex;
+  std::condition_variable heartbeat_cv;
+  bool finished = false;
+  std::thread heartbeat;
+  if (*ping_interval > 0) {
+    heartbeat = std::thread([&] {
+      auto interval = std::chrono::duration<double>(*ping_interval);
+      auto timeout =
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(*pong_timeout));
+      std::unique_lock lock(heartbeat_mutex);
+      while (!heartbeat_cv.wait_for(lock, interval, [&] { return finished; })) {
+        lock.unlock();
+        SessionConnection connection = client->connection();
+        if (connection.is_open()) {
+          Error e = connection.ping("", timeout);
+          if (e && connection.is_open()) {
+            status.warn("no pong within " + std::to_string(timeout.count()) +
+                        " ms: the connection is dead, dropping it");
+            connection.abort();  // no close handshake with a dead peer: the session ends as a drop (1006)
+          }
+        }
+        lock.lock();
+      }
+    });
+  }
+
+  bool user_stop = false;
+  while (engine->wait_stopped(std::chrono::milliseconds(50))) {
+    if (g_interrupted || (pump->eof && stdin_is_terminal)) {
+      user_stop = true;
+      break;
+    }
+  }
+  if (user_stop) (void)engine->stop();
+  {
+    std::lock_guard lock(heartbeat_mutex);
+    finished = true;
+  }
+  heartbeat_cv.notify_all();
+  if (heartbeat.joinable()) heartbeat.join();
+  {
+    std::lock_guard lock(pump->mutex);
+    pump->engine = nullptr;
+  }
+  engine.reset();
+  std::fflush(stdout);
+
+  int close_code = client->last_close_code;
+  bool normal = user_stop || client->count_reached || close_code == close_code::normal;
+  if (!normal) status.bad("connection lost (close code " + std::to_string(close_code) + ") and reconnect is off");
+  if (args.has("--stats")) {
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    std::fprintf(stderr, "{\"messages\":%llu,\"bytes\":%llu,\"seconds\":%.3f,\"reconnects\":%llu,\"close_code\":%d}\n",
+                 static_cast<unsigned long long>(client->messages.load()),
+                 static_cast<unsigned long long>(client->bytes.load()), seconds,
+                 static_cast<unsigned long long>(client->reconnects.load()), close_code);
+  }
+  return normal ? 0 : 1;
+}
+
+}  // namespace wscengine::cli

@@ -1,0 +1,93 @@
+// wscengine — the command-line tool: `connect` (a client on the engine) and `serve`
+// (the project's local Beast server for demos, tests and benchmarks).
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include <wscengine/version.hpp>
+
+#include "cli.hpp"
+
+namespace {
+
+constexpr const char* kHelp = R"(usage:
+  wscengine connect URL [options]   a WebSocket client built on the engine
+  wscengine serve [options]         a local WebSocket server (echo or feed)
+  wscengine --help | --version
+
+connect: received messages go to stdout (text as a line, binary as its length and a hex
+preview); each line read from stdin is sent as a text message; connects, closes (code and
+reason) and reconnect attempts go to stderr. Ctrl-C closes with 1000 and exits; end of input
+on a terminal does the same (piped input keeps the connection open until --count, a close
+or Ctrl-C).
+  --adapter beast|websocketpp  WebSocket library underneath (default beast)
+  --workers N                  reader slots: up to N messages handled at once (default 1)
+  --header 'K: V'              extra handshake header (repeatable)
+  --subprotocol P              offer subprotocol P (repeatable)
+  --send TEXT                  send TEXT after every (re)connect, from OnOpen (repeatable)
+  --ping-interval S            ping every S seconds (0 = never, the default)
+  --pong-timeout S             no pong within S seconds = dead connection (default 10)
+  --max-message-size BYTES     larger messages close the connection with 1009 (default 16 MiB)
+  --ca-file F                  trust the CAs in PEM file F instead of the system store
+  --insecure                   do not verify the server's certificate (tests only)
+  --no-reconnect               exit when the connection closes instead of reconnecting
+  --echo                       send every received message back with the same type
+  --count N                    after N received messages close with 1000 and exit 0
+  --quiet                      print no messages
+  --stats                      at exit print one JSON line on stderr: messages, bytes,
+                               seconds, reconnects, close_code
+  --trace FILE|stdout          write OpenTelemetry spans and metrics there, one per line
+                               (without it, the standard OTEL_* variables decide)
+  exit status: 0 normal end, 1 could not connect or lost the connection with
+  --no-reconnect, 2 usage error
+
+serve: prints its URL, then serves until Ctrl-C (or --seconds).
+  --host H                     address to bind (default 127.0.0.1)
+  --port P                     port (default 0: a free one)
+  --mode echo|feed             echo every message, or send a feed (default echo)
+  --count N                    feed: messages per connection, then close 1000 (0 = endless)
+  --size BYTES                 feed: message size (default: just "tick <n>")
+  --rate MSGS_PER_S            feed: messages per second (0 = as fast as possible, default 10)
+  --drop-every N               feed: drop the TCP connection after every N messages
+  --refuse-after-drop N        feed: refuse the next N upgrades after a drop (HTTP 503)
+  --seconds S                  stop after S seconds (default: run until Ctrl-C)
+  feed mode answers a first message "subscribe X" with "subscribed: X".
+)";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace wscengine::cli;
+  if (argc < 2) return usage_error("a command is needed: connect or serve");
+  std::string command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::fputs(kHelp, stdout);
+    return 0;
+  }
+  if (command == "--version") {
+    std::printf("wscengine %s\n", wscengine::version_string);
+    return 0;
+  }
+  for (int i = 2; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+      std::fputs(kHelp, stdout);
+      return 0;
+    }
+  }
+  std::string error;
+  if (command == "connect") {
+    FlagSpec spec{{"--adapter", "--workers", "--header", "--subprotocol", "--send", "--ping-interval", "--pong-timeout",
+                   "--max-message-size", "--ca-file", "--count", "--trace"},
+                  {"--insecure", "--no-reconnect", "--echo", "--quiet", "--stats"}};
+    auto args = Args::parse(argc, argv, 2, spec, error);
+    return args ? run_connect(*args) : usage_error(error);
+  }
+  if (command == "serve") {
+    FlagSpec spec{{"--host", "--port", "--mode", "--count", "--size", "--rate", "--drop-every", "--refuse-after-drop",
+                   "--seconds"},
+                  {}};
+    auto args = Args::parse(argc, argv, 2, spec, error);
+    return args ? run_serve(*args) : usage_error(error);
+  }
+  return usage_error("unknown command '" + command + "'");
+}

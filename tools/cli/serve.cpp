@@ -1,0 +1,111 @@
+// `wscengine serve`: the project's Beast server as a command, for demos, tests and
+// benchmarks. Echo mode echoes; feed mode sends numbered messages at a rate.
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "cli.hpp"
+#include "test_server.hpp"
+
+namespace wscengine::cli {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void on_signal(int) { g_stop = true; }
+
+struct FeedSettings {
+  std::uint64_t count = 0;  // 0 = endless
+  std::size_t size = 0;     // 0 = just "tick <n>"
+  double rate = 10;         // 0 = as fast as possible
+  std::uint64_t drop_every = 0;
+  std::uint64_t refuse_after_drop = 0;  // upgrades refused (HTTP 503) after each drop
+};
+
+void feed_session(tools::ServerSession& session, const FeedSettings& feed, std::atomic<std::uint64_t>& ticks,
+                  std::atomic<std::uint64_t>& refusals_left) {
+  // A client may subscribe first (the demo does, after every reconnect).
+  InboundMessage first;
+  if (session.wait_readable(std::chrono::milliseconds(200)) && !session.read(first, std::chrono::seconds(5)) &&
+      first.payload.rfind("subscribe", 0) == 0) {
+    auto space = first.payload.find(' ');
+    session.send(MessageType::text,
+                 "subscribed: " + (space == std::string::npos ? std::string("all") : first.payload.substr(space + 1)));
+  }
+  auto period = feed.rate > 0 ? std::chrono::duration<double>(1.0 / feed.rate) : std::chrono::duration<double>(0);
+  auto next = std::chrono::steady_clock::now();
+  std::string payload;
+  for (std::uint64_t sent = 0; !g_stop; ++sent) {
+    if (feed.count != 0 && sent == feed.count) {
+      session.close({close_code::normal, "feed complete"});
+      return;
+    }
+    if (feed.drop_every != 0 && sent != 0 && sent % feed.drop_every == 0) {
+      refusals_left = feed.refuse_after_drop;
+      session.drop();
+      return;
+    }
+    payload = "tick " + std::to_string(++ticks);
+    if (payload.size() < feed.size) payload.resize(feed.size, '.');
+    if (session.send(MessageType::text, payload)) return;
+    if (feed.rate > 0) {
+      next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(period);
+      std::this_thread::sleep_until(next);
+    }
+  }
+}
+
+}  // namespace
+
+int run_serve(const Args& args) {
+  std::string error;
+  auto port = args.number("--port", 0, 0, 65535, error);
+  auto count = args.number("--count", 0, 0, 1e15, error);
+  auto size = args.number("--size", 0, 0, 1 << 30, error);
+  auto rate = args.number("--rate", 10, 0, 1e9, error);
+  auto drop_every = args.number("--drop-every", 0, 0, 1e15, error);
+  auto seconds = args.number("--seconds", 0, 0, 1e7, error);
+  auto refuse = args.number("--refuse-after-drop", 0, 0, 1e6, error);
+  if (!error.empty()) return usage_error(error);
+  if (!args.positional().empty()) return usage_error("serve takes no argument '" + args.positional()[0] + "'");
+  std::string mode = args.value("--mode").value_or("echo");
+  if (mode != "echo" && mode != "feed") return usage_error("--mode must be echo or feed (got '" + mode + "')");
+
+  tools::ServerOptions options;
+  options.host = args.value("--host").value_or("127.0.0.1");
+  options.port = static_cast<std::uint16_t>(*port);
+  tools::TestServer server(options);
+  FeedSettings feed{static_cast<std::uint64_t>(*count), static_cast<std::size_t>(*size), *rate,
+                    static_cast<std::uint64_t>(*drop_every), static_cast<std::uint64_t>(*refuse)};
+  std::atomic<std::uint64_t> ticks{0}, refusals_left{0};
+  server.on_request = [&](const std::string&, const std::vector<Header>&) {
+    for (auto left = refusals_left.load(); left > 0;) {
+      if (refusals_left.compare_exchange_weak(left, left - 1)) return 503;  // "come back later"
+    }
+    return 0;
+  };
+  if (mode == "echo") {
+    server.on_session = [](tools::ServerSession& session) { tools::echo_session(session); };
+  } else {
+    server.on_session = [&](tools::ServerSession& session) { feed_session(session, feed, ticks, refusals_left); };
+  }
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  try {
+    server.start();
+  } catch (const std::exception& e) {
+    return failure("cannot listen on " + options.host + ":" + std::to_string(options.port) + ": " + e.what());
+  }
+  std::printf("%s\n", server.url("/").c_str());
+  std::fflush(stdout);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(*seconds);
+  while (!g_stop && (*seconds == 0 || std::chrono::steady_clock::now() < deadline))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  g_stop = true;
+  server.stop();
+  return 0;
+}
+
+}  // namespace wscengine::cli
