@@ -56,6 +56,8 @@ class Category final : public std::error_category {
         return "I/O error";
       case errc::unsupported:
         return "not supported by this adapter";
+      case errc::connection_lost:
+        return "connection lost before the answer";
       case errc::attempts_exhausted:
         return "reconnect attempts exhausted";
     }
@@ -85,13 +87,14 @@ Error Error::http(int status, std::string d) {
 std::string Error::message() const {
   if (!code) return "success";
   std::string text = code.message();
-  if (http_status != 0) text += " (HTTP " + std::to_string(http_status) + ")";
+  // Appends, not "literal" + std::string: GCC 12 warns falsely (-Wrestrict) on those.
+  if (http_status != 0) text.append(" (HTTP ").append(std::to_string(http_status)).append(")");
   if (close) {
-    text += " (code " + std::to_string(close->code);
-    if (!close->reason.empty()) text += ", reason \"" + close->reason + "\"";
+    text.append(" (code ").append(std::to_string(close->code));
+    if (!close->reason.empty()) text.append(", reason \"").append(close->reason).append("\"");
     text += ")";
   }
-  if (!detail.empty()) text += ": " + detail;
+  if (!detail.empty()) text.append(": ").append(detail);
   return text;
 }
 
@@ -147,6 +150,8 @@ std::string_view to_string(errc e) noexcept {
       return "unsupported";
     case errc::attempts_exhausted:
       return "attempts_exhausted";
+    case errc::connection_lost:
+      return "connection_lost";
   }
   return "unknown";
 }

@@ -54,7 +54,8 @@ class PauseGuard {
 
 /// The connection of one session, for sending and (in OnOpen or while paused)
 /// reading by hand. Copyable; a copy does not keep the session alive: once the
-/// session is over every call returns `errc::not_connected`.
+/// session is over every call fails (`errc::not_connected`, or `errc::closed` while
+/// the ended session is still being released).
 ///
 /// Thread safety: send and ping may be called from any thread at any time; whole
 /// messages never interleave. read must be called only where no reader runs

@@ -39,6 +39,7 @@ enum class errc {
   io_error,                 ///< another transport error; `Error::detail` says which
   unsupported,              ///< this adapter cannot do what was asked
   attempts_exhausted,       ///< the restart loop reached its attempt limit
+  connection_lost,          ///< the connection ended before the answer to a request came
 };
 
 /// The enumerator's name ("connection_refused"): a stable token for logs and

@@ -3,6 +3,7 @@
 
 #include <wscengine/client.hpp>
 #include <wscengine/connection.hpp>
+#include <wscengine/correlator.hpp>
 #include <wscengine/engine.hpp>
 #include <wscengine/error.hpp>
 #include <wscengine/message.hpp>

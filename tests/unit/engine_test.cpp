@@ -660,5 +660,6 @@ TEST_F(EngineTest, AbortingAKeptConnectionEndsTheSessionAsADropAndReconnects) {
   EXPECT_EQ(closes[0].received->code, close_code::abnormal);
   EXPECT_FALSE(first.is_open());
   first.abort();  // on an ended session: nothing
-  EXPECT_TRUE(first.send_text("x").is(errc::not_connected));
+  Error late = first.send_text("x");
+  EXPECT_TRUE(late.is(errc::not_connected) || late.is(errc::closed)) << late.message();
 }
