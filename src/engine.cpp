@@ -490,8 +490,27 @@ void EngineCore::schedule_retry() {
 
 // ---------------------------------------------------------------- reading
 
+// Messages read ahead while their key is busy, at most: beyond, reading pauses until
+// an OnMessage of a busy key returns (memory stays bounded behind one slow key).
+constexpr std::size_t kMaxParkedMessages = 1024;
+
+bool EngineCore::reader_may_run_locked(const Session& s) const {
+  return !s.ending && !s.reader_running && s.in_flight < options_.reader_slots && !user_paused_ &&
+         s.parked < kMaxParkedMessages;
+}
+
+// The user's key extractor. Runs under the read lock (one reader at a time), not
+// under mutex_; a key extractor that throws puts its messages under the empty key.
+std::string EngineCore::message_key(const InboundMessage& inbound, std::uint64_t sequence) const {
+  try {
+    return options_.message_key(Message{inbound.type, sequence, inbound.payload});
+  } catch (...) {
+    return {};
+  }
+}
+
 void EngineCore::kick_reader_locked(const std::shared_ptr<Session>& s) {
-  if (s->ending || s->reader_running || s->in_flight >= options_.reader_slots || user_paused_) return;
+  if (!reader_may_run_locked(*s)) return;
   s->reader_running = true;
   post([this, s] { run_reader(s, {}); });
 }
@@ -506,7 +525,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
         s->reader_running = false;
         return maybe_finish_locked(s);
       }
-      if (s->in_flight >= options_.reader_slots) {
+      if (s->in_flight >= options_.reader_slots || s->parked >= kMaxParkedMessages) {
         s->reader_running = false;  // resumed when an OnMessage returns
         return;
       }
@@ -535,6 +554,9 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       return maybe_finish_locked(s);
     }
     t_reader_engine = nullptr;
+    // Still the only reader: next_sequence changes only under the read lock.
+    std::string key;
+    if (!error && options_.message_key) key = message_key(*buffer, s->next_sequence);
     Lock lock(mutex_);
     reader_inside_ = false;
     if (pausers_waiting_) state_cv_.notify_all();
@@ -550,6 +572,14 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       return;
     }
     std::uint64_t sequence = s->next_sequence++;
+    if (options_.message_key) {
+      auto [entry, fresh] = s->busy_keys.try_emplace(key);
+      if (!fresh) {  // its key is busy: it runs after the running one, on that slot
+        entry->second.push_back({std::move(buffer), sequence});
+        ++s->parked;
+        continue;  // read on (the checks at the top of the loop decide)
+      }
+    }
     ++s->in_flight;
     std::uint32_t slot = s->free_slots.back();
     s->free_slots.pop_back();
@@ -557,14 +587,32 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
     if (!hand_off) s->reader_running = false;
     lock.unlock();
     if (hand_off) post([this, s] { run_reader(s, {}); });  // another slot reads while we dispatch
-    deliver(s, *buffer, sequence, slot);
+    for (;;) {
+      deliver(s, *buffer, sequence, slot);
+      lock.lock();
+      if (!options_.message_key) break;
+      // Keyed: run what waited for this key, in order, on this slot (even while
+      // shutting down: those messages were read and are not dropped).
+      auto entry = s->busy_keys.find(key);
+      if (entry->second.empty()) {
+        s->busy_keys.erase(entry);
+        break;
+      }
+      Session::Parked next = std::move(entry->second.front());
+      entry->second.pop_front();
+      --s->parked;
+      s->free_buffers.push_back(std::move(buffer));
+      buffer = std::move(next.buffer);
+      sequence = next.sequence;
+      kick_reader_locked(s);  // a reader stopped by the parked limit may go on
+      lock.unlock();
+    }
     // One lock round per message: return the buffer, and either stop or enter the
     // read lock for the next message (the checks at the top of the loop, done here).
-    lock.lock();
     --s->in_flight;
     s->free_slots.push_back(slot);
     s->free_buffers.push_back(std::move(buffer));
-    if (s->ending || s->reader_running || s->in_flight >= options_.reader_slots || user_paused_) {
+    if (!reader_may_run_locked(*s)) {
       if (user_paused_ && !s->reader_running && !s->ending) parked_reader_ = s;
       return maybe_finish_locked(s);
     }

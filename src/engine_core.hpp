@@ -6,11 +6,14 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <stop_token>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <wscengine/engine.hpp>
@@ -47,6 +50,16 @@ class Session {
   std::uint64_t next_sequence = 0;                            // (m)
   std::vector<std::unique_ptr<InboundMessage>> free_buffers;  // (m)
   std::vector<std::uint32_t> free_slots;                      // (m) reader slots not in OnMessage
+
+  // Keyed dispatch (EngineOptions::message_key): a key is in the map while one
+  // OnMessage of it runs; messages of that key read meanwhile wait in its queue and
+  // run on the same slot, in sequence order, when it returns.
+  struct Parked {
+    std::unique_ptr<InboundMessage> buffer;
+    std::uint64_t sequence = 0;
+  };
+  std::unordered_map<std::string, std::deque<Parked>> busy_keys;  // (m)
+  std::size_t parked = 0;                                         // (m) messages waiting in busy_keys
 };
 
 /// One dial attempt: dial + handshake + OnOpen under open_timeout.
@@ -103,6 +116,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::unique_ptr<InboundMessage> take_buffer_locked(Session& s);
   bool handle_read_error(const std::shared_ptr<Session>& s, Error error);
   void kick_reader_locked(const std::shared_ptr<Session>& s);
+  /// Whether a reader may start or go on reading for `s` (nothing stops it).
+  bool reader_may_run_locked(const Session& s) const;
+  std::string message_key(const InboundMessage& inbound, std::uint64_t sequence) const;
 
   bool request_shutdown_locked(const std::shared_ptr<Session>& s, EndReason reason, std::optional<CloseFrame> received,
                                CloseInitiator who);

@@ -36,6 +36,14 @@ struct EngineOptions {
   std::string url;
   /// Reader slots N: at most N OnMessage run at once; N = 1 keeps arrival order.
   std::size_t reader_slots = 1;
+  /// Keyed in-order dispatch for N > 1: messages with the same key (an instrument,
+  /// a room, a device) run one at a time in sequence order; different keys run in
+  /// parallel across the slots. Called once per message by the reader, before
+  /// OnMessage, with the message's sequence; keep it cheap and pure. A key
+  /// extractor that throws puts the message under the empty key. Messages read
+  /// while their key is busy wait (at most 1024 in all; then reading pauses).
+  /// Empty (the default): no keys, any N messages may run at once.
+  std::function<std::string(const Message& message)> message_key;
   /// Reconnect after a peer close or a drop. Restart requests reconnect regardless.
   bool auto_reconnect = true;
   /// Dial + handshake + OnOpen must finish within this.
