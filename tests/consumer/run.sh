@@ -7,6 +7,10 @@ consumer_dir=$2
 prefix=$(mktemp -d)
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build_dir" --prefix "$prefix/install" >/dev/null
+# The command-line tool is installed to bin/ and runs from there.
+if [ -e "$build_dir/tools/cli/wscengine" ]; then
+  "$prefix/install/bin/wscengine" --version | grep -q '^wscengine [0-9]'
+fi
 cmake -S "$consumer_dir" -B "$prefix/build" -G Ninja -DCMAKE_PREFIX_PATH="$prefix/install" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$prefix/build" >/dev/null
 "$prefix/build/consumer"

@@ -194,3 +194,16 @@ TEST(Cli, EchoModeSendsMessagesBackAndEndsWithTheConnection) {
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0], out[1]);
 }
+
+TEST(Cli, ServeEndsByItselfAfterSeconds) {
+  auto r = run_command({kCli, "serve", "--seconds", "0.3"}, {}, 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::StartsWith("ws://127.0.0.1:"));
+}
+
+TEST(Cli, TheWebsocketppChoiceSaysItIsNotInThisBuild) {
+  auto r = cli({"connect", "ws://127.0.0.1:1/", "--adapter", "websocketpp"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("websocketpp adapter is not part of this build"));
+  EXPECT_EQ(cli({"connect", "ws://127.0.0.1:1/", "--adapter", "curl"}).exit_code, 2);
+}
