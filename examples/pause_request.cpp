@@ -18,14 +18,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::atomic<int> background{0};
-  SessionConnection connection;
-  std::mutex mutex;
   auto client = std::make_shared<LambdaClient>();
-  client->open = [&](Context& ctx, const HandshakeResponse&, bool) {
-    std::lock_guard lock(mutex);
-    connection = ctx.connection();
-    return Error{};
-  };
   client->message = [&](Context&, const Message&) { ++background; };
 
   EngineOptions options;
@@ -35,11 +28,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pause_request: %s\n", e.message().c_str());
     return 1;
   }
-  SessionConnection session;
-  {
-    std::lock_guard lock(mutex);
-    session = connection;
-  }
+  SessionConnection session = engine.connection();
   int answered = 0;
   for (int i = 0; i < 5; ++i) {
     PauseGuard paused = engine.pause();  // no reader takes the answer from us

@@ -36,15 +36,8 @@ int main(int argc, char** argv) {
   }
   const int requests = argc > 2 ? std::atoi(argv[2]) : 20;
   Correlator rpc(request_id);
-  SessionConnection connection;
-  std::mutex mutex;
 
   auto client = std::make_shared<LambdaClient>();
-  client->open = [&](Context& ctx, const HandshakeResponse&, bool) {
-    std::lock_guard lock(mutex);
-    connection = ctx.connection();
-    return Error{};
-  };
   client->message = [&](Context&, const Message& message) {
     if (!rpc.deliver(message))
       std::printf("rpc_client: unsolicited: %.*s\n", int(message.payload.size()), message.payload.data());
@@ -61,11 +54,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "rpc_client: %s\n", e.message().c_str());
     return 1;
   }
-  SessionConnection session;
-  {
-    std::lock_guard lock(mutex);
-    session = connection;
-  }
+  SessionConnection session = engine.connection();
   // All requests in flight at once; the answers may come in any order.
   std::vector<std::future<Result<InboundMessage>>> answers;
   for (int i = 0; i < requests; ++i) {

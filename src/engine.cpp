@@ -830,6 +830,11 @@ void EngineCore::resume() {
   }
 }
 
+std::shared_ptr<Session> EngineCore::current_session() const {
+  Lock lock(mutex_);
+  return current_;
+}
+
 Error EngineCore::send(MessageType type, std::string_view payload) {
   std::shared_ptr<Session> s;
   {
@@ -870,6 +875,7 @@ PauseGuard Engine::pause() {
   return PauseGuard(core_);
 }
 Error Engine::send(MessageType type, std::string_view payload) { return core_->send(type, payload); }
+SessionConnection Engine::connection() const { return SessionConnection(core_->current_session()); }
 EngineState Engine::state() const noexcept { return core_->state(); }
 std::uint64_t Engine::session_id() const noexcept { return core_->session_id(); }
 const EngineOptions& Engine::options() const noexcept { return core_->options(); }

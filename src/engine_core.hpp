@@ -88,6 +88,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void resume();
   bool reader_inside_on_this_thread() const noexcept;
   Error send(MessageType type, std::string_view payload);
+  std::shared_ptr<Session> current_session() const;
   EngineState state() const noexcept;
   std::uint64_t session_id() const noexcept { return session_counter_.load(); }
   const EngineOptions& options() const noexcept { return options_; }

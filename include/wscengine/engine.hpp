@@ -78,6 +78,10 @@ class Engine {
   Error send(MessageType type, std::string_view payload);
   Error send_text(std::string_view text) { return send(MessageType::text, text); }
   Error send_binary(std::string_view bytes) { return send(MessageType::binary, bytes); }
+  /// The current session's connection, to keep for sending, reading under a
+  /// PauseGuard or pinging from another thread; empty (every call fails with
+  /// `errc::not_connected`) between sessions. It stays bound to that session.
+  SessionConnection connection() const;
 
   EngineState state() const noexcept;
   /// Id of the current or last session (0 before the first).

@@ -663,3 +663,18 @@ TEST_F(EngineTest, AbortingAKeptConnectionEndsTheSessionAsADropAndReconnects) {
   Error late = first.send_text("x");
   EXPECT_TRUE(late.is(errc::not_connected) || late.is(errc::closed)) << late.message();
 }
+
+TEST_F(EngineTest, ConnectionIsTheCurrentSessionsAndStaysBoundToIt) {
+  make();
+  EXPECT_TRUE(engine->connection().send_text("x").is(errc::not_connected)) << "before the first session";
+  auto peer = start_and_accept();
+  SessionConnection first = engine->connection();
+  EXPECT_EQ(first.session_id(), 1u);
+  ASSERT_FALSE(first.send_text("hello"));
+  ASSERT_TRUE(peer->wait_received(1, 5s));
+  peer->drop();
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  ASSERT_TRUE(wait_state(*engine, EngineState::running));
+  EXPECT_EQ(engine->connection().session_id(), 2u);
+  EXPECT_TRUE(first.send_text("late")) << "the kept connection belongs to session 1";
+}
