@@ -81,8 +81,6 @@ class CliClient final : public Client {
     for (const auto& text : settings_.send) {
       if (Error e = ctx.connection().send_text(text)) return e;
     }
-    std::lock_guard lock(mutex_);
-    connection_ = ctx.connection();
     return {};
   }
 
@@ -108,10 +106,6 @@ class CliClient final : public Client {
   }
 
   std::optional<CloseFrame> on_close(Context& ctx, const std::optional<CloseFrame>& received) override {
-    {
-      std::lock_guard lock(mutex_);
-      connection_ = {};
-    }
     if (received && ctx.initiator() == CloseInitiator::peer) {
       last_close_code = received->code;
       std::string text = "closed by the server: code " + std::to_string(received->code);
@@ -131,12 +125,6 @@ class CliClient final : public Client {
     status_.warn("reconnect attempt " + std::to_string(retry) + " failed: " + error.message() + "; retrying");
   }
 
-  /// The current session's connection (empty between sessions).
-  SessionConnection connection() const {
-    std::lock_guard lock(mutex_);
-    return connection_;
-  }
-
   std::atomic<std::uint64_t> messages{0}, bytes{0}, reconnects{0};
   std::atomic<int> last_close_code{0};
   std::atomic<bool> count_reached{false};
@@ -144,9 +132,7 @@ class CliClient final : public Client {
  private:
   const ConnectSettings settings_;
   const Status& status_;
-  mutable std::mutex mutex_;
   std::mutex output_mutex_;
-  SessionConnection connection_;
 };
 
 // Reads stdin on its own thread and sends each line; the engine it sends through is
@@ -257,7 +243,7 @@ int run_connect(const Args& args) {
       std::unique_lock lock(heartbeat_mutex);
       while (!heartbeat_cv.wait_for(lock, interval, [&] { return finished; })) {
         lock.unlock();
-        SessionConnection connection = client->connection();
+        SessionConnection connection = engine->connection();
         if (connection.is_open()) {
           Error e = connection.ping("", timeout);
           if (e && connection.is_open()) {
