@@ -417,3 +417,28 @@ TEST_F(BeastIntegration, ManyEnginesShareOneRuntimeWithoutAThreadEach) {
     EXPECT_THAT(c->violations(), IsEmpty());
   }
 }
+
+TEST(BeastIpv6, AnIpv6LiteralUrlReachesAServerOnLoopback) {
+  tools::ServerOptions server_options;
+  server_options.host = "::1";
+  tools::TestServer server(server_options);
+  server.on_session = [](tools::ServerSession& s) { tools::echo_session(s); };
+  server.start();
+  std::string url = server.url("/v6");
+  ASSERT_EQ(url.rfind("ws://[::1]:", 0), 0u) << url;
+  auto client = std::make_shared<Recorder>();
+  EngineOptions o;
+  o.url = url;
+  {
+    Engine engine(o, client, beast::make_connector());
+    Error e = engine.start();
+    ASSERT_FALSE(e) << e.message();
+    ASSERT_FALSE(engine.send_text("over IPv6"));
+    ASSERT_TRUE(client->wait_count(Event::message, 1));
+    EXPECT_EQ(client->events_of(Event::message)[0].payload, "over IPv6");
+    ASSERT_FALSE(engine.stop());
+    client->mark_stopped();
+  }
+  server.stop();
+  EXPECT_THAT(client->violations(), ::testing::IsEmpty());
+}

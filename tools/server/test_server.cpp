@@ -214,8 +214,9 @@ void TestServer::stop() {
 
 std::uint16_t TestServer::port() const noexcept { return impl_->port; }
 std::string TestServer::url(const std::string& target) const {
-  return std::string(impl_->tls ? "wss://" : "ws://") + (impl_->tls ? "localhost" : impl_->options.host) + ":" +
-         std::to_string(impl_->port) + target;
+  std::string host = impl_->tls ? "localhost" : impl_->options.host;
+  if (host.find(':') != std::string::npos) host = "[" + host + "]";  // an IPv6 literal
+  return std::string(impl_->tls ? "wss://" : "ws://") + host + ":" + std::to_string(impl_->port) + target;
 }
 std::size_t TestServer::accepted() const noexcept { return impl_->accepted; }
 
