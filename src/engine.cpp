@@ -433,8 +433,41 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
     return;  // stop token already requested
   }
   s->reader_running = true;
+  schedule_heartbeat_locked(s);
   lock.unlock();
   post([this, s] { run_reader(s, {}); });
+}
+
+// ---------------------------------------------------------------- heartbeat
+
+void EngineCore::schedule_heartbeat_locked(const std::shared_ptr<Session>& s) {
+  if (options_.ping_interval.count() == 0 || s->ending) return;
+  if (!s->heartbeat) s->heartbeat.emplace(runtime_->impl().io);
+  s->heartbeat->expires_after(options_.ping_interval);
+  s->heartbeat->async_wait(counted([this, s](const boost::system::error_code& ec) {
+    if (!ec) post([this, s] { heartbeat(s); });
+  }));
+}
+
+// On a callback thread: the ping may wait up to pong_timeout. Adapters answer pings
+// and take pongs even when no reader runs (OnMessage busy, pause lock held).
+void EngineCore::heartbeat(const std::shared_ptr<Session>& s) {
+  {
+    Lock lock(mutex_);
+    if (s->ending || !s->current) return;
+  }
+  Error error = s->connection->ping({}, options_.pong_timeout);
+  Lock lock(mutex_);
+  if (s->ending) return;
+  if (!error) return schedule_heartbeat_locked(s);
+  if (error.is(errc::closed) || !s->connection->is_open()) return;  // the reader sees the close
+  s->dead = Error(errc::timeout, "no pong within " + std::to_string(options_.pong_timeout.count()) +
+                                     " ms of a ping: the connection is dead (" + error.message() + ")");
+  bool fresh = request_shutdown_locked(s, EndReason::failed, CloseFrame{close_code::abnormal, {}},
+                                       CloseInitiator::client);
+  lock.unlock();
+  s->connection->abort();  // no close handshake with a dead peer; wakes a blocked reader
+  if (fresh) s->stop.request_stop();
 }
 
 void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error error) {
@@ -677,18 +710,7 @@ bool EngineCore::handle_read_error(const std::shared_ptr<Session>& s, Error erro
     if (fresh) s->stop.request_stop();
     return false;
   }
-  Context ctx(*this, s);
-  auto span = start_span("wscengine.on_read_error", s->run_trace);
-  if (span) {
-    span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
-    span->set_error(error);
-    ctx.set_trace_context(span->context());
-  }
-  if (metrics_) metrics_->read_error(error);
-  try {
-    call_user(span, [&] { client_->on_read_error(ctx, error); });  // runs under the read lock
-  } catch (...) {
-  }
+  report_read_error(s, error);  // runs under the read lock
   Lock lock(mutex_);
   if (s->ending) return false;
   if (!s->connection->is_open()) {
@@ -701,6 +723,21 @@ bool EngineCore::handle_read_error(const std::shared_ptr<Session>& s, Error erro
   return true;
 }
 
+void EngineCore::report_read_error(const std::shared_ptr<Session>& s, const Error& error) {
+  Context ctx(*this, s);
+  auto span = start_span("wscengine.on_read_error", s->run_trace);
+  if (span) {
+    span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
+    span->set_error(error);
+    ctx.set_trace_context(span->context());
+  }
+  if (metrics_) metrics_->read_error(error);
+  try {
+    call_user(span, [&] { client_->on_read_error(ctx, error); });
+  } catch (...) {
+  }
+}
+
 // ---------------------------------------------------------------- shutdown
 
 bool EngineCore::request_shutdown_locked(const std::shared_ptr<Session>& s, EndReason reason,
@@ -710,6 +747,7 @@ bool EngineCore::request_shutdown_locked(const std::shared_ptr<Session>& s, EndR
     return false;
   }
   s->ending = true;
+  if (s->heartbeat) s->heartbeat->cancel();
   set_connection_state(ConnectionState::open, ConnectionState::closing);
   s->end_reason = reason;
   s->received_close = std::move(received);
@@ -734,13 +772,17 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
   auto close_span = start_span("wscengine.on_close", trace_of(shutdown_span));
   if (close_span) ctx.set_trace_context(close_span->context());
   std::optional<CloseFrame> received;
+  std::optional<Error> dead;
   EndReason reason;
   {
     Lock lock(mutex_);
     ctx.set_initiator(s->initiator);
     received = s->received_close;
     reason = s->end_reason;
+    dead = s->dead;
   }
+  // No reader runs any more: the heartbeat's verdict reaches OnReadError first.
+  if (dead) report_read_error(s, *dead);
   if (shutdown_span) {
     shutdown_span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
     shutdown_span->set_attribute("wscengine.initiator", ctx.initiator() == CloseInitiator::peer ? "peer" : "client");

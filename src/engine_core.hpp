@@ -45,6 +45,8 @@ class Session {
   bool reader_running = false;                                // (m) a reader task runs or its wait is armed
   bool finish_scheduled = false;                              // (m) OnClose posted
   std::size_t in_flight = 0;                                  // (m) OnMessage running
+  std::optional<boost::asio::steady_timer> heartbeat;         // (m) next ping, when ping_interval > 0
+  std::optional<Error> dead;                                  // (m) why the heartbeat declared it dead
   std::unique_ptr<Span> run_span;                             // from OnOpen's success to the end of shutdown
   TraceContext run_trace;                                     // parent of the session's callback spans
   std::uint64_t next_sequence = 0;                            // (m)
@@ -117,6 +119,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::unique_ptr<InboundMessage> take_buffer_locked(Session& s);
   bool handle_read_error(const std::shared_ptr<Session>& s, Error error);
   void kick_reader_locked(const std::shared_ptr<Session>& s);
+  void schedule_heartbeat_locked(const std::shared_ptr<Session>& s);
+  void heartbeat(const std::shared_ptr<Session>& s);
+  void report_read_error(const std::shared_ptr<Session>& s, const Error& error);
   /// Whether a reader may start or go on reading for `s` (nothing stops it).
   bool reader_may_run_locked(const Session& s) const;
   std::string message_key(const InboundMessage& inbound, std::uint64_t sequence) const;

@@ -442,3 +442,24 @@ TEST(BeastIpv6, AnIpv6LiteralUrlReachesAServerOnLoopback) {
   server.stop();
   EXPECT_THAT(client->violations(), ::testing::IsEmpty());
 }
+
+TEST_F(BeastIntegration, HeartbeatFindsAServerThatStoppedAnsweringOverARealSocket) {
+  std::atomic<bool> release{false};
+  std::atomic<int> sessions{0};
+  server.on_session = [&](tools::ServerSession& s) {
+    if (++sessions > 1) return tools::echo_session(s);
+    // Never reads, so Beast never answers the client's pings: a silent peer.
+    for (int i = 0; i < 1000 && !release; ++i) std::this_thread::sleep_for(10ms);
+  };
+  auto o = options();
+  o.ping_interval = 50ms;
+  o.pong_timeout = 200ms;
+  make(o);
+  ASSERT_FALSE(engine->start());
+  ASSERT_TRUE(client->wait_count(Event::open, 2, 20s));
+  auto errors = client->events_of(Event::read_error);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_TRUE(errors[0].error.is(errc::timeout)) << errors[0].error.message();
+  release = true;
+  finish();
+}

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -106,9 +105,10 @@ class CliClient final : public Client {
   }
 
   std::optional<CloseFrame> on_close(Context& ctx, const std::optional<CloseFrame>& received) override {
-    if (received && ctx.initiator() == CloseInitiator::peer) {
+    if (received) {  // by the server, or a drop (1006) the server or the heartbeat found
       last_close_code = received->code;
-      std::string text = "closed by the server: code " + std::to_string(received->code);
+      std::string text = ctx.initiator() == CloseInitiator::peer ? "closed by the server: code " : "closed: code ";
+      text += std::to_string(received->code);
       if (received->code == close_code::abnormal) text += " (connection dropped, no close frame)";
       if (!received->reason.empty()) text += ", reason \"" + received->reason + "\"";
       (received->code == close_code::normal ? status_.info(text) : status_.warn(text));
@@ -166,6 +166,11 @@ int run_connect(const Args& args) {
   options.max_message_size = static_cast<std::size_t>(*max_size);
   options.backoff.initial_delay = std::chrono::milliseconds(250);
   options.backoff.max_delay = std::chrono::seconds(5);
+  // The engine's heartbeat: a dead peer ends as OnReadError (timeout) + OnClose 1006.
+  options.ping_interval =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(*ping_interval));
+  options.pong_timeout =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(*pong_timeout));
   for (const auto& header : args.values("--header")) {
     auto colon = header.find(':');
     if (colon == std::string::npos || colon == 0)
@@ -230,33 +235,6 @@ int run_connect(const Args& args) {
     pump->eof = true;
   }).detach();  // blocked in getline until input or exit; it only touches `pump`
 
-  // Heartbeat: a ping every interval; no pong in time means a dead connection.
-  std::mutex heartbeat_mutex;
-  std::condition_variable heartbeat_cv;
-  bool finished = false;
-  std::thread heartbeat;
-  if (*ping_interval > 0) {
-    heartbeat = std::thread([&] {
-      auto interval = std::chrono::duration<double>(*ping_interval);
-      auto timeout =
-          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(*pong_timeout));
-      std::unique_lock lock(heartbeat_mutex);
-      while (!heartbeat_cv.wait_for(lock, interval, [&] { return finished; })) {
-        lock.unlock();
-        SessionConnection connection = engine->connection();
-        if (connection.is_open()) {
-          Error e = connection.ping("", timeout);
-          if (e && connection.is_open()) {
-            status.warn("no pong within " + std::to_string(timeout.count()) +
-                        " ms: the connection is dead, dropping it");
-            connection.abort();  // no close handshake with a dead peer: the session ends as a drop (1006)
-          }
-        }
-        lock.lock();
-      }
-    });
-  }
-
   bool user_stop = false;
   while (engine->wait_stopped(std::chrono::milliseconds(50))) {
     if (g_interrupted || (pump->eof && stdin_is_terminal)) {
@@ -265,12 +243,6 @@ int run_connect(const Args& args) {
     }
   }
   if (user_stop) (void)engine->stop();
-  {
-    std::lock_guard lock(heartbeat_mutex);
-    finished = true;
-  }
-  heartbeat_cv.notify_all();
-  if (heartbeat.joinable()) heartbeat.join();
   {
     std::lock_guard lock(pump->mutex);
     pump->engine = nullptr;
