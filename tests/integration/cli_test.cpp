@@ -136,8 +136,7 @@ TEST(Cli, InterruptClosesWith1000AndExits0) {
 }
 
 TEST(Cli, ADeadPeerIsFoundByPingsAndLostWithoutReconnectIsExit1) {
-  // A feed session never reads, so it never answers a ping.
-  auto server = serve({"--mode", "feed", "--rate", "1"});
+  auto server = serve({"--mode", "silent"});  // never reads, so never answers a ping
   auto r =
       cli({"connect", server.url(), "--ping-interval", "0.2", "--pong-timeout", "0.2", "--no-reconnect", "--quiet"});
   EXPECT_EQ(r.exit_code, 1) << r.err;

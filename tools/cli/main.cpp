@@ -44,7 +44,8 @@ or Ctrl-C).
 serve: prints its URL, then serves until Ctrl-C (or --seconds).
   --host H                     address to bind (default 127.0.0.1)
   --port P                     port (default 0: a free one)
-  --mode echo|feed             echo every message, or send a feed (default echo)
+  --mode echo|feed|silent      echo every message, send a feed, or accept and then never
+                               read nor send (a dead peer, for heartbeats) (default echo)
   --count N                    feed: messages per connection, then close 1000 (0 = endless)
   --size BYTES                 feed: message size (default: just "tick <n>")
   --rate MSGS_PER_S            feed: messages per second (0 = as fast as possible, default 10)

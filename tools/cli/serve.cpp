@@ -71,7 +71,8 @@ int run_serve(const Args& args) {
   if (!error.empty()) return usage_error(error);
   if (!args.positional().empty()) return usage_error("serve takes no argument '" + args.positional()[0] + "'");
   std::string mode = args.value("--mode").value_or("echo");
-  if (mode != "echo" && mode != "feed") return usage_error("--mode must be echo or feed (got '" + mode + "')");
+  if (mode != "echo" && mode != "feed" && mode != "silent")
+    return usage_error("--mode must be echo, feed or silent (got '" + mode + "')");
 
   tools::ServerOptions options;
   options.host = args.value("--host").value_or("127.0.0.1");
@@ -88,6 +89,12 @@ int run_serve(const Args& args) {
   };
   if (mode == "echo") {
     server.on_session = [](tools::ServerSession& session) { tools::echo_session(session); };
+  } else if (mode == "silent") {
+    // A half-open peer: accepts the upgrade, then never reads (so never answers a
+    // ping) and never sends, until the server stops.
+    server.on_session = [](tools::ServerSession&) {
+      while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    };
   } else {
     server.on_session = [&](tools::ServerSession& session) { feed_session(session, feed, ticks, refusals_left); };
   }
