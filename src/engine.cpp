@@ -463,8 +463,8 @@ void EngineCore::heartbeat(const std::shared_ptr<Session>& s) {
   if (error.is(errc::closed) || !s->connection->is_open()) return;  // the reader sees the close
   s->dead = Error(errc::timeout, "no pong within " + std::to_string(options_.pong_timeout.count()) +
                                      " ms of a ping: the connection is dead (" + error.message() + ")");
-  bool fresh = request_shutdown_locked(s, EndReason::failed, CloseFrame{close_code::abnormal, {}},
-                                       CloseInitiator::client);
+  bool fresh =
+      request_shutdown_locked(s, EndReason::failed, CloseFrame{close_code::abnormal, {}}, CloseInitiator::client);
   lock.unlock();
   s->connection->abort();  // no close handshake with a dead peer; wakes a blocked reader
   if (fresh) s->stop.request_stop();
