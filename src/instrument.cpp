@@ -171,6 +171,7 @@ class InstrumentedConnector final : public Connector {
     return std::make_unique<InstrumentedConnection>(inner_->make_connection(runtime), tracer_, metrics_);
   }
   std::string_view name() const noexcept override { return inner_->name(); }
+  AdapterCapabilities capabilities() const noexcept override { return inner_->capabilities(); }
 
  private:
   const std::shared_ptr<Connector> inner_;

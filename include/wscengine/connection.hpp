@@ -136,6 +136,17 @@ class Connection {
   virtual Underlying underlying() noexcept = 0;
 };
 
+/// What an adapter's library can do, so that the engine, the tools and the tests
+/// ask only for what it has, and docs/adapters.md can list it. A plain value.
+struct AdapterCapabilities {
+  /// permessage-deflate (RFC 7692) can be offered and negotiated. Without it, a
+  /// dial with `offer_compression` fails with `errc::unsupported`.
+  bool compression = false;
+  /// write() blocks while the peer does not read and fails after
+  /// `write_timeout`. Without it, writes are queued in memory and return at once.
+  bool write_backpressure = true;
+};
+
 /// Makes connections of one adapter. Engines call it once per dial attempt.
 /// Thread safety: `make_connection` may be called from any thread.
 class Connector {
@@ -144,6 +155,8 @@ class Connector {
   virtual std::unique_ptr<Connection> make_connection(Runtime& runtime) = 0;
   /// A short name for logs and traces, e.g. "beast".
   virtual std::string_view name() const noexcept = 0;
+  /// What this adapter's connections can do.
+  virtual AdapterCapabilities capabilities() const noexcept { return {}; }
 };
 
 }  // namespace wscengine

@@ -200,9 +200,20 @@ TEST(Cli, ServeEndsByItselfAfterSeconds) {
   EXPECT_THAT(r.out, ::testing::StartsWith("ws://127.0.0.1:"));
 }
 
-TEST(Cli, TheWebsocketppChoiceSaysItIsNotInThisBuild) {
-  auto r = cli({"connect", "ws://127.0.0.1:1/", "--adapter", "websocketpp"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, HasSubstr("websocketpp adapter is not part of this build"));
+TEST(Cli, TheWebsocketppAdapterEchoesAndReconnects) {
+  auto echo = serve({"--mode", "echo"});
+  auto r = cli({"connect", echo.url(), "--adapter", "websocketpp", "--send", "first", "--count", "2", "--stats"},
+               "second\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(lines(r.out), (std::vector<std::string>{"first", "second"}));
+  EXPECT_THAT(last_line(r.err), HasSubstr("\"close_code\":1000"));
+
+  auto feed = serve({"--mode", "feed", "--drop-every", "3", "--rate", "200"});
+  r = cli({"connect", feed.url(), "--adapter", "websocketpp", "--send", "subscribe ticks", "--count", "7", "--quiet",
+           "--stats"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("code 1006"));
+  EXPECT_THAT(last_line(r.err), HasSubstr("\"messages\":7"));
+
   EXPECT_EQ(cli({"connect", "ws://127.0.0.1:1/", "--adapter", "curl"}).exit_code, 2);
 }

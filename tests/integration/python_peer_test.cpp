@@ -1,12 +1,12 @@
-// The engine with the Beast adapter against Python `websockets`, a server no one here wrote.
+// The engine on every real adapter against Python `websockets`, a server no one here wrote.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include <wscengine/beast.hpp>
 #include <wscengine/wscengine.hpp>
 
 #include "support/fake_tracer.hpp"
 #include "support/process.hpp"
+#include "support/real_adapters.hpp"
 #include "support/recorder.hpp"
 
 using namespace wscengine;
@@ -15,7 +15,7 @@ using ::testing::IsEmpty;
 
 namespace {
 
-class PythonPeer : public ::testing::Test {
+class PythonPeer : public ::testing::TestWithParam<RealAdapter> {
  protected:
   void SetUp() override {
     server_ = std::make_unique<ChildProcess>(std::vector<std::string>{"/usr/bin/python3", WSCENGINE_PY_SERVER});
@@ -29,7 +29,7 @@ class PythonPeer : public ::testing::Test {
     o.auto_reconnect = reconnect;
     o.backoff.initial_delay = 10ms;
     o.subprotocols = {"chat.v1"};
-    engine = std::make_unique<Engine>(o, client, beast::make_connector());
+    engine = std::make_unique<Engine>(o, client, GetParam().make());
   }
 
   std::unique_ptr<ChildProcess> server_;
@@ -40,7 +40,7 @@ class PythonPeer : public ::testing::Test {
 
 }  // namespace
 
-TEST_F(PythonPeer, EchoBothTypes) {
+TEST_P(PythonPeer, EchoBothTypes) {
   std::string subprotocol;
   client->on_open_hook = [&](Context&, const HandshakeResponse& r, bool) {
     subprotocol = r.subprotocol;
@@ -59,7 +59,7 @@ TEST_F(PythonPeer, EchoBothTypes) {
   EXPECT_EQ(m[2].payload.size(), 200000u);
 }
 
-TEST_F(PythonPeer, CloseCodeReachesOnClose) {
+TEST_P(PythonPeer, CloseCodeReachesOnClose) {
   make("/close/4002", false);
   ASSERT_FALSE(engine->start());
   ASSERT_FALSE(engine->wait_stopped(10s));
@@ -70,7 +70,7 @@ TEST_F(PythonPeer, CloseCodeReachesOnClose) {
   EXPECT_EQ(client->events_of(Event::message)[0].payload, "hello");
 }
 
-TEST_F(PythonPeer, DropIs1006AndReconnects) {
+TEST_P(PythonPeer, DropIs1006AndReconnects) {
   make("/drop");
   ASSERT_FALSE(engine->start());
   ASSERT_TRUE(client->wait_count(Event::open, 2));
@@ -80,7 +80,7 @@ TEST_F(PythonPeer, DropIs1006AndReconnects) {
   EXPECT_EQ(close[0].received->code, close_code::abnormal);
 }
 
-TEST_F(PythonPeer, ReconnectAfterTheServerRestarts) {
+TEST_P(PythonPeer, ReconnectAfterTheServerRestarts) {
   make("/echo");
   ASSERT_FALSE(engine->start());
   server_->kill();  // the Python server dies: drop, then refused reconnects
@@ -94,7 +94,7 @@ TEST_F(PythonPeer, ReconnectAfterTheServerRestarts) {
   }));
 }
 
-TEST_F(PythonPeer, StopClosesNormally) {
+TEST_P(PythonPeer, StopClosesNormally) {
   make("/echo");
   ASSERT_FALSE(engine->start());
   ASSERT_FALSE(engine->stop());
@@ -105,13 +105,13 @@ TEST_F(PythonPeer, StopClosesNormally) {
   EXPECT_EQ(close[0].initiator, CloseInitiator::client);
 }
 
-TEST_F(PythonPeer, TheServerSeesTraceparentAndEveryStepIsTracedOverARealSocket) {
+TEST_P(PythonPeer, TheServerSeesTraceparentAndEveryStepIsTracedOverARealSocket) {
   auto tracer = std::make_shared<FakeTracer>();
   EngineOptions o;
   o.url = base_ + "/header/traceparent";
   o.telemetry.tracer = tracer;
   o.telemetry.inject_traceparent = true;
-  engine = std::make_unique<Engine>(o, client, beast::make_connector());
+  engine = std::make_unique<Engine>(o, client, GetParam().make());
   ASSERT_FALSE(engine->start());
   ASSERT_TRUE(client->wait_count(Event::message, 1));
   ASSERT_FALSE(engine->send_text("echo me"));
@@ -146,3 +146,5 @@ TEST_F(PythonPeer, TheServerSeesTraceparentAndEveryStepIsTracedOverARealSocket) 
   EXPECT_TRUE(closes[0].error.empty()) << closes[0].error;
   for (auto& s : tracer->spans()) EXPECT_TRUE(s.ended) << s.name;
 }
+
+INSTANTIATE_TEST_SUITE_P(Adapters, PythonPeer, ::testing::ValuesIn(real_adapters()), AdapterName());

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include <wscengine/beast.hpp>
+#include <wscengine/websocketpp.hpp>
 #include <wscengine/wscengine.hpp>
 
 #ifdef WSCENGINE_CLI_HAVE_OTEL
@@ -155,9 +156,8 @@ int run_connect(const Args& args) {
   auto count = args.number("--count", 0, 0, 1e15, error);
   if (!error.empty()) return usage_error(error);
   std::string adapter = args.value("--adapter").value_or("beast");
-  if (adapter == "websocketpp")
-    return failure("the websocketpp adapter is not part of this build yet; use --adapter beast");
-  if (adapter != "beast") return usage_error("--adapter must be beast or websocketpp (got '" + adapter + "')");
+  if (adapter != "beast" && adapter != "websocketpp")
+    return usage_error("--adapter must be beast or websocketpp (got '" + adapter + "')");
 
   EngineOptions options;
   options.url = args.positional()[0];
@@ -208,7 +208,8 @@ int run_connect(const Args& args) {
 
   std::unique_ptr<Engine> engine;
   try {
-    engine = std::make_unique<Engine>(options, client, beast::make_connector());
+    auto connector = adapter == "websocketpp" ? websocketpp::make_connector() : beast::make_connector();
+    engine = std::make_unique<Engine>(options, client, std::move(connector));
   } catch (const InvalidOptions& e) {
     return usage_error(e.what());
   }

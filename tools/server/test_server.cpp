@@ -55,8 +55,11 @@ class Session final : public ServerSession {
     boost::beast::flat_buffer buffer;
     error_code ec;
     ws_.read(buffer, ec);
-    if (ec == ws::error::closed) {
-      return Error::closed({static_cast<std::uint16_t>(ws_.reason().code), std::string(ws_.reason().reason.c_str())});
+    // A close frame arrived; the reply may have failed if the client dropped TCP
+    // right after its frame (websocketpp does for 1002/1007/1009), but it was seen.
+    if (ec == ws::error::closed || (ec && ws_.reason().code != ws::close_code::none)) {
+      return Error::closed({static_cast<std::uint16_t>(ws_.reason().code), std::string(ws_.reason().reason.c_str())},
+                           ec == ws::error::closed ? "" : "close frame received; the reply failed: " + ec.message());
     }
     if (ec) return Error(errc::io_error, ec.message());
     out.type = ws_.got_text() ? MessageType::text : MessageType::binary;

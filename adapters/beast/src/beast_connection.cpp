@@ -631,6 +631,9 @@ class BeastConnector final : public Connector {
     return std::make_unique<BeastConnection>(io_context(runtime), options_);
   }
   std::string_view name() const noexcept override { return "beast"; }
+  AdapterCapabilities capabilities() const noexcept override {
+    return {.compression = true, .write_backpressure = true};
+  }
 
  private:
   BeastOptions options_;

@@ -22,6 +22,7 @@ struct Pipe {
   std::vector<InboundMessage> outbound;
   bool open = false;
   bool answer_pings = true;
+  std::size_t max_message_size = SIZE_MAX;
   std::optional<CloseFrame> client_close;
   CloseFrame last_close{close_code::abnormal, {}};
   Connection::WaitHandler waiter;
@@ -81,6 +82,7 @@ class MemoryConnection final : public Connection {
         return done(Error(errc::cancelled, "in-memory dial aborted"));
       }
       pipe_->open = true;
+      pipe_->max_message_size = request.max_message_size;
     }
     server_->accepted.push_back(std::make_shared<Peer>(pipe_));
     server_->cv.notify_all();
@@ -127,7 +129,8 @@ class MemoryConnection final : public Connection {
     return {};
   }
 
-  Error ping(std::string_view, std::chrono::milliseconds timeout) override {
+  Error ping(std::string_view payload, std::chrono::milliseconds timeout) override {
+    if (payload.size() > 125) return Error(errc::invalid_option, "ping payload over 125 bytes");
     std::unique_lock lock(pipe_->mutex);
     if (!pipe_->open) return Error::closed(pipe_->last_close, "ping on a closed in-memory connection");
     if (pipe_->answer_pings) return {};
@@ -176,6 +179,14 @@ class MemoryConnection final : public Connection {
     Event e = std::move(pipe_->inbound.front());
     pipe_->inbound.pop_front();
     if (auto* m = std::get_if<InboundMessage>(&e)) {
+      if (m->payload.size() > pipe_->max_message_size) {  // as a library fails it: close 1009
+        pipe_->open = false;
+        pipe_->client_close = CloseFrame{close_code::too_big, "message too big"};
+        pipe_->inbound.clear();
+        pipe_->cv.notify_all();
+        return Error(errc::message_too_big,
+                     "message over max_message_size (" + std::to_string(pipe_->max_message_size) + " bytes)");
+      }
       out.type = m->type;
       out.payload.assign(m->payload);
       return {};
@@ -213,6 +224,10 @@ class MemoryConnector final : public Connector {
   explicit MemoryConnector(std::shared_ptr<ServerState> server) : server_(std::move(server)) {}
   std::unique_ptr<Connection> make_connection(Runtime&) override { return std::make_unique<MemoryConnection>(server_); }
   std::string_view name() const noexcept override { return "memory"; }
+  // The in-memory server answers an offer as set_handshake_response() says.
+  AdapterCapabilities capabilities() const noexcept override {
+    return {.compression = true, .write_backpressure = true};
+  }
 
  private:
   std::shared_ptr<ServerState> server_;

@@ -1,4 +1,5 @@
-// The engine with the Beast adapter over loopback against the project's Beast server.
+// The engine over real sockets against the project's Beast server, on every real
+// adapter (tests/support/real_adapters.hpp).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -6,10 +7,10 @@
 #include <future>
 #include <thread>
 
-#include <wscengine/beast.hpp>
 #include <wscengine/wscengine.hpp>
 
 #include "support/process.hpp"
+#include "support/real_adapters.hpp"
 #include "support/recorder.hpp"
 #include "test_server.hpp"
 
@@ -19,7 +20,7 @@ using ::testing::IsEmpty;
 
 namespace {
 
-class BeastIntegration : public ::testing::Test {
+class EngineOverSockets : public ::testing::TestWithParam<RealAdapter> {
  protected:
   tools::TestServer server;
   std::shared_ptr<Recorder> client = std::make_shared<Recorder>();
@@ -35,7 +36,7 @@ class BeastIntegration : public ::testing::Test {
     o.close_timeout = 2s;
     return o;
   }
-  void make(EngineOptions o) { engine = std::make_unique<Engine>(o, client, beast::make_connector()); }
+  void make(EngineOptions o) { engine = std::make_unique<Engine>(o, client, GetParam().make()); }
   // Tests whose server callbacks capture locals end with this: the server's session
   // threads must stop before the locals go.
   void finish() {
@@ -54,7 +55,7 @@ class BeastIntegration : public ::testing::Test {
 
 }  // namespace
 
-TEST_F(BeastIntegration, MessagesBothWaysInOrder) {
+TEST_P(EngineOverSockets, MessagesBothWaysInOrder) {
   server.on_session = tools::echo_session;
   make(options());
   ASSERT_FALSE(engine->start());
@@ -71,7 +72,7 @@ TEST_F(BeastIntegration, MessagesBothWaysInOrder) {
   EXPECT_EQ(messages[200].payload, binary);
 }
 
-TEST_F(BeastIntegration, ManySmallMessagesInOneBurst) {
+TEST_P(EngineOverSockets, ManySmallMessagesInOneBurst) {
   server.on_session = [](tools::ServerSession& s) {
     for (int i = 0; i < 20000; ++i) s.send(MessageType::binary, std::string(64, static_cast<char>('a' + i % 26)));
     InboundMessage m;
@@ -85,7 +86,7 @@ TEST_F(BeastIntegration, ManySmallMessagesInOneBurst) {
   EXPECT_EQ(messages[27].payload, std::string(64, 'b'));
 }
 
-TEST_F(BeastIntegration, ServerCloseCodeReachesOnClose) {
+TEST_P(EngineOverSockets, ServerCloseCodeReachesOnClose) {
   server.on_session = [](tools::ServerSession& s) { s.close({4001, "maintenance"}); };
   auto o = options();
   o.auto_reconnect = false;
@@ -99,7 +100,7 @@ TEST_F(BeastIntegration, ServerCloseCodeReachesOnClose) {
   EXPECT_EQ(close[0].initiator, CloseInitiator::peer);
 }
 
-TEST_F(BeastIntegration, DroppedConnectionIs1006AndReconnects) {
+TEST_P(EngineOverSockets, DroppedConnectionIs1006AndReconnects) {
   std::atomic<int> sessions{0};
   server.on_session = [&](tools::ServerSession& s) {
     int n = ++sessions;
@@ -121,7 +122,7 @@ TEST_F(BeastIntegration, DroppedConnectionIs1006AndReconnects) {
   finish();
 }
 
-TEST_F(BeastIntegration, ReconnectsAfterTheServerRestarts) {
+TEST_P(EngineOverSockets, ReconnectsAfterTheServerRestarts) {
   server.on_session = tools::echo_session;
   make(options());
   ASSERT_FALSE(engine->start());
@@ -145,7 +146,7 @@ TEST_F(BeastIntegration, ReconnectsAfterTheServerRestarts) {
   engine.reset();
 }
 
-TEST_F(BeastIntegration, OnOpenFailureAtStartAndDuringRestart) {
+TEST_P(EngineOverSockets, OnOpenFailureAtStartAndDuringRestart) {
   // One server behaviour for the whole test (its sessions run on their own threads).
   std::atomic<int> sessions{0};
   server.on_session = [&](tools::ServerSession& s) {
@@ -175,7 +176,7 @@ TEST_F(BeastIntegration, OnOpenFailureAtStartAndDuringRestart) {
   finish();
 }
 
-TEST_F(BeastIntegration, PauseThenRequestResponseByHand) {
+TEST_P(EngineOverSockets, PauseThenRequestResponseByHand) {
   server.on_session = [](tools::ServerSession& s) {
     for (;;) {
       InboundMessage m;
@@ -218,7 +219,7 @@ TEST_F(BeastIntegration, PauseThenRequestResponseByHand) {
   ASSERT_TRUE(client->wait_count(Event::message, 2));
 }
 
-TEST_F(BeastIntegration, StopSendsTheChosenCloseCode) {
+TEST_P(EngineOverSockets, StopSendsTheChosenCloseCode) {
   std::promise<CloseFrame> seen;
   server.on_session = [&](tools::ServerSession& s) {
     InboundMessage m;
@@ -235,7 +236,7 @@ TEST_F(BeastIntegration, StopSendsTheChosenCloseCode) {
   finish();
 }
 
-TEST_F(BeastIntegration, HandshakeHeadersSubprotocolAndResponse) {
+TEST_P(EngineOverSockets, HandshakeHeadersSubprotocolAndResponse) {
   server.choose_subprotocol = "feed.v2";
   std::promise<std::string> token;
   server.on_session = [&](tools::ServerSession& s) {
@@ -262,7 +263,7 @@ TEST_F(BeastIntegration, HandshakeHeadersSubprotocolAndResponse) {
   finish();
 }
 
-TEST_F(BeastIntegration, HttpRefusalCarriesTheStatus) {
+TEST_P(EngineOverSockets, HttpRefusalCarriesTheStatus) {
   server.on_request = [](const std::string&, const std::vector<Header>&) { return 403; };
   make(options());
   Error e = engine->start();
@@ -271,7 +272,7 @@ TEST_F(BeastIntegration, HttpRefusalCarriesTheStatus) {
   EXPECT_NE(e.message().find("403"), std::string::npos);
 }
 
-TEST_F(BeastIntegration, RefusedConnectionSaysSo) {
+TEST_P(EngineOverSockets, RefusedConnectionSaysSo) {
   auto o = options();
   std::uint16_t port = server.port();
   server.stop();
@@ -282,7 +283,7 @@ TEST_F(BeastIntegration, RefusedConnectionSaysSo) {
   EXPECT_NE(e.message().find("127.0.0.1"), std::string::npos);
 }
 
-TEST_F(BeastIntegration, UnknownHostIsADnsFailure) {
+TEST_P(EngineOverSockets, UnknownHostIsADnsFailure) {
   auto o = options();
   o.url = "ws://no-such-host.invalid/";
   make(o);
@@ -290,7 +291,7 @@ TEST_F(BeastIntegration, UnknownHostIsADnsFailure) {
   EXPECT_TRUE(e.is(errc::dns_failure)) << e.message();
 }
 
-TEST_F(BeastIntegration, OversizeMessageIs1009ThenReconnect) {
+TEST_P(EngineOverSockets, OversizeMessageIs1009ThenReconnect) {
   std::atomic<int> sessions{0};
   std::promise<CloseFrame> client_close;
   server.on_session = [&](tools::ServerSession& s) {
@@ -315,7 +316,7 @@ TEST_F(BeastIntegration, OversizeMessageIs1009ThenReconnect) {
   finish();
 }
 
-TEST_F(BeastIntegration, InvalidUtf8Is1007) {
+TEST_P(EngineOverSockets, InvalidUtf8Is1007) {
   server.on_session = [](tools::ServerSession& s) {
     s.send(MessageType::text, std::string("ok"));
     s.send(MessageType::text, std::string("\xff\xfe bad", 6));
@@ -332,7 +333,7 @@ TEST_F(BeastIntegration, InvalidUtf8Is1007) {
   EXPECT_TRUE(client->events_of(Event::read_error)[0].error.is(errc::invalid_utf8));
 }
 
-TEST_F(BeastIntegration, SecureWithTheTestsOwnCertificate) {
+TEST_P(EngineOverSockets, SecureWithTheTestsOwnCertificate) {
   std::string dir = temp_dir();
   ASSERT_TRUE(make_test_certificate(dir)) << "openssl could not make a certificate";
   tools::ServerOptions tls;
@@ -395,7 +396,7 @@ TEST_F(BeastIntegration, SecureWithTheTestsOwnCertificate) {
   secure.stop();
 }
 
-TEST_F(BeastIntegration, ManyEnginesShareOneRuntimeWithoutAThreadEach) {
+TEST_P(EngineOverSockets, ManyEnginesShareOneRuntimeWithoutAThreadEach) {
   server.on_session = tools::echo_session;
   auto o = options();
   auto runtime = Runtime::create({1, 2});
@@ -403,7 +404,7 @@ TEST_F(BeastIntegration, ManyEnginesShareOneRuntimeWithoutAThreadEach) {
   std::vector<std::unique_ptr<Engine>> engines;
   for (int i = 0; i < 50; ++i) {
     clients.push_back(std::make_shared<Recorder>());
-    engines.push_back(std::make_unique<Engine>(o, clients.back(), beast::make_connector(), runtime));
+    engines.push_back(std::make_unique<Engine>(o, clients.back(), GetParam().make(), runtime));
     ASSERT_FALSE(engines.back()->start()) << "engine " << i;
   }
   for (int i = 0; i < 50; ++i) ASSERT_FALSE(engines[i]->send_text("engine " + std::to_string(i)));
@@ -418,19 +419,18 @@ TEST_F(BeastIntegration, ManyEnginesShareOneRuntimeWithoutAThreadEach) {
   }
 }
 
-TEST(BeastIpv6, AnIpv6LiteralUrlReachesAServerOnLoopback) {
+TEST_P(EngineOverSockets, AnIpv6LiteralUrlReachesAServerOnLoopback) {
   tools::ServerOptions server_options;
   server_options.host = "::1";
-  tools::TestServer server(server_options);
-  server.on_session = [](tools::ServerSession& s) { tools::echo_session(s); };
-  server.start();
-  std::string url = server.url("/v6");
+  tools::TestServer v6(server_options);
+  v6.on_session = [](tools::ServerSession& s) { tools::echo_session(s); };
+  v6.start();
+  std::string url = v6.url("/v6");
   ASSERT_EQ(url.rfind("ws://[::1]:", 0), 0u) << url;
-  auto client = std::make_shared<Recorder>();
   EngineOptions o;
   o.url = url;
   {
-    Engine engine(o, client, beast::make_connector());
+    Engine engine(o, client, GetParam().make());
     Error e = engine.start();
     ASSERT_FALSE(e) << e.message();
     ASSERT_FALSE(engine.send_text("over IPv6"));
@@ -439,11 +439,11 @@ TEST(BeastIpv6, AnIpv6LiteralUrlReachesAServerOnLoopback) {
     ASSERT_FALSE(engine.stop());
     client->mark_stopped();
   }
-  server.stop();
+  v6.stop();
   EXPECT_THAT(client->violations(), ::testing::IsEmpty());
 }
 
-TEST_F(BeastIntegration, HeartbeatFindsAServerThatStoppedAnsweringOverARealSocket) {
+TEST_P(EngineOverSockets, HeartbeatFindsAServerThatStoppedAnsweringOverARealSocket) {
   std::atomic<bool> release{false};
   std::atomic<int> sessions{0};
   server.on_session = [&](tools::ServerSession& s) {
@@ -463,3 +463,5 @@ TEST_F(BeastIntegration, HeartbeatFindsAServerThatStoppedAnsweringOverARealSocke
   release = true;
   finish();
 }
+
+INSTANTIATE_TEST_SUITE_P(Adapters, EngineOverSockets, ::testing::ValuesIn(real_adapters()), AdapterName());

@@ -1,0 +1,250 @@
+// websocketpp behind the bridge. This file is compiled as C++17 (see
+// wspp_bridge.hpp) and is the only one that includes websocketpp.
+//
+// websocketpp's own error codes are made boost::system ones
+// (_WEBSOCKETPP_NO_CPP11_SYSTEM_ERROR_): with std::error_code its transport turns
+// every Asio error into "pass_through" and a refused connection could not be told
+// from a DNS failure.
+#define _WEBSOCKETPP_NO_CPP11_SYSTEM_ERROR_ 1
+
+#include "wspp_bridge.hpp"
+
+#include <websocketpp/client.hpp>
+#include <websocketpp/config/asio_client.hpp>
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <mutex>
+
+namespace wscengine::websocketpp_adapter::bridge {
+namespace {
+
+namespace asio = boost::asio;
+using error_code = boost::system::error_code;
+
+bool is_resolver_error(const error_code& ec) {
+  return ec == asio::error::host_not_found || ec == asio::error::host_not_found_try_again ||
+         ec == asio::error::no_data || ec == asio::error::no_recovery || ec == asio::error::service_not_found ||
+         ec.category() == asio::error::get_addrinfo_category() || ec.category() == asio::error::get_netdb_category();
+}
+
+DialOutcome failed(Failure failure, std::string detail) {
+  DialOutcome out;
+  out.failure = failure;
+  out.detail = std::move(detail);
+  return out;
+}
+
+template <class Config>
+class BridgeImpl final : public Bridge, public std::enable_shared_from_this<BridgeImpl<Config>> {
+  using Endpoint = websocketpp::client<Config>;
+  using ConnectionPtr = typename Endpoint::connection_ptr;
+  using MessagePtr = typename Endpoint::message_ptr;
+  static constexpr bool kTls = !std::is_same_v<Config, websocketpp::config::asio_client>;
+
+ public:
+  explicit BridgeImpl(asio::io_context& io) : io_(io) {}
+
+  ~BridgeImpl() override { abort(); }
+
+  DialOutcome dial(DialParams params, Events events) override {
+    params_ = std::move(params);
+    // The endpoint lives as long as its connection: every handler set below holds
+    // it. websocketpp connections refer to their endpoint's random generator and
+    // call back into it after connect, so it must not die first.
+    auto endpoint = std::make_shared<Endpoint>();
+    endpoint->clear_access_channels(websocketpp::log::alevel::all);
+    endpoint->clear_error_channels(websocketpp::log::elevel::all);
+    error_code ec;
+    endpoint->init_asio(&io_, ec);
+    if (ec) return failed(Failure::io, "websocketpp init_asio: " + ec.message());
+    endpoint->set_user_agent(params_.user_agent);
+    if constexpr (kTls) {
+      auto tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+      if (!params_.ca_file.empty())
+        tls->load_verify_file(params_.ca_file, ec);
+      else
+        tls->set_default_verify_paths(ec);
+      if (ec) return failed(Failure::invalid_option, "cannot load CA file '" + params_.ca_file + "': " + ec.message());
+      tls->set_verify_mode(params_.verify_peer ? asio::ssl::verify_peer : asio::ssl::verify_none);
+      endpoint->set_tls_init_handler([tls](websocketpp::connection_hdl) { return tls; });
+    }
+    ConnectionPtr con = endpoint->get_connection(params_.uri, ec);
+    if (ec || !con) return failed(Failure::invalid_url, "websocketpp rejected '" + params_.uri + "': " + ec.message());
+    con->set_termination_handler({});  // the default one calls into the endpoint by raw pointer
+    for (const auto& [name, value] : params_.headers) con->append_header(name, value);
+    for (const auto& protocol : params_.subprotocols) {
+      con->add_subprotocol(protocol, ec);
+      if (ec) return failed(Failure::invalid_url, "subprotocol '" + protocol + "': " + ec.message());
+    }
+    con->set_max_message_size(params_.max_message_size);
+    con->set_open_handshake_timeout(params_.handshake_timeout_ms);
+    con->set_close_handshake_timeout(params_.handshake_timeout_ms);
+
+    std::weak_ptr<BridgeImpl> weak = this->shared_from_this();
+    auto ev = std::make_shared<Events>(std::move(events));
+    con->set_tcp_pre_init_handler([weak, endpoint](websocketpp::connection_hdl) {
+      if (auto self = weak.lock()) self->on_socket();
+    });
+    con->set_open_handler([weak, endpoint, ev](websocketpp::connection_hdl) {
+      if (auto self = weak.lock()) ev->dialled(self->outcome(Failure::none, {}));
+    });
+    con->set_fail_handler([weak, endpoint, ev](websocketpp::connection_hdl) {
+      if (auto self = weak.lock()) ev->dialled(self->failure());
+    });
+    con->set_message_handler([weak, endpoint, ev](websocketpp::connection_hdl, MessagePtr msg) {
+      bool text = msg->get_opcode() == websocketpp::frame::opcode::text;
+      if (!ev->message(text, std::move(msg->get_raw_payload()))) {
+        // Inside the read handler, on the connection's strand: pause_reading runs
+        // inline, so no further socket read is started after this message.
+        if (auto self = weak.lock()) self->connection()->pause_reading();
+      }
+    });
+    con->set_pong_handler([endpoint, ev](websocketpp::connection_hdl, std::string) { ev->pong(); });
+    con->set_close_handler([weak, endpoint, ev](websocketpp::connection_hdl) {
+      if (auto self = weak.lock()) ev->ended(self->ending());
+    });
+    {
+      std::lock_guard lock(mutex_);
+      con_ = con;
+    }
+    endpoint->connect(con);
+    return {};
+  }
+
+  std::string send(bool text, std::string_view payload) override {
+    auto con = connection();
+    if (!con) return "not connected";
+    auto ec = con->send(payload.data(), payload.size(),
+                        text ? websocketpp::frame::opcode::text : websocketpp::frame::opcode::binary);
+    return ec ? ec.message() : std::string();
+  }
+
+  std::string ping(std::string_view payload) override {
+    auto con = connection();
+    if (!con) return "not connected";
+    error_code ec;
+    con->ping(std::string(payload), ec);
+    return ec ? ec.message() : std::string();
+  }
+
+  std::string close(std::uint16_t code, std::string_view reason) override {
+    auto con = connection();
+    if (!con) return "not connected";
+    error_code ec;
+    con->close(code, std::string(reason), ec);
+    return ec ? ec.message() : std::string();
+  }
+
+  void abort() noexcept override {
+    aborted_ = true;
+    if (int fd = fd_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+  }
+
+  void resume_reading() override {
+    if (auto con = connection()) con->resume_reading();
+  }
+
+  const std::type_info& underlying_type() const noexcept override { return typeid(typename Endpoint::connection_type); }
+  void* underlying_object() noexcept override { return connection().get(); }
+
+ private:
+  ConnectionPtr connection() {
+    std::lock_guard lock(mutex_);
+    return con_;
+  }
+
+  // TCP is connected, TLS not yet started: the descriptor exists, and the TLS
+  // name settings websocketpp made can still be corrected.
+  void on_socket() {
+    auto con = connection();
+    if constexpr (kTls) {
+      SSL* ssl = con->get_socket().native_handle();
+      // websocketpp sends the URI host as SNI, even an address literal.
+      SSL_set_tlsext_host_name(ssl, params_.send_sni ? const_cast<char*>(params_.tls_name.c_str()) : nullptr);
+      if (params_.verify_peer) {
+        X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+        error_code not_an_address;
+        asio::ip::make_address(params_.tls_name, not_an_address);
+        if (not_an_address)
+          X509_VERIFY_PARAM_set1_host(param, params_.tls_name.c_str(), 0);
+        else
+          X509_VERIFY_PARAM_set1_ip_asc(param, params_.tls_name.c_str());
+      }
+    }
+    int fd = static_cast<int>(con->get_raw_socket().native_handle());
+    fd_ = fd;
+    if (aborted_) ::shutdown(fd, SHUT_RDWR);
+  }
+
+  DialOutcome outcome(Failure failure, std::string detail) {
+    DialOutcome out = failed(failure, std::move(detail));
+    auto con = connection();
+    const auto& response = con->get_response();
+    out.status = static_cast<int>(response.get_status_code());
+    for (const auto& [name, value] : response.get_headers()) out.headers.emplace_back(name, value);
+    out.subprotocol = con->get_subprotocol();
+    return out;
+  }
+
+  DialOutcome failure() {
+    auto con = connection();
+    error_code ec = con->get_ec();
+    std::string what = ec.message();
+    namespace socket_error = websocketpp::transport::asio::socket;
+    if (ec == websocketpp::transport::error::make_error_code(websocketpp::transport::error::timeout) ||
+        ec == websocketpp::error::make_error_code(websocketpp::error::open_handshake_timeout) ||
+        ec == socket_error::make_error_code(socket_error::error::tls_handshake_timeout))
+      return failed(Failure::timeout, what);
+    if (is_resolver_error(ec)) return failed(Failure::dns, what);
+    if (ec == asio::error::connection_refused) return failed(Failure::refused, what);
+    if (ec == socket_error::make_error_code(socket_error::error::tls_handshake_failed)) {
+      if constexpr (kTls) {
+        long result = SSL_get_verify_result(con->get_socket().native_handle());
+        if (result != X509_V_OK) return failed(Failure::tls_verification, X509_verify_cert_error_string(result));
+      }
+      return failed(Failure::tls_handshake, what);
+    }
+    if (ec == websocketpp::processor::error::make_error_code(websocketpp::processor::error::invalid_http_status)) {
+      auto out = outcome(Failure::http_status, con->get_response().get_status_msg());
+      return out;
+    }
+    if (ec.category() == websocketpp::processor::error::get_processor_category() ||
+        ec.category() == websocketpp::error::get_category())
+      return outcome(Failure::handshake, what);
+    if (con->get_response_code() == 0) return failed(Failure::connect, what);  // never got an HTTP answer
+    return outcome(Failure::io, what);
+  }
+
+  Ending ending() {
+    auto con = connection();
+    Ending end;
+    end.remote_code = con->get_remote_close_code();
+    end.close_received = end.remote_code != websocketpp::close::status::abnormal_close;
+    end.remote_reason = con->get_remote_close_reason();
+    end.local_code = con->get_local_close_code();
+    end.local_reason = con->get_local_close_reason();
+    if (error_code ec = con->get_ec()) end.error = ec.message();
+    return end;
+  }
+
+  asio::io_context& io_;
+  DialParams params_;  // set before connect, then read-only
+  std::mutex mutex_;
+  ConnectionPtr con_;
+  std::atomic<int> fd_{-1};
+  std::atomic<bool> aborted_{false};
+};
+
+}  // namespace
+
+std::shared_ptr<Bridge> make_bridge(boost::asio::io_context& io, bool tls) {
+  if (tls) return std::make_shared<BridgeImpl<websocketpp::config::asio_tls_client>>(io);
+  return std::make_shared<BridgeImpl<websocketpp::config::asio_client>>(io);
+}
+
+}  // namespace wscengine::websocketpp_adapter::bridge

@@ -1,0 +1,106 @@
+// The boundary between the websocketpp adapter (C++20) and websocketpp itself.
+//
+// websocketpp 0.8.2 does not compile as C++20 with GCC 12 (template-id
+// constructors, removed in C++20), so the library lives in one C++17 translation
+// unit (wspp_bridge.cpp) behind this header, which uses only standard types and the
+// Asio I/O context. The C++20 side (wspp_connection.cpp) implements
+// wscengine::Connection over it. Nothing here is public.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+namespace wscengine::websocketpp_adapter::bridge {
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+/// What went wrong, in the adapter's terms; the C++20 side maps it onto errc.
+enum class Failure {
+  none,
+  invalid_url,
+  invalid_option,
+  dns,
+  refused,
+  connect,
+  tls_handshake,
+  tls_verification,
+  http_status,
+  handshake,
+  timeout,
+  io,
+};
+
+/// One opening handshake to perform.
+struct DialParams {
+  std::string uri;  ///< ws://host:port/target (IPv6 bracketed)
+  HeaderList headers;
+  std::vector<std::string> subprotocols;
+  std::size_t max_message_size = 0;
+  bool verify_peer = true;
+  std::string ca_file;
+  std::string tls_name;  ///< the name to check in the certificate
+  bool send_sni = true;  ///< false for address literals (RFC 6066 §3)
+  long handshake_timeout_ms = 10'000;
+  std::string user_agent;
+};
+
+/// The result of a dial, success or not.
+struct DialOutcome {
+  Failure failure = Failure::none;
+  std::string detail;
+  int status = 0;  ///< HTTP status when a response arrived
+  HeaderList headers;
+  std::string subprotocol;
+};
+
+/// How the connection ended (the close handler's view).
+struct Ending {
+  bool close_received = false;  ///< the peer sent a close frame
+  std::uint16_t remote_code = 1006;
+  std::string remote_reason;
+  std::uint16_t local_code = 1006;  ///< the code we sent (or 1006)
+  std::string local_reason;         ///< the reason we sent (websocketpp's words when it failed us)
+  std::string error;                ///< websocketpp's error, empty when none
+};
+
+/// Called on I/O threads. `message` returns false to stop reading until
+/// Bridge::resume_reading() (it takes effect before the next socket read).
+struct Events {
+  std::function<void(DialOutcome)> dialled;
+  std::function<bool(bool text, std::string&& payload)> message;
+  std::function<void()> pong;
+  std::function<void(Ending)> ended;
+};
+
+/// One websocketpp client connection with its own endpoint.
+/// Thread safety: every member may be called from any thread.
+class Bridge {
+ public:
+  virtual ~Bridge() = default;
+  /// Starts the handshake. Returns a failure at once for what cannot even start
+  /// (bad URI); otherwise `events.dialled` reports the outcome.
+  virtual DialOutcome dial(DialParams params, Events events) = 0;
+  /// Queues one whole message; "" on success, else websocketpp's reason.
+  virtual std::string send(bool text, std::string_view payload) = 0;
+  virtual std::string ping(std::string_view payload) = 0;
+  virtual std::string close(std::uint16_t code, std::string_view reason) = 0;
+  /// Shuts the socket down at once (no close frame); a dial still in DNS or TCP
+  /// connect is stopped when the socket appears.
+  virtual void abort() noexcept = 0;
+  virtual void resume_reading() = 0;
+  virtual const std::type_info& underlying_type() const noexcept = 0;
+  virtual void* underlying_object() noexcept = 0;
+};
+
+std::shared_ptr<Bridge> make_bridge(boost::asio::io_context& io, bool tls);
+
+}  // namespace wscengine::websocketpp_adapter::bridge

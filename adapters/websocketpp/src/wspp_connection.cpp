@@ -1,0 +1,539 @@
+// The websocketpp adapter: wscengine::Connection over the bridge to websocketpp.
+//
+// websocketpp is push-based: it reads the socket itself and hands whole messages to
+// a handler on an I/O thread. This adapter queues them for the engine's pull-based
+// reads (try_read / async_wait_readable / read) and pauses websocketpp's socket
+// reads while the queue holds `read_ahead_limit` bytes, so that a paused or slow
+// engine applies back-pressure to the peer instead of buffering without limit.
+#include <wscengine/asio.hpp>
+#include <wscengine/websocketpp.hpp>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <optional>
+
+#include "wspp_bridge.hpp"
+
+namespace wscengine::websocketpp {
+namespace {
+
+namespace net = boost::asio;
+namespace bridge = websocketpp_adapter::bridge;
+
+constexpr const char* kUserAgent = "wscengine/0.1.0 (websocketpp)";
+
+bool is_address(const std::string& host) {
+  boost::system::error_code ec;
+  net::ip::make_address(host, ec);
+  return !ec;
+}
+
+std::string bracketed(const std::string& host) { return host.find(':') != std::string::npos ? "[" + host + "]" : host; }
+
+std::string uri_of(const Url& url) {
+  std::string uri = url.secure ? "wss://" : "ws://";
+  uri.append(bracketed(url.host)).append(":").append(std::to_string(url.port)).append(url.target);
+  return uri;
+}
+
+Error dial_error(const bridge::DialOutcome& o, const Url& url) {
+  std::string where = url.host + ":" + std::to_string(url.port);
+  std::string request = "GET " + url.to_string();
+  switch (o.failure) {
+    case bridge::Failure::none:
+      return {};
+    case bridge::Failure::invalid_url:
+      return Error(errc::invalid_url, o.detail);
+    case bridge::Failure::invalid_option:
+      return Error(errc::invalid_option, o.detail);
+    case bridge::Failure::dns:
+      return Error(errc::dns_failure, "resolving '" + url.host + "': " + o.detail);
+    case bridge::Failure::refused:
+      return Error(errc::connection_refused, "connecting to " + where);
+    case bridge::Failure::connect:
+      return Error(errc::connect_failed, "connecting to " + where + ": " + o.detail);
+    case bridge::Failure::tls_handshake:
+      return Error(errc::tls_handshake_failed, "with " + url.host + ": " + o.detail);
+    case bridge::Failure::tls_verification:
+      return Error(errc::tls_verification_failed, "server certificate of " + url.host + ": " + o.detail);
+    case bridge::Failure::http_status:
+      return Error::http(o.status, request + " answered \"" + o.detail + "\"");
+    case bridge::Failure::handshake:
+      return Error(errc::handshake_failed, request + ": " + o.detail);
+    case bridge::Failure::timeout:
+      return Error(errc::timeout, "opening handshake did not finish in time (" + o.detail + ")");
+    case bridge::Failure::io:
+      break;
+  }
+  return Error(errc::io_error, request + ": " + o.detail);
+}
+
+/// The connection's state, shared with the library's handlers (which hold it weakly).
+class State final : public std::enable_shared_from_this<State> {
+ public:
+  State(net::io_context& io, WebsocketppOptions options)
+      : io_(io), options_(options), strand_(net::make_strand(io)), timer_(strand_) {}
+
+  // ------------------------------------------------------------ dial
+
+  void async_dial(DialRequest request, Connection::DialHandler done) {
+    std::shared_ptr<bridge::Bridge> b;
+    bridge::DialParams params;
+    {
+      std::lock_guard lock(mutex_);
+      if (dialled_) return done(Error(errc::already_connected, "dial on a connection that was already dialled"));
+      if (aborted_) return done(Error(errc::cancelled, "dial aborted"));
+      dialled_ = true;
+      if (request.offer_compression) {
+        return done(Error(errc::unsupported,
+                          "the websocketpp adapter cannot offer permessage-deflate: websocketpp 0.8 does not "
+                          "negotiate extensions as a client (turn offer_compression off or use the Beast adapter)"));
+      }
+      request_ = std::move(request);
+      dial_done_ = std::move(done);
+      bridge_ = bridge::make_bridge(io_, request_.url.secure);
+      b = bridge_;
+      params.uri = uri_of(request_.url);
+      params.headers.reserve(request_.headers.size());
+      for (const auto& h : request_.headers) params.headers.emplace_back(h.name, h.value);
+      params.subprotocols = request_.subprotocols;
+      params.max_message_size = request_.max_message_size;
+      params.verify_peer = request_.tls.verify_peer;
+      params.ca_file = request_.tls.ca_file;
+      params.tls_name = request_.tls.server_name.empty() ? request_.url.host : request_.tls.server_name;
+      params.send_sni = !is_address(params.tls_name);  // RFC 6066 §3: host names only
+      params.handshake_timeout_ms = static_cast<long>(request_.timeout.count());
+      params.user_agent = kUserAgent;
+    }
+    std::weak_ptr<State> weak = shared_from_this();
+    net::post(strand_, [weak, timeout = request_.timeout] {
+      auto self = weak.lock();
+      if (!self) return;
+      self->timer_.expires_after(timeout);
+      self->timer_.async_wait([weak](const boost::system::error_code& ec) {
+        if (auto self = weak.lock(); self && !ec) self->on_dial_timeout();
+      });
+    });
+    bridge::Events events;
+    events.dialled = [weak](bridge::DialOutcome o) {
+      if (auto self = weak.lock()) self->on_dialled(std::move(o));
+    };
+    events.message = [weak](bool text, std::string&& payload) {
+      auto self = weak.lock();
+      return self ? self->on_message(text, std::move(payload)) : true;
+    };
+    events.pong = [weak] {
+      if (auto self = weak.lock()) self->on_pong();
+    };
+    events.ended = [weak](bridge::Ending e) {
+      if (auto self = weak.lock()) self->on_ended(std::move(e));
+    };
+    auto immediate = b->dial(std::move(params), std::move(events));
+    if (immediate.failure != bridge::Failure::none) finish_dial(dial_error(immediate, request_.url));
+  }
+
+  // ------------------------------------------------------------ reading
+
+  Error try_read(InboundMessage& out) {
+    bool resume = false;
+    Error result;
+    {
+      std::lock_guard lock(mutex_);
+      if (!dialled_ || !bridge_) return Error(errc::not_connected, "connection not dialled");
+      if (!queue_.empty()) {
+        auto& next = queue_.front();
+        out.type = next.type;
+        out.payload.swap(next.payload);
+        queued_bytes_ -= out.payload.size();
+        queue_.pop_front();
+        if (reading_paused_ && queued_bytes_ <= options_.read_ahead_limit / 2 && !ended_) {
+          reading_paused_ = false;
+          resume = true;
+        }
+      } else if (failure_ && !failure_reported_) {
+        failure_reported_ = true;
+        result = *failure_;
+      } else if (!open_) {
+        result = Error::closed(last_close_, closed_detail_);
+      } else {
+        result = Error(errc::would_block);
+      }
+    }
+    if (resume) bridge_->resume_reading();
+    return result;
+  }
+
+  void async_wait_readable(Connection::WaitHandler done) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!readable_locked()) {
+        wait_done_ = std::move(done);
+        return;
+      }
+    }
+    done({});
+  }
+
+  void cancel_wait() { complete_wait(Error(errc::cancelled, "wait cancelled")); }
+
+  Error read(InboundMessage& out, std::chrono::milliseconds timeout) {
+    {
+      std::unique_lock lock(mutex_);
+      if (!dialled_ || !bridge_) return Error(errc::not_connected, "connection not dialled");
+      if (!changed_.wait_for(lock, timeout, [&] { return readable_locked(); }))
+        return Error(errc::timeout, "no message within " + std::to_string(timeout.count()) + " ms");
+    }
+    return try_read(out);
+  }
+
+  // ------------------------------------------------------------ writing, ping, close
+
+  Error write(MessageType type, std::string_view payload) {
+    auto b = open_bridge();
+    if (!b) return closed_error("write on a closed connection");
+    auto failed = b->send(type == MessageType::text, payload);
+    if (failed.empty()) return {};
+    return closed_error("write failed: " + failed);
+  }
+
+  Error ping(std::string_view payload, std::chrono::milliseconds timeout) {
+    if (payload.size() > 125) return Error(errc::invalid_option, "ping payload over 125 bytes");
+    std::uint64_t before = 0;
+    std::shared_ptr<bridge::Bridge> b;
+    {
+      std::lock_guard lock(mutex_);
+      if (!open_) return Error::closed(last_close_, "ping on a closed connection");
+      before = pongs_;
+      b = bridge_;
+    }
+    auto failed = b->ping(payload);
+    if (!failed.empty()) return closed_error("ping failed: " + failed);
+    std::unique_lock lock(mutex_);
+    bool done = changed_.wait_for(lock, timeout, [&] { return pongs_ > before || !open_; });
+    if (!open_) return Error::closed(last_close_, "closed while waiting for a pong");
+    if (!done) return Error(errc::timeout, "no pong within " + std::to_string(timeout.count()) + " ms");
+    return {};
+  }
+
+  Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) {
+    std::shared_ptr<bridge::Bridge> b;
+    {
+      std::lock_guard lock(mutex_);
+      if (!open_ || closing_) return Error::closed(last_close_, "connection already closed");
+      closing_ = true;
+      b = bridge_;
+    }
+    // An error here means the peer's close crossed ours: websocketpp is already
+    // closing. Either way the end comes through the close handler.
+    b->close(frame.code, frame.reason);
+    Error result;
+    Connection::WaitHandler waiting;
+    bool drop = false;
+    {
+      std::unique_lock lock(mutex_);
+      if (!changed_.wait_for(lock, timeout, [&] { return ended_; })) {
+        result = Error(errc::timeout,
+                       "peer did not answer the close frame within " + std::to_string(timeout.count()) + " ms");
+        drop = true;
+      }
+      open_ = false;
+      last_close_ = frame;
+      closed_detail_ = "connection closed by this side";
+      waiting = std::exchange(wait_done_, nullptr);
+    }
+    if (drop) b->abort();
+    changed_.notify_all();
+    if (waiting) waiting({});
+    return result;
+  }
+
+  void abort() noexcept {
+    std::shared_ptr<bridge::Bridge> b;
+    Connection::DialHandler dialling;
+    Connection::WaitHandler waiting;
+    {
+      std::lock_guard lock(mutex_);
+      aborted_ = true;
+      if (open_) {
+        open_ = false;
+        last_close_ = {close_code::abnormal, {}};
+        closed_detail_ = "connection aborted";
+      }
+      b = bridge_;
+      dialling = std::exchange(dial_done_, nullptr);
+      waiting = std::exchange(wait_done_, nullptr);
+    }
+    if (b) b->abort();
+    cancel_timer();
+    changed_.notify_all();
+    if (dialling) dialling(Error(errc::cancelled, "dial aborted"));
+    if (waiting) waiting({});
+  }
+
+  // The engine is done with the connection: drop it unless it already ended.
+  void release() noexcept {
+    std::shared_ptr<bridge::Bridge> b;
+    {
+      std::lock_guard lock(mutex_);
+      if (!ended_) b = bridge_;
+    }
+    if (b) b->abort();
+    cancel_timer();
+  }
+
+  bool is_open() const noexcept {
+    std::lock_guard lock(mutex_);
+    return open_;
+  }
+
+  Underlying underlying() noexcept {
+    std::shared_ptr<bridge::Bridge> b;
+    {
+      std::lock_guard lock(mutex_);
+      b = bridge_;
+    }
+    if (!b) return {};
+    return {&b->underlying_type(), b->underlying_object()};
+  }
+
+ private:
+  // ------------------------------------------------------------ events (I/O threads)
+
+  void on_dial_timeout() {
+    std::shared_ptr<bridge::Bridge> b;
+    {
+      std::lock_guard lock(mutex_);
+      if (!dial_done_) return;
+      b = bridge_;
+    }
+    b->abort();
+    finish_dial(Error(errc::timeout,
+                      "opening handshake did not finish within " + std::to_string(request_.timeout.count()) + " ms"));
+  }
+
+  void on_dialled(bridge::DialOutcome o) {
+    if (o.failure != bridge::Failure::none) return finish_dial(dial_error(o, request_.url));
+    HandshakeResponse answer;
+    answer.status = o.status;
+    for (auto& [name, value] : o.headers) answer.headers.push_back({std::move(name), std::move(value)});
+    std::string request = "GET " + request_.url.to_string();
+    // RFC 6455 §4.1 (5, 6): a subprotocol or extension the client did not offer
+    // fails the connection. websocketpp 0.8 checks neither, so the adapter does.
+    if (auto chosen = answer.header("Sec-WebSocket-Protocol")) {
+      bool offered = false;
+      for (const auto& p : request_.subprotocols) offered |= (p == *chosen);
+      if (!offered) {
+        return reject(Error(errc::handshake_failed, request + ": server chose subprotocol '" + std::string(*chosen) +
+                                                        "' that was not offered (RFC 6455 §4.1)"));
+      }
+      answer.subprotocol = std::string(*chosen);
+    }
+    if (auto ext = answer.header("Sec-WebSocket-Extensions"); ext && !ext->empty()) {
+      return reject(Error(errc::handshake_failed, request + ": server enabled extension '" + std::string(*ext) +
+                                                      "', which was not offered (RFC 6455 §9.1, RFC 7692 §5.1)"));
+    }
+    {
+      std::lock_guard lock(mutex_);
+      if (!dial_done_) {  // timed out or aborted meanwhile
+        bridge_->abort();
+        return;
+      }
+      open_ = true;
+    }
+    finish_dial(std::move(answer));
+  }
+
+  void reject(Error error) {
+    std::shared_ptr<bridge::Bridge> b;
+    {
+      std::lock_guard lock(mutex_);
+      b = bridge_;
+    }
+    b->abort();
+    finish_dial(std::move(error));
+  }
+
+  void finish_dial(Result<HandshakeResponse> result) {
+    Connection::DialHandler done;
+    {
+      std::lock_guard lock(mutex_);
+      done = std::exchange(dial_done_, nullptr);
+    }
+    cancel_timer();
+    if (done) done(std::move(result));
+  }
+
+  bool on_message(bool text, std::string&& payload) {
+    bool keep_reading = true;
+    Connection::WaitHandler waiting;
+    {
+      std::lock_guard lock(mutex_);
+      queued_bytes_ += payload.size();
+      InboundMessage m;
+      m.type = text ? MessageType::text : MessageType::binary;
+      m.payload = std::move(payload);
+      queue_.push_back(std::move(m));
+      if (queued_bytes_ >= options_.read_ahead_limit) {
+        reading_paused_ = true;
+        keep_reading = false;
+      }
+      waiting = std::exchange(wait_done_, nullptr);
+    }
+    changed_.notify_all();
+    if (waiting) waiting({});
+    return keep_reading;
+  }
+
+  void on_pong() {
+    {
+      std::lock_guard lock(mutex_);
+      ++pongs_;
+    }
+    changed_.notify_all();
+  }
+
+  void on_ended(bridge::Ending e) {
+    Connection::WaitHandler waiting;
+    {
+      std::lock_guard lock(mutex_);
+      ended_ = true;
+      if (open_ && !closing_) {
+        open_ = false;
+        if (e.close_received) {
+          last_close_ = {e.remote_code, std::move(e.remote_reason)};
+          closed_detail_ = "peer closed the connection";
+        } else {
+          last_close_ = {close_code::abnormal, {}};
+          closed_detail_ = "connection dropped without a close frame" + (e.error.empty() ? "" : " (" + e.error + ")");
+        }
+        // websocketpp failed the connection itself: it sent one of these codes and
+        // dropped TCP without waiting for the answer. Say why, before the close.
+        if (!e.close_received) {
+          if (e.local_code == close_code::too_big)
+            failure_ = Error(errc::message_too_big,
+                             "message over max_message_size (" + std::to_string(request_.max_message_size) + " bytes)");
+          else if (e.local_code == close_code::invalid_payload)
+            failure_ = Error(errc::invalid_utf8, "text message is not valid UTF-8");
+          else if (e.local_code == close_code::protocol_error)
+            failure_ =
+                Error(errc::protocol_error, e.local_reason.empty() ? "the peer violated RFC 6455" : e.local_reason);
+        }
+      }
+      waiting = std::exchange(wait_done_, nullptr);
+    }
+    changed_.notify_all();
+    if (waiting) waiting({});
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  bool readable_locked() const { return !queue_.empty() || !open_ || (failure_ && !failure_reported_); }
+
+  std::shared_ptr<bridge::Bridge> open_bridge() {
+    std::lock_guard lock(mutex_);
+    return open_ ? bridge_ : nullptr;
+  }
+
+  Error closed_error(std::string what) {
+    std::lock_guard lock(mutex_);
+    return Error::closed(last_close_, std::move(what));
+  }
+
+  // The timer is only touched on its strand (Asio timers are not thread-safe).
+  void cancel_timer() {
+    net::post(strand_, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->timer_.cancel();
+    });
+  }
+
+  void complete_wait(Error e) {
+    Connection::WaitHandler waiting;
+    {
+      std::lock_guard lock(mutex_);
+      waiting = std::exchange(wait_done_, nullptr);
+    }
+    if (waiting) waiting(std::move(e));
+  }
+
+  net::io_context& io_;
+  const WebsocketppOptions options_;
+  net::strand<net::io_context::executor_type> strand_;
+  net::steady_timer timer_;  // the dial timeout (strand_ only)
+
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;  // a message, a pong or the end arrived
+  bool dialled_ = false;
+  bool aborted_ = false;
+  DialRequest request_;  // written before the dial starts, read-only after
+  std::shared_ptr<bridge::Bridge> bridge_;
+  Connection::DialHandler dial_done_;
+  Connection::WaitHandler wait_done_;
+  bool open_ = false;
+  bool closing_ = false;  // close() was called
+  bool ended_ = false;    // websocketpp reported the end of the connection
+  std::deque<InboundMessage> queue_;
+  std::size_t queued_bytes_ = 0;
+  bool reading_paused_ = false;
+  std::optional<Error> failure_;  // why websocketpp failed the connection, once
+  bool failure_reported_ = false;
+  std::uint64_t pongs_ = 0;
+  CloseFrame last_close_{close_code::abnormal, {}};
+  std::string closed_detail_ = "connection is closed";
+};
+
+class WebsocketppConnection final : public Connection {
+ public:
+  WebsocketppConnection(net::io_context& io, WebsocketppOptions options)
+      : state_(std::make_shared<State>(io, options)) {}
+  ~WebsocketppConnection() override { state_->release(); }
+
+  void async_dial(DialRequest request, DialHandler done) override {
+    state_->async_dial(std::move(request), std::move(done));
+  }
+  Error try_read(InboundMessage& out) override { return state_->try_read(out); }
+  void async_wait_readable(WaitHandler done) override { state_->async_wait_readable(std::move(done)); }
+  void cancel_wait() override { state_->cancel_wait(); }
+  Error read(InboundMessage& out, std::chrono::milliseconds timeout) override { return state_->read(out, timeout); }
+  Error write(MessageType type, std::string_view payload) override { return state_->write(type, payload); }
+  Error ping(std::string_view payload, std::chrono::milliseconds timeout) override {
+    return state_->ping(payload, timeout);
+  }
+  Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) override {
+    return state_->close(frame, timeout);
+  }
+  void abort() noexcept override { state_->abort(); }
+  bool is_open() const noexcept override { return state_->is_open(); }
+  Underlying underlying() noexcept override { return state_->underlying(); }
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+class WebsocketppConnector final : public Connector {
+ public:
+  explicit WebsocketppConnector(WebsocketppOptions options) : options_(options) {}
+  std::unique_ptr<Connection> make_connection(Runtime& runtime) override {
+    return std::make_unique<WebsocketppConnection>(io_context(runtime), options_);
+  }
+  std::string_view name() const noexcept override { return "websocketpp"; }
+  AdapterCapabilities capabilities() const noexcept override {
+    return {.compression = false, .write_backpressure = false};
+  }
+
+ private:
+  WebsocketppOptions options_;
+};
+
+}  // namespace
+
+std::shared_ptr<Connector> make_connector(WebsocketppOptions options) {
+  return std::make_shared<WebsocketppConnector>(options);
+}
+
+}  // namespace wscengine::websocketpp

@@ -1,0 +1,726 @@
+// The adapter contract (ENGINE-CONTRACT.md, "Adapter contract", and the comments of
+// wscengine/connection.hpp), one suite for every adapter. The real adapters run
+// against the project's Beast server over loopback; the in-memory adapter against
+// its in-memory server. Adding an adapter means adding one line to
+// tests/support/real_adapters.hpp (or to kAdapters below for one without sockets).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <map>
+#include <thread>
+
+#include <wscengine/memory.hpp>
+#include <wscengine/wscengine.hpp>
+
+#include "support/process.hpp"
+#include "support/real_adapters.hpp"
+#include "test_server.hpp"
+
+using namespace wscengine;
+using namespace std::chrono_literals;
+
+namespace {
+
+// ------------------------------------------------------------------ the peer's side
+
+/// The server's side of one accepted connection, as a test script drives it.
+class PeerSide {
+ public:
+  virtual ~PeerSide() = default;
+  virtual void send(MessageType type, std::string payload) = 0;
+  /// Sends a close frame (does not wait for the answer).
+  virtual void close(CloseFrame frame) = 0;
+  /// Drops TCP without a close frame.
+  virtual void drop() = 0;
+  /// The client's next message.
+  virtual std::optional<InboundMessage> receive(std::chrono::milliseconds timeout) = 0;
+  /// The close frame the client sent.
+  virtual std::optional<CloseFrame> client_close(std::chrono::milliseconds timeout) = 0;
+  /// From now on the peer echoes every message and answers pings (until then it
+  /// neither reads nor answers pings).
+  virtual void start_echo() = 0;
+};
+
+/// One adapter with a server to connect to.
+class Harness {
+ public:
+  virtual ~Harness() = default;
+  virtual std::shared_ptr<Connector> connector() = 0;
+  virtual DialRequest request() = 0;
+  virtual std::unique_ptr<PeerSide> accept(std::chrono::milliseconds timeout) = 0;
+  /// A header of the last opening handshake the server received.
+  virtual std::optional<std::string> request_header(const std::string& name) = 0;
+  virtual bool real_network() const = 0;
+};
+
+// -------------------------------------------------------------- the project's server
+
+class RealPeer final : public PeerSide {
+ public:
+  struct Slot {
+    std::mutex mutex;
+    std::condition_variable cv;
+    tools::ServerSession* session = nullptr;
+    bool released = false;
+    bool echo = false;
+  };
+  explicit RealPeer(std::shared_ptr<Slot> slot) : slot_(std::move(slot)), s_(*slot_->session) {}
+  ~RealPeer() override {
+    if (closing_.valid()) closing_.wait();
+    std::lock_guard lock(slot_->mutex);
+    slot_->released = true;
+    slot_->cv.notify_all();
+  }
+  void send(MessageType type, std::string payload) override { s_.send(type, payload); }
+  void close(CloseFrame frame) override {
+    closing_ = std::async(std::launch::async, [this, frame] { s_.close(frame); });
+  }
+  void drop() override { s_.drop(); }
+  std::optional<InboundMessage> receive(std::chrono::milliseconds timeout) override {
+    InboundMessage m;
+    if (s_.read(m, timeout)) return std::nullopt;
+    return m;
+  }
+  std::optional<CloseFrame> client_close(std::chrono::milliseconds timeout) override {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      InboundMessage m;
+      Error e = s_.read(
+          m, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()));
+      if (e.is(errc::closed) && e.close) return e.close;
+      if (e) return std::nullopt;
+    }
+  }
+  void start_echo() override {
+    std::lock_guard lock(slot_->mutex);
+    slot_->echo = true;  // the session thread echoes from now on; s_ is its alone
+    slot_->cv.notify_all();
+  }
+
+ private:
+  std::shared_ptr<Slot> slot_;
+  tools::ServerSession& s_;
+  std::future<void> closing_;
+};
+
+/// How the project's server behaves for one harness (fixed before it starts).
+struct ServerSetup {
+  tools::ServerOptions options;
+  std::string choose_subprotocol;  ///< sent whatever the client offered
+  int refuse_with = 0;             ///< an HTTP status instead of the upgrade
+};
+
+class RealHarness final : public Harness {
+ public:
+  explicit RealHarness(std::shared_ptr<Connector> connector, ServerSetup setup = {})
+      : connector_(std::move(connector)), server_(setup.options) {
+    server_.choose_subprotocol = setup.choose_subprotocol;
+    server_.on_request = [this, refuse = setup.refuse_with](const std::string&, const std::vector<Header>& headers) {
+      std::lock_guard lock(mutex_);
+      last_headers_ = headers;
+      return refuse;
+    };
+    server_.on_session = [this](tools::ServerSession& s) {
+      auto slot = std::make_shared<RealPeer::Slot>();
+      slot->session = &s;
+      {
+        std::lock_guard lock(mutex_);
+        if (closing_) return;
+        pending_.push_back(slot);
+        cv_.notify_all();
+      }
+      std::unique_lock lock(slot->mutex);
+      slot->cv.wait_for(lock, 120s, [&] { return slot->released || slot->echo; });
+      bool echo = slot->echo;
+      lock.unlock();
+      if (echo) tools::echo_session(s);
+    };
+    server_.start();
+  }
+  ~RealHarness() override {
+    {
+      std::lock_guard lock(mutex_);
+      closing_ = true;
+      for (auto& slot : pending_) {  // connections no test took
+        std::lock_guard slot_lock(slot->mutex);
+        slot->released = true;
+        slot->cv.notify_all();
+      }
+    }
+    server_.stop();
+  }
+
+  std::shared_ptr<Connector> connector() override { return connector_; }
+  DialRequest request() override {
+    DialRequest r;
+    r.url = parse_url(server_.url("/contract")).value();
+    if (r.url.secure) r.url.host = "localhost";  // the name in the test certificate
+    r.timeout = 5s;
+    return r;
+  }
+  std::unique_ptr<PeerSide> accept(std::chrono::milliseconds timeout) override {
+    std::unique_lock lock(mutex_);
+    if (!cv_.wait_for(lock, timeout, [&] { return !pending_.empty(); })) return nullptr;
+    auto slot = pending_.front();
+    pending_.pop_front();
+    return std::make_unique<RealPeer>(slot);
+  }
+  std::optional<std::string> request_header(const std::string& name) override {
+    std::lock_guard lock(mutex_);
+    for (const auto& h : last_headers_)
+      if (h.name == name) return h.value;
+    return std::nullopt;
+  }
+  bool real_network() const override { return true; }
+  tools::TestServer& server() { return server_; }
+
+ private:
+  std::shared_ptr<Connector> connector_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<RealPeer::Slot>> pending_;
+  std::vector<Header> last_headers_;
+  bool closing_ = false;
+  tools::TestServer server_;  // last: stops (joining its sessions) before the rest goes
+};
+
+// ------------------------------------------------------------------ in memory
+
+class MemoryPeer final : public PeerSide {
+ public:
+  explicit MemoryPeer(std::shared_ptr<memory::Peer> peer) : peer_(std::move(peer)) { peer_->answer_pings(false); }
+  ~MemoryPeer() override {
+    stop_ = true;
+    if (echo_.joinable()) echo_.join();
+  }
+  void send(MessageType type, std::string payload) override { peer_->send(type, std::move(payload)); }
+  void close(CloseFrame frame) override { peer_->send_close(std::move(frame)); }
+  void drop() override { peer_->drop(); }
+  std::optional<InboundMessage> receive(std::chrono::milliseconds timeout) override {
+    if (!peer_->wait_received(taken_ + 1, timeout)) return std::nullopt;
+    return peer_->received()[taken_++];
+  }
+  std::optional<CloseFrame> client_close(std::chrono::milliseconds timeout) override {
+    if (!peer_->wait_closed(timeout)) return std::nullopt;
+    return peer_->client_close();
+  }
+  void start_echo() override {
+    peer_->answer_pings(true);
+    echo_ = std::thread([this] {
+      std::size_t next = taken_;
+      while (!stop_ && peer_->is_open()) {
+        if (!peer_->wait_received(next + 1, 10ms)) continue;
+        auto m = peer_->received()[next++];
+        peer_->send(m.type, std::move(m.payload));
+      }
+    });
+  }
+
+ private:
+  std::shared_ptr<memory::Peer> peer_;
+  std::size_t taken_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread echo_;
+};
+
+class MemoryHarness final : public Harness {
+ public:
+  std::shared_ptr<Connector> connector() override { return server_->connector(); }
+  DialRequest request() override {
+    DialRequest r;
+    r.url = parse_url("ws://in-memory.test/contract").value();
+    r.timeout = 5s;
+    return r;
+  }
+  std::unique_ptr<PeerSide> accept(std::chrono::milliseconds timeout) override {
+    auto peer = server_->accept(timeout);
+    return peer ? std::make_unique<MemoryPeer>(peer) : nullptr;
+  }
+  std::optional<std::string> request_header(const std::string& name) override {
+    auto requests = server_->dial_requests();
+    if (requests.empty()) return std::nullopt;
+    for (const auto& h : requests.back().headers)
+      if (h.name == name) return h.value;
+    return std::nullopt;
+  }
+  bool real_network() const override { return false; }
+
+ private:
+  std::shared_ptr<memory::Server> server_ = memory::Server::create();
+};
+
+// ------------------------------------------------------------------ the adapters
+
+struct AdapterUnderTest {
+  std::string name;
+  /// Makes the adapter's connector; null for the in-memory adapter, which brings
+  /// its own server.
+  std::function<std::shared_ptr<Connector>()> connector;
+};
+
+void PrintTo(const AdapterUnderTest& adapter, std::ostream* os) { *os << adapter.name; }
+
+std::vector<AdapterUnderTest> all_adapters() {
+  std::vector<AdapterUnderTest> out;
+  for (const auto& real : test::real_adapters()) out.push_back({real.name, real.make});
+  out.push_back({"memory", nullptr});
+  return out;
+}
+const std::vector<AdapterUnderTest> kAdapters = all_adapters();
+
+std::vector<AdapterUnderTest> network_adapters() {
+  std::vector<AdapterUnderTest> out;
+  for (const auto& a : kAdapters)
+    if (a.connector) out.push_back(a);
+  return out;
+}
+
+std::unique_ptr<Harness> make_harness(const AdapterUnderTest& adapter) {
+  if (!adapter.connector) return std::make_unique<MemoryHarness>();
+  return std::make_unique<RealHarness>(adapter.connector());
+}
+
+std::string adapter_name(const ::testing::TestParamInfo<AdapterUnderTest>& info) { return info.param.name; }
+
+class AdapterContract : public ::testing::TestWithParam<AdapterUnderTest> {
+ protected:
+  void SetUp() override { harness = make_harness(GetParam()); }
+  void TearDown() override {
+    peer.reset();
+    connection.reset();
+    harness.reset();
+  }
+  /// Dials and accepts; fails the test if either does not happen.
+  void open(DialRequest r) {
+    connection = harness->connector()->make_connection(*runtime);
+    auto result = connection->dial(std::move(r));
+    ASSERT_TRUE(result) << result.error().message();
+    response = result.value();
+    peer = harness->accept(5s);
+    ASSERT_TRUE(peer) << "the server never saw the connection";
+  }
+  void open() { open(harness->request()); }
+  /// Reads with the engine's pattern: try_read, else wait for readability.
+  Error read_next(InboundMessage& m, std::chrono::milliseconds timeout = 5s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      Error e = connection->try_read(m);
+      if (!e.is(errc::would_block)) return e;
+      if (std::chrono::steady_clock::now() > deadline) return Error(errc::timeout, "test read");
+      std::promise<Error> woke;
+      connection->async_wait_readable([&](Error w) { woke.set_value(w); });
+      auto f = woke.get_future();
+      if (f.wait_for(deadline - std::chrono::steady_clock::now()) != std::future_status::ready) {
+        connection->cancel_wait();
+        f.wait();
+        return Error(errc::timeout, "test read");
+      }
+      if (Error w = f.get()) return w;
+    }
+  }
+
+  std::shared_ptr<Runtime> runtime = Runtime::create({1, 1});
+  std::unique_ptr<Harness> harness;
+  std::unique_ptr<Connection> connection;
+  std::unique_ptr<PeerSide> peer;
+  HandshakeResponse response;
+};
+
+}  // namespace
+
+// ------------------------------------------------------------------ dial
+
+TEST_P(AdapterContract, DialReturnsTheResponseSendsTheHeadersAndTwiceIsAnError) {
+  auto r = harness->request();
+  r.headers.push_back({"X-Contract", "yes"});
+  open(r);
+  EXPECT_EQ(response.status, 101);
+  EXPECT_TRUE(connection->is_open());
+  EXPECT_EQ(harness->request_header("X-Contract"), "yes");
+  auto underlying = connection->underlying();
+  EXPECT_NE(underlying.type, nullptr);
+  EXPECT_NE(underlying.object, nullptr);
+  auto again = connection->dial(harness->request());
+  ASSERT_FALSE(again);
+  EXPECT_TRUE(again.error().is(errc::already_connected)) << again.error().message();
+}
+
+TEST_P(AdapterContract, ACompressionOfferIsNegotiatedOrRefusedAsTheCapabilitiesSay) {
+  auto r = harness->request();
+  r.offer_compression = true;
+  auto c = harness->connector()->make_connection(*runtime);
+  auto result = c->dial(r);
+  if (harness->connector()->capabilities().compression) {
+    ASSERT_TRUE(result) << result.error().message();
+    if (harness->real_network()) {
+      EXPECT_TRUE(result->compression);  // the project's server enables it
+    }
+    auto p = harness->accept(5s);
+    ASSERT_TRUE(p);
+  } else {
+    ASSERT_FALSE(result);
+    EXPECT_TRUE(result.error().is(errc::unsupported)) << result.error().message();
+  }
+}
+
+// ------------------------------------------------------------------ read
+
+TEST_P(AdapterContract, TryReadDoesNotWaitAndTheWaitCompletesWhenDataArrives) {
+  open();
+  InboundMessage m;
+  EXPECT_TRUE(connection->try_read(m).is(errc::would_block));
+  std::promise<Error> woke;
+  connection->async_wait_readable([&](Error e) { woke.set_value(e); });
+  peer->send(MessageType::binary, "abc");
+  auto f = woke.get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(f.get());
+  ASSERT_FALSE(read_next(m));
+  EXPECT_EQ(m.type, MessageType::binary);
+  EXPECT_EQ(m.payload, "abc");
+}
+
+TEST_P(AdapterContract, CancelWaitCompletesThePendingWait) {
+  open();
+  std::promise<Error> woke;
+  connection->async_wait_readable([&](Error e) { woke.set_value(e); });
+  connection->cancel_wait();
+  auto f = woke.get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_TRUE(f.get().is(errc::cancelled));
+}
+
+TEST_P(AdapterContract, BlockingReadTimesOutThenReads) {
+  open();
+  InboundMessage m;
+  EXPECT_TRUE(connection->read(m, 50ms).is(errc::timeout));
+  peer->send(MessageType::text, "hello");
+  Error e = connection->read(m, 5s);
+  ASSERT_FALSE(e) << e.message();
+  EXPECT_EQ(m.payload, "hello");
+  EXPECT_EQ(m.type, MessageType::text);
+}
+
+TEST_P(AdapterContract, WholeMessagesOfEverySizeBothWaysInOrder) {
+  open();
+  peer->start_echo();
+  std::vector<std::pair<MessageType, std::string>> sent = {
+      {MessageType::text, ""},
+      {MessageType::text, "x"},
+      {MessageType::binary, std::string(125, 'a')},
+      {MessageType::binary, std::string(126, 'b')},
+      {MessageType::text, std::string(65535, 'c')},
+      {MessageType::binary, std::string(65536, '\0')},
+      {MessageType::text, "h\xc3\xa9llo \xe2\x82\xac"},  // UTF-8
+      {MessageType::binary, std::string(1u << 20, '\x7f')},
+  };
+  for (const auto& [type, payload] : sent) ASSERT_FALSE(connection->write(type, payload));
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    InboundMessage m;
+    Error e = read_next(m);
+    ASSERT_FALSE(e) << "message " << i << ": " << e.message();
+    EXPECT_EQ(m.type, sent[i].first) << i;
+    EXPECT_EQ(m.payload.size(), sent[i].second.size()) << i;
+    EXPECT_TRUE(m.payload == sent[i].second) << i;
+  }
+}
+
+TEST_P(AdapterContract, ConcurrentWritesArriveWholeAndInOrderPerThread) {
+  open();
+  constexpr int kThreads = 8, kEach = 50;
+  std::vector<std::thread> writers;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < kThreads; ++t) {
+    writers.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        std::string payload = std::to_string(t) + ":" + std::to_string(i) + ":" + std::string(100 + 37 * t, 'p');
+        if (connection->write(MessageType::text, payload)) ++failures;
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(failures, 0);
+  std::map<int, int> next;
+  for (int n = 0; n < kThreads * kEach; ++n) {
+    auto m = peer->receive(5s);
+    ASSERT_TRUE(m) << "message " << n << " missing";
+    int t = std::stoi(m->payload);
+    auto rest = m->payload.substr(m->payload.find(':') + 1);
+    int i = std::stoi(rest);
+    EXPECT_EQ(i, next[t]++) << "thread " << t << " out of order";
+    EXPECT_EQ(m->payload.size(), std::to_string(t).size() + std::to_string(i).size() + 2 + 100 + 37 * t);
+  }
+}
+
+// ------------------------------------------------------------------ ping
+
+TEST_P(AdapterContract, PingWaitsForThePongEvenWithNobodyReading) {
+  open();
+  peer->start_echo();
+  Error e = connection->ping("are you there", 5s);
+  EXPECT_FALSE(e) << e.message();
+  EXPECT_TRUE(connection->is_open());
+}
+
+TEST_P(AdapterContract, PingTimesOutWhenThePeerDoesNotAnswer) {
+  open();  // the peer neither reads nor answers until start_echo
+  auto t0 = std::chrono::steady_clock::now();
+  Error e = connection->ping("", 200ms);
+  EXPECT_TRUE(e.is(errc::timeout)) << e.message();
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 190ms);
+  EXPECT_TRUE(connection->ping(std::string(126, 'p'), 1s).is(errc::invalid_option));
+}
+
+// ------------------------------------------------------------------ close and drop
+
+TEST_P(AdapterContract, APeerCloseIsReadAfterEarlierMessagesWithItsCodeAndReason) {
+  open();
+  for (int i = 0; i < 3; ++i) peer->send(MessageType::text, "m" + std::to_string(i));
+  peer->close({4001, "bye"});
+  InboundMessage m;
+  for (int i = 0; i < 3; ++i) {
+    Error e = read_next(m);
+    ASSERT_FALSE(e) << e.message();
+    EXPECT_EQ(m.payload, "m" + std::to_string(i));
+  }
+  Error e = read_next(m);
+  ASSERT_TRUE(e.is(errc::closed)) << e.message();
+  ASSERT_TRUE(e.close);
+  EXPECT_EQ(e.close->code, 4001);
+  EXPECT_EQ(e.close->reason, "bye");
+  EXPECT_FALSE(connection->is_open());
+  EXPECT_TRUE(connection->write(MessageType::text, "late").is(errc::closed));
+  EXPECT_TRUE(read_next(m).is(errc::closed));
+}
+
+TEST_P(AdapterContract, ADropIsClosedWith1006) {
+  open();
+  peer->send(MessageType::text, "before");
+  InboundMessage m;
+  ASSERT_FALSE(read_next(m));
+  peer->drop();
+  Error e = read_next(m);
+  ASSERT_TRUE(e.is(errc::closed)) << e.message();
+  ASSERT_TRUE(e.close);
+  EXPECT_EQ(e.close->code, close_code::abnormal);
+  EXPECT_FALSE(connection->is_open());
+}
+
+TEST_P(AdapterContract, CloseSendsTheFrameAndTwiceIsAnError) {
+  open();
+  // The peer reads meanwhile: close() waits for its answer.
+  auto answer = std::async(std::launch::async, [&] { return peer->client_close(5s); });
+  Error e = connection->close({4002, "done"}, 5s);
+  EXPECT_FALSE(e) << e.message();
+  EXPECT_FALSE(connection->is_open());
+  auto seen = answer.get();
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->code, 4002);
+  EXPECT_EQ(seen->reason, "done");
+  EXPECT_TRUE(connection->close({close_code::normal, "again"}, 1s).is(errc::closed));
+  EXPECT_TRUE(connection->write(MessageType::text, "late").is(errc::closed));
+}
+
+TEST_P(AdapterContract, AbortWakesABlockedRead) {
+  open();
+  auto reader = std::async(std::launch::async, [&] {
+    InboundMessage m;
+    return connection->read(m, 30s);
+  });
+  ASSERT_EQ(reader.wait_for(50ms), std::future_status::timeout);
+  connection->abort();
+  ASSERT_EQ(reader.wait_for(5s), std::future_status::ready);
+  EXPECT_TRUE(reader.get().is(errc::closed));
+  EXPECT_FALSE(connection->is_open());
+}
+
+// ------------------------------------------------------------------ limits
+
+TEST_P(AdapterContract, AMessageOverTheMaximumIs1009AndFailsTheConnection) {
+  auto r = harness->request();
+  r.max_message_size = 1024;
+  open(r);
+  peer->send(MessageType::binary, std::string(1024, 'k'));  // at the limit: fine
+  peer->send(MessageType::binary, std::string(4096, 'x'));
+  InboundMessage m;
+  ASSERT_FALSE(read_next(m));
+  EXPECT_EQ(m.payload.size(), 1024u);
+  Error e = read_next(m);
+  EXPECT_TRUE(e.is(errc::message_too_big)) << e.message();
+  auto seen = peer->client_close(5s);
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->code, close_code::too_big);
+  EXPECT_TRUE(read_next(m).is(errc::closed));
+  EXPECT_FALSE(connection->is_open());
+}
+
+INSTANTIATE_TEST_SUITE_P(Adapters, AdapterContract, ::testing::ValuesIn(kAdapters), adapter_name);
+
+// ------------------------------------------------------------------ over the network
+// Rules about sockets, HTTP and TLS: for the adapters that have them.
+
+class NetworkContract : public AdapterContract {
+ protected:
+  std::shared_ptr<Connector> connector() { return GetParam().connector(); }
+  Result<HandshakeResponse> dial(DialRequest r) {
+    connection = connector()->make_connection(*runtime);
+    return connection->dial(std::move(r));
+  }
+};
+
+TEST_P(NetworkContract, ARefusedConnectionSaysSo) {
+  tools::TestServer closed;
+  auto port = closed.start();
+  closed.stop();
+  auto r = harness->request();
+  r.url = parse_url("ws://127.0.0.1:" + std::to_string(port) + "/").value();
+  auto result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::connection_refused)) << result.error().message();
+}
+
+TEST_P(NetworkContract, AnUnknownHostIsADnsFailure) {
+  auto r = harness->request();
+  r.url = parse_url("ws://no-such-host.invalid/").value();
+  auto result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::dns_failure)) << result.error().message();
+}
+
+TEST_P(NetworkContract, AnHttpRefusalCarriesTheStatus) {
+  ServerSetup setup;
+  setup.refuse_with = 403;
+  RealHarness refusing(connector(), setup);
+  auto result = dial(refusing.request());
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::http_status)) << result.error().message();
+  EXPECT_EQ(result.error().http_status, 403);
+}
+
+TEST_P(NetworkContract, TheDialTimesOutAgainstASilentServerAndAbortCancelsIt) {
+  // Accepts TCP, then answers nothing for a second.
+  tools::TestServer silent;
+  silent.on_request = [](const std::string&, const std::vector<Header>&) {
+    std::this_thread::sleep_for(1s);
+    return 503;
+  };
+  silent.start();
+  auto r = harness->request();
+  r.url = parse_url(silent.url("/")).value();
+  r.timeout = 300ms;
+  auto t0 = std::chrono::steady_clock::now();
+  auto result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::timeout)) << result.error().message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+
+  r.timeout = 30s;
+  auto c = connector()->make_connection(*runtime);
+  std::promise<Error> dialled;
+  c->async_dial(r, [&](Result<HandshakeResponse> res) { dialled.set_value(res ? Error{} : res.error()); });
+  std::this_thread::sleep_for(100ms);
+  c->abort();
+  auto f = dialled.get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_TRUE(f.get().is(errc::cancelled));
+  silent.stop();
+}
+
+TEST_P(NetworkContract, TheChosenSubprotocolIsReturnedAndAnUnofferedOneFailsTheDial) {
+  ServerSetup setup;
+  setup.choose_subprotocol = "v2.feed";
+  RealHarness choosing(connector(), setup);
+  auto r = choosing.request();
+  r.subprotocols = {"v1.feed", "v2.feed"};
+  auto result = dial(r);
+  ASSERT_TRUE(result) << result.error().message();
+  EXPECT_EQ(result->subprotocol, "v2.feed");
+  EXPECT_EQ(choosing.request_header("Sec-WebSocket-Protocol"), "v1.feed, v2.feed");
+  EXPECT_EQ(result->header("server"), "wscengine-test-server");
+  auto p = choosing.accept(5s);
+  connection.reset();
+  p.reset();
+
+  r.subprotocols = {"v1.feed"};  // RFC 6455 §4.1: the client must fail this
+  result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::handshake_failed)) << result.error().message();
+  EXPECT_NE(result.error().message().find("v2.feed"), std::string::npos) << result.error().message();
+  r.subprotocols.clear();
+  result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::handshake_failed)) << result.error().message();
+  connection.reset();
+  while (auto extra = choosing.accept(100ms)) {
+  }
+}
+
+TEST_P(NetworkContract, InvalidUtf8TextIs1007) {
+  open();
+  peer->send(MessageType::text, std::string("ok"));
+  peer->send(MessageType::text, std::string("\xff\xfe bad", 6));
+  InboundMessage m;
+  ASSERT_FALSE(read_next(m));
+  EXPECT_EQ(m.payload, "ok");
+  Error e = read_next(m);
+  EXPECT_TRUE(e.is(errc::invalid_utf8)) << e.message();
+  auto seen = peer->client_close(5s);
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->code, close_code::invalid_payload);
+}
+
+TEST_P(NetworkContract, TlsIsVerifiedWithSniAndHostNameAgainstTheTestsOwnCertificate) {
+  std::string dir = test::temp_dir();
+  ASSERT_TRUE(test::make_test_certificate(dir)) << "openssl could not make a certificate";
+  ServerSetup setup;
+  setup.options.cert_file = dir + "/cert.pem";
+  setup.options.key_file = dir + "/key.pem";
+  RealHarness secure(connector(), setup);
+  auto r = secure.request();
+  ASSERT_TRUE(r.url.secure);
+
+  // The system store does not know the test's certificate.
+  auto result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::tls_verification_failed)) << result.error().message();
+
+  // With its CA file: verified, and messages flow.
+  r.tls.ca_file = setup.options.cert_file;
+  result = dial(r);
+  ASSERT_TRUE(result) << result.error().message();
+  auto p = secure.accept(5s);
+  ASSERT_TRUE(p);
+  p->start_echo();
+  ASSERT_FALSE(connection->write(MessageType::text, "over tls"));
+  InboundMessage m;
+  ASSERT_FALSE(read_next(m));
+  EXPECT_EQ(m.payload, "over tls");
+  EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
+  connection.reset();
+  p.reset();
+
+  // A name the certificate does not carry fails; the address it does carry passes.
+  r.url.host = "127.0.0.1";
+  r.tls.server_name = "not-in-the-certificate.test";
+  result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::tls_verification_failed)) << result.error().message();
+  r.tls.server_name.clear();
+  result = dial(r);
+  ASSERT_TRUE(result) << result.error().message();
+  connection.reset();
+
+  // The CA file must exist.
+  r.tls.ca_file = dir + "/missing.pem";
+  result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_NE(result.error().message().find("missing.pem"), std::string::npos) << result.error().message();
+  connection.reset();
+  while (auto extra = secure.accept(100ms)) {
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Adapters, NetworkContract, ::testing::ValuesIn(network_adapters()), adapter_name);
