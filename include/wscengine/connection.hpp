@@ -67,6 +67,20 @@ struct HandshakeResponse {
   std::optional<std::string_view> header(std::string_view name) const;
 };
 
+/// Checks the server's Sec-WebSocket-Protocol answer against the offer (RFC 6455
+/// §4.1): none, or one of the offered. For adapters whose library does not check it.
+/// Returns the chosen subprotocol or `errc::handshake_failed` naming it.
+/// Thread safety: pure.
+Result<std::string> check_subprotocol_answer(std::optional<std::string_view> chosen,
+                                             const std::vector<std::string>& offered);
+
+/// Checks the server's Sec-WebSocket-Extensions answer against the offer (RFC 6455
+/// §9.1, RFC 7692 §5.1 and §7.1): an extension the client did not offer, an unknown
+/// or repeated parameter, or a window size outside 8..15 fails the connection.
+/// Returns whether permessage-deflate was negotiated, or `errc::handshake_failed`
+/// naming what was wrong. Thread safety: pure.
+Result<bool> check_extensions_answer(std::optional<std::string_view> answer, bool offered_deflate);
+
 /// The library object behind a connection, for users who need it. `type` names it
 /// (for example typeid(wscengine::beast::PlainStream)); `object` points to it.
 /// Using the object bypasses the adapter's locking: only do so where no reader runs

@@ -63,7 +63,7 @@ TEST(Cli, HelpDocumentsEveryFlag) {
   ASSERT_EQ(r.exit_code, 0);
   for (const char* flag : {"--adapter", "--workers",       "--header",       "--subprotocol",
                            "--send",    "--ping-interval", "--pong-timeout", "--max-message-size",
-                           "--ca-file", "--insecure",      "--no-reconnect", "--trace",
+                           "--ca-file", "--insecure",      "--no-reconnect", "--trace", "--compress",
                            "--quiet",   "--echo",          "--count",        "--stats",
                            "--host",    "--port",          "--mode",         "--size",
                            "--rate",    "--drop-every",    "connect URL",    "serve"}) {

@@ -182,6 +182,7 @@ int run_connect(const Args& args) {
   options.subprotocols = args.values("--subprotocol");
   if (auto ca = args.value("--ca-file")) options.tls.ca_file = *ca;
   if (args.has("--insecure")) options.tls.verify_peer = false;
+  options.offer_compression = args.has("--compress");
 
   Status status;
 #ifdef WSCENGINE_CLI_HAVE_OTEL

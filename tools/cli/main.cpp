@@ -24,6 +24,7 @@ or Ctrl-C).
   --workers N                  reader slots: up to N messages handled at once (default 1)
   --header 'K: V'              extra handshake header (repeatable)
   --subprotocol P              offer subprotocol P (repeatable)
+  --compress                   offer permessage-deflate (Beast adapter only)
   --send TEXT                  send TEXT after every (re)connect, from OnOpen (repeatable)
   --ping-interval S            ping every S seconds (0 = never, the default)
   --pong-timeout S             no pong within S seconds = dead connection (default 10)
@@ -79,7 +80,7 @@ int main(int argc, char** argv) {
   if (command == "connect") {
     FlagSpec spec{{"--adapter", "--workers", "--header", "--subprotocol", "--send", "--ping-interval", "--pong-timeout",
                    "--max-message-size", "--ca-file", "--count", "--trace"},
-                  {"--insecure", "--no-reconnect", "--echo", "--quiet", "--stats"}};
+                  {"--insecure", "--compress", "--no-reconnect", "--echo", "--quiet", "--stats"}};
     auto args = Args::parse(argc, argv, 2, spec, error);
     return args ? run_connect(*args) : usage_error(error);
   }

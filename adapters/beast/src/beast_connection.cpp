@@ -48,12 +48,6 @@ bool is_drop(const error_code& ec) {
          ec == boost::beast::error::timeout;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 /// The connection of one scheme (plain or TLS), chosen at dial time.
 template <bool Tls>
 class StreamImpl final : public Connection, public std::enable_shared_from_this<StreamImpl<Tls>> {
@@ -242,25 +236,20 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     answer.connect_duration = connect_duration_;
     for (const auto& field : response_)
       answer.headers.push_back({std::string(field.name_string()), std::string(field.value())});
-    if (auto chosen = answer.header("Sec-WebSocket-Protocol")) {
-      bool offered = false;
-      for (const auto& p : request_.subprotocols) offered |= (p == *chosen);
-      if (!offered) {
-        return fail_dial(Error(errc::handshake_failed, what + ": server chose subprotocol '" + std::string(*chosen) +
-                                                           "' that was not offered (RFC 6455 §4.1)"));
-      }
-      answer.subprotocol = std::string(*chosen);
-    }
-    if (auto ext = answer.header("Sec-WebSocket-Extensions")) {
-      answer.compression = lower(*ext).find("permessage-deflate") != std::string::npos;
-      if (answer.compression && !request_.offer_compression) {
-        return fail_dial(Error(errc::handshake_failed,
-                               what + ": server enabled permessage-deflate, which was not offered (RFC 7692 §5.1)"));
-      }
-    }
+    // Beast checks neither the subprotocol nor the extension parameters.
+    auto subprotocol = check_subprotocol_answer(answer.header("Sec-WebSocket-Protocol"), request_.subprotocols);
+    if (!subprotocol) return fail_dial(Error(errc::handshake_failed, what + ": " + subprotocol.error().detail));
+    answer.subprotocol = std::move(subprotocol.value());
+    auto deflate = check_extensions_answer(answer.header("Sec-WebSocket-Extensions"), request_.offer_compression);
+    if (!deflate) return fail_dial(Error(errc::handshake_failed, what + ": " + deflate.error().detail));
+    answer.compression = deflate.value();
     error_code ignored;
     lowest().socket().non_blocking(true, ignored);
     ws_->next_layer().start_scanning();
+    {
+      std::lock_guard lock(mutex_);
+      answer_pings_locked();  // pings that came with the 101 response
+    }
     timer_.cancel();
     open_ = !aborted_;
     if (aborted_) return fail_dial(Error(errc::cancelled, "aborted"));
@@ -301,7 +290,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     std::lock_guard lock(mutex_);
     if (!open_) return Error::closed(last_close_, "connection is closed");
     if (!ready_locked()) {
-      ws_->next_layer().pump(options_.read_chunk, read_limit_);
+      pump_locked();
       if (!ready_locked()) return Error(errc::would_block);
     }
     return read_locked(out);
@@ -345,7 +334,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
         std::lock_guard lock(mutex_);
         if (!open_) return Error::closed(last_close_, "connection is closed");
         if (ready_locked()) return read_locked(out);
-        ws_->next_layer().pump(options_.read_chunk, read_limit_);
+        pump_locked();
         if (ready_locked()) return read_locked(out);
       }
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -396,7 +385,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
         std::lock_guard lock(mutex_);
         if (!open_) return Error::closed(last_close_, "closed while waiting for a pong");
         auto& layer = ws_->next_layer();
-        layer.pump(options_.read_chunk, read_limit_);
+        pump_locked();
         if (layer.scanner().pongs() > pongs_before) return wake_reader_locked();
         if (layer.transport_error())
           return Error::closed({close_code::abnormal, {}}, "connection dropped while waiting for a pong");
@@ -453,6 +442,26 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
  private:
   SocketLayer& lowest() { return ws_->next_layer().lowest(); }
 
+  // Reads what the socket has, then answers the pings the scanner took out of the
+  // stream (Beast would answer them only while reading a message).
+  void pump_locked() {
+    auto& layer = ws_->next_layer();
+    layer.pump(options_.read_chunk, read_limit_);
+    answer_pings_locked();
+  }
+  void answer_pings_locked() {
+    auto& scanner = ws_->next_layer().scanner();
+    if (!scanner.has_pings()) return;
+    auto deadline = lowest().write_deadline;
+    lowest().write_deadline = Clock::now() + write_timeout_;
+    for (const auto& payload : scanner.take_pings()) {
+      error_code ec;
+      ws_->pong(ws::ping_data(payload.data(), payload.size()), ec);
+      if (ec) break;  // the connection failed: the next read reports it
+    }
+    lowest().write_deadline = deadline;
+  }
+
   bool ready_locked() const {
     const auto& layer = ws_->next_layer();
     return layer.scanner().events() > consumed_ || layer.scanner().broken() || layer.transport_error() ||
@@ -480,6 +489,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     auto buffer = net::dynamic_buffer(out.payload, max_message_ + 1);
     error_code ec;
     ws_->read(buffer, ec);
+    answer_pings_locked();  // pings that came in while Beast waited for the rest
     if (!ec) {
       ++consumed_;
       out.type = ws_->got_text() ? MessageType::text : MessageType::binary;

@@ -83,7 +83,8 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     }
     con->set_max_message_size(params_.max_message_size);
     con->set_open_handshake_timeout(params_.handshake_timeout_ms);
-    con->set_close_handshake_timeout(params_.handshake_timeout_ms);
+    // After a close handshake the client waits this long for the server to end TCP.
+    con->set_close_handshake_timeout(std::min(params_.handshake_timeout_ms, 5000L));
 
     std::weak_ptr<BridgeImpl> weak = this->shared_from_this();
     auto ev = std::make_shared<Events>(std::move(events));

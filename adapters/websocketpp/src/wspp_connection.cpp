@@ -325,19 +325,11 @@ class State final : public std::enable_shared_from_this<State> {
     std::string request = "GET " + request_.url.to_string();
     // RFC 6455 §4.1 (5, 6): a subprotocol or extension the client did not offer
     // fails the connection. websocketpp 0.8 checks neither, so the adapter does.
-    if (auto chosen = answer.header("Sec-WebSocket-Protocol")) {
-      bool offered = false;
-      for (const auto& p : request_.subprotocols) offered |= (p == *chosen);
-      if (!offered) {
-        return reject(Error(errc::handshake_failed, request + ": server chose subprotocol '" + std::string(*chosen) +
-                                                        "' that was not offered (RFC 6455 §4.1)"));
-      }
-      answer.subprotocol = std::string(*chosen);
-    }
-    if (auto ext = answer.header("Sec-WebSocket-Extensions"); ext && !ext->empty()) {
-      return reject(Error(errc::handshake_failed, request + ": server enabled extension '" + std::string(*ext) +
-                                                      "', which was not offered (RFC 6455 §9.1, RFC 7692 §5.1)"));
-    }
+    auto subprotocol = check_subprotocol_answer(answer.header("Sec-WebSocket-Protocol"), request_.subprotocols);
+    if (!subprotocol) return reject(Error(errc::handshake_failed, request + ": " + subprotocol.error().detail));
+    answer.subprotocol = std::move(subprotocol.value());
+    auto extensions = check_extensions_answer(answer.header("Sec-WebSocket-Extensions"), false);
+    if (!extensions) return reject(Error(errc::handshake_failed, request + ": " + extensions.error().detail));
     {
       std::lock_guard lock(mutex_);
       if (!dial_done_) {  // timed out or aborted meanwhile

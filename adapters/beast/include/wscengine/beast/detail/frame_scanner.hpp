@@ -6,38 +6,74 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <utility>
 
 namespace wscengine::beast::detail {
 
 /// Counts, in a server-to-client byte stream: complete data messages and close
 /// frames ("events": each ends one read) and pong frames. A malformed header makes
 /// it `broken()`: a read must then run so the library reports the violation.
+///
+/// It also takes the server's well-formed ping frames out of the stream: Beast
+/// answers a ping only while it reads a message, so an idle connection would never
+/// answer its server's pings (and servers drop clients that do not). The adapter
+/// answers the pings it is given by `take_pings()` at once instead.
 /// Thread safety: none; the owner serialises calls.
 class FrameScanner {
  public:
-  void feed(const unsigned char* p, std::size_t n) noexcept {
+  /// Scans `n` bytes at `p`. With `strip_pings`, the bytes of ping frames are
+  /// removed and the rest moved to the front; returns how many bytes remain.
+  /// Without, pings stay in the stream (Beast will answer them too) but are still
+  /// handed to take_pings(): an unsolicited extra pong is allowed (RFC 6455
+  /// §5.5.3), an unanswered ping is not.
+  std::size_t feed(unsigned char* p, std::size_t n, bool strip_pings = true) noexcept {
+    unsigned char* const begin = p;
+    unsigned char* out = p;
     while (n != 0) {
       if (payload_remaining_ != 0) {
         std::size_t take = payload_remaining_ < n ? static_cast<std::size_t>(payload_remaining_) : n;
+        if (ping_frame_) ping_payload_.append(reinterpret_cast<const char*>(p), take);
+        if (!strip_current_) {
+          std::memmove(out, p, take);
+          out += take;
+        }
         payload_remaining_ -= take;
         p += take;
         n -= take;
         if (payload_remaining_ == 0) frame_done();
         continue;
       }
-      header_[header_length_++] = *p++;
+      unsigned char byte = *p++;
       --n;
+      header_[header_length_++] = byte;
       if (header_length_ == 2) {
         unsigned len7 = header_[1] & 0x7f;
-        header_needed_ = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((header_[1] & 0x80) ? 4 : 0);
+        bool masked = (header_[1] & 0x80) != 0;
+        header_needed_ = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
+        // Only a well-formed ping is taken: FIN, no RSV bits, unmasked, <= 125 bytes.
+        ping_frame_ = header_[0] == 0x89 && !masked && len7 <= 125;
+        strip_current_ = ping_frame_ && strip_pings;
+        if (!strip_current_) {
+          *out++ = header_[0];
+          *out++ = header_[1];
+        }
+      } else if (header_length_ > 2 && !strip_current_) {
+        *out++ = byte;
       }
       if (header_length_ >= 2 && header_length_ == header_needed_) parse_header();
     }
+    return static_cast<std::size_t>(out - begin);
   }
 
   std::uint64_t events() const noexcept { return events_; }
   std::uint64_t pongs() const noexcept { return pongs_; }
   bool broken() const noexcept { return broken_; }
+  /// The payloads of the pings taken out of the stream since the last call.
+  std::deque<std::string> take_pings() { return std::exchange(pings_, {}); }
+  bool has_pings() const noexcept { return !pings_.empty(); }
 
  private:
   void parse_header() noexcept {
@@ -52,7 +88,9 @@ class FrameScanner {
     }
     bool control = (opcode_ & 0x8) != 0;
     bool known = opcode_ <= 2 || opcode_ == 8 || opcode_ == 9 || opcode_ == 10;
-    if (!known || (control && (len > 125 || !fin_)) || (len >> 63) != 0) broken_ = true;
+    bool masked = (header_[1] & 0x80) != 0;  // RFC 6455 §5.1: a server never masks
+    bool reserved_bits = (header_[0] & 0x30) != 0 || (control && (header_[0] & 0x40) != 0);
+    if (!known || (control && (len > 125 || !fin_)) || (len >> 63) != 0 || masked || reserved_bits) broken_ = true;
     header_length_ = 0;
     header_needed_ = 0;
     payload_remaining_ = len;
@@ -60,6 +98,14 @@ class FrameScanner {
   }
 
   void frame_done() noexcept {
+    if (ping_frame_) {
+      pings_.push_back(std::move(ping_payload_));
+      ping_payload_.clear();
+      ping_frame_ = false;
+      bool stripped = strip_current_;
+      strip_current_ = false;
+      if (stripped) return;
+    }
     if (opcode_ == 8) {
       ++events_;
     } else if (opcode_ == 10) {
@@ -78,6 +124,10 @@ class FrameScanner {
   std::uint64_t events_ = 0;
   std::uint64_t pongs_ = 0;
   bool broken_ = false;
+  bool ping_frame_ = false;     // the current frame is a well-formed ping
+  bool strip_current_ = false;  // ... and its bytes are taken out of the stream
+  std::string ping_payload_;
+  std::deque<std::string> pings_;
 };
 
 }  // namespace wscengine::beast::detail

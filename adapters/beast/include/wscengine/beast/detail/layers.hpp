@@ -177,6 +177,7 @@ class ScanLayer {
   executor_type get_executor() noexcept { return next_.get_executor(); }
 
   const FrameScanner& scanner() const noexcept { return scanner_; }
+  FrameScanner& scanner() noexcept { return scanner_; }
   std::size_t buffered() const noexcept { return buffer_.size(); }
   /// The transport error a pump met (EOF, reset); reported by the next read.
   const error_code& transport_error() const noexcept { return transport_error_; }
@@ -187,8 +188,9 @@ class ScanLayer {
     capturing_ = false;
     auto end = captured_.find("\r\n\r\n");
     if (end != std::string::npos) {
-      auto* tail = reinterpret_cast<const unsigned char*>(captured_.data()) + end + 4;
-      scanner_.feed(tail, captured_.size() - end - 4);
+      // These bytes are in Beast's own buffer already: count them, take nothing out.
+      auto* tail = reinterpret_cast<unsigned char*>(captured_.data()) + end + 4;
+      scanner_.feed(tail, captured_.size() - end - 4, false);
     }
     captured_.clear();
     captured_.shrink_to_fit();
@@ -205,8 +207,7 @@ class ScanLayer {
       std::size_t n = next_.read_some(space, ec);
       lowest().no_wait = false;
       if (n != 0) {
-        scanner_.feed(static_cast<const unsigned char*>(space.data()), n);
-        buffer_.commit(n);
+        buffer_.commit(scanner_.feed(static_cast<unsigned char*>(space.data()), n));
         got = true;
       }
       if (ec == net::error::would_block) break;
@@ -230,18 +231,17 @@ class ScanLayer {
 
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers, error_code& ec) {
-    if (buffer_.size() == 0) {
+    while (buffer_.size() == 0) {
       if (transport_error_) {
         ec = transport_error_;
         return 0;
       }
-      // Only a blocking read (close handshake, read by hand) gets here.
+      // Only a blocking read (close handshake, read by hand) gets here. Bytes that
+      // were only pings leave nothing: read on.
       auto space = buffer_.prepare(16 * 1024);
       std::size_t n = next_.read_some(space, ec);
       if (n == 0) return 0;
-      scanner_.feed(static_cast<const unsigned char*>(space.data()), n);
-      buffer_.commit(n);
-      ec = {};
+      buffer_.commit(scanner_.feed(static_cast<unsigned char*>(space.data()), n));
     }
     std::size_t n = net::buffer_copy(buffers, buffer_.data());
     buffer_.consume(n);

@@ -1,0 +1,523 @@
+// The cases of the fuzzing server, grouped like the Autobahn|Testsuite's client
+// cases: framing, pings, reserved bits, opcodes, fragmentation, UTF-8, close,
+// opening handshake, compression.
+#include <set>
+
+#include "fuzzing_server.hpp"
+
+namespace wscengine::conformance {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+Result ok(std::string what) { return {Verdict::ok, std::move(what)}; }
+Result non_strict(std::string what) { return {Verdict::non_strict, std::move(what)}; }
+Result failed(std::string what) { return {Verdict::failed, std::move(what)}; }
+
+std::string printable(const std::string& s, std::size_t max = 24) {
+  std::string out;
+  for (unsigned char c : s.substr(0, max)) {
+    if (c >= 0x20 && c < 0x7f) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    }
+  }
+  if (s.size() > max) out += "… (" + std::to_string(s.size()) + " bytes)";
+  return out;
+}
+
+/// What the client did next, with fragments put together.
+struct Incoming {
+  enum Kind { message, ping, pong, close, eof, timeout, bad } kind = timeout;
+  std::uint8_t opcode = 0;
+  std::string payload;
+  std::optional<std::uint16_t> code;
+  std::string reason;
+  std::string describe() const {
+    switch (kind) {
+      case message:
+        return std::string(opcode == 1 ? "text" : "binary") + " '" + printable(payload) + "'";
+      case ping:
+        return "ping";
+      case pong:
+        return "pong '" + printable(payload) + "'";
+      case close:
+        return code ? "close " + std::to_string(*code) : "close (no code)";
+      case eof:
+        return "TCP closed without a close frame";
+      case timeout:
+        return "nothing";
+      case bad:
+        return "a malformed frame: " + payload;
+    }
+    return "?";
+  }
+};
+
+Incoming next(Session& s, std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  Incoming in;
+  std::string assembled;
+  std::uint8_t opcode = 0;
+  bool compressed = false;
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    auto f = s.read_frame(std::max(left, 1ms));
+    if (!f) {
+      in.kind = s.eof() ? Incoming::eof : Incoming::timeout;
+      return in;
+    }
+    if (!f->masked) {
+      in.kind = Incoming::bad;
+      in.payload = "unmasked client frame (RFC 6455 §5.3)";
+      return in;
+    }
+    if (f->opcode >= 8) {
+      in.opcode = f->opcode;
+      in.payload = f->payload;
+      if (f->opcode == 9) in.kind = Incoming::ping;
+      if (f->opcode == 10) in.kind = Incoming::pong;
+      if (f->opcode == 8) {
+        in.kind = Incoming::close;
+        if (f->payload.size() >= 2) {
+          in.code = static_cast<std::uint16_t>((static_cast<std::uint8_t>(f->payload[0]) << 8) |
+                                               static_cast<std::uint8_t>(f->payload[1]));
+          in.reason = f->payload.substr(2);
+        }
+      }
+      return in;
+    }
+    if (f->opcode != 0) {
+      opcode = f->opcode;
+      compressed = (f->rsv & 0x40) && s.compressed;
+    }
+    assembled += f->payload;
+    if (f->fin) {
+      in.kind = Incoming::message;
+      in.opcode = opcode;
+      in.payload = compressed ? inflate(assembled) : assembled;
+      return in;
+    }
+  }
+}
+
+/// Accepts the client's opening handshake (with permessage-deflate if offered).
+bool open(Session& s) {
+  if (!s.read_request(5s)) return false;
+  std::vector<std::string> extra;
+  auto offer = s.request().header("Sec-WebSocket-Extensions");
+  if (offer && offer->find("permessage-deflate") != std::string::npos) {
+    // No context takeover either way: every message is deflated on its own.
+    extra.push_back(
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+    s.compressed = true;
+  }
+  s.send_raw(s.accept_response(extra));
+  return true;
+}
+
+using Expected = std::vector<std::pair<std::uint8_t, std::string>>;
+
+/// The client echoes these messages in this order (pongs may come between).
+Result expect_messages(Session& s, const Expected& expected, std::size_t pongs = 0,
+                       const std::vector<std::string>& pong_payloads = {}) {
+  std::size_t got = 0, got_pongs = 0;
+  while (got < expected.size() || got_pongs < pongs) {
+    auto in = next(s, 10s);
+    if (in.kind == Incoming::pong) {
+      if (got_pongs < pong_payloads.size() && in.payload != pong_payloads[got_pongs])
+        return failed("pong " + std::to_string(got_pongs + 1) + " carried '" + printable(in.payload) +
+                      "', not the ping's payload");
+      ++got_pongs;
+      continue;
+    }
+    if (in.kind == Incoming::ping) continue;
+    if (in.kind != Incoming::message || got >= expected.size())
+      return failed("expected " + (got < expected.size() ? "echo " + std::to_string(got + 1) : std::string("a pong")) +
+                    ", got " + in.describe());
+    if (in.opcode != expected[got].first || in.payload != expected[got].second)
+      return failed("echo " + std::to_string(got + 1) + " differs: " + in.describe());
+    ++got;
+  }
+  return ok("echoed " + std::to_string(expected.size()) + " message(s)" +
+            (pongs ? ", answered " + std::to_string(pongs) + " ping(s)" : ""));
+}
+
+/// The server closes with 1000: the client answers with a close frame, at once.
+Result close_normally(Session& s, Result so_far) {
+  s.send_raw(close_frame(1000));
+  auto t0 = Clock::now();
+  auto in = next(s, 5s);
+  while (in.kind == Incoming::pong) in = next(s, 5s);  // unsolicited pongs are allowed (§5.5.3)
+  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+  if (in.kind == Incoming::message) return failed("sent a data message after the server's close: " + in.describe());
+  if (in.kind != Incoming::close) return failed("no close reply; got " + in.describe());
+  if (in.code && *in.code != 1000)
+    return non_strict(so_far.observed + "; close reply with code " + std::to_string(*in.code) + ", not 1000");
+  if (took > 1s) return non_strict(so_far.observed + "; close reply after " + std::to_string(took.count()) + " ms");
+  return so_far;
+}
+
+/// The client must fail the connection, with one of `codes` in its close frame.
+Result expect_failure(Session& s, std::set<std::uint16_t> codes, std::chrono::milliseconds timeout = 5s) {
+  for (;;) {
+    auto in = next(s, timeout);
+    switch (in.kind) {
+      case Incoming::pong:
+      case Incoming::ping:
+        continue;
+      case Incoming::message:
+        return failed("did not fail the connection: " + in.describe());
+      case Incoming::close:
+        if (in.code && codes.count(*in.code)) return ok("failed the connection with close " + std::to_string(*in.code));
+        return non_strict("failed the connection with " + in.describe());
+      case Incoming::eof:
+        return non_strict("dropped TCP without a close frame");
+      case Incoming::timeout:
+        return failed("kept the connection open");
+      case Incoming::bad:
+        return failed(in.payload);
+    }
+  }
+}
+
+Case echo_case(std::string id, std::string title, std::string rfc, std::vector<std::string> frames, Expected expected,
+               std::vector<std::string> pongs = {}, std::vector<std::string> client_args = {}) {
+  return {std::move(id), std::move(title), std::move(rfc), std::move(client_args),
+          [frames, expected, pongs](Session& s) {
+            if (!open(s)) return failed("no opening handshake");
+            for (const auto& f : frames) s.send_raw(f);
+            auto r = expect_messages(s, expected, pongs.size(), pongs);
+            if (r.verdict != Verdict::ok) return r;
+            return close_normally(s, r);
+          }};
+}
+
+/// `good` frames are echoed first (as `expected`), then `bad` must fail it.
+Case fail_case(std::string id, std::string title, std::string rfc, std::vector<std::string> good, Expected expected,
+               std::vector<std::string> bad, std::set<std::uint16_t> codes, std::vector<std::string> client_args = {}) {
+  return {std::move(id), std::move(title), std::move(rfc), std::move(client_args),
+          [good, expected, bad, codes](Session& s) {
+            if (!open(s)) return failed("no opening handshake");
+            for (const auto& f : good) s.send_raw(f);
+            if (!expected.empty()) {
+              auto r = expect_messages(s, expected);
+              if (r.verdict != Verdict::ok) return r;
+            }
+            for (const auto& f : bad) s.send_raw(f);
+            return expect_failure(s, codes);
+          }};
+}
+
+/// A forged opening-handshake response: the client must not open the connection.
+Case handshake_case(std::string id, std::string title, std::string rfc,
+                    std::function<std::string(const Session&)> response, std::vector<std::string> client_args = {}) {
+  return {std::move(id), std::move(title), std::move(rfc), std::move(client_args), [response](Session& s) {
+            if (!s.read_request(5s)) return failed("no opening handshake");
+            s.send_raw(response(s));
+            s.send_raw(text("probe"));
+            auto in = next(s, 3s);
+            if (in.kind == Incoming::message) return failed("accepted the handshake (echoed the probe)");
+            if (in.kind == Incoming::timeout) return failed("accepted the handshake (kept the connection)");
+            if (in.kind == Incoming::close) return non_strict("opened, then sent " + in.describe());
+            return ok("failed the connection before opening it");
+          }};
+}
+
+std::string bytes(std::size_t n) {
+  std::string out(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<char>(i * 7 + 3);
+  return out;
+}
+std::string letters(std::size_t n) {
+  std::string out(n, 'a');
+  for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<char>('a' + i % 26);
+  return out;
+}
+std::string with_rsv(std::string frame, std::uint8_t rsv) {
+  frame[0] = static_cast<char>(static_cast<std::uint8_t>(frame[0]) | rsv);
+  return frame;
+}
+std::string raw(std::uint8_t opcode, std::string payload, bool fin = true) {
+  return encode({fin, 0, opcode, std::move(payload)});
+}
+std::string compressed(std::uint8_t opcode, const std::string& payload, bool fin = true) {
+  return encode({fin, 0x40, opcode, deflate(payload)});
+}
+
+std::vector<Case> make_cases() {
+  std::vector<Case> c;
+  const std::set<std::uint16_t> protocol{1002};
+  const std::set<std::uint16_t> invalid_payload{1007};
+
+  // 1 Framing: payload lengths at the 7-bit, 16-bit and 64-bit length boundaries.
+  int n = 0;
+  for (std::size_t size : {0, 125, 126, 127, 128, 65535, 65536}) {
+    ++n;
+    c.push_back(echo_case("1.1." + std::to_string(n), "text message of " + std::to_string(size) + " bytes", "§5.2",
+                          {text(letters(size))}, {{1, letters(size)}}));
+    c.push_back(echo_case("1.2." + std::to_string(n), "binary message of " + std::to_string(size) + " bytes", "§5.2",
+                          {binary(bytes(size))}, {{2, bytes(size)}}));
+  }
+  c.push_back(echo_case("1.3.1", "binary message of 1 MiB", "§5.2", {binary(bytes(1u << 20))}, {{2, bytes(1u << 20)}}));
+  c.push_back(echo_case("1.3.2", "text message of 8 MiB", "§5.2", {text(letters(8u << 20))}, {{1, letters(8u << 20)}}));
+  c.push_back(echo_case(
+      "1.3.3", "100 small messages in one burst", "§5.2",
+      [] {
+        std::vector<std::string> f;
+        for (int i = 0; i < 100; ++i) f.push_back(text("m" + std::to_string(i)));
+        return f;
+      }(),
+      [] {
+        Expected e;
+        for (int i = 0; i < 100; ++i) e.push_back({1, "m" + std::to_string(i)});
+        return e;
+      }()));
+
+  // 2 Pings and pongs.
+  c.push_back(echo_case("2.1", "ping without payload", "§5.5.2", {ping("")}, {}, {""}));
+  c.push_back(echo_case("2.2", "ping with 125 bytes of text", "§5.5.2", {ping(letters(125))}, {}, {letters(125)}));
+  c.push_back(echo_case("2.3", "ping with 125 binary bytes", "§5.5.2", {ping(bytes(125))}, {}, {bytes(125)}));
+  c.push_back(
+      fail_case("2.4", "ping with 126 bytes (control frame over 125)", "§5.5", {}, {}, {ping(letters(126))}, protocol));
+  c.push_back(echo_case("2.5", "unsolicited pong, then a text message", "§5.5.3",
+                        {raw(10, "unsolicited"), text("after pong")}, {{1, "after pong"}}));
+  c.push_back(echo_case("2.6", "ten pings in a row", "§5.5.2",
+                        {ping("p0"), ping("p1"), ping("p2"), ping("p3"), ping("p4"), ping("p5"), ping("p6"), ping("p7"),
+                         ping("p8"), ping("p9")},
+                        {}, {"p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9"}));
+
+  // 3 Reserved bits without a negotiated extension.
+  c.push_back(fail_case("3.1", "text frame with RSV1", "§5.2", {}, {}, {with_rsv(text("rsv1"), 0x40)}, protocol));
+  c.push_back(fail_case("3.2", "text frame with RSV2", "§5.2", {}, {}, {with_rsv(text("rsv2"), 0x20)}, protocol));
+  c.push_back(fail_case("3.3", "text frame with RSV3 after a valid message", "§5.2", {text("fine")}, {{1, "fine"}},
+                        {with_rsv(text("rsv3"), 0x10)}, protocol));
+  c.push_back(
+      fail_case("3.4", "binary frame with RSV1+RSV2+RSV3", "§5.2", {}, {}, {with_rsv(binary("rsv"), 0x70)}, protocol));
+  c.push_back(fail_case("3.5", "ping with RSV2", "§5.2", {}, {}, {with_rsv(ping("rsv"), 0x20)}, protocol));
+
+  // 4 Reserved opcodes.
+  for (std::uint8_t op : {3, 4, 5, 6, 7})
+    c.push_back(fail_case("4.1." + std::to_string(op - 2), "reserved data opcode " + std::to_string(op), "§5.2",
+                          {text("before")}, {{1, "before"}}, {raw(op, "x")}, protocol));
+  for (std::uint8_t op : {11, 12, 13, 14, 15})
+    c.push_back(fail_case("4.2." + std::to_string(op - 10), "reserved control opcode " + std::to_string(op), "§5.2",
+                          {text("before")}, {{1, "before"}}, {raw(op, "x")}, protocol));
+
+  // 5 Fragmentation.
+  c.push_back(fail_case("5.1", "fragmented ping (FIN clear)", "§5.4, §5.5", {}, {}, {raw(9, "frag", false)}, protocol));
+  c.push_back(
+      fail_case("5.2", "fragmented pong (FIN clear)", "§5.4, §5.5", {}, {}, {raw(10, "frag", false)}, protocol));
+  c.push_back(echo_case("5.3", "text in two fragments", "§5.4", {text("frag", false), continuation("ment", true)},
+                        {{1, "fragment"}}));
+  c.push_back(echo_case("5.4", "text in three fragments with a ping between", "§5.4, §5.5",
+                        {text("one ", false), ping("mid"), continuation("two ", false), continuation("three", true)},
+                        {{1, "one two three"}}, {"mid"}));
+  c.push_back(echo_case("5.5", "text in 1-byte fragments, a ping after each", "§5.4",
+                        [] {
+                          std::vector<std::string> f;
+                          std::string word = "fragmented";
+                          for (std::size_t i = 0; i < word.size(); ++i) {
+                            std::string b(1, word[i]);
+                            bool last = i + 1 == word.size();
+                            f.push_back(i == 0 ? text(b, false) : continuation(b, last));
+                            if (!last) f.push_back(ping(std::to_string(i)));
+                          }
+                          return f;
+                        }(),
+                        {{1, "fragmented"}}, {"0", "1", "2", "3", "4", "5", "6", "7", "8"}));
+  c.push_back(echo_case(
+      "5.6", "binary in fragments, some empty", "§5.4",
+      {binary("", false), continuation("ab", false), continuation("", false), continuation("c", true)}, {{2, "abc"}}));
+  c.push_back(fail_case("5.7", "continuation frame with no message started", "§5.4", {}, {},
+                        {continuation("orphan", true)}, protocol));
+  c.push_back(fail_case("5.8", "continuation after a complete message", "§5.4", {text("whole")}, {{1, "whole"}},
+                        {continuation("late", true)}, protocol));
+  c.push_back(fail_case("5.9", "new text frame inside a fragmented message", "§5.4", {}, {},
+                        {text("start", false), text("again", true)}, protocol));
+
+  // 6 UTF-8 in text messages.
+  c.push_back(echo_case("6.1", "valid UTF-8 (Greek)", "§8.1", {text("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5")},
+                        {{1, "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5"}}));
+  c.push_back(echo_case("6.2", "valid UTF-8 split inside a code point across fragments", "§8.1",
+                        {text("\xce\xba\xe1", false), continuation("\xbd\xb9\xcf", false), continuation("\x83", true)},
+                        {{1, "\xce\xba\xe1\xbd\xb9\xcf\x83"}}));
+  c.push_back(echo_case("6.3", "4-byte code points, the highest U+10FFFF", "§8.1",
+                        {text("\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf")}, {{1, "\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf"}}));
+  struct Bad {
+    const char* name;
+    std::string bytes;
+  };
+  int b = 0;
+  for (const auto& bad : std::vector<Bad>{{"a lone continuation byte", "ok\x80"},
+                                          {"an overlong '/' (C0 AF)", "\xc0\xaf"},
+                                          {"a UTF-16 surrogate (ED A0 80)", "\xed\xa0\x80"},
+                                          {"a code point over U+10FFFF", "\xf4\x90\x80\x80"},
+                                          {"a truncated sequence at the end", "abc\xce"},
+                                          {"byte FF", "\xff"}}) {
+    ++b;
+    c.push_back(fail_case("6.4." + std::to_string(b), std::string("text with ") + bad.name, "§8.1", {}, {},
+                          {text(bad.bytes)}, invalid_payload));
+  }
+  c.push_back(fail_case("6.5", "invalid UTF-8 in the first fragment", "§8.1", {}, {},
+                        {text("\xed\xa0\x80", false), continuation("rest", true)}, invalid_payload));
+
+  // 7 Close.
+  c.push_back(echo_case("7.1", "close 1000 after a message: the reply comes at once", "§5.5.1, §7.1.2", {text("last")},
+                        {{1, "last"}}));
+  c.push_back({"7.2", "close without a payload", "§5.5.1", {}, [](Session& s) {
+                 if (!open(s)) return failed("no opening handshake");
+                 s.send_raw(raw(8, ""));
+                 auto in = next(s, 5s);
+                 if (in.kind != Incoming::close) return failed("no close reply; got " + in.describe());
+                 return ok("replied with " + in.describe());
+               }});
+  c.push_back(fail_case("7.3", "close with a 1-byte payload", "§5.5.1", {}, {}, {raw(8, "x")}, protocol));
+  c.push_back({"7.4", "close 1000 with a 123-byte reason", "§5.5.1", {}, [](Session& s) {
+                 if (!open(s)) return failed("no opening handshake");
+                 s.send_raw(close_frame(1000, letters(123)));
+                 auto in = next(s, 5s);
+                 if (in.kind != Incoming::close) return failed("no close reply; got " + in.describe());
+                 return ok("replied with " + in.describe());
+               }});
+  c.push_back(fail_case("7.5", "close with a 124-byte reason (frame over 125)", "§5.5", {}, {},
+                        {close_frame(1000, letters(124))}, protocol));
+  c.push_back(fail_case("7.6", "close with an invalid UTF-8 reason", "§5.5.1, §8.1", {}, {},
+                        {close_frame(1000, "\xff\xfe")}, {1002, 1007}));
+  int v = 0;
+  for (std::uint16_t code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 3000, 3999, 4000, 4999}) {
+    ++v;
+    c.push_back({"7.7." + std::to_string(v),
+                 "close with valid code " + std::to_string(code),
+                 "§7.4.1, §5.5.1",
+                 {},
+                 [code](Session& s) {
+                   if (!open(s)) return failed("no opening handshake");
+                   s.send_raw(close_frame(code, "bye"));
+                   auto in = next(s, 5s);
+                   if (in.kind != Incoming::close) return failed("no close reply; got " + in.describe());
+                   if (in.code != code) return non_strict("replied with " + in.describe() + ", not the code received");
+                   return ok("echoed close " + std::to_string(code));
+                 }});
+  }
+  int iv = 0;
+  for (std::uint16_t code : {0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535}) {
+    ++iv;
+    c.push_back(fail_case("7.9." + std::to_string(iv), "close with invalid code " + std::to_string(code), "§7.4", {},
+                          {}, {close_frame(code)}, protocol));
+  }
+  c.push_back({"7.10", "a text frame after the server's close", "§5.5.1", {}, [](Session& s) {
+                 if (!open(s)) return failed("no opening handshake");
+                 s.send_raw(close_frame(1000) + text("after close"));
+                 auto in = next(s, 5s);
+                 if (in.kind == Incoming::message) return failed("echoed data sent after the close: " + in.describe());
+                 if (in.kind != Incoming::close) return failed("no close reply; got " + in.describe());
+                 in = next(s, 300ms);  // an echo would come right behind the close reply
+                 if (in.kind == Incoming::message) return failed("echoed data sent after the close: " + in.describe());
+                 return ok("replied to the close and ignored the data after it");
+               }});
+  c.push_back({"7.11", "the server closes but keeps TCP open", "§7.1.1", {}, [](Session& s) {
+                 if (!open(s)) return failed("no opening handshake");
+                 s.send_raw(close_frame(1000));
+                 auto in = next(s, 5s);
+                 if (in.kind != Incoming::close) return failed("no close reply; got " + in.describe());
+                 auto t0 = Clock::now();
+                 in = next(s, 10s);
+                 auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
+                 if (in.kind != Incoming::eof) return failed("kept TCP open after the close handshake");
+                 return ok("closed TCP " + std::to_string(took.count()) + " ms after the close handshake");
+               }});
+
+  // 8 The opening handshake, forged.
+  auto proper = [](const Session& s) { return s.accept_response(); };
+  c.push_back(handshake_case("8.1", "wrong Sec-WebSocket-Accept", "§4.1 (4)", [](const Session&) {
+    return std::string(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n");
+  }));
+  c.push_back(handshake_case("8.2", "status 200 instead of 101", "§4.1 (1)", [proper](const Session& s) {
+    auto r = proper(s);
+    return "HTTP/1.1 200 OK\r\nContent-Length: 0" + r.substr(r.find("\r\n"));
+  }));
+  c.push_back(handshake_case("8.3", "no Upgrade header", "§4.1 (2)", [proper](const Session& s) {
+    auto r = proper(s);
+    r.erase(r.find("Upgrade: websocket\r\n"), 20);
+    return r;
+  }));
+  c.push_back(handshake_case("8.4", "no Connection header", "§4.1 (3)", [proper](const Session& s) {
+    auto r = proper(s);
+    r.erase(r.find("Connection: Upgrade\r\n"), 21);
+    return r;
+  }));
+  c.push_back(handshake_case("8.5", "a subprotocol when none was offered", "§4.1 (6)",
+                             [](const Session& s) { return s.accept_response({"Sec-WebSocket-Protocol: chat.v9"}); }));
+  c.push_back(handshake_case("8.6", "a subprotocol that was not offered", "§4.1 (6)",
+                             [](const Session& s) { return s.accept_response({"Sec-WebSocket-Protocol: chat.v2"}); },
+                             {"--subprotocol", "chat.v1"}));
+  c.push_back(handshake_case(
+      "8.7", "permessage-deflate when it was not offered", "§4.1 (5), RFC 7692 §5.1",
+      [](const Session& s) { return s.accept_response({"Sec-WebSocket-Extensions: permessage-deflate"}); }));
+  c.push_back(handshake_case("8.8", "an unknown extension", "§4.1 (5)", [](const Session& s) {
+    return s.accept_response({"Sec-WebSocket-Extensions: x-unknown-ext"});
+  }));
+  c.push_back(handshake_case(
+      "8.9", "permessage-deflate with a parameter the client did not offer", "RFC 7692 §5.1, §7.1",
+      [](const Session& s) { return s.accept_response({"Sec-WebSocket-Extensions: permessage-deflate; x-unknown=1"}); },
+      {"--compress"}));
+  c.push_back(handshake_case(
+      "8.10", "permessage-deflate with server_max_window_bits=16 (out of range)", "RFC 7692 §7.1.2.1",
+      [](const Session& s) {
+        return s.accept_response({"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=16"});
+      },
+      {"--compress"}));
+  c.push_back({"8.11",
+               "a subprotocol chosen from the offer",
+               "§4.1 (6)",
+               {"--subprotocol", "chat.v1", "--subprotocol", "chat.v2"},
+               [](Session& s) {
+                 if (!s.read_request(5s)) return failed("no opening handshake");
+                 s.send_raw(s.accept_response({"Sec-WebSocket-Protocol: chat.v2"}));
+                 s.send_raw(text("chosen"));
+                 auto r = expect_messages(s, {{1, "chosen"}});
+                 if (r.verdict != Verdict::ok) return r;
+                 return close_normally(s, r);
+               }});
+
+  // 9 Compression (RFC 7692), when the client offers it.
+  const std::vector<std::string> compress{"--compress"};
+  c.push_back(echo_case("9.1", "compressed text message", "RFC 7692 §6", {compressed(1, "Hello, compressed world")},
+                        {{1, "Hello, compressed world"}}, {}, compress));
+  c.push_back(echo_case("9.2", "compressed binary message of 64 KiB", "RFC 7692 §6", {compressed(2, bytes(65536))},
+                        {{2, bytes(65536)}}, {}, compress));
+  c.push_back({"9.3", "compressed message in two fragments (RSV1 on the first only)", "RFC 7692 §6.1", compress,
+               [](Session& s) {
+                 if (!open(s)) return failed("no opening handshake");
+                 std::string body = deflate(letters(3000));
+                 std::size_t half = body.size() / 2;
+                 s.send_raw(encode({false, 0x40, 1, body.substr(0, half)}) + continuation(body.substr(half), true));
+                 auto r = expect_messages(s, {{1, letters(3000)}});
+                 if (r.verdict != Verdict::ok) return r;
+                 return close_normally(s, r);
+               }});
+  c.push_back(fail_case("9.4", "RSV1 on a continuation frame", "RFC 7692 §6.1", {}, {},
+                        {encode({false, 0x40, 1, deflate("first")}), encode({true, 0x40, 0, deflate("second")})},
+                        protocol, compress));
+  c.push_back(
+      fail_case("9.5", "RSV1 on a ping", "RFC 7692 §6.1", {}, {}, {encode({true, 0x40, 9, "p"})}, protocol, compress));
+  c.push_back(fail_case("9.6", "a compressed message that does not inflate", "RFC 7692 §6.2", {}, {},
+                        {encode({true, 0x40, 1, std::string("\xff\xff\xff\xff\xff\xff", 6)})}, {1002, 1007}, compress));
+  return c;
+}
+
+}  // namespace
+
+const std::vector<Case>& all_cases() {
+  static const std::vector<Case> cases = make_cases();
+  return cases;
+}
+
+}  // namespace wscengine::conformance
