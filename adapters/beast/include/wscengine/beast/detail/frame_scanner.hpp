@@ -24,44 +24,49 @@ namespace wscengine::beast::detail {
 /// Thread safety: none; the owner serialises calls.
 class FrameScanner {
  public:
-  /// Scans `n` bytes at `p`. With `strip_pings`, the bytes of ping frames are
-  /// removed and the rest moved to the front; returns how many bytes remain.
-  /// Without, pings stay in the stream (Beast will answer them too) but are still
-  /// handed to take_pings(): an unsolicited extra pong is allowed (RFC 6455
+  /// Scans `n` bytes at `in` and writes the bytes that stay in the stream to
+  /// `out`; returns how many. With `strip_pings`, the bytes of well-formed ping
+  /// frames do not stay. Without, pings stay (Beast will answer them too) but are
+  /// still handed to take_pings(): an unsolicited extra pong is allowed (RFC 6455
   /// §5.5.3), an unanswered ping is not.
-  std::size_t feed(unsigned char* p, std::size_t n, bool strip_pings = true) noexcept {
-    unsigned char* const begin = p;
-    unsigned char* out = p;
+  ///
+  /// `out` may be `in` (without stripping) or must be one byte before `in` (with
+  /// stripping): the first byte of a possible ping is held until the next one
+  /// tells, and may be written during the next call.
+  std::size_t feed(const unsigned char* in, std::size_t n, unsigned char* out, bool strip_pings = true) noexcept {
+    unsigned char* const begin = out;
     while (n != 0) {
       if (payload_remaining_ != 0) {
         std::size_t take = payload_remaining_ < n ? static_cast<std::size_t>(payload_remaining_) : n;
-        if (ping_frame_) ping_payload_.append(reinterpret_cast<const char*>(p), take);
+        if (ping_frame_) ping_payload_.append(reinterpret_cast<const char*>(in), take);
         if (!strip_current_) {
-          std::memmove(out, p, take);
+          std::memmove(out, in, take);
           out += take;
         }
         payload_remaining_ -= take;
-        p += take;
+        in += take;
         n -= take;
         if (payload_remaining_ == 0) frame_done();
         continue;
       }
-      unsigned char byte = *p++;
+      unsigned char byte = *in++;
       --n;
       header_[header_length_++] = byte;
-      if (header_length_ == 2) {
-        unsigned len7 = header_[1] & 0x7f;
-        bool masked = (header_[1] & 0x80) != 0;
-        header_needed_ = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
-        // Only a well-formed ping is taken: FIN, no RSV bits, unmasked, <= 125 bytes.
-        ping_frame_ = header_[0] == 0x89 && !masked && len7 <= 125;
-        strip_current_ = ping_frame_ && strip_pings;
-        if (!strip_current_) {
-          *out++ = header_[0];
-          *out++ = header_[1];
+      if (header_length_ == 1) {
+        held_ = strip_pings && byte == 0x89;  // FIN + ping, no RSV: decided at the next byte
+        if (!held_) *out++ = byte;
+      } else {
+        if (header_length_ == 2) {
+          unsigned len7 = header_[1] & 0x7f;
+          bool masked = (header_[1] & 0x80) != 0;
+          header_needed_ = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
+          // Only a well-formed ping is taken out: FIN, no RSV bits, unmasked, <= 125 bytes.
+          ping_frame_ = header_[0] == 0x89 && !masked && len7 <= 125;
+          strip_current_ = ping_frame_ && held_;
+          if (held_ && !strip_current_) *out++ = header_[0];
+          held_ = false;
         }
-      } else if (header_length_ > 2 && !strip_current_) {
-        *out++ = byte;
+        if (!strip_current_) *out++ = byte;
       }
       if (header_length_ >= 2 && header_length_ == header_needed_) parse_header();
     }
@@ -126,6 +131,7 @@ class FrameScanner {
   bool broken_ = false;
   bool ping_frame_ = false;     // the current frame is a well-formed ping
   bool strip_current_ = false;  // ... and its bytes are taken out of the stream
+  bool held_ = false;           // the first byte of a possible ping is not written yet
   std::string ping_payload_;
   std::deque<std::string> pings_;
 };

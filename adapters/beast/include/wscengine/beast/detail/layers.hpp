@@ -190,7 +190,7 @@ class ScanLayer {
     if (end != std::string::npos) {
       // These bytes are in Beast's own buffer already: count them, take nothing out.
       auto* tail = reinterpret_cast<unsigned char*>(captured_.data()) + end + 4;
-      scanner_.feed(tail, captured_.size() - end - 4, false);
+      scanner_.feed(tail, captured_.size() - end - 4, tail, false);
     }
     captured_.clear();
     captured_.shrink_to_fit();
@@ -202,12 +202,14 @@ class ScanLayer {
     bool got = false;
     while (!transport_error_ && buffer_.size() < limit) {
       error_code ec;
-      auto space = buffer_.prepare(chunk);
+      // One spare byte in front: the scanner may write a held byte there.
+      auto space = buffer_.prepare(chunk + 1);
+      auto* front = static_cast<unsigned char*>(space.data());
       lowest().no_wait = true;
-      std::size_t n = next_.read_some(space, ec);
+      std::size_t n = next_.read_some(net::buffer(front + 1, chunk), ec);
       lowest().no_wait = false;
       if (n != 0) {
-        buffer_.commit(scanner_.feed(static_cast<unsigned char*>(space.data()), n));
+        buffer_.commit(scanner_.feed(front + 1, n, front));
         got = true;
       }
       if (ec == net::error::would_block) break;
@@ -238,10 +240,11 @@ class ScanLayer {
       }
       // Only a blocking read (close handshake, read by hand) gets here. Bytes that
       // were only pings leave nothing: read on.
-      auto space = buffer_.prepare(16 * 1024);
-      std::size_t n = next_.read_some(space, ec);
+      auto space = buffer_.prepare(16 * 1024 + 1);
+      auto* front = static_cast<unsigned char*>(space.data());
+      std::size_t n = next_.read_some(net::buffer(front + 1, 16 * 1024), ec);
       if (n == 0) return 0;
-      buffer_.commit(scanner_.feed(static_cast<unsigned char*>(space.data()), n));
+      buffer_.commit(scanner_.feed(front + 1, n, front));
     }
     std::size_t n = net::buffer_copy(buffers, buffer_.data());
     buffer_.consume(n);

@@ -1,0 +1,96 @@
+// The Beast adapter's FrameScanner: message boundaries, pongs, broken headers, and
+// the pings it takes out of the stream so that an idle client answers them.
+#include <gtest/gtest.h>
+
+#include <wscengine/beast/detail/frame_scanner.hpp>
+
+#include <string>
+
+using wscengine::beast::detail::FrameScanner;
+
+namespace {
+
+std::string frame(unsigned char first, const std::string& payload) {
+  std::string out{static_cast<char>(first), static_cast<char>(payload.size())};
+  return out + payload;
+}
+std::string text(const std::string& p, bool fin = true) { return frame(fin ? 0x81 : 0x01, p); }
+std::string cont(const std::string& p, bool fin) { return frame(fin ? 0x80 : 0x00, p); }
+std::string ping(const std::string& p) { return frame(0x89, p); }
+std::string pong(const std::string& p) { return frame(0x8a, p); }
+
+// Feeds `bytes` in chunks of `chunk` (to cross every boundary), as the adapter does:
+// in place, with one spare byte in front. Returns what stays in the stream.
+std::string feed(FrameScanner& s, std::string bytes, std::size_t chunk, bool strip = true) {
+  std::string kept;
+  for (std::size_t at = 0; at < bytes.size(); at += chunk) {
+    std::string part = "_" + bytes.substr(at, chunk);
+    auto* front = reinterpret_cast<unsigned char*>(part.data());
+    auto n = s.feed(front + 1, part.size() - 1, strip ? front : front + 1, strip);
+    EXPECT_LE(n, part.size());
+    kept.append(part.data() + (strip ? 0 : 1), n);
+  }
+  return kept;
+}
+
+}  // namespace
+
+TEST(FrameScanner, CountsMessagesAndPongsAcrossEveryChunking) {
+  std::string stream = text("a") + text("frag", false) + pong("p") + cont("ment", true) + frame(0x88, "\x03\xe8");
+  for (std::size_t chunk : {1u, 2u, 3u, 7u, 100u}) {
+    FrameScanner s;
+    EXPECT_EQ(feed(s, stream, chunk), stream) << "nothing but pings is taken out";
+    EXPECT_EQ(s.events(), 3u) << "two messages and a close, chunk " << chunk;
+    EXPECT_EQ(s.pongs(), 1u);
+    EXPECT_FALSE(s.broken());
+  }
+}
+
+TEST(FrameScanner, TakesPingsOutAndKeepsTheirPayloads) {
+  std::string stream = ping("") + text("one", false) + ping("mid") + cont("two", true) + ping(std::string(125, 'x'));
+  std::string without = text("one", false) + cont("two", true);
+  for (std::size_t chunk : {1u, 2u, 5u, 1000u}) {
+    FrameScanner s;
+    EXPECT_EQ(feed(s, stream, chunk), without) << "chunk " << chunk;
+    auto pings = s.take_pings();
+    ASSERT_EQ(pings.size(), 3u);
+    EXPECT_EQ(pings[0], "");
+    EXPECT_EQ(pings[1], "mid");
+    EXPECT_EQ(pings[2], std::string(125, 'x'));
+    EXPECT_EQ(s.events(), 1u);
+    EXPECT_FALSE(s.has_pings());
+  }
+}
+
+TEST(FrameScanner, AMaskedOrLongPingSplitAfterItsFirstByteIsKeptWhole) {
+  std::string masked = {static_cast<char>(0x89), static_cast<char>(0x81), 1, 2, 3, 4, 'x'};
+  std::string stream = text("a") + masked + text("b");
+  for (std::size_t chunk : {1u, 3u, 4u}) {
+    FrameScanner s;
+    EXPECT_EQ(feed(s, stream, chunk), stream) << "chunk " << chunk;
+    EXPECT_FALSE(s.has_pings());
+  }
+}
+
+TEST(FrameScanner, WithoutStrippingPingsStayButAreStillReported) {
+  FrameScanner s;
+  std::string stream = ping("early") + text("m");
+  EXPECT_EQ(feed(s, stream, 3, false), stream);
+  auto pings = s.take_pings();
+  ASSERT_EQ(pings.size(), 1u);
+  EXPECT_EQ(pings[0], "early");
+}
+
+TEST(FrameScanner, MalformedPingsStayForBeastToRejectAndMarkTheStreamBroken) {
+  for (std::string bad : {frame(0x09, "p") /* no FIN */, frame(0xc9, "p") /* RSV1 */, frame(0xa9, "p") /* RSV2 */,
+                          frame(0x83, "x") /* reserved opcode */, frame(0x81, "") + frame(0x8b, "") /* opcode 11 */}) {
+    FrameScanner s;
+    EXPECT_EQ(feed(s, bad, 1), bad);
+    EXPECT_TRUE(s.broken());
+    EXPECT_FALSE(s.has_pings());
+  }
+  FrameScanner masked;
+  std::string m = {static_cast<char>(0x89), static_cast<char>(0x81), 1, 2, 3, 4, 'x'};
+  EXPECT_EQ(feed(masked, m, 1), m);
+  EXPECT_TRUE(masked.broken()) << "a server never masks (RFC 6455 §5.1)";
+}

@@ -1,0 +1,56 @@
+// check_subprotocol_answer / check_extensions_answer: the RFC 6455 §4.1 and RFC 7692
+// checks every adapter applies to the server's opening-handshake answer.
+#include <gtest/gtest.h>
+
+#include <wscengine/connection.hpp>
+
+using namespace wscengine;
+
+TEST(HandshakeCheck, TheSubprotocolMustBeOneOfTheOffer) {
+  std::vector<std::string> offered = {"v1.feed", "v2.feed"};
+  EXPECT_EQ(check_subprotocol_answer(std::nullopt, offered).value(), "");
+  EXPECT_EQ(check_subprotocol_answer("", offered).value(), "");
+  EXPECT_EQ(check_subprotocol_answer("v2.feed", offered).value(), "v2.feed");
+  EXPECT_EQ(check_subprotocol_answer(" v1.feed ", offered).value(), "v1.feed");
+  auto bad = check_subprotocol_answer("v3.feed", offered);
+  ASSERT_FALSE(bad);
+  EXPECT_TRUE(bad.error().is(errc::handshake_failed));
+  EXPECT_NE(bad.error().message().find("'v3.feed'"), std::string::npos) << bad.error().message();
+  EXPECT_FALSE(check_subprotocol_answer("v1.feed", {}));
+  EXPECT_FALSE(check_subprotocol_answer("V1.FEED", offered)) << "subprotocol names are case-sensitive";
+}
+
+TEST(HandshakeCheck, NoExtensionUnlessDeflateWasOffered) {
+  EXPECT_EQ(check_extensions_answer(std::nullopt, false).value(), false);
+  EXPECT_EQ(check_extensions_answer("", true).value(), false);
+  for (const char* answer : {"permessage-deflate", "x-webkit-deflate-frame", "foo; bar=1"}) {
+    auto r = check_extensions_answer(answer, false);
+    ASSERT_FALSE(r) << answer;
+    EXPECT_TRUE(r.error().is(errc::handshake_failed));
+    EXPECT_NE(r.error().message().find("not offered"), std::string::npos) << r.error().message();
+  }
+  EXPECT_FALSE(check_extensions_answer("x-unknown", true)) << "only permessage-deflate is ever offered";
+}
+
+TEST(HandshakeCheck, DeflateParametersAreCheckedByName) {
+  for (const char* good :
+       {"permessage-deflate", "PerMessage-Deflate", "permessage-deflate; server_no_context_takeover",
+        "permessage-deflate; client_no_context_takeover; server_no_context_takeover",
+        "permessage-deflate; server_max_window_bits=8", "permessage-deflate; server_max_window_bits=15",
+        "permessage-deflate; client_max_window_bits=\"10\""}) {
+    auto r = check_extensions_answer(good, true);
+    ASSERT_TRUE(r) << good << ": " << r.error().message();
+    EXPECT_TRUE(r.value()) << good;
+  }
+  for (const char* bad :
+       {"permessage-deflate; x-unknown=1", "permessage-deflate; server_max_window_bits=16",
+        "permessage-deflate; server_max_window_bits=7", "permessage-deflate; server_max_window_bits",
+        "permessage-deflate; client_max_window_bits=abc", "permessage-deflate; server_no_context_takeover=1",
+        "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+        "permessage-deflate, permessage-deflate"}) {
+    auto r = check_extensions_answer(bad, true);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_TRUE(r.error().is(errc::handshake_failed)) << bad;
+    EXPECT_NE(r.error().message().find("RFC 7692"), std::string::npos) << r.error().message();
+  }
+}
