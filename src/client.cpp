@@ -106,7 +106,7 @@ void LambdaClient::on_restart_error(Context& ctx, const Error& e, std::uint32_t 
 
 // ---------------------------------------------------------------- Connection helpers
 
-std::optional<std::string_view> HandshakeResponse::header(std::string_view name) const {
+static std::optional<std::string_view> find_header(const std::vector<Header>& headers, std::string_view name) {
   auto equal = [](std::string_view a, std::string_view b) {
     return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](unsigned char x, unsigned char y) {
              return std::tolower(x) == std::tolower(y);
@@ -115,6 +115,14 @@ std::optional<std::string_view> HandshakeResponse::header(std::string_view name)
   for (const auto& h : headers)
     if (equal(h.name, name)) return std::string_view(h.value);
   return std::nullopt;
+}
+
+std::optional<std::string_view> HandshakeResponse::header(std::string_view name) const {
+  return find_header(headers, name);
+}
+
+std::optional<std::string_view> Error::http_header(std::string_view name) const {
+  return find_header(http_headers, name);
 }
 
 Result<HandshakeResponse> Connection::dial(DialRequest request) {

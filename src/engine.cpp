@@ -180,6 +180,7 @@ Error EngineCore::start(bool background) {
   stop_requested_ = exit_requested_ = false;
   background_ = background;
   retry_count_ = 0;
+  backoff_level_ = 0;
   opened_in_run_ = false;
   start_result_.reset();
   std::uint64_t generation = ++generation_;
@@ -418,6 +419,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
   last_run_trace_ = s->run_trace;
   attempt->span.reset();  // the open (or restart) step is done
   retry_count_ = 0;
+  s->opened_at = std::chrono::steady_clock::now();
   state_ = stop_requested_ ? EngineState::stopping : EngineState::running;
   if (!start_result_) {
     start_result_ = Error{};
@@ -483,10 +485,26 @@ void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error e
   std::uint32_t retry = ++retry_count_;
   state_ = EngineState::restarting;
   lock.unlock();
+  // Decide first, so that OnRestartError hears whether this was the last attempt.
+  RetryDecision decision;
+  try {
+    decision = options_.retry_policy ? options_.retry_policy(error, retry)
+                                     : default_retry_policy(error, retry, options_.backoff);
+  } catch (...) {
+    decision = RetryDecision::again();  // a policy that throws does not stop reconnecting
+  }
+  bool exhausted = options_.backoff.max_attempts != 0 && retry >= options_.backoff.max_attempts;
+  if (!decision.retry || exhausted) {
+    error.detail += (error.detail.empty() ? "" : "; ") + std::string("not retried: ") +
+                    (decision.retry ? "backoff.max_attempts (" + std::to_string(options_.backoff.max_attempts) +
+                                          ") failed attempts in a row"
+                                    : decision.reason);
+  }
   Context ctx(*this, nullptr);
   auto span = start_span("wscengine.on_restart_error", attempt->trace);
   if (span) {
     span->set_attribute("wscengine.retry_count", static_cast<std::int64_t>(retry));
+    span->set_attribute("wscengine.will_retry", static_cast<std::int64_t>(decision.retry && !exhausted));
     span->set_error(error);
     ctx.set_trace_context(span->context());
   }
@@ -496,10 +514,10 @@ void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error e
   }
   lock.lock();
   if (stop_requested_ || exit_requested_) return set_stopped_locked(std::move(error));
-  if (options_.backoff.max_attempts != 0 && retry >= options_.backoff.max_attempts) {
-    return set_stopped_locked(Error(errc::attempts_exhausted, error.message()));
-  }
-  schedule_retry();
+  if (!decision.retry) return set_stopped_locked(std::move(error));
+  if (exhausted) return set_stopped_locked(Error(errc::attempts_exhausted, error.message()));
+  ++backoff_level_;
+  schedule_retry(decision.at_least);
 }
 
 std::chrono::milliseconds EngineCore::backoff_delay(std::uint32_t retry) {
@@ -512,8 +530,8 @@ std::chrono::milliseconds EngineCore::backoff_delay(std::uint32_t retry) {
 }
 
 // Called with mutex_ held.
-void EngineCore::schedule_retry() {
-  auto delay = backoff_delay(retry_count_);
+void EngineCore::schedule_retry(std::chrono::milliseconds at_least) {
+  auto delay = std::max(backoff_delay(backoff_level_), at_least);
   retry_timer_.emplace(runtime_->impl().io);
   retry_timer_->expires_after(delay);
   retry_timer_->async_wait(counted([this, generation = generation_](const boost::system::error_code&) {
@@ -834,7 +852,16 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
                   (reason != EndReason::restart && !options_.auto_reconnect);
   if (stop_now) return set_stopped_locked(Error(errc::cancelled, "stopped"));
   state_ = EngineState::restarting;
-  post([this, generation = generation_] { begin_attempt(true, generation); });
+  // A connection that stayed up resets the backoff and is replaced at once; one that
+  // ended soon after opening (a server that accepts, then drops) backs off further.
+  bool short_lived = std::chrono::steady_clock::now() - s->opened_at < options_.backoff.reset_after;
+  if (reason == EndReason::restart || !short_lived) {
+    if (!short_lived) backoff_level_ = 0;
+    post([this, generation = generation_] { begin_attempt(true, generation); });
+    return;
+  }
+  ++backoff_level_;
+  schedule_retry({});
 }
 
 void EngineCore::report_close_error(Context& ctx, const std::unique_ptr<Span>& shutdown_span, const Error& error) {

@@ -1,6 +1,9 @@
 #include <wscengine/options.hpp>
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <ctime>
 
 namespace wscengine {
 namespace {
@@ -34,6 +37,8 @@ Error EngineOptions::validate() const {
   if (!(backoff.factor >= 1.0) || !std::isfinite(backoff.factor))
     return invalid("backoff.factor must be a finite number >= 1");
   if (!(backoff.jitter >= 0.0 && backoff.jitter <= 1.0)) return invalid("backoff.jitter must be in [0, 1]");
+  if (backoff.reset_after.count() < 0) return invalid("backoff.reset_after must be >= 0");
+  if (backoff.max_retry_after.count() < 0) return invalid("backoff.max_retry_after must be >= 0");
   if (max_message_size < 1) return invalid("max_message_size must be >= 1");
   for (const auto& h : headers) {
     if (!valid_header_token(h.name)) return invalid("header name '" + h.name + "' is not a valid HTTP token");
@@ -45,6 +50,48 @@ Error EngineOptions::validate() const {
       return invalid("subprotocol '" + p + "' is not a valid token");
   }
   return {};
+}
+
+}  // namespace wscengine
+
+namespace wscengine {
+
+std::optional<std::chrono::milliseconds> retry_after(const Error& error) {
+  auto value = error.http_header("Retry-After");
+  if (!value) return std::nullopt;
+  std::string text(*value);
+  while (!text.empty() && text.back() == ' ') text.pop_back();
+  while (!text.empty() && text.front() == ' ') text.erase(0, 1);
+  if (text.empty()) return std::nullopt;
+  if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    if (text.size() > 9) return std::chrono::milliseconds(std::chrono::hours(24 * 365));  // absurdly far
+    return std::chrono::milliseconds(std::stoll(text) * 1000);
+  }
+  // RFC 9110 §10.2.3: an HTTP date, IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT").
+  std::tm tm{};
+  const char* end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  if (!end || *end != '\0') return std::nullopt;
+  auto when = std::chrono::system_clock::from_time_t(::timegm(&tm));
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(when - std::chrono::system_clock::now());
+  return std::max(left, std::chrono::milliseconds(0));
+}
+
+RetryDecision default_retry_policy(const Error& error, std::uint32_t, const BackoffOptions& backoff) {
+  if (error.is(errc::http_status)) {
+    int status = error.http_status;
+    if (status == 401 || status == 403 || status == 404) {
+      return RetryDecision::give_up("HTTP " + std::to_string(status) +
+                                    " will not change by retrying (set EngineOptions::retry_policy to retry anyway)");
+    }
+    if (status == 429 || status == 503) {
+      if (auto wait = retry_after(error)) return RetryDecision::again(std::min(*wait, backoff.max_retry_after));
+    }
+  }
+  if (error.is(errc::tls_verification_failed))
+    return RetryDecision::give_up("the server certificate does not verify; retrying will not change it");
+  if (error.is(errc::invalid_url) || error.is(errc::invalid_option) || error.is(errc::unsupported))
+    return RetryDecision::give_up("the request itself is invalid");
+  return RetryDecision::again();
 }
 
 }  // namespace wscengine

@@ -155,8 +155,11 @@ class Client {
   virtual std::optional<CloseFrame> on_close(Context& ctx, const std::optional<CloseFrame>& received);
   /// Closing the connection failed during shutdown.
   virtual void on_close_error(Context& ctx, const Error& error);
-  /// A reconnect attempt failed; `retry_count` counts attempts since the last
-  /// success. Call ctx.exit() to stop retrying.
+  /// A reconnect attempt failed; `retry_count` counts failed attempts in a row.
+  /// Call ctx.exit() to stop retrying. When the restart loop gives up after this
+  /// (the retry policy said so — by default on HTTP 401/403/404 or a certificate
+  /// that does not verify — or `backoff.max_attempts` is reached), the error's
+  /// detail ends with "not retried: <why>" and the engine stops after it returns.
   virtual void on_restart_error(Context& ctx, const Error& error, std::uint32_t retry_count);
 };
 

@@ -20,13 +20,6 @@ namespace wscengine {
 
 class Runtime;
 
-/// One HTTP header field. A plain value.
-struct Header {
-  std::string name;
-  std::string value;
-  friend bool operator==(const Header&, const Header&) = default;
-};
-
 /// TLS settings for wss://. Verification is on by default, against the system's
 /// trust store, with SNI and a host name check. A plain value.
 struct TlsOptions {

@@ -8,6 +8,7 @@
 #include <system_error>
 #include <utility>
 #include <variant>
+#include <vector>
 
 namespace wscengine {
 
@@ -73,6 +74,13 @@ struct CloseFrame {
   friend bool operator==(const CloseFrame&, const CloseFrame&) = default;
 };
 
+/// One HTTP header field. A plain value.
+struct Header {
+  std::string name;
+  std::string value;
+  friend bool operator==(const Header&, const Header&) = default;
+};
+
 /// An error with the details a user needs to act on it: the kind (`code`), a
 /// human-readable `detail`, the HTTP status of a refused handshake and the close
 /// frame of a closed connection. A default-constructed Error means success.
@@ -80,8 +88,9 @@ struct CloseFrame {
 struct Error {
   std::error_code code;
   std::string detail;
-  int http_status = 0;              ///< set when code == errc::http_status
-  std::optional<CloseFrame> close;  ///< set when code == errc::closed
+  int http_status = 0;               ///< set when code == errc::http_status
+  std::vector<Header> http_headers;  ///< the refusal's response headers (Retry-After…)
+  std::optional<CloseFrame> close;   ///< set when code == errc::closed
 
   Error() = default;
   Error(std::error_code c, std::string d = {}) : code(c), detail(std::move(d)) {}
@@ -92,6 +101,8 @@ struct Error {
 
   explicit operator bool() const noexcept { return static_cast<bool>(code); }
   bool is(errc e) const noexcept { return code == make_error_code(e); }
+  /// The first response header of a refusal with this name (case-insensitive).
+  std::optional<std::string_view> http_header(std::string_view name) const;
   /// "kind: detail" in one line, e.g. "connection refused: dial ws://127.0.0.1:9/".
   std::string message() const;
 };

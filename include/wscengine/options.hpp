@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,17 +18,49 @@ namespace wscengine {
 
 using namespace std::chrono_literals;
 
-/// When and how often the restart loop tries again. The delay before attempt k
-/// (k = 1 for the first retry after a failed attempt) is
-/// `min(max_delay, initial_delay * factor^(k-1))`, then reduced by a random part of
-/// up to `jitter` of itself (jitter 1.0 = "full jitter"). A plain value.
+/// When and how often the restart loop tries again. The delay at backoff level k
+/// (k = 1 after the first failure) is `min(max_delay, initial_delay * factor^(k-1))`,
+/// then reduced by a random part of up to `jitter` of itself (1.0, the default, is
+/// "full jitter": a uniformly random delay up to that bound, which spreads the
+/// reconnects of many clients after a server restart).
+///
+/// The level grows with every failed attempt and with every connection that ended
+/// within `reset_after` of opening (a server that accepts and drops at once is not
+/// hammered); a connection that stayed up that long resets it, and its end is
+/// followed by an immediate reconnect. A plain value.
 struct BackoffOptions {
   std::chrono::milliseconds initial_delay = 100ms;
   double factor = 2.0;
   std::chrono::milliseconds max_delay = 30s;
-  double jitter = 0.2;             ///< in [0, 1]
-  std::uint32_t max_attempts = 0;  ///< 0 = retry until success, exit or Stop
+  double jitter = 1.0;                          ///< in [0, 1]
+  std::uint32_t max_attempts = 0;               ///< failed attempts in a row; 0 = no limit
+  std::chrono::milliseconds reset_after = 30s;  ///< a connection up this long resets the backoff
+  /// A server's Retry-After (429, 503) is honoured up to this long.
+  std::chrono::milliseconds max_retry_after = 10min;
 };
+
+/// What the restart loop does after a failed attempt. A plain value.
+struct RetryDecision {
+  bool retry = true;
+  /// Wait at least this long before the next attempt (the backoff delay applies too).
+  std::chrono::milliseconds at_least{0};
+  /// Why not, when `retry` is false: becomes part of the error the engine stops with.
+  std::string reason;
+
+  static RetryDecision again(std::chrono::milliseconds at_least = {}) { return {true, at_least, {}}; }
+  static RetryDecision give_up(std::string reason) { return {false, {}, std::move(reason)}; }
+};
+
+/// The server's Retry-After on a refused handshake (delta-seconds or an HTTP date),
+/// or nullopt. Thread safety: pure.
+std::optional<std::chrono::milliseconds> retry_after(const Error& error);
+
+/// The restart loop's default policy. Gives up on what retrying cannot change:
+/// HTTP 401, 403 and 404, a server certificate that does not verify, an invalid URL
+/// or option, an unsupported feature. Honours Retry-After on 429 and 503 (up to
+/// `backoff.max_retry_after`). Retries everything else with backoff.
+/// Thread safety: pure.
+RetryDecision default_retry_policy(const Error& error, std::uint32_t retry, const BackoffOptions& backoff);
 
 /// Everything an engine is told. Defaults are stated here once; docs quote them.
 /// `validate()` is called by the Engine constructor. A plain value.
@@ -63,6 +96,9 @@ struct EngineOptions {
   std::chrono::milliseconds ping_interval{0};
   std::chrono::milliseconds pong_timeout = 10s;
   BackoffOptions backoff;
+  /// Decides after each failed attempt (after OnRestartError) whether to try again.
+  /// Empty: default_retry_policy. Runs on a callback thread.
+  std::function<RetryDecision(const Error& error, std::uint32_t retry)> retry_policy;
 
   std::vector<Header> headers;               ///< extra handshake headers
   std::vector<std::string> subprotocols;     ///< offered subprotocols

@@ -122,6 +122,43 @@ TEST_P(EngineOverSockets, DroppedConnectionIs1006AndReconnects) {
   finish();
 }
 
+TEST_P(EngineOverSockets, A403AfterADropIsNotRetried) {
+  std::atomic<int> requests{0};
+  server.on_request = [&](const std::string&, const std::vector<Header>&) { return ++requests == 1 ? 0 : 403; };
+  server.on_session = [](tools::ServerSession& s) { s.drop(); };
+  make(options());
+  ASSERT_FALSE(engine->start());
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  auto errors = client->events_of(Event::restart_error);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].error.http_status, 403);
+  EXPECT_THAT(errors[0].error.message(), ::testing::HasSubstr("not retried"));
+  EXPECT_EQ(requests, 2) << "no third attempt";
+  finish();
+}
+
+TEST_P(EngineOverSockets, RetryAfterOfA503IsHonoured) {
+  std::atomic<int> requests{0};
+  std::atomic<int> sessions{0};
+  server.refusal_headers = {{"Retry-After", "1"}};
+  server.on_request = [&](const std::string&, const std::vector<Header>&) { return ++requests == 2 ? 503 : 0; };
+  server.on_session = [&](tools::ServerSession& s) {
+    if (++sessions == 1) return s.drop();
+    InboundMessage m;
+    s.read(m, 10s);
+  };
+  make(options());
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_FALSE(engine->start());
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 950ms) << "the second attempt waited for Retry-After";
+  auto errors = client->events_of(Event::restart_error);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].error.http_status, 503);
+  EXPECT_EQ(errors[0].error.http_header("retry-after"), "1");
+  finish();
+}
+
 TEST_P(EngineOverSockets, ReconnectsAfterTheServerRestarts) {
   server.on_session = tools::echo_session;
   make(options());

@@ -490,6 +490,7 @@ TEST_F(EngineTest, StopCancelsAPendingBackoffAtOnce) {
   o.backoff.initial_delay = 60s;
   o.backoff.max_delay = 60s;
   o.backoff.jitter = 0;
+  o.backoff.reset_after = 0ms;  // the drop reconnects at once; the refused dial backs off 60 s
   make(o);
   auto peer = start_and_accept();
   server->fail_next_dials(Error(errc::connection_refused), 100);

@@ -120,6 +120,7 @@ struct TestServer::Impl {
       if (int status = server.on_request(target, headers); status != 0) {
         http::response<http::string_body> refuse{static_cast<http::status>(status), request.version()};
         refuse.set(http::field::content_type, "text/plain");
+        for (const auto& h : server.refusal_headers) refuse.set(h.name, h.value);
         refuse.body() = "refused by test server\n";
         refuse.prepare_payload();
         http::write(stream.next_layer(), refuse, ec);

@@ -57,6 +57,8 @@ class TestServer {
 
   /// Return 0 to accept, or an HTTP status to refuse the upgrade with.
   std::function<int(const std::string& target, const std::vector<Header>& headers)> on_request;
+  /// Extra headers of every refusal (e.g. Retry-After).
+  std::vector<Header> refusal_headers;
   /// Subprotocol to select from the client's offer (empty = none).
   std::string choose_subprotocol;
   std::function<void(ServerSession&)> on_session;

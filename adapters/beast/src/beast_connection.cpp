@@ -227,8 +227,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   void on_upgraded(const error_code& ec) {
     std::string what = "GET " + request_.url.to_string();
     if (ec == ws::error::upgrade_declined) {
-      return fail_dial(
-          Error::http(response_.result_int(), what + " answered \"" + std::string(response_.reason()) + "\""));
+      Error refused =
+          Error::http(response_.result_int(), what + " answered \"" + std::string(response_.reason()) + "\"");
+      for (const auto& field : response_)
+        refused.http_headers.push_back({std::string(field.name_string()), std::string(field.value())});
+      return fail_dial(std::move(refused));
     }
     if (ec) return fail_dial(Error(errc::handshake_failed, what + ": " + ec.message()));
     HandshakeResponse answer;

@@ -62,8 +62,11 @@ Error dial_error(const bridge::DialOutcome& o, const Url& url) {
       return Error(errc::tls_handshake_failed, "with " + url.host + ": " + o.detail);
     case bridge::Failure::tls_verification:
       return Error(errc::tls_verification_failed, "server certificate of " + url.host + ": " + o.detail);
-    case bridge::Failure::http_status:
-      return Error::http(o.status, request + " answered \"" + o.detail + "\"");
+    case bridge::Failure::http_status: {
+      Error refused = Error::http(o.status, request + " answered \"" + o.detail + "\"");
+      for (const auto& [name, value] : o.headers) refused.http_headers.push_back({name, value});
+      return refused;
+    }
     case bridge::Failure::handshake:
       return Error(errc::handshake_failed, request + ": " + o.detail);
     case bridge::Failure::timeout:
