@@ -1,0 +1,73 @@
+// A loopback TCP proxy that injects faults between a client and a server: it can
+// pass, delay, slice into 1-byte writes, blackhole (stop forwarding without closing:
+// a half-open connection), reset, and close the client side after a given number of
+// server-to-client bytes (truncating a frame or the handshake anywhere).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+namespace wscengine::faults {
+
+/// What the proxy does to the connections it accepts from now on (and, for
+/// blackhole and reset, to the ones it carries). Thread safety: all members of
+/// FaultProxy may be called from any thread.
+enum class Fault {
+  pass,       ///< forward as is
+  delay,      ///< wait `delay` before forwarding each chunk
+  slice,      ///< forward one byte per write
+  blackhole,  ///< stop forwarding both ways; keep both sockets open
+  reset,      ///< close the client socket with a TCP reset
+  cut_after,  ///< close the client side once `cut_after_bytes` server bytes went through
+};
+
+class FaultProxy {
+ public:
+  /// Listens on 127.0.0.1 (a free port) and forwards to 127.0.0.1:`upstream_port`.
+  explicit FaultProxy(std::uint16_t upstream_port);
+  ~FaultProxy();
+  FaultProxy(const FaultProxy&) = delete;
+  FaultProxy& operator=(const FaultProxy&) = delete;
+
+  std::uint16_t port() const noexcept { return port_; }
+  std::string url(const std::string& target = "/") const;
+
+  /// Applies to new connections; blackhole and reset apply at once to open ones too.
+  void set(Fault fault);
+  /// Applies `fault` to the next accepted connection only; later ones pass.
+  void set_for_next(Fault fault);
+  /// Open connections are cut once `more_bytes` further server bytes went through.
+  void cut_open_links_after(std::size_t more_bytes);
+  void set_delay(std::chrono::milliseconds delay) { delay_ms_ = delay.count(); }
+  /// For Fault::cut_after: server-to-client bytes (counted per connection) to let through.
+  void set_cut_after(std::size_t bytes) { cut_after_ = bytes; }
+  /// Connections accepted so far.
+  std::size_t accepted() const noexcept { return accepted_; }
+
+ private:
+  struct Link;
+  void accept_loop();
+  void forward(std::shared_ptr<Link> link);
+
+  int listen_fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::uint16_t upstream_;
+  std::atomic<Fault> fault_{Fault::pass};
+  std::atomic<bool> fault_once_{false};
+  std::atomic<long long> delay_ms_{0};
+  std::atomic<std::size_t> cut_after_{0};
+  std::atomic<std::size_t> accepted_{0};
+  std::atomic<bool> stopping_{false};
+  std::mutex mutex_;
+  std::list<std::shared_ptr<Link>> links_;
+  std::list<std::thread> threads_;
+  std::thread acceptor_;
+};
+
+}  // namespace wscengine::faults

@@ -1,0 +1,400 @@
+// Fault injection (issue 6): the engine on every real adapter, through a proxy that
+// slices, delays, blackholes, resets and truncates, and against hostile servers.
+// Each test checks the callbacks in order (the Recorder's invariants), a clear
+// error, reconnection where it is on, and that nothing delivered is lost; every wait
+// is bounded.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <thread>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <wscengine/wscengine.hpp>
+
+#include "conformance/fuzzing_server.hpp"
+#include "fault_proxy.hpp"
+#include "support/real_adapters.hpp"
+#include "support/recorder.hpp"
+#include "test_server.hpp"
+
+using namespace wscengine;
+using namespace wscengine::test;
+using faults::Fault;
+using faults::FaultProxy;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+namespace {
+
+class Faults : public ::testing::TestWithParam<RealAdapter> {
+ protected:
+  tools::TestServer server;
+  std::unique_ptr<FaultProxy> proxy;
+  std::shared_ptr<Recorder> client = std::make_shared<Recorder>();
+  std::unique_ptr<Engine> engine;
+
+  EngineOptions through_proxy(const std::string& target = "/") {
+    if (server.port() == 0) server.start();
+    if (!proxy) proxy = std::make_unique<FaultProxy>(server.port());
+    EngineOptions o;
+    o.url = proxy->url(target);
+    o.backoff.initial_delay = 10ms;
+    o.backoff.max_delay = 100ms;
+    o.open_timeout = 5s;
+    o.close_timeout = 1s;
+    return o;
+  }
+  void make(EngineOptions o) { engine = std::make_unique<Engine>(o, client, GetParam().make()); }
+  // The proxy goes first (its links end, so the server's sessions end), then the server.
+  void TearDown() override {
+    stop_and_check(engine, *client);
+    proxy.reset();
+    server.stop();
+  }
+};
+
+// Echo until the client closes.
+void echo(tools::ServerSession& s) { tools::echo_session(s); }
+
+}  // namespace
+
+TEST_P(Faults, OneByteWritesBothWaysStillCarryWholeMessages) {
+  server.on_session = echo;
+  auto o = through_proxy();
+  make(o);
+  proxy->set(Fault::slice);
+  ASSERT_FALSE(engine->start());
+  std::string big(70000, 'b');
+  for (int i = 0; i < 20; ++i) ASSERT_FALSE(engine->send_text("m" + std::to_string(i)));
+  ASSERT_FALSE(engine->send_binary(big));
+  ASSERT_TRUE(client->wait_count(Event::message, 21, 30s));
+  auto messages = client->events_of(Event::message);
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(messages[i].payload, "m" + std::to_string(i));
+  EXPECT_TRUE(messages[20].payload == big);
+  EXPECT_EQ(client->count(Event::read_error), 0u);
+}
+
+TEST_P(Faults, DelayedChunksDoNotFoolTheHeartbeat) {
+  server.on_session = echo;
+  auto o = through_proxy();
+  o.ping_interval = 100ms;
+  o.pong_timeout = 3s;
+  make(o);
+  proxy->set_delay(150ms);
+  proxy->set(Fault::delay);
+  ASSERT_FALSE(engine->start());
+  for (int i = 0; i < 5; ++i) ASSERT_FALSE(engine->send_text("slow " + std::to_string(i)));
+  ASSERT_TRUE(client->wait_count(Event::message, 5, 30s));
+  std::this_thread::sleep_for(500ms);  // several pings answered late, but in time
+  EXPECT_EQ(client->count(Event::read_error), 0u);
+  EXPECT_EQ(client->count(Event::open), 1u);
+}
+
+TEST_P(Faults, ABlackholedConnectionIsFoundWithinPingIntervalPlusPongTimeout) {
+  server.on_session = echo;
+  auto o = through_proxy();
+  o.ping_interval = 200ms;
+  o.pong_timeout = 500ms;
+  std::promise<std::chrono::steady_clock::time_point> detected;
+  std::atomic<bool> once{false};
+  client->on_read_error_hook = [&](Context&, const Error&) {
+    if (!once.exchange(true)) detected.set_value(std::chrono::steady_clock::now());
+  };
+  make(o);
+  ASSERT_FALSE(engine->start());
+  ASSERT_FALSE(engine->send_text("before"));
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  auto t0 = std::chrono::steady_clock::now();
+  proxy->set(Fault::blackhole);  // the open connection goes silent: no FIN, no RST
+  proxy->set(Fault::pass);       // the reconnect gets through
+  auto f = detected.get_future();
+  ASSERT_EQ(f.wait_for(20s), std::future_status::ready) << "the dead connection was never noticed";
+  // ping_interval + pong_timeout = 0.7 s; the margin is generous for loaded machines.
+  EXPECT_LT(f.get() - t0, 0.7s + 3s);
+  ASSERT_TRUE(client->wait_count(Event::read_error, 1));  // the hook runs before it is recorded
+  auto error = client->events_of(Event::read_error)[0].error;
+  EXPECT_TRUE(error.is(errc::timeout)) << error.message();
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  auto close = client->events_of(Event::close);
+  ASSERT_EQ(close.size(), 1u);
+  ASSERT_TRUE(close[0].received);
+  EXPECT_EQ(close[0].received->code, close_code::abnormal);
+  ASSERT_FALSE(engine->send_text("after"));
+  ASSERT_TRUE(client->wait_count(Event::message, 2));
+  EXPECT_EQ(client->events_of(Event::message)[1].payload, "after");
+}
+
+TEST_P(Faults, AResetIs1006AndReconnects) {
+  server.on_session = echo;
+  auto o = through_proxy();
+  make(o);
+  ASSERT_FALSE(engine->start());
+  proxy->set(Fault::reset);
+  proxy->set(Fault::pass);
+  ASSERT_TRUE(client->wait_count(Event::open, 2));
+  auto close = client->events_of(Event::close);
+  ASSERT_EQ(close.size(), 1u);
+  ASSERT_TRUE(close[0].received);
+  EXPECT_EQ(close[0].received->code, close_code::abnormal);
+  ASSERT_FALSE(engine->send_text("again"));
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+}
+
+TEST_P(Faults, AFrameCutInTheMiddleLosesNothingDeliveredAndReconnects) {
+  std::atomic<int> sessions{0};
+  std::promise<void> cut_armed;
+  auto armed = cut_armed.get_future().share();
+  server.on_session = [&](tools::ServerSession& s) {
+    if (++sessions == 1) {
+      s.send(MessageType::text, "complete");
+      armed.wait_for(10s);
+      s.send(MessageType::binary, std::string(10000, 'x'));  // cut after 5000 bytes
+      InboundMessage m;
+      s.read(m, 5s);
+      return;
+    }
+    s.send(MessageType::text, "after reconnect");
+    InboundMessage m;
+    s.read(m, 10s);
+  };
+  auto o = through_proxy();
+  make(o);
+  ASSERT_FALSE(engine->start());
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  proxy->cut_open_links_after(5000);
+  cut_armed.set_value();
+  ASSERT_TRUE(client->wait_count(Event::message, 2));
+  auto messages = client->events_of(Event::message);
+  EXPECT_EQ(messages[0].payload, "complete");
+  EXPECT_EQ(messages[1].payload, "after reconnect") << "the cut message is never delivered in part";
+  auto close = client->events_of(Event::close);
+  ASSERT_EQ(close.size(), 1u);
+  ASSERT_TRUE(close[0].received);
+  EXPECT_EQ(close[0].received->code, close_code::abnormal);
+}
+
+TEST_P(Faults, ACutAtAnyByteOfTheHandshakeOrFirstFrameIsRetriedCleanly) {
+  std::atomic<int> sessions{0};
+  server.on_session = [&](tools::ServerSession& s) {
+    ++sessions;
+    s.send(MessageType::text, "hello");
+    InboundMessage m;
+    s.read(m, 10s);
+  };
+  through_proxy();
+  // The 101 response is 150-250 bytes, the message 7: every offset through both.
+  for (std::size_t cut : {0, 1, 2, 12, 50, 100, 129, 150, 160, 170, 180, 190, 200, 210, 220, 230, 250, 300}) {
+    SCOPED_TRACE("cut after " + std::to_string(cut) + " bytes");
+    client = std::make_shared<Recorder>();
+    auto o = through_proxy();
+    make(o);
+    proxy->set_cut_after(cut);
+    proxy->set_for_next(Fault::cut_after);
+    ASSERT_FALSE(engine->start_background());
+    ASSERT_TRUE(client->wait_count(Event::message, 1, 10s));
+    EXPECT_EQ(client->events_of(Event::message).back().payload, "hello");
+    for (const auto& e : client->events_of(Event::restart_error)) {
+      EXPECT_FALSE(e.error.message().empty());
+      EXPECT_THAT(e.error.message(), ::testing::Not(HasSubstr("not retried")));
+    }
+    for (const auto& c : client->events_of(Event::close))
+      EXPECT_EQ(c.received.value_or(CloseFrame{}).code, close_code::abnormal);
+    EXPECT_FALSE(engine->stop());
+    client->mark_stopped();
+    EXPECT_THAT(client->violations(), IsEmpty());
+    engine.reset();
+  }
+}
+
+TEST_P(Faults, HttpRefusalsAreRetriedUntilTheServerAccepts) {
+  for (int status : {500, 301}) {
+    SCOPED_TRACE(status);
+    tools::TestServer refusing;
+    std::atomic<int> requests{0};
+    refusing.on_request = [&](const std::string&, const std::vector<Header>&) { return ++requests <= 2 ? status : 0; };
+    refusing.on_session = [](tools::ServerSession& s) {
+      s.send(MessageType::text, "in");
+      InboundMessage m;
+      s.read(m, 10s);
+    };
+    refusing.start();
+    client = std::make_shared<Recorder>();
+    EngineOptions o;
+    o.url = refusing.url("/");
+    o.backoff.initial_delay = 10ms;
+    o.backoff.max_delay = 50ms;
+    make(o);
+    ASSERT_FALSE(engine->start_background());
+    ASSERT_TRUE(client->wait_count(Event::message, 1));
+    auto errors = client->events_of(Event::restart_error);
+    ASSERT_EQ(errors.size(), 2u);
+    EXPECT_EQ(errors[0].error.http_status, status);
+    EXPECT_EQ(errors[1].retry, 2u);
+    EXPECT_FALSE(engine->stop());
+    client->mark_stopped();
+    EXPECT_THAT(client->violations(), IsEmpty());
+    engine.reset();
+    refusing.stop();
+  }
+}
+
+// ------------------------------------------------------------------ hostile servers
+
+namespace {
+
+/// Accepts connections on a loopback port and plays `behave` on each, on its own
+/// thread, until destroyed.
+class HostileServer {
+ public:
+  explicit HostileServer(std::function<void(conformance::Session&, int connection)> behave)
+      : behave_(std::move(behave)), thread_([this] { run(); }) {}
+  ~HostileServer() {
+    stop_ = true;
+    thread_.join();
+    for (auto& t : sessions_) t.join();
+  }
+  std::string url() const { return "ws://127.0.0.1:" + std::to_string(listener_.port()) + "/hostile"; }
+  int connections() const { return count_; }
+
+ private:
+  void run() {
+    while (!stop_) {
+      int fd = listener_.accept(50ms);
+      if (fd < 0) continue;
+      int n = ++count_;
+      sessions_.emplace_back([this, fd, n] {
+        conformance::Session s(fd);
+        behave_(s, n);
+        ::shutdown(fd, SHUT_RDWR);
+        ::close(fd);
+      });
+    }
+  }
+  std::function<void(conformance::Session&, int)> behave_;
+  conformance::Listener listener_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> count_{0};
+  std::vector<std::thread> sessions_;
+  std::thread thread_;  // last: starts when everything else exists
+};
+
+/// A correct server after the first `bad` connections: 101, then one text message,
+/// then it answers the client's close.
+void serve_properly(conformance::Session& s) {
+  if (!s.read_request(5s)) return;
+  s.send_raw(s.accept_response());
+  s.send_raw(conformance::text("proper"));
+  while (auto f = s.read_frame(10s)) {
+    if (f->opcode == 8) {
+      s.send_raw(conformance::close_frame(1000));
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+TEST_P(Faults, AWrongAcceptKeyOrAMissingUpgradeHeaderFailsTheAttemptWithAClearError) {
+  for (bool missing_upgrade : {false, true}) {
+    SCOPED_TRACE(missing_upgrade ? "no Upgrade header" : "wrong Sec-WebSocket-Accept");
+    HostileServer hostile([&](conformance::Session& s, int n) {
+      if (n > 2) return serve_properly(s);
+      if (!s.read_request(5s)) return;
+      if (missing_upgrade) {
+        auto r = s.accept_response();
+        r.erase(r.find("Upgrade: websocket\r\n"), 20);
+        s.send_raw(r);
+      } else {
+        s.send_raw(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=\r\n\r\n");
+      }
+      s.read_frame(2s);  // until the client gives up on it
+    });
+    client = std::make_shared<Recorder>();
+    EngineOptions o;
+    o.url = hostile.url();
+    o.backoff.initial_delay = 10ms;
+    o.backoff.max_delay = 50ms;
+    make(o);
+    ASSERT_FALSE(engine->start_background());
+    ASSERT_TRUE(client->wait_count(Event::message, 1));
+    auto errors = client->events_of(Event::restart_error);
+    ASSERT_EQ(errors.size(), 2u);
+    for (const auto& e : errors) EXPECT_TRUE(e.error.is(errc::handshake_failed)) << e.error.message();
+    EXPECT_FALSE(engine->stop());
+    client->mark_stopped();
+    EXPECT_THAT(client->violations(), IsEmpty());
+    engine.reset();
+  }
+}
+
+TEST_P(Faults, AServerThatNeverAnswersTheUpgradeTimesOut) {
+  HostileServer hostile([](conformance::Session& s, int) {
+    s.read_request(5s);
+    s.read_frame(3s);  // say nothing
+  });
+  EngineOptions o;
+  o.url = hostile.url();
+  o.open_timeout = 300ms;
+  make(o);
+  auto t0 = std::chrono::steady_clock::now();
+  Error e = engine->start();
+  EXPECT_TRUE(e.is(errc::timeout)) << e.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  engine.reset();
+  client->mark_stopped();
+}
+
+TEST_P(Faults, GarbageAfterTheHandshakeIsAProtocolErrorThenAReconnect) {
+  HostileServer hostile([](conformance::Session& s, int n) {
+    if (n > 1) return serve_properly(s);
+    if (!s.read_request(5s)) return;
+    s.send_raw(s.accept_response());
+    s.send_raw(conformance::text("fine") + std::string("\xf3\x05garbage and more garbage", 24));
+    s.read_frame(3s);
+  });
+  EngineOptions o;
+  o.url = hostile.url();
+  o.backoff.initial_delay = 10ms;
+  make(o);
+  ASSERT_FALSE(engine->start());
+  ASSERT_TRUE(client->wait_count(Event::message, 2));
+  auto messages = client->events_of(Event::message);
+  EXPECT_EQ(messages[0].payload, "fine");
+  EXPECT_EQ(messages[1].payload, "proper");
+  auto errors = client->events_of(Event::read_error);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_TRUE(errors[0].error.is(errc::protocol_error)) << errors[0].error.message();
+  EXPECT_EQ(client->count(Event::close), 1u);
+  EXPECT_FALSE(engine->stop());  // before the server goes
+  client->mark_stopped();
+}
+
+TEST_P(Faults, AServerThatNeverAnswersTheCloseDoesNotHangStop) {
+  HostileServer hostile([](conformance::Session& s, int) {
+    if (!s.read_request(5s)) return;
+    s.send_raw(s.accept_response());
+    while (auto f = s.read_frame(10s)) {  // reads the close frame, answers nothing
+    }
+  });
+  EngineOptions o;
+  o.url = hostile.url();
+  o.close_timeout = 300ms;
+  make(o);
+  ASSERT_FALSE(engine->start());
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(engine->stop());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  client->mark_stopped();
+  auto close_errors = client->events_of(Event::close_error);
+  ASSERT_EQ(close_errors.size(), 1u);
+  EXPECT_TRUE(close_errors[0].error.is(errc::timeout)) << close_errors[0].error.message();
+  EXPECT_EQ(client->count(Event::close), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Adapters, Faults, ::testing::ValuesIn(real_adapters()), AdapterName());
