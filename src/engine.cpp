@@ -454,16 +454,21 @@ void EngineCore::schedule_heartbeat_locked(const std::shared_ptr<Session>& s) {
 // On a callback thread: the ping may wait up to pong_timeout. Adapters answer pings
 // and take pongs even when no reader runs (OnMessage busy, pause lock held).
 void EngineCore::heartbeat(const std::shared_ptr<Session>& s) {
+  std::uint64_t read_before = 0;
   {
     Lock lock(mutex_);
     if (s->ending || !s->current) return;
+    read_before = s->next_sequence;
   }
   Error error = s->connection->ping({}, options_.pong_timeout);
   Lock lock(mutex_);
   if (s->ending) return;
   if (!error) return schedule_heartbeat_locked(s);
   if (error.is(errc::closed) || !s->connection->is_open()) return;  // the reader sees the close
-  s->dead = Error(errc::timeout, "no pong within " + std::to_string(options_.pong_timeout.count()) +
+  // Messages read meanwhile prove the peer alive, even one too busy (or too simple)
+  // to answer pings: only a connection with no pong and no data at all is dead.
+  if (s->next_sequence != read_before) return schedule_heartbeat_locked(s);
+  s->dead = Error(errc::timeout, "no pong and no data within " + std::to_string(options_.pong_timeout.count()) +
                                      " ms of a ping: the connection is dead (" + error.message() + ")");
   bool fresh =
       request_shutdown_locked(s, EndReason::failed, CloseFrame{close_code::abnormal, {}}, CloseInitiator::client);

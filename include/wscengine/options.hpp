@@ -88,8 +88,8 @@ struct EngineOptions {
   /// A write that cannot make progress (peer not reading) fails after this.
   std::chrono::milliseconds write_timeout = 10s;
   /// Heartbeat: send a ping this long after the last one was answered; zero (the
-  /// default) sends none. A ping without a pong within `pong_timeout` means the
-  /// connection is dead (a half-open TCP connection sends no error, ever): the engine
+  /// default) sends none. A ping with neither a pong nor any message read within
+  /// `pong_timeout` means the connection is dead (a half-open TCP connection sends no error, ever): the engine
   /// drops it, calls OnReadError with `errc::timeout`, then OnClose with 1006, and
   /// reconnects as after any drop. It works while OnMessage is busy and while the
   /// pause lock is held (the ping waits on a callback thread of the runtime).

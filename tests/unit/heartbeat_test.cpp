@@ -65,7 +65,7 @@ TEST_F(Heartbeat, ASilentPeerIsDroppedReportedAndReconnected) {
   auto errors = client->events_of(Event::read_error);
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_TRUE(errors[0].error.is(errc::timeout)) << errors[0].error.message();
-  EXPECT_THAT(errors[0].error.message(), ::testing::HasSubstr("no pong within 50 ms"));
+  EXPECT_THAT(errors[0].error.message(), ::testing::HasSubstr("no pong and no data within 50 ms"));
   auto closes = client->events_of(Event::close);
   ASSERT_EQ(closes.size(), 1u);
   ASSERT_TRUE(closes[0].received);
@@ -73,6 +73,25 @@ TEST_F(Heartbeat, ASilentPeerIsDroppedReportedAndReconnected) {
   auto order = kinds();
   EXPECT_EQ(std::vector<Event::Kind>(order.begin(), order.begin() + 4),
             (std::vector<Event::Kind>{Event::open, Event::read_error, Event::close, Event::open}));
+}
+
+TEST_F(Heartbeat, APeerThatSendsButNeverAnswersPingsIsAlive) {
+  make();
+  ASSERT_FALSE(engine->start());
+  auto peer = server->accept(5s);
+  peer->answer_pings(false);
+  // Data every 10 ms for 20 pong timeouts: messages prove the peer alive.
+  for (int i = 0; i < 100; ++i) {
+    peer->send(MessageType::text, "tick " + std::to_string(i));
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_TRUE(client->wait_count(Event::message, 100));
+  EXPECT_GE(tracer->named("wscengine.ping").size(), 3u) << "pings went out and were not answered";
+  EXPECT_EQ(client->count(Event::read_error), 0u);
+  EXPECT_EQ(client->count(Event::close), 0u);
+  // Silence now: dead within a pong timeout or so.
+  ASSERT_TRUE(client->wait_count(Event::read_error, 1, 10s));
+  EXPECT_TRUE(client->events_of(Event::read_error)[0].error.is(errc::timeout));
 }
 
 TEST_F(Heartbeat, DetectedWhileOnMessageIsBusy) {
