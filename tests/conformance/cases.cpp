@@ -510,6 +510,9 @@ std::vector<Case> make_cases() {
       fail_case("9.5", "RSV1 on a ping", "RFC 7692 §6.1", {}, {}, {encode({true, 0x40, 9, "p"})}, protocol, compress));
   c.push_back(fail_case("9.6", "a compressed message that does not inflate", "RFC 7692 §6.2", {}, {},
                         {encode({true, 0x40, 1, std::string("\xff\xff\xff\xff\xff\xff", 6)})}, {1002, 1007}, compress));
+  c.push_back(fail_case("9.7", "a 1 MiB message that deflates to 1 KiB, over a 64 KiB limit (a compression bomb)",
+                        "RFC 7692 §8.1, RFC 6455 §10.4", {}, {}, {compressed(2, std::string(1u << 20, '\0'))}, {1009},
+                        {"--compress", "--max-message-size", "65536"}));
   return c;
 }
 

@@ -51,6 +51,7 @@ const std::map<std::pair<std::string, std::string>, Explained> kExplained = {
     {{"websocketpp", "9.4"}, {Verdict::unsupported, kNoDeflate}},
     {{"websocketpp", "9.5"}, {Verdict::unsupported, kNoDeflate}},
     {{"websocketpp", "9.6"}, {Verdict::unsupported, kNoDeflate}},
+    {{"websocketpp", "9.7"}, {Verdict::unsupported, kNoDeflate}},
 };
 
 struct Outcome {

@@ -387,6 +387,28 @@ TEST_P(Faults, GarbageAfterTheHandshakeIsAProtocolErrorThenAReconnect) {
   client->mark_stopped();
 }
 
+TEST_P(Faults, AnEndlessHandshakeResponseIsRefusedWithoutEndlessMemory) {
+  HostileServer hostile([](conformance::Session& s, int) {
+    if (!s.read_request(5s)) return;
+    s.send_raw("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
+    std::string junk;
+    for (int i = 0; i < 1000; ++i) junk += "X-Junk-" + std::to_string(i) + ": " + std::string(1000, 'j') + "\r\n";
+    for (int round = 0; round < 64; ++round) s.send_raw(junk);  // 64 MB of headers, never ending them
+  });
+  EngineOptions o;
+  o.url = hostile.url();
+  o.open_timeout = 10s;
+  make(o);
+  auto t0 = std::chrono::steady_clock::now();
+  Error e = engine->start();
+  ASSERT_TRUE(e) << "a response with endless headers was accepted";
+  EXPECT_FALSE(e.is(errc::timeout)) << "refused by a size limit, not by waiting: " << e.message();
+  RecordProperty("error", e.message());
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  engine.reset();
+  client->mark_stopped();
+}
+
 TEST_P(Faults, AServerThatNeverAnswersTheCloseDoesNotHangStop) {
   HostileServer hostile([](conformance::Session& s, int) {
     if (!s.read_request(5s)) return;

@@ -214,6 +214,10 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
       auto out = outcome(Failure::http_status, con->get_response().get_status_msg());
       return out;
     }
+    if (ec == websocketpp::error::make_error_code(websocketpp::error::general))
+      return outcome(Failure::handshake,
+                     "the HTTP response could not be parsed (malformed, or over websocketpp's 16000-byte header "
+                     "limit)");
     if (ec.category() == websocketpp::processor::error::get_processor_category() ||
         ec.category() == websocketpp::error::get_category())
       return outcome(Failure::handshake, what);
