@@ -10,6 +10,8 @@
 #include <future>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -362,6 +364,51 @@ TEST_P(Faults, AServerThatNeverAnswersTheUpgradeTimesOut) {
   client->mark_stopped();
 }
 
+TEST_P(Faults, ATlsHandshakeThatNeverCompletesTimesOut) {
+  // Accepts TCP and never speaks TLS (nor reads: the ClientHello stays unanswered).
+  HostileServer hostile([](conformance::Session&, int) { std::this_thread::sleep_for(2s); });
+  EngineOptions o;
+  o.url = "wss://127.0.0.1:" + hostile.url().substr(hostile.url().rfind(':') + 1);
+  o.open_timeout = 300ms;
+  make(o);
+  auto t0 = std::chrono::steady_clock::now();
+  Error e = engine->start();
+  EXPECT_TRUE(e.is(errc::timeout)) << e.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  engine.reset();
+  client->mark_stopped();
+}
+
+TEST_P(Faults, ATcpConnectThatIsNeverAcceptedTimesOut) {
+  // A listener whose accept queue is full and never drained: further SYNs go unanswered.
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(listener, 0), 0);
+  socklen_t size = sizeof a;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &size);
+  std::vector<int> fillers;
+  for (int i = 0; i < 4; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    fillers.push_back(fd);
+  }
+  EngineOptions o;
+  o.url = "ws://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/";
+  o.open_timeout = 500ms;
+  make(o);
+  auto t0 = std::chrono::steady_clock::now();
+  Error e = engine->start();
+  EXPECT_TRUE(e.is(errc::timeout)) << e.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
+  engine.reset();
+  client->mark_stopped();
+  for (int fd : fillers) ::close(fd);
+  ::close(listener);
+}
+
 TEST_P(Faults, GarbageAfterTheHandshakeIsAProtocolErrorThenAReconnect) {
   HostileServer hostile([](conformance::Session& s, int n) {
     if (n > 1) return serve_properly(s);
@@ -406,6 +453,40 @@ TEST_P(Faults, AnEndlessHandshakeResponseIsRefusedWithoutEndlessMemory) {
   RecordProperty("error", e.message());
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
   engine.reset();
+  client->mark_stopped();
+}
+
+TEST_P(Faults, APeerThatStopsReadingCannotHangAWriter) {
+  std::atomic<bool> release{false};
+  HostileServer hostile([&](conformance::Session& s, int) {
+    if (!s.read_request(5s)) return;
+    s.send_raw(s.accept_response());
+    for (int i = 0; i < 300 && !release; ++i) std::this_thread::sleep_for(100ms);  // reads nothing
+  });
+  EngineOptions o;
+  o.url = hostile.url();
+  o.write_timeout = 500ms;
+  o.close_timeout = 300ms;
+  make(o);
+  ASSERT_FALSE(engine->start());
+  std::string chunk(64 * 1024, 'w');
+  auto t0 = std::chrono::steady_clock::now();
+  if (GetParam().make()->capabilities().write_backpressure) {
+    // The socket buffers fill, then a write makes no progress: it fails after write_timeout.
+    Error e;
+    for (int i = 0; i < 4096 && !e; ++i) e = engine->send_binary(chunk);  // up to 256 MiB
+    ASSERT_TRUE(e) << "every write succeeded with nobody reading";
+    EXPECT_TRUE(e.is(errc::timeout)) << e.message();
+    EXPECT_THAT(e.message(), HasSubstr("peer not reading"));
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 60s);
+  } else {
+    // Documented (AdapterCapabilities::write_backpressure = false): writes are queued
+    // and return at once; they never block the writer.
+    for (int i = 0; i < 64; ++i) ASSERT_FALSE(engine->send_binary(chunk));
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+  }
+  release = true;
+  EXPECT_FALSE(engine->stop());
   client->mark_stopped();
 }
 

@@ -3,6 +3,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <future>
+
 #include <wscengine/memory.hpp>
 #include <wscengine/wscengine.hpp>
 
@@ -159,4 +161,27 @@ TEST_F(RetryTest, ConnectionsThatDropAtOnceBackOffAndAStableOneResetsIt) {
   ASSERT_TRUE(server->accept(5s));
   EXPECT_LT(std::chrono::steady_clock::now() - t1, 2s) << "no backoff after a stable connection";
   EXPECT_EQ(client->count(Event::restart_error), 0u);
+}
+
+TEST_F(RetryTest, StopReturnsAfterStopTimeoutWhenACallbackDoesNotReturn) {
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  std::promise<void> entered;
+  client->on_message_hook = [&](Context&, const Message&) {
+    entered.set_value();
+    released.wait_for(10s);
+  };
+  auto o = options();
+  o.stop_timeout = 200ms;
+  auto peer = start(o);
+  peer->send(MessageType::text, "blocks OnMessage");
+  ASSERT_EQ(entered.get_future().wait_for(5s), std::future_status::ready);
+  auto t0 = std::chrono::steady_clock::now();
+  Error e = engine->stop();
+  EXPECT_TRUE(e.is(errc::timeout)) << e.message();
+  EXPECT_THAT(e.message(), HasSubstr("stop_timeout"));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+  release.set_value();
+  EXPECT_FALSE(engine->wait_stopped(10s)) << "it stops once the callback returns";
+  EXPECT_EQ(client->count(Event::close), 1u);
 }
