@@ -152,7 +152,8 @@ Result close_normally(Session& s, Result so_far) {
   s.send_raw(close_frame(1000));
   auto t0 = Clock::now();
   auto in = next(s, 5s);
-  while (in.kind == Incoming::pong) in = next(s, 5s);  // unsolicited pongs are allowed (§5.5.3)
+  // Unsolicited pongs (§5.5.3) and the client's own pings are allowed at any time.
+  while (in.kind == Incoming::pong || in.kind == Incoming::ping) in = next(s, 5s);
   auto took = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0);
   if (in.kind == Incoming::message) return failed("sent a data message after the server's close: " + in.describe());
   if (in.kind != Incoming::close) return failed("no close reply; got " + in.describe());

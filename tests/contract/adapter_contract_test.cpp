@@ -455,6 +455,26 @@ TEST_P(AdapterContract, ConcurrentWritesArriveWholeAndInOrderPerThread) {
   }
 }
 
+TEST_P(AdapterContract, MegabytesOfWritesToAReadingPeerNeverStall) {
+  open();
+  constexpr int kCount = 32;
+  std::string chunk(512 * 1024, 'z');  // 16 MiB in all: four times websocketpp's write limit
+  auto reader = std::async(std::launch::async, [&] {
+    int got = 0;
+    while (got < kCount) {
+      auto m = peer->receive(10s);
+      if (!m || m->payload.size() != chunk.size()) break;
+      ++got;
+    }
+    return got;
+  });
+  for (int i = 0; i < kCount; ++i) {
+    Error e = connection->write(MessageType::binary, chunk);
+    ASSERT_FALSE(e) << "write " << i << ": " << e.message();
+  }
+  EXPECT_EQ(reader.get(), kCount);
+}
+
 // ------------------------------------------------------------------ ping
 
 TEST_P(AdapterContract, PingWaitsForThePongEvenWithNobodyReading) {

@@ -105,7 +105,8 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
         if (auto self = weak.lock()) self->connection()->pause_reading();
       }
     });
-    con->set_pong_handler([endpoint, ev](websocketpp::connection_hdl, std::string) { ev->pong(); });
+    con->set_pong_handler(
+        [endpoint, ev](websocketpp::connection_hdl, std::string payload) { ev->pong(std::move(payload)); });
     con->set_close_handler([weak, endpoint, ev](websocketpp::connection_hdl) {
       if (auto self = weak.lock()) ev->ended(self->ending());
     });

@@ -77,7 +77,7 @@ struct Ending {
 struct Events {
   std::function<void(DialOutcome)> dialled;
   std::function<bool(bool text, std::string&& payload)> message;
-  std::function<void()> pong;
+  std::function<void(std::string&& payload)> pong;
   std::function<void(Ending)> ended;
 };
 

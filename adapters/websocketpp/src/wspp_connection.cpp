@@ -14,6 +14,8 @@
 #include <boost/asio/strand.hpp>
 
 #include <condition_variable>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -27,6 +29,7 @@ namespace net = boost::asio;
 namespace bridge = websocketpp_adapter::bridge;
 
 constexpr const char* kUserAgent = "wscengine/0.1.0 (websocketpp)";
+constexpr const char* kMarkerPrefix = "wscengine-ack-";
 
 bool is_address(const std::string& host) {
   boost::system::error_code ec;
@@ -131,8 +134,8 @@ class State final : public std::enable_shared_from_this<State> {
       auto self = weak.lock();
       return self ? self->on_message(text, std::move(payload)) : true;
     };
-    events.pong = [weak] {
-      if (auto self = weak.lock()) self->on_pong();
+    events.pong = [weak](std::string&& payload) {
+      if (auto self = weak.lock()) self->on_pong(payload);
     };
     events.ended = [weak](bridge::Ending e) {
       if (auto self = weak.lock()) self->on_ended(std::move(e));
@@ -197,12 +200,43 @@ class State final : public std::enable_shared_from_this<State> {
 
   // ------------------------------------------------------------ writing, ping, close
 
+  // websocketpp queues writes and never says when they left. So the adapter counts
+  // the bytes it handed over and sends a marker ping after every quarter of the
+  // limit; the peer's pong for a marker acknowledges everything queued before it.
+  // A write waits while more than `max_unacknowledged_bytes` are unacknowledged,
+  // and fails (dropping the connection) after `write_timeout`.
   Error write(MessageType type, std::string_view payload) {
-    auto b = open_bridge();
-    if (!b) return closed_error("write on a closed connection");
+    std::shared_ptr<bridge::Bridge> b;
+    const std::size_t limit = options_.max_unacknowledged_bytes;
+    {
+      std::unique_lock lock(mutex_);
+      if (!open_) return Error::closed(last_close_, "write on a closed connection");
+      if (limit != 0) {
+        auto acknowledged_enough = [&] { return !open_ || sent_bytes_ - acked_bytes_ < limit; };
+        if (!changed_.wait_for(lock, request_.write_timeout, acknowledged_enough)) {
+          lock.unlock();
+          abort();  // part of the queue may never go: the connection is unusable
+          return Error(errc::timeout, "write made no progress for " + std::to_string(request_.write_timeout.count()) +
+                                          " ms: " + std::to_string(limit) + " bytes unacknowledged (peer not reading)");
+        }
+        if (!open_) return Error::closed(last_close_, "write on a closed connection");
+      }
+      b = bridge_;
+    }
     auto failed = b->send(type == MessageType::text, payload);
-    if (failed.empty()) return {};
-    return closed_error("write failed: " + failed);
+    if (!failed.empty()) return closed_error("write failed: " + failed);
+    std::string marker;
+    {
+      std::lock_guard lock(mutex_);
+      sent_bytes_ += payload.size();
+      if (limit != 0 && sent_bytes_ - last_marker_at_ >= limit / 4) {
+        last_marker_at_ = sent_bytes_;
+        markers_.push_back({++marker_count_, sent_bytes_});
+        marker = kMarkerPrefix + std::to_string(marker_count_);
+      }
+    }
+    if (!marker.empty()) b->ping(marker);
+    return {};
   }
 
   Error ping(std::string_view payload, std::chrono::milliseconds timeout) {
@@ -385,10 +419,19 @@ class State final : public std::enable_shared_from_this<State> {
     return keep_reading;
   }
 
-  void on_pong() {
+  void on_pong(const std::string& payload) {
     {
       std::lock_guard lock(mutex_);
       ++pongs_;
+      // A pong may answer only the latest of several pings (RFC 6455 §5.5.3): it
+      // acknowledges every marker up to its own.
+      if (payload.rfind(kMarkerPrefix, 0) == 0) {
+        std::uint64_t id = std::strtoull(payload.c_str() + std::strlen(kMarkerPrefix), nullptr, 10);
+        while (!markers_.empty() && markers_.front().first <= id) {
+          acked_bytes_ = std::max(acked_bytes_, markers_.front().second);
+          markers_.pop_front();
+        }
+      }
     }
     changed_.notify_all();
   }
@@ -478,6 +521,12 @@ class State final : public std::enable_shared_from_this<State> {
   std::optional<Error> failure_;  // why websocketpp failed the connection, once
   bool failure_reported_ = false;
   std::uint64_t pongs_ = 0;
+  // Write acknowledgement by marker pings (see write()).
+  std::uint64_t sent_bytes_ = 0;
+  std::uint64_t acked_bytes_ = 0;
+  std::uint64_t last_marker_at_ = 0;
+  std::uint64_t marker_count_ = 0;
+  std::deque<std::pair<std::uint64_t, std::uint64_t>> markers_;  // (id, sent_bytes_ when sent)
   CloseFrame last_close_{close_code::abnormal, {}};
   std::string closed_detail_ = "connection is closed";
 };
@@ -518,7 +567,7 @@ class WebsocketppConnector final : public Connector {
   }
   std::string_view name() const noexcept override { return "websocketpp"; }
   AdapterCapabilities capabilities() const noexcept override {
-    return {.compression = false, .write_backpressure = false};
+    return {.compression = false, .write_backpressure = options_.max_unacknowledged_bytes != 0};
   }
 
  private:
