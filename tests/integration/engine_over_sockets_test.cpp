@@ -137,6 +137,31 @@ TEST_P(EngineOverSockets, A403AfterADropIsNotRetried) {
   finish();
 }
 
+TEST_P(EngineOverSockets, ACertificateThatDoesNotVerifyIsNotRetriedBlindly) {
+  std::string dir = temp_dir();
+  ASSERT_TRUE(make_test_certificate(dir));
+  tools::ServerOptions tls;
+  tls.cert_file = dir + "/cert.pem";
+  tls.key_file = dir + "/key.pem";
+  tools::TestServer secure(tls);
+  secure.on_session = tools::echo_session;
+  secure.start();
+  EngineOptions o;
+  o.url = secure.url("/");  // the system store does not know the test's certificate
+  o.backoff.initial_delay = 10ms;
+  make(o);
+  ASSERT_FALSE(engine->start_background());
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  auto errors = client->events_of(Event::restart_error);
+  ASSERT_EQ(errors.size(), 1u) << "one attempt, not a retry loop";
+  EXPECT_TRUE(errors[0].error.is(errc::tls_verification_failed)) << errors[0].error.message();
+  EXPECT_THAT(errors[0].error.message(), ::testing::HasSubstr("not retried"));
+  EXPECT_EQ(secure.accepted(), 1u);
+  engine.reset();
+  client->mark_stopped();
+  secure.stop();
+}
+
 TEST_P(EngineOverSockets, RetryAfterOfA503IsHonoured) {
   std::atomic<int> requests{0};
   std::atomic<int> sessions{0};
