@@ -61,12 +61,14 @@ std::vector<std::string> lines(const std::string& text) {
 TEST(Cli, HelpDocumentsEveryFlag) {
   auto r = cli({"--help"});
   ASSERT_EQ(r.exit_code, 0);
-  for (const char* flag : {"--adapter", "--workers",       "--header",       "--subprotocol",
-                           "--send",    "--ping-interval", "--pong-timeout", "--max-message-size",
-                           "--ca-file", "--insecure",      "--no-reconnect", "--trace", "--compress",
-                           "--quiet",   "--echo",          "--count",        "--stats",
-                           "--host",    "--port",          "--mode",         "--size",
-                           "--rate",    "--drop-every",    "connect URL",    "serve"}) {
+  for (const char* flag : {"--adapter",  "--workers",       "--header",       "--subprotocol",
+                           "--send",     "--ping-interval", "--pong-timeout", "--max-message-size",
+                           "--ca-file",  "--insecure",      "--no-reconnect", "--trace",
+                           "--compress", "--quiet",         "--echo",         "--count",
+                           "--stats",    "--host",          "--port",         "--mode",
+                           "--size",     "--rate",          "--drop-every",   "connect URL",
+                           "serve",      "bench feed",      "bench echo",     "--timeout",
+                           "--binary"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
   EXPECT_EQ(cli({"connect", "--help"}).exit_code, 0);
@@ -216,4 +218,25 @@ TEST(Cli, TheWebsocketppAdapterEchoesAndReconnects) {
   EXPECT_THAT(last_line(r.err), HasSubstr("\"messages\":7"));
 
   EXPECT_EQ(cli({"connect", "ws://127.0.0.1:1/", "--adapter", "curl"}).exit_code, 2);
+}
+
+TEST(Cli, BenchFeedAndEchoPrintOneJsonLineOnEitherAdapter) {
+  auto feed = serve({"--mode", "feed", "--count", "5000", "--size", "100", "--rate", "0"});
+  auto echo = serve({"--mode", "echo"});
+  for (const char* adapter : {"beast", "websocketpp"}) {
+    SCOPED_TRACE(adapter);
+    auto r = cli({"bench", "feed", feed.url(), "--count", "5000", "--adapter", adapter});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_THAT(r.out, ::testing::StartsWith("{\"count\":5000,\"bytes\":500000,\"secs\":"));
+    r = cli({"bench", "echo", echo.url(), "--count", "300", "--size", "64", "--binary", "--adapter", adapter});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_THAT(r.out, ::testing::StartsWith("{\"count\":300,\"secs\":"));
+    for (const char* key : {"\"p50_us\":", "\"p90_us\":", "\"p99_us\":", "\"max_us\":"})
+      EXPECT_THAT(r.out, HasSubstr(key));
+  }
+  EXPECT_EQ(cli({"bench", "echo", echo.url(), "--workers", "2"}).exit_code, 2);
+  EXPECT_EQ(cli({"bench", "sideways", echo.url()}).exit_code, 2);
+  auto refused = cli({"bench", "feed", "ws://127.0.0.1:1/", "--count", "1"});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("could not connect"));
 }

@@ -10,6 +10,8 @@ namespace wscengine::cli {
 
 int run_connect(const Args& args);
 int run_serve(const Args& args);
+/// `bench feed` or `bench echo`.
+int run_bench(const std::string& kind, const Args& args);
 
 /// Prints "wscengine: <what>" and a hint to --help; returns exit status 2.
 inline int usage_error(const std::string& what) {

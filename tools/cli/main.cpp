@@ -13,6 +13,9 @@ namespace {
 constexpr const char* kHelp = R"(usage:
   wscengine connect URL [options]   a WebSocket client built on the engine
   wscengine serve [options]         a local WebSocket server (echo or feed)
+  wscengine bench feed URL [options]  receive --count messages; print {"count","bytes","secs"}
+  wscengine bench echo URL [options]  --count sequential round trips of --size bytes; print
+                                      {"count","secs","p50_us","p90_us","p99_us","max_us"}
   wscengine --help | --version
 
 connect: received messages go to stdout (text as a line, binary as its length and a hex
@@ -54,6 +57,13 @@ serve: prints its URL, then serves until Ctrl-C (or --seconds).
   --refuse-after-drop N        feed: refuse the next N upgrades after a drop (HTTP 503)
   --seconds S                  stop after S seconds (default: run until Ctrl-C)
   feed mode answers a first message "subscribe X" with "subscribed: X".
+
+bench: the engine as a measuring client (one JSON line on stdout; exit 1 if not done in time).
+  feed URL --count N           receive N messages (the clock runs from the first to the last),
+                               then close 1000
+  echo URL --count N --size S  N round trips, one at a time, of S bytes (--binary: binary)
+  --adapter, --workers         as for connect (echo needs --workers 1)
+  --timeout S                  give up after S seconds (default 120)
 )";
 
 }  // namespace
@@ -83,6 +93,13 @@ int main(int argc, char** argv) {
                   {"--insecure", "--compress", "--no-reconnect", "--echo", "--quiet", "--stats"}};
     auto args = Args::parse(argc, argv, 2, spec, error);
     return args ? run_connect(*args) : usage_error(error);
+  }
+  if (command == "bench") {
+    if (argc < 3 || (std::strcmp(argv[2], "feed") != 0 && std::strcmp(argv[2], "echo") != 0))
+      return usage_error("bench needs feed or echo");
+    FlagSpec spec{{"--adapter", "--workers", "--count", "--size", "--timeout"}, {"--binary"}};
+    auto args = Args::parse(argc, argv, 3, spec, error);
+    return args ? run_bench(argv[2], *args) : usage_error(error);
   }
   if (command == "serve") {
     FlagSpec spec{{"--host", "--port", "--mode", "--count", "--size", "--rate", "--drop-every", "--refuse-after-drop",
