@@ -48,8 +48,11 @@ or Ctrl-C).
 serve: prints its URL, then serves until Ctrl-C (or --seconds).
   --host H                     address to bind (default 127.0.0.1)
   --port P                     port (default 0: a free one)
-  --mode echo|feed|silent      echo every message, send a feed, or accept and then never
-                               read nor send (a dead peer, for heartbeats) (default echo)
+  --mode echo|feed|blast|silent  echo every message; send a feed; blast --count messages of
+                               --size bytes as fast as the socket takes them (frames encoded
+                               once, written in batches: for benchmarks; --binary for binary);
+                               or accept and then never read nor send (a dead peer, for
+                               heartbeats) (default echo)
   --count N                    feed: messages per connection, then close 1000 (0 = endless)
   --size BYTES                 feed: message size (default: just "tick <n>")
   --rate MSGS_PER_S            feed: messages per second (0 = as fast as possible, default 10)
@@ -104,7 +107,7 @@ int main(int argc, char** argv) {
   if (command == "serve") {
     FlagSpec spec{{"--host", "--port", "--mode", "--count", "--size", "--rate", "--drop-every", "--refuse-after-drop",
                    "--seconds"},
-                  {}};
+                  {"--binary"}};
     auto args = Args::parse(argc, argv, 2, spec, error);
     return args ? run_serve(*args) : usage_error(error);
   }

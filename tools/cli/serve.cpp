@@ -1,8 +1,10 @@
 // `wscengine serve`: the project's Beast server as a command, for demos, tests and
 // benchmarks. Echo mode echoes; feed mode sends numbered messages at a rate.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -57,6 +59,39 @@ void feed_session(tools::ServerSession& session, const FeedSettings& feed, std::
   }
 }
 
+// Server-to-client frame of `payload` (servers never mask).
+std::string frame(bool text, const std::string& payload) {
+  std::string out(1, static_cast<char>(text ? 0x81 : 0x82));
+  std::uint64_t n = payload.size();
+  if (n < 126) {
+    out.push_back(static_cast<char>(n));
+  } else if (n <= 0xffff) {
+    out.push_back(126);
+    out.push_back(static_cast<char>(n >> 8));
+    out.push_back(static_cast<char>(n & 0xff));
+  } else {
+    out.push_back(127);
+    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  }
+  return out + payload;
+}
+
+// As fast as the socket takes it: frames encoded once, written in large batches, so
+// the server outruns any client and a benchmark measures the client.
+void blast_session(tools::ServerSession& session, const FeedSettings& feed, bool binary) {
+  std::string one = frame(!binary, std::string(feed.size, binary ? '\x5a' : '.'));
+  std::uint64_t per_batch = std::max<std::uint64_t>(1, (256u << 10) / one.size());
+  std::string batch;
+  for (std::uint64_t i = 0; i < per_batch; ++i) batch += one;
+  std::uint64_t total = feed.count == 0 ? UINT64_MAX : feed.count;
+  for (std::uint64_t sent = 0; sent < total && !g_stop;) {
+    std::uint64_t n = std::min(per_batch, total - sent);
+    if (session.send_raw(std::string_view(batch).substr(0, n * one.size()))) return;
+    sent += n;
+  }
+  session.close({close_code::normal, "feed complete"});
+}
+
 }  // namespace
 
 int run_serve(const Args& args) {
@@ -71,8 +106,8 @@ int run_serve(const Args& args) {
   if (!error.empty()) return usage_error(error);
   if (!args.positional().empty()) return usage_error("serve takes no argument '" + args.positional()[0] + "'");
   std::string mode = args.value("--mode").value_or("echo");
-  if (mode != "echo" && mode != "feed" && mode != "silent")
-    return usage_error("--mode must be echo, feed or silent (got '" + mode + "')");
+  if (mode != "echo" && mode != "feed" && mode != "silent" && mode != "blast")
+    return usage_error("--mode must be echo, feed, blast or silent (got '" + mode + "')");
 
   tools::ServerOptions options;
   options.host = args.value("--host").value_or("127.0.0.1");
@@ -95,6 +130,9 @@ int run_serve(const Args& args) {
     server.on_session = [](tools::ServerSession&) {
       while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     };
+  } else if (mode == "blast") {
+    bool binary = args.has("--binary");
+    server.on_session = [&feed, binary](tools::ServerSession& session) { blast_session(session, feed, binary); };
   } else {
     server.on_session = [&](tools::ServerSession& session) { feed_session(session, feed, ticks, refusals_left); };
   }

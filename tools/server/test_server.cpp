@@ -50,6 +50,11 @@ class Session final : public ServerSession {
     ws_.write(net::buffer(payload.data(), payload.size()), ec);
     return ec ? Error(errc::io_error, ec.message()) : Error{};
   }
+  Error send_raw(std::string_view bytes) override {
+    error_code ec;
+    net::write(ws_.next_layer(), net::buffer(bytes.data(), bytes.size()), ec);
+    return ec ? Error(errc::io_error, ec.message()) : Error{};
+  }
   Error read(InboundMessage& out, std::chrono::milliseconds timeout) override {
     set_receive_timeout(fd_, timeout);
     boost::beast::flat_buffer buffer;

@@ -32,6 +32,9 @@ class ServerSession {
   virtual const std::string& target() const = 0;
   virtual std::optional<std::string> header(const std::string& name) const = 0;
   virtual Error send(MessageType type, std::string_view payload) = 0;
+  /// Writes bytes as they are under the WebSocket layer: whole frames the caller
+  /// encoded (for benchmarks that must outrun any client).
+  virtual Error send_raw(std::string_view bytes) = 0;
   /// Reads one message; the client's close frame comes back as errc::closed with its code.
   virtual Error read(InboundMessage& out, std::chrono::milliseconds timeout) = 0;
   /// Sends a close frame and waits for the client's answer.

@@ -100,9 +100,11 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     con->set_message_handler([weak, endpoint, ev](websocketpp::connection_hdl, MessagePtr msg) {
       bool text = msg->get_opcode() == websocketpp::frame::opcode::text;
       if (!ev->message(text, std::move(msg->get_raw_payload()))) {
-        // Inside the read handler, on the connection's strand: pause_reading runs
-        // inline, so no further socket read is started after this message.
-        if (auto self = weak.lock()) self->connection()->pause_reading();
+        // We run inside handle_read_frame, on the connection's strand. pause_reading()
+        // would only post the flag change, so handle_read_frame would start one more
+        // read first, and a resume before that read ends would start a second,
+        // concurrent one. Setting the flag here, synchronously, stops the next read.
+        if (auto self = weak.lock()) self->connection()->handle_pause_reading();
       }
     });
     con->set_pong_handler(
