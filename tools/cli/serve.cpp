@@ -138,6 +138,7 @@ int run_serve(const Args& args) {
   }
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);  // a client gone mid-write is an error code, not the end of the server
   try {
     server.start();
   } catch (const std::exception& e) {
