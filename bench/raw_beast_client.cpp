@@ -1,0 +1,86 @@
+// The baseline every engine number is divided by: a raw Boost.Beast client with a
+// synchronous read loop on one thread (the fastest way to use Beast 1.74; see
+// issue 7), printing the same JSON lines as `wscengine bench feed|echo`.
+//
+//   raw_beast_client feed ws://HOST:PORT/ N
+//   raw_beast_client echo ws://HOST:PORT/ N SIZE
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace net = boost::asio;
+namespace ws = boost::beast::websocket;
+using Clock = std::chrono::steady_clock;
+
+int main(int argc, char** argv) {
+  if (argc < 4) {
+    std::fprintf(stderr, "usage: raw_beast_client feed|echo ws://host:port/path N [SIZE]\n");
+    return 2;
+  }
+  std::string kind = argv[1], url = argv[2];
+  auto count = std::strtoull(argv[3], nullptr, 10);
+  std::size_t size = argc > 4 ? std::strtoull(argv[4], nullptr, 10) : 64;
+  auto rest = url.substr(url.find("//") + 2);
+  auto slash = rest.find('/');
+  auto hostport = rest.substr(0, slash);
+  std::string target = slash == std::string::npos ? "/" : rest.substr(slash);
+  auto colon = hostport.rfind(':');
+  try {
+    net::io_context io;
+    net::ip::tcp::resolver resolver(io);
+    ws::stream<net::ip::tcp::socket> stream(io);
+    net::connect(stream.next_layer(), resolver.resolve(hostport.substr(0, colon), hostport.substr(colon + 1)));
+    stream.next_layer().set_option(net::ip::tcp::no_delay(true));
+    stream.read_message_max(64u << 20);
+    stream.handshake(hostport, target);
+    boost::beast::flat_buffer buffer;
+    if (kind == "feed") {
+      std::uint64_t bytes = 0;
+      Clock::time_point first;
+      for (std::uint64_t i = 0; i < count; ++i) {
+        buffer.clear();
+        stream.read(buffer);
+        if (i == 0) first = Clock::now();
+        bytes += buffer.size();
+      }
+      double secs = std::chrono::duration<double>(Clock::now() - first).count();
+      stream.close(ws::close_code::normal);
+      std::printf("{\"count\":%llu,\"bytes\":%llu,\"secs\":%.6f}\n", static_cast<unsigned long long>(count),
+                  static_cast<unsigned long long>(bytes), secs);
+    } else {
+      std::string payload(size, 'e');
+      std::vector<double> rtts;
+      rtts.reserve(count);
+      auto start = Clock::now();
+      for (std::uint64_t i = 0; i < count; ++i) {
+        auto t0 = Clock::now();
+        stream.write(net::buffer(payload));
+        buffer.clear();
+        stream.read(buffer);
+        rtts.push_back(std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      }
+      double secs = std::chrono::duration<double>(Clock::now() - start).count();
+      stream.close(ws::close_code::normal);
+      std::sort(rtts.begin(), rtts.end());
+      auto pct = [&](double p) {
+        auto at = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(rtts.size()))) - 1;
+        return rtts[std::min(at, rtts.size() - 1)];
+      };
+      std::printf("{\"count\":%llu,\"secs\":%.6f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
+                  static_cast<unsigned long long>(count), secs, pct(50), pct(90), pct(99), rtts.back());
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "raw_beast_client: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
