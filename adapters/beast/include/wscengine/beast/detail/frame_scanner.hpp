@@ -30,9 +30,8 @@ class FrameScanner {
   /// still handed to take_pings(): an unsolicited extra pong is allowed (RFC 6455
   /// §5.5.3), an unanswered ping is not.
   ///
-  /// `out` may be `in` (without stripping) or must be one byte before `in` (with
-  /// stripping): the first byte of a possible ping is held until the next one
-  /// tells, and may be written during the next call.
+  /// `out` may be `in`, except while holding(): then it must be one byte before
+  /// `in` (the held first byte of a possible ping is written during this call).
   std::size_t feed(const unsigned char* in, std::size_t n, unsigned char* out, bool strip_pings = true) noexcept {
     unsigned char* const begin = out;
     while (n != 0) {
@@ -40,7 +39,7 @@ class FrameScanner {
         std::size_t take = payload_remaining_ < n ? static_cast<std::size_t>(payload_remaining_) : n;
         if (ping_frame_) ping_payload_.append(reinterpret_cast<const char*>(in), take);
         if (!strip_current_) {
-          std::memmove(out, in, take);
+          if (out != in) std::memmove(out, in, take);
           out += take;
         }
         payload_remaining_ -= take;
@@ -72,6 +71,10 @@ class FrameScanner {
     }
     return static_cast<std::size_t>(out - begin);
   }
+
+  /// True while the first byte of a possible ping is held back: the next feed may
+  /// write one byte more than it reads, so its output must start one byte early.
+  bool holding() const noexcept { return held_; }
 
   std::uint64_t events() const noexcept { return events_; }
   std::uint64_t pongs() const noexcept { return pongs_; }

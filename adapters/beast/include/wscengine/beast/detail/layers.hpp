@@ -202,14 +202,16 @@ class ScanLayer {
     bool got = false;
     while (!transport_error_ && buffer_.size() < limit) {
       error_code ec;
-      // One spare byte in front: the scanner may write a held byte there.
+      // A spare byte in front only while the scanner holds one back (see feed()):
+      // otherwise the bytes are scanned in place, never moved.
       auto space = buffer_.prepare(chunk + 1);
       auto* front = static_cast<unsigned char*>(space.data());
+      auto* in = front + (scanner_.holding() ? 1 : 0);
       lowest().no_wait = true;
-      std::size_t n = next_.read_some(net::buffer(front + 1, chunk), ec);
+      std::size_t n = next_.read_some(net::buffer(in, chunk), ec);
       lowest().no_wait = false;
       if (n != 0) {
-        buffer_.commit(scanner_.feed(front + 1, n, front));
+        buffer_.commit(scanner_.feed(in, n, front));
         got = true;
       }
       if (ec == net::error::would_block) break;
@@ -242,9 +244,10 @@ class ScanLayer {
       // were only pings leave nothing: read on.
       auto space = buffer_.prepare(16 * 1024 + 1);
       auto* front = static_cast<unsigned char*>(space.data());
-      std::size_t n = next_.read_some(net::buffer(front + 1, 16 * 1024), ec);
+      auto* in = front + (scanner_.holding() ? 1 : 0);
+      std::size_t n = next_.read_some(net::buffer(in, 16 * 1024), ec);
       if (n == 0) return 0;
-      buffer_.commit(scanner_.feed(front + 1, n, front));
+      buffer_.commit(scanner_.feed(in, n, front));
     }
     std::size_t n = net::buffer_copy(buffers, buffer_.data());
     buffer_.consume(n);
