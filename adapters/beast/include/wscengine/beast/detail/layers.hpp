@@ -200,6 +200,7 @@ class ScanLayer {
   /// Returns false when nothing more can be read now.
   bool pump(std::size_t chunk, std::size_t limit) {
     bool got = false;
+    const auto events_before = scanner_.events();
     while (!transport_error_ && buffer_.size() < limit) {
       error_code ec;
       // A spare byte in front only while the scanner holds one back (see feed()):
@@ -220,6 +221,9 @@ class ScanLayer {
       // layer may hold more records than one read returns.
       if constexpr (std::is_same_v<Next, SocketLayer>) {
         if (n < chunk) break;
+        // A whole message is here: let it be read before buffering megabytes more
+        // (the unread rest stays in the kernel, and the socket stays readable).
+        if (scanner_.events() != events_before) break;
       }
     }
     return got;
