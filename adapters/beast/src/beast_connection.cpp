@@ -178,6 +178,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     }
     error_code ignored;
     lowest().socket().set_option(net::ip::tcp::no_delay(true), ignored);
+    lowest().write_timeout = write_timeout_;
     fd_ = lowest().socket().native_handle();
     if (aborted_) ::shutdown(fd_, SHUT_RDWR);
     auto self = this->shared_from_this();
@@ -352,7 +353,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   Error write(MessageType type, std::string_view payload) override {
     std::lock_guard lock(mutex_);
     if (!open_) return Error::closed(last_close_, "write on a closed connection");
-    lowest().write_deadline = Clock::now() + write_timeout_;
+    lowest().write_deadline = Clock::time_point::max();  // write_timeout once it blocks
     ws_->text(type == MessageType::text);
     error_code ec;
     ws_->write(net::buffer(payload.data(), payload.size()), ec);
@@ -456,7 +457,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     auto& scanner = ws_->next_layer().scanner();
     if (!scanner.has_pings()) return;
     auto deadline = lowest().write_deadline;
-    lowest().write_deadline = Clock::now() + write_timeout_;
+    lowest().write_deadline = Clock::time_point::max();
     for (const auto& payload : scanner.take_pings()) {
       error_code ec;
       ws_->pong(ws::ping_data(payload.data(), payload.size()), ec);
@@ -486,8 +487,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   void wake_reader() { complete_wait({}); }
 
   Error read_locked(InboundMessage& out) {
-    lowest().read_deadline = Clock::time_point::min();        // everything needed is buffered
-    lowest().write_deadline = Clock::now() + write_timeout_;  // pong or close replies
+    lowest().read_deadline = Clock::time_point::min();   // everything needed is buffered
+    lowest().write_deadline = Clock::time_point::max();  // pong or close replies: write_timeout
     out.payload.clear();
     auto buffer = net::dynamic_buffer(out.payload, max_message_ + 1);
     error_code ec;

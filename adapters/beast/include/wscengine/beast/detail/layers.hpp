@@ -59,7 +59,10 @@ class SocketLayer {
   /// When set, a read that would wait returns net::error::would_block at once.
   bool no_wait = false;
   Clock::time_point read_deadline = Clock::time_point::max();
+  /// max() means: `write_timeout` from the moment a write would block (0 = never).
+  /// So the per-message path sets no deadline and reads no clock.
   Clock::time_point write_deadline = Clock::time_point::max();
+  std::chrono::milliseconds write_timeout{0};
 
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers, error_code& ec) {
@@ -94,6 +97,7 @@ class SocketLayer {
   template <class ConstBuffers>
   std::size_t write_some(const ConstBuffers& buffers, error_code& ec) {
     auto b = *net::buffer_sequence_begin(buffers);
+    auto deadline = write_deadline;
     for (;;) {
       ssize_t n = ::send(socket_.native_handle(), b.data(), b.size(), MSG_NOSIGNAL);
       if (n >= 0) {
@@ -105,7 +109,9 @@ class SocketLayer {
         ec = error_code(errno, boost::system::system_category());
         return 0;
       }
-      if (!wait(POLLOUT, write_deadline, ec)) return 0;
+      if (deadline == Clock::time_point::max() && write_timeout.count() > 0)
+        deadline = Clock::now() + write_timeout;  // the first time this write blocks
+      if (!wait(POLLOUT, deadline, ec)) return 0;
     }
   }
   template <class ConstBuffers>
