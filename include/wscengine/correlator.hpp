@@ -32,7 +32,8 @@ namespace wscengine {
 /// Callbacks run outside the correlator's lock, on the thread that ends the request
 /// (the one calling deliver(), connection_lost() or the destructor, or the
 /// correlator's own timer thread, which exists only while requests wait); they may
-/// call the correlator again. Thread safety: every member may be called from any thread.
+/// call the correlator again. A timeout the timer thread has already taken may still
+/// be running its callback when connection_lost() returns. Thread safety: every member may be called from any thread.
 class Correlator {
  public:
   /// Returns the request id a message answers, or nullopt when it is not an answer.

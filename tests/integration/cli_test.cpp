@@ -234,6 +234,14 @@ TEST(Cli, BenchFeedAndEchoPrintOneJsonLineOnEitherAdapter) {
     for (const char* key : {"\"p50_us\":", "\"p90_us\":", "\"p99_us\":", "\"max_us\":"})
       EXPECT_THAT(r.out, HasSubstr(key));
   }
+  auto dropping = serve({"--mode", "blast", "--count", "1", "--drop-every", "1"});
+  auto r = cli({"bench", "reconnect", dropping.url(), "--count", "20"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::StartsWith("{\"count\":20,\"p50_us\":"));
+  auto busy = serve({"--mode", "blast", "--count", "1000", "--size", "64"});
+  r = cli({"bench", "feed", busy.url(), "--count", "1000", "--workers", "2", "--work-us", "5"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::StartsWith("{\"count\":1000,\"bytes\":64000,"));
   EXPECT_EQ(cli({"bench", "echo", echo.url(), "--workers", "2"}).exit_code, 2);
   EXPECT_EQ(cli({"bench", "sideways", echo.url()}).exit_code, 2);
   auto refused = cli({"bench", "feed", "ws://127.0.0.1:1/", "--count", "1"});

@@ -16,6 +16,7 @@ constexpr const char* kHelp = R"(usage:
   wscengine bench feed URL [options]  receive --count messages; print {"count","bytes","secs"}
   wscengine bench echo URL [options]  --count sequential round trips of --size bytes; print
                                       {"count","secs","p50_us","p90_us","p99_us","max_us"}
+  wscengine bench reconnect URL [options]  drop-to-OnOpen times against a dropping server
   wscengine --help | --version
 
 connect: received messages go to stdout (text as a line, binary as its length and a hex
@@ -56,7 +57,8 @@ serve: prints its URL, then serves until Ctrl-C (or --seconds).
   --count N                    feed: messages per connection, then close 1000 (0 = endless)
   --size BYTES                 feed: message size (default: just "tick <n>")
   --rate MSGS_PER_S            feed: messages per second (0 = as fast as possible, default 10)
-  --drop-every N               feed: drop the TCP connection after every N messages
+  --drop-every N               feed: drop the TCP connection after every N messages; blast:
+                               drop (instead of closing) after --count
   --refuse-after-drop N        feed: refuse the next N upgrades after a drop (HTTP 503)
   --seconds S                  stop after S seconds (default: run until Ctrl-C)
   feed mode answers a first message "subscribe X" with "subscribed: X".
@@ -65,6 +67,10 @@ bench: the engine as a measuring client (one JSON line on stdout; exit 1 if not 
   feed URL --count N           receive N messages (the clock runs from the first to the last),
                                then close 1000
   echo URL --count N --size S  N round trips, one at a time, of S bytes (--binary: binary)
+  reconnect URL --count N      against a server that drops every connection (serve --mode blast
+                               --count 1 --drop-every 1): N times from OnClose to the next
+                               OnOpen, with no backoff; prints {"count","p50_us","p99_us","max_us"}
+  --work-us U                  feed: spend U µs of CPU in each OnMessage (for --workers scaling)
   --adapter, --workers         as for connect (echo needs --workers 1)
   --timeout S                  give up after S seconds (default 120)
 )";
@@ -98,9 +104,10 @@ int main(int argc, char** argv) {
     return args ? run_connect(*args) : usage_error(error);
   }
   if (command == "bench") {
-    if (argc < 3 || (std::strcmp(argv[2], "feed") != 0 && std::strcmp(argv[2], "echo") != 0))
-      return usage_error("bench needs feed or echo");
-    FlagSpec spec{{"--adapter", "--workers", "--count", "--size", "--timeout"}, {"--binary"}};
+    if (argc < 3 || (std::strcmp(argv[2], "feed") != 0 && std::strcmp(argv[2], "echo") != 0 &&
+                     std::strcmp(argv[2], "reconnect") != 0))
+      return usage_error("bench needs feed, echo or reconnect");
+    FlagSpec spec{{"--adapter", "--workers", "--count", "--size", "--timeout", "--work-us"}, {"--binary"}};
     auto args = Args::parse(argc, argv, 3, spec, error);
     return args ? run_bench(argv[2], *args) : usage_error(error);
   }

@@ -89,6 +89,7 @@ void blast_session(tools::ServerSession& session, const FeedSettings& feed, bool
     if (session.send_raw(std::string_view(batch).substr(0, n * one.size()))) return;
     sent += n;
   }
+  if (feed.drop_every != 0) return session.drop();  // for reconnect benchmarks
   session.close({close_code::normal, "feed complete"});
 }
 

@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <mutex>
+#include <optional>
 
 namespace wscengine::websocketpp_adapter::bridge {
 namespace {
@@ -109,6 +110,10 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     });
     con->set_pong_handler(
         [endpoint, ev](websocketpp::connection_hdl, std::string payload) { ev->pong(std::move(payload)); });
+    // close() runs on the connection's strand (see close()).
+    con->set_interrupt_handler([weak, endpoint](websocketpp::connection_hdl) {
+      if (auto self = weak.lock()) self->close_on_strand();
+    });
     con->set_close_handler([weak, endpoint, ev](websocketpp::connection_hdl) {
       if (auto self = weak.lock()) ev->ended(self->ending());
     });
@@ -136,11 +141,18 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     return ec ? ec.message() : std::string();
   }
 
+  // websocketpp's close() writes the connection state under a lock its read
+  // handler does not take (a data race ThreadSanitizer reports when the peer's
+  // frames arrive meanwhile), so the close is handed to the connection's strand
+  // through interrupt(), where the read handler also runs.
   std::string close(std::uint16_t code, std::string_view reason) override {
     auto con = connection();
     if (!con) return "not connected";
-    error_code ec;
-    con->close(code, std::string(reason), ec);
+    {
+      std::lock_guard lock(mutex_);
+      pending_close_ = {code, std::string(reason)};
+    }
+    error_code ec = con->interrupt();
     return ec ? ec.message() : std::string();
   }
 
@@ -157,6 +169,18 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
   void* underlying_object() noexcept override { return connection().get(); }
 
  private:
+  void close_on_strand() {
+    std::optional<std::pair<std::uint16_t, std::string>> close;
+    {
+      std::lock_guard lock(mutex_);
+      close.swap(pending_close_);
+    }
+    auto con = connection();
+    if (!close || !con) return;
+    error_code ignored;  // already closing (the peer's close crossed ours): the close handler reports the end
+    con->close(close->first, close->second, ignored);
+  }
+
   ConnectionPtr connection() {
     std::lock_guard lock(mutex_);
     return con_;
@@ -244,6 +268,7 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
   DialParams params_;  // set before connect, then read-only
   std::mutex mutex_;
   ConnectionPtr con_;
+  std::optional<std::pair<std::uint16_t, std::string>> pending_close_;  // (mutex_)
   std::atomic<int> fd_{-1};
   std::atomic<bool> aborted_{false};
 };

@@ -92,6 +92,7 @@ class Bridge {
   /// Queues one whole message; "" on success, else websocketpp's reason.
   virtual std::string send(bool text, std::string_view payload) = 0;
   virtual std::string ping(std::string_view payload) = 0;
+  /// Starts the close handshake (on the connection's strand; returns at once).
   virtual std::string close(std::uint16_t code, std::string_view reason) = 0;
   /// Shuts the socket down at once (no close frame); a dial still in DNS or TCP
   /// connect is stopped when the socket appears.
