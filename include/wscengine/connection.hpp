@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -30,6 +31,13 @@ struct TlsOptions {
   std::string ca_file;
   /// Name to send in SNI and to check in the certificate; empty = the URL's host.
   std::string server_name;
+  /// Mutual TLS: the client's certificate chain (PEM) and its private key (PEM),
+  /// both empty for none. `private_key_password` decrypts an encrypted key.
+  std::string certificate_file;
+  std::string private_key_file;
+  std::string private_key_password;
+  /// The oldest TLS version to accept.
+  enum class Version : std::uint8_t { tls1_2, tls1_3 } min_version = Version::tls1_2;
 };
 
 /// Everything an adapter needs to open one connection. The engine fills it from

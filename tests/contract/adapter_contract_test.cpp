@@ -789,4 +789,73 @@ TEST_P(NetworkContract, TlsIsVerifiedWithSniAndHostNameAgainstTheTestsOwnCertifi
   }
 }
 
+TEST_P(NetworkContract, MutualTlsPresentsTheClientCertificateAndTheMinimumVersionHolds) {
+  std::string dir = test::temp_dir();
+  ASSERT_TRUE(test::make_test_certificate(dir)) << "openssl could not make a certificate";
+  // The test's certificate is its own CA: the server trusts it for clients too.
+  ASSERT_EQ(std::system(("openssl pkey -in " + dir + "/key.pem -aes256 -passout pass:s3cret -out " + dir +
+                         "/key-encrypted.pem 2>/dev/null")
+                            .c_str()),
+            0);
+  ServerSetup setup;
+  setup.options.cert_file = dir + "/cert.pem";
+  setup.options.key_file = dir + "/key.pem";
+  setup.options.client_ca_file = dir + "/cert.pem";
+  RealHarness secure(connector(), setup);
+  auto r = secure.request();
+  r.tls.ca_file = setup.options.cert_file;
+
+  // No client certificate: the server refuses (during TLS, or right after it with TLS 1.3).
+  auto result = dial(r);
+  ASSERT_FALSE(result) << "a server that requires a client certificate accepted none";
+  connection.reset();
+
+  // With it (and with the encrypted key and its password): verified both ways.
+  r.tls.certificate_file = dir + "/cert.pem";
+  r.tls.private_key_file = dir + "/key.pem";
+  result = dial(r);
+  ASSERT_TRUE(result) << result.error().message();
+  auto p = secure.accept(5s);
+  ASSERT_TRUE(p);
+  p->start_echo();
+  ASSERT_FALSE(connection->write(MessageType::text, "mutual"));
+  InboundMessage m;
+  ASSERT_FALSE(read_next(m));
+  EXPECT_EQ(m.payload, "mutual");
+  EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
+  connection.reset();
+  p.reset();
+
+  r.tls.private_key_file = dir + "/key-encrypted.pem";
+  r.tls.private_key_password = "wrong";
+  result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::invalid_option)) << result.error().message();
+  EXPECT_NE(result.error().message().find("key-encrypted.pem"), std::string::npos) << result.error().message();
+  r.tls.private_key_password = "s3cret";
+  result = dial(r);
+  ASSERT_TRUE(result) << result.error().message();
+  connection.reset();
+  while (auto extra = secure.accept(100ms)) {
+  }
+
+  // A client that requires TLS 1.3 refuses a server that stops at 1.2.
+  ServerSetup old_tls = setup;
+  old_tls.options.client_ca_file.clear();
+  old_tls.options.tls12_only = true;
+  RealHarness tls12(connector(), old_tls);
+  auto r12 = tls12.request();
+  r12.tls.ca_file = setup.options.cert_file;
+  result = dial(r12);
+  ASSERT_TRUE(result) << "TLS 1.2 is accepted by default: " << result.error().message();
+  connection.reset();
+  r12.tls.min_version = TlsOptions::Version::tls1_3;
+  result = dial(r12);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::tls_handshake_failed)) << result.error().message();
+  connection.reset();
+  while (auto extra = tls12.accept(100ms)) {
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Adapters, NetworkContract, ::testing::ValuesIn(network_adapters()), adapter_name);

@@ -61,14 +61,15 @@ std::vector<std::string> lines(const std::string& text) {
 TEST(Cli, HelpDocumentsEveryFlag) {
   auto r = cli({"--help"});
   ASSERT_EQ(r.exit_code, 0);
-  for (const char* flag : {"--adapter",  "--workers",       "--header",       "--subprotocol",
-                           "--send",     "--ping-interval", "--pong-timeout", "--max-message-size",
-                           "--ca-file",  "--insecure",      "--no-reconnect", "--trace",
-                           "--compress", "--quiet",         "--echo",         "--count",
-                           "--stats",    "--host",          "--port",         "--mode",
-                           "--size",     "--rate",          "--drop-every",   "connect URL",
-                           "serve",      "bench feed",      "bench echo",     "--timeout",
-                           "--binary"}) {
+  for (const char* flag : {"--adapter",       "--workers",       "--header",       "--subprotocol",
+                           "--send",          "--ping-interval", "--pong-timeout", "--max-message-size",
+                           "--ca-file",       "--insecure",      "--no-reconnect", "--trace",
+                           "--compress",      "--quiet",         "--echo",         "--count",
+                           "--stats",         "--host",          "--port",         "--mode",
+                           "--size",          "--rate",          "--drop-every",   "connect URL",
+                           "serve",           "bench feed",      "bench echo",     "--timeout",
+                           "--binary",        "--cert",          "--key",          "--tls13",
+                           "bench reconnect", "--work-us"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
   EXPECT_EQ(cli({"connect", "--help"}).exit_code, 0);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <mutex>
 #include <string>
@@ -182,6 +183,10 @@ int run_connect(const Args& args) {
   options.subprotocols = args.values("--subprotocol");
   if (auto ca = args.value("--ca-file")) options.tls.ca_file = *ca;
   if (args.has("--insecure")) options.tls.verify_peer = false;
+  if (auto cert = args.value("--cert")) options.tls.certificate_file = *cert;
+  if (auto key = args.value("--key")) options.tls.private_key_file = *key;
+  if (const char* password = std::getenv("WSCENGINE_KEY_PASSWORD")) options.tls.private_key_password = password;
+  if (args.has("--tls13")) options.tls.min_version = TlsOptions::Version::tls1_3;
   options.offer_compression = args.has("--compress");
 
   Status status;

@@ -35,6 +35,9 @@ or Ctrl-C).
   --max-message-size BYTES     larger messages close the connection with 1009 (default 16 MiB)
   --ca-file F                  trust the CAs in PEM file F instead of the system store
   --insecure                   do not verify the server's certificate (tests only)
+  --cert F --key F             mutual TLS: the client certificate chain and its private key
+                               (PEM; an encrypted key's password from WSCENGINE_KEY_PASSWORD)
+  --tls13                      refuse servers that cannot do TLS 1.3 (default minimum: 1.2)
   --no-reconnect               exit when the connection closes instead of reconnecting
   --echo                       send every received message back with the same type
   --count N                    after N received messages close with 1000 and exit 0
@@ -98,8 +101,8 @@ int main(int argc, char** argv) {
   std::string error;
   if (command == "connect") {
     FlagSpec spec{{"--adapter", "--workers", "--header", "--subprotocol", "--send", "--ping-interval", "--pong-timeout",
-                   "--max-message-size", "--ca-file", "--count", "--trace"},
-                  {"--insecure", "--compress", "--no-reconnect", "--echo", "--quiet", "--stats"}};
+                   "--max-message-size", "--ca-file", "--count", "--trace", "--cert", "--key"},
+                  {"--insecure", "--tls13", "--compress", "--no-reconnect", "--echo", "--quiet", "--stats"}};
     auto args = Args::parse(argc, argv, 2, spec, error);
     return args ? run_connect(*args) : usage_error(error);
   }

@@ -180,6 +180,11 @@ std::uint16_t TestServer::start() {
     impl_->tls.emplace(ssl::context::tls_server);
     impl_->tls->use_certificate_chain_file(o.cert_file);
     impl_->tls->use_private_key_file(o.key_file, ssl::context::pem);
+    if (!o.client_ca_file.empty()) {
+      impl_->tls->load_verify_file(o.client_ca_file);
+      impl_->tls->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
+    }
+    if (o.tls12_only) SSL_CTX_set_max_proto_version(impl_->tls->native_handle(), TLS1_2_VERSION);
   }
   tcp::endpoint endpoint(net::ip::make_address(o.host), o.port);
   impl_->acceptor.open(endpoint.protocol());

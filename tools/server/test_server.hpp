@@ -22,6 +22,8 @@ struct ServerOptions {
   std::uint16_t port = 0;  ///< 0 picks a free port
   std::string cert_file;   ///< PEM; with key_file makes the server wss://
   std::string key_file;
+  std::string client_ca_file;  ///< PEM; when set, clients must present a certificate it verifies
+  bool tls12_only = false;     ///< refuse TLS 1.3 (to test a client's minimum version)
 };
 
 /// The server side of one accepted connection, driven by a test script.

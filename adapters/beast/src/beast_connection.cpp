@@ -7,6 +7,7 @@
 #include <wscengine/asio.hpp>
 #include <wscengine/beast.hpp>
 #include <wscengine/beast/underlying.hpp>
+#include <wscengine/detail/client_tls.hpp>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
@@ -115,15 +116,12 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     write_timeout_ = request_.write_timeout;
     if constexpr (Tls) {
       tls_context_.emplace(ssl::context::tls_client);
-      error_code ec;
-      if (!request_.tls.ca_file.empty()) {
-        tls_context_->load_verify_file(request_.tls.ca_file, ec);
-        if (ec)
-          return complete_dial(
-              Error(errc::invalid_option, "cannot load CA file '" + request_.tls.ca_file + "': " + ec.message()));
-      } else {
-        tls_context_->set_default_verify_paths(ec);
-      }
+      const auto& tls = request_.tls;
+      if (auto failed = wscengine::detail::setup_client_tls(
+              *tls_context_, {tls.ca_file, tls.certificate_file, tls.private_key_file, tls.private_key_password,
+                              tls.min_version == TlsOptions::Version::tls1_3});
+          !failed.empty())
+        return complete_dial(Error(errc::invalid_option, failed));
       ws_.emplace(strand_, *tls_context_);
     } else {
       ws_.emplace(strand_);

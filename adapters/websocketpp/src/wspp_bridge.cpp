@@ -9,6 +9,8 @@
 
 #include "wspp_bridge.hpp"
 
+#include <wscengine/detail/client_tls.hpp>
+
 #include <websocketpp/client.hpp>
 #include <websocketpp/config/asio_client.hpp>
 
@@ -66,11 +68,11 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     endpoint->set_user_agent(params_.user_agent);
     if constexpr (kTls) {
       auto tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
-      if (!params_.ca_file.empty())
-        tls->load_verify_file(params_.ca_file, ec);
-      else
-        tls->set_default_verify_paths(ec);
-      if (ec) return failed(Failure::invalid_option, "cannot load CA file '" + params_.ca_file + "': " + ec.message());
+      if (auto error = wscengine::detail::setup_client_tls(
+              *tls, {params_.ca_file, params_.certificate_file, params_.private_key_file, params_.private_key_password,
+                     params_.tls13_only});
+          !error.empty())
+        return failed(Failure::invalid_option, error);
       tls->set_verify_mode(params_.verify_peer ? asio::ssl::verify_peer : asio::ssl::verify_none);
       endpoint->set_tls_init_handler([tls](websocketpp::connection_hdl) { return tls; });
     }

@@ -47,6 +47,10 @@ struct DialParams {
   std::size_t max_message_size = 0;
   bool verify_peer = true;
   std::string ca_file;
+  std::string certificate_file;  ///< mutual TLS
+  std::string private_key_file;
+  std::string private_key_password;
+  bool tls13_only = false;
   std::string tls_name;  ///< the name to check in the certificate
   bool send_sni = true;  ///< false for address literals (RFC 6066 §3)
   long handshake_timeout_ms = 10'000;

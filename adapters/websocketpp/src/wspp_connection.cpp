@@ -112,6 +112,10 @@ class State final : public std::enable_shared_from_this<State> {
       params.max_message_size = request_.max_message_size;
       params.verify_peer = request_.tls.verify_peer;
       params.ca_file = request_.tls.ca_file;
+      params.certificate_file = request_.tls.certificate_file;
+      params.private_key_file = request_.tls.private_key_file;
+      params.private_key_password = request_.tls.private_key_password;
+      params.tls13_only = request_.tls.min_version == TlsOptions::Version::tls1_3;
       params.tls_name = request_.tls.server_name.empty() ? request_.url.host : request_.tls.server_name;
       params.send_sni = !is_address(params.tls_name);  // RFC 6066 §3: host names only
       params.handshake_timeout_ms = static_cast<long>(request_.timeout.count());

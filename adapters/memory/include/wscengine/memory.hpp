@@ -72,7 +72,7 @@ class Server {
   std::shared_ptr<Peer> accept(std::chrono::milliseconds timeout);
   /// Dial attempts so far (failed ones included).
   std::size_t dial_count() const;
-  /// The requests of all dials so far.
+  /// The requests of the dials so far (the latest 100).
   std::vector<DialRequest> dial_requests() const;
 
  private:
