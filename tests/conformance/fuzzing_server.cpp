@@ -1,6 +1,8 @@
 // The fuzzing server's frames, sessions and cases (see fuzzing_server.hpp).
 #include "fuzzing_server.hpp"
 
+#include "frames.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -38,20 +40,8 @@ const char* to_string(Verdict v) {
 // ------------------------------------------------------------------ frames
 
 std::string encode(const Frame& f) {
-  std::string out;
-  out.push_back(static_cast<char>((f.fin ? 0x80 : 0) | (f.rsv & 0x70) | (f.opcode & 0x0f)));
-  std::uint64_t n = f.payload.size();
-  if (n < 126) {
-    out.push_back(static_cast<char>(n));
-  } else if (n <= 0xffff) {
-    out.push_back(126);
-    out.push_back(static_cast<char>(n >> 8));
-    out.push_back(static_cast<char>(n & 0xff));
-  } else {
-    out.push_back(127);
-    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-  }
-  return out + f.payload;
+  auto first = static_cast<std::uint8_t>((f.fin ? 0x80 : 0) | (f.rsv & 0x70) | (f.opcode & 0x0f));
+  return tools::server_frame(first, f.payload);
 }
 
 std::string text(std::string payload, bool fin) { return encode({fin, 0, 1, std::move(payload)}); }

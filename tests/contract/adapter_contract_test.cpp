@@ -15,6 +15,7 @@
 #include <wscengine/memory.hpp>
 #include <wscengine/wscengine.hpp>
 
+#include "frames.hpp"
 #include "support/process.hpp"
 #include "support/real_adapters.hpp"
 #include "test_server.hpp"
@@ -78,21 +79,8 @@ class RealPeer final : public PeerSide {
   }
   void send(MessageType type, std::string payload) override { s_.send(type, payload); }
   void send_many(MessageType type, const std::vector<std::string>& payloads) override {
-    std::string frames;  // encoded here, written in large writes (servers never mask)
-    for (const auto& p : payloads) {
-      frames.push_back(static_cast<char>(type == MessageType::text ? 0x81 : 0x82));
-      if (p.size() < 126) {
-        frames.push_back(static_cast<char>(p.size()));
-      } else if (p.size() <= 0xffff) {
-        frames.push_back(126);
-        frames.push_back(static_cast<char>(p.size() >> 8));
-        frames.push_back(static_cast<char>(p.size() & 0xff));
-      } else {
-        frames.push_back(127);
-        for (int i = 7; i >= 0; --i) frames.push_back(static_cast<char>((std::uint64_t{p.size()} >> (8 * i)) & 0xff));
-      }
-      frames += p;
-    }
+    std::string frames;  // encoded here, written in large writes
+    for (const auto& p : payloads) frames += tools::server_frame(type == MessageType::text ? 0x81 : 0x82, p);
     for (std::size_t at = 0; at < frames.size(); at += 256 * 1024)
       s_.send_raw(std::string_view(frames).substr(at, 256 * 1024));
   }

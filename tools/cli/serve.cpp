@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cli.hpp"
+#include "frames.hpp"
 #include "test_server.hpp"
 
 namespace wscengine::cli {
@@ -59,27 +60,10 @@ void feed_session(tools::ServerSession& session, const FeedSettings& feed, std::
   }
 }
 
-// Server-to-client frame of `payload` (servers never mask).
-std::string frame(bool text, const std::string& payload) {
-  std::string out(1, static_cast<char>(text ? 0x81 : 0x82));
-  std::uint64_t n = payload.size();
-  if (n < 126) {
-    out.push_back(static_cast<char>(n));
-  } else if (n <= 0xffff) {
-    out.push_back(126);
-    out.push_back(static_cast<char>(n >> 8));
-    out.push_back(static_cast<char>(n & 0xff));
-  } else {
-    out.push_back(127);
-    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-  }
-  return out + payload;
-}
-
 // As fast as the socket takes it: frames encoded once, written in large batches, so
 // the server outruns any client and a benchmark measures the client.
 void blast_session(tools::ServerSession& session, const FeedSettings& feed, bool binary) {
-  std::string one = frame(!binary, std::string(feed.size, binary ? '\x5a' : '.'));
+  std::string one = tools::server_frame(binary ? 0x82 : 0x81, std::string(feed.size, binary ? '\x5a' : '.'));
   std::uint64_t per_batch = std::max<std::uint64_t>(1, (256u << 10) / one.size());
   std::string batch;
   for (std::uint64_t i = 0; i < per_batch; ++i) batch += one;
