@@ -14,6 +14,15 @@ fi
 cmake -S "$consumer_dir" -B "$prefix/build" -G Ninja -DCMAKE_PREFIX_PATH="$prefix/install" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$prefix/build" >/dev/null
 "$prefix/build/consumer"
+# A component this package does not have fails the configure step, by name.
+mkdir -p "$prefix/missing"
+printf 'cmake_minimum_required(VERSION 3.25)\nproject(missing LANGUAGES CXX)\nfind_package(wscengine CONFIG REQUIRED COMPONENTS no_such_adapter)\n' \
+  > "$prefix/missing/CMakeLists.txt"
+if cmake -S "$prefix/missing" -B "$prefix/missing/build" -DCMAKE_PREFIX_PATH="$prefix/install" > "$prefix/missing.log" 2>&1; then
+  echo "a missing component was accepted" >&2
+  exit 1
+fi
+grep -q "no_such_adapter" "$prefix/missing.log"
 
 # The same program with pkg-config and the compiler alone.
 export PKG_CONFIG_PATH="$(dirname "$(find "$prefix/install" -name wscengine.pc | head -1)")"
