@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh tests
+# The suite talks to loopback servers only, and the engine honours the proxy
+# variables by default: a proxy set for this shell would route the tests away.
+unset http_proxy https_proxy all_proxy no_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY NO_PROXY
 
 presets=("$@")
 [ ${#presets[@]} -eq 0 ] && presets=(release tsan asan-ubsan)

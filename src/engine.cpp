@@ -310,11 +310,15 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
   request.offer_compression = options_.offer_compression;
   request.max_message_size = options_.max_message_size;
   request.tls = options_.tls;
+  request.addresses = options_.addresses;
   request.timeout = options_.open_timeout;
   request.write_timeout = options_.write_timeout;
   if (options_.telemetry.inject_traceparent && attempt->trace.valid()) {
     request.headers.push_back({"traceparent", traceparent(attempt->trace)});
   }
+  auto proxy = choose_proxy(request.url, options_.proxy);
+  if (!proxy) return attempt_failed(attempt, proxy.error());
+  request.proxy = std::move(proxy.value());
   if (options_.before_dial) {
     Error hook_error;
     try {

@@ -60,6 +60,8 @@ class Category final : public std::error_category {
         return "connection lost before the answer";
       case errc::attempts_exhausted:
         return "reconnect attempts exhausted";
+      case errc::proxy_failed:
+        return "HTTP proxy refused the tunnel";
     }
     return "unknown wscengine error";
   }
@@ -152,6 +154,8 @@ std::string_view to_string(errc e) noexcept {
       return "attempts_exhausted";
     case errc::connection_lost:
       return "connection_lost";
+    case errc::proxy_failed:
+      return "proxy_failed";
   }
   return "unknown";
 }

@@ -45,6 +45,13 @@ Error EngineOptions::validate() const {
     if (h.value.find_first_of("\r\n") != std::string::npos)
       return invalid("header '" + h.name + "' value contains CR or LF");
   }
+  if (!proxy.url.empty()) {
+    if (auto parsed = parse_proxy_url(proxy.url); !parsed) return invalid("proxy.url: " + parsed.error().detail);
+  }
+  for (const auto& a : addresses) {
+    if (a.empty() || a.find_first_of(" \t\r\n") != std::string::npos)
+      return invalid("addresses: '" + a + "' is not an address");
+  }
   for (const auto& p : subprotocols) {
     if (!valid_header_token(p) || p.find(',') != std::string::npos)
       return invalid("subprotocol '" + p + "' is not a valid token");
@@ -86,6 +93,11 @@ RetryDecision default_retry_policy(const Error& error, std::uint32_t, const Back
     if (status == 429 || status == 503) {
       if (auto wait = retry_after(error)) return RetryDecision::again(std::min(*wait, backoff.max_retry_after));
     }
+  }
+  if (error.is(errc::proxy_failed) && (error.http_status == 407 || error.http_status == 403)) {
+    return RetryDecision::give_up("the proxy answered " + std::to_string(error.http_status) +
+                                  (error.http_status == 407 ? " (credentials missing or wrong)" : " (forbidden)") +
+                                  "; retrying will not change it");
   }
   if (error.is(errc::tls_verification_failed))
     return RetryDecision::give_up("the server certificate does not verify; retrying will not change it");

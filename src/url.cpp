@@ -18,6 +18,34 @@ Error bad(std::string_view text, std::string why) {
   return Error(errc::invalid_url, "'" + std::string(text) + "': " + std::move(why));
 }
 
+Error set_target(std::string_view text, std::string_view tail, Url& url) {
+  if (auto fragment = tail.find('#'); fragment != std::string_view::npos) {
+    return bad(text, "a WebSocket URL must not have a fragment (RFC 6455 §3)");
+  }
+  url.target = tail.empty() ? "/" : std::string(tail);
+  if (url.target.front() == '?') url.target.insert(url.target.begin(), '/');
+  for (unsigned char c : url.target) {
+    if (c <= 0x20 || c == 0x7f) return bad(text, "invalid character in path (percent-encode it)");
+  }
+  return {};
+}
+
+// ws+unix:///run/app.sock:/target — Node ws's form; the path ends at the first ':'.
+Result<Url> parse_unix_socket_url(std::string_view text, std::string_view rest, Url url) {
+  auto colon = rest.find(':');
+  std::string_view path = rest.substr(0, colon);
+  std::string_view tail = colon == std::string_view::npos ? "" : rest.substr(colon + 1);
+  if (path.empty()) return bad(text, "missing Unix socket path (ws+unix:///path/to.sock:/target)");
+  // sockaddr_un::sun_path holds 108 bytes with the terminating NUL.
+  if (path.size() > 107) return bad(text, "Unix socket path longer than 107 bytes");
+  if (path.find('\0') != std::string_view::npos) return bad(text, "NUL in Unix socket path");
+  url.unix_socket = std::string(path);
+  url.host = "localhost";
+  url.port = url.secure ? 443 : 80;
+  if (Error e = set_target(text, tail, url)) return e;
+  return url;
+}
+
 }  // namespace
 
 std::string Url::host_header() const {
@@ -27,6 +55,7 @@ std::string Url::host_header() const {
 }
 
 std::string Url::to_string() const {
+  if (!unix_socket.empty()) return std::string(secure ? "wss+unix://" : "ws+unix://") + unix_socket + ":" + target;
   return std::string(secure ? "wss://" : "ws://") + (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
          ":" + std::to_string(port) + target;
 }
@@ -40,6 +69,9 @@ Result<Url> parse_url(std::string_view text) {
     url.secure = false;
   } else if (scheme == "wss") {
     url.secure = true;
+  } else if (scheme == "ws+unix" || scheme == "wss+unix") {
+    url.secure = scheme == "wss+unix";
+    return parse_unix_socket_url(text, text.substr(scheme_end + 3), std::move(url));
   } else {
     return bad(text, "unsupported scheme '" + scheme + "' (use ws:// or wss://)");
   }
@@ -47,9 +79,6 @@ Result<Url> parse_url(std::string_view text) {
   auto authority_end = rest.find_first_of("/?#");
   std::string_view authority = rest.substr(0, authority_end);
   std::string_view tail = authority_end == std::string_view::npos ? "" : rest.substr(authority_end);
-  if (auto fragment = tail.find('#'); fragment != std::string_view::npos) {
-    return bad(text, "a WebSocket URL must not have a fragment (RFC 6455 §3)");
-  }
   if (auto at = authority.rfind('@'); at != std::string_view::npos) {
     return bad(text, "user info in the URL is not supported; send credentials in a header");
   }
@@ -86,11 +115,7 @@ Result<Url> parse_url(std::string_view text) {
     }
     url.port = static_cast<std::uint16_t>(value);
   }
-  url.target = tail.empty() ? "/" : std::string(tail);
-  if (url.target.front() == '?') url.target.insert(url.target.begin(), '/');
-  for (unsigned char c : url.target) {
-    if (c <= 0x20 || c == 0x7f) return bad(text, "invalid character in path (percent-encode it)");
-  }
+  if (Error e = set_target(text, tail, url)) return e;
   return url;
 }
 

@@ -15,6 +15,7 @@
 
 #include <wscengine/error.hpp>
 #include <wscengine/message.hpp>
+#include <wscengine/proxy.hpp>
 #include <wscengine/url.hpp>
 
 namespace wscengine {
@@ -49,7 +50,15 @@ struct DialRequest {
   bool offer_compression = false;            ///< offer permessage-deflate
   std::size_t max_message_size = 16u << 20;  ///< larger messages fail with 1009
   TlsOptions tls;
-  std::chrono::milliseconds timeout{10'000};        ///< DNS + connect + TLS + upgrade
+  /// Tunnel through this HTTP proxy (CONNECT); none = connect directly. The
+  /// engine fills it from EngineOptions::proxy. Not used for a Unix socket URL.
+  std::optional<HttpProxy> proxy;
+  /// Connect to these addresses, in order, instead of resolving the URL's host
+  /// (like curl's --resolve); the Host header, SNI and the certificate check still
+  /// use the URL's host. Empty = DNS, trying every address it returns in order.
+  /// Not used with a proxy (the proxy resolves the host).
+  std::vector<std::string> addresses;
+  std::chrono::milliseconds timeout{10'000};        ///< DNS + connect + proxy + TLS + upgrade
   std::chrono::milliseconds write_timeout{10'000};  ///< a blocked write fails after this
 };
 
@@ -160,6 +169,10 @@ struct AdapterCapabilities {
   /// write() blocks while the peer does not read and fails after
   /// `write_timeout`. Without it, writes are queued in memory and return at once.
   bool write_backpressure = true;
+  /// ws+unix:// URLs connect to a Unix domain socket. Without it: `errc::unsupported`.
+  bool unix_sockets = false;
+  /// DialRequest::addresses is honoured. Without it: `errc::unsupported`.
+  bool chosen_addresses = false;
 };
 
 /// Makes connections of one adapter. Engines call it once per dial attempt.

@@ -41,6 +41,7 @@ enum class errc {
   unsupported,              ///< this adapter cannot do what was asked
   attempts_exhausted,       ///< the restart loop reached its attempt limit
   connection_lost,          ///< the connection ended before the answer to a request came
+  proxy_failed,             ///< the HTTP proxy refused the tunnel; `Error::http_status` holds its status
 };
 
 /// The enumerator's name ("connection_refused"): a stable token for logs and
@@ -88,7 +89,7 @@ struct Header {
 struct Error {
   std::error_code code;
   std::string detail;
-  int http_status = 0;               ///< set when code == errc::http_status
+  int http_status = 0;               ///< set when code == errc::http_status or errc::proxy_failed
   std::vector<Header> http_headers;  ///< the refusal's response headers (Retry-After…)
   std::optional<CloseFrame> close;   ///< set when code == errc::closed
 

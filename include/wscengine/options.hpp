@@ -105,6 +105,13 @@ struct EngineOptions {
   bool offer_compression = false;            ///< offer permessage-deflate
   std::size_t max_message_size = 16u << 20;  ///< larger inbound messages close with 1009
   TlsOptions tls;
+  /// HTTP CONNECT proxy: an explicit one, or (the default) HTTPS_PROXY /
+  /// HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment, read at every dial.
+  /// The choice lands in DialRequest::proxy, which before_dial may change.
+  ProxyOptions proxy;
+  /// Connect to these addresses instead of resolving the URL's host (see
+  /// DialRequest::addresses). Empty = DNS.
+  std::vector<std::string> addresses;
 
   /// Runs before every dial attempt (the first and each reconnect), on a callback
   /// thread; may change the URL, headers or anything else in the request (fresh

@@ -16,6 +16,7 @@
 #include <wscengine/wscengine.hpp>
 
 #include "frames.hpp"
+#include "support/http_proxy.hpp"
 #include "support/process.hpp"
 #include "support/real_adapters.hpp"
 #include "test_server.hpp"
@@ -617,6 +618,9 @@ INSTANTIATE_TEST_SUITE_P(Adapters, AdapterContract, ::testing::ValuesIn(kAdapter
 // Rules about sockets, HTTP and TLS: for the adapters that have them.
 
 class NetworkContract : public AdapterContract {
+ public:
+  Error read_echo(InboundMessage& m) { return read_next(m); }
+
  protected:
   std::shared_ptr<Connector> connector() { return GetParam().connector(); }
   Result<HandshakeResponse> dial(DialRequest r) {
@@ -844,6 +848,177 @@ TEST_P(NetworkContract, MutualTlsPresentsTheClientCertificateAndTheMinimumVersio
   connection.reset();
   while (auto extra = tls12.accept(100ms)) {
   }
+}
+
+// ------------------------------------------------------------------ connectivity (issue 8)
+
+/// Writes one message and expects it echoed: the connection works end to end.
+void expect_echo(Connection& c, NetworkContract& t, const std::string& text) {
+  ASSERT_FALSE(c.write(MessageType::text, text));
+  InboundMessage m;
+  Error e = t.read_echo(m);
+  ASSERT_FALSE(e) << e.message();
+  EXPECT_EQ(m.payload, text);
+}
+
+TEST_P(NetworkContract, AnHttpProxyTunnelsWsAndWssAndAsksForItsCredentials) {
+  test::Tinyproxy proxy("alice", "s3cret");
+  ASSERT_TRUE(proxy.ok()) << proxy.error();
+  std::string dir = test::temp_dir();
+  ASSERT_TRUE(test::make_test_certificate(dir));
+
+  RealHarness plain(connector());
+  auto r = plain.request();
+  // Without credentials the proxy answers 407, and the error says who answered what.
+  r.proxy = parse_proxy_url(proxy.url(false)).value();
+  auto result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::proxy_failed)) << result.error().message();
+  EXPECT_EQ(result.error().http_status, 407);
+  EXPECT_NE(result.error().message().find("proxy http://127.0.0.1:" + std::to_string(proxy.port())), std::string::npos)
+      << result.error().message();
+  EXPECT_FALSE(plain.accept(200ms)) << "the server saw a connection the proxy refused";
+  connection.reset();
+
+  // With them (one letter percent-encoded, which the URL allows): ws:// through the tunnel.
+  r.proxy = parse_proxy_url("http://alice:s3%63ret@127.0.0.1:" + std::to_string(proxy.port())).value();
+  result = dial(r);
+  ASSERT_TRUE(result) << result.error().message();
+  auto p = plain.accept(5s);
+  ASSERT_TRUE(p);
+  p->start_echo();
+  expect_echo(*connection, *this, "through the proxy");
+  EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
+  connection.reset();
+  p.reset();
+  EXPECT_NE(proxy.log().find("127.0.0.1:" + std::to_string(plain.server().port())), std::string::npos)
+      << "tinyproxy did not log the tunnel: " << proxy.log();
+
+  // wss://: TLS runs end to end through the tunnel, verified against the server's name.
+  ServerSetup setup;
+  setup.options.cert_file = dir + "/cert.pem";
+  setup.options.key_file = dir + "/key.pem";
+  RealHarness secure(connector(), setup);
+  auto rs = secure.request();
+  rs.tls.ca_file = setup.options.cert_file;
+  rs.proxy = r.proxy;
+  result = dial(rs);
+  ASSERT_TRUE(result) << result.error().message();
+  p = secure.accept(5s);
+  ASSERT_TRUE(p);
+  p->start_echo();
+  expect_echo(*connection, *this, "tls through the proxy");
+  EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
+  connection.reset();
+  p.reset();
+}
+
+TEST_P(NetworkContract, AProxyThatCannotTunnelSaysWhyAndWhoAnswered) {
+  test::Tinyproxy proxy;
+  ASSERT_TRUE(proxy.ok()) << proxy.error();
+  auto r = harness->request();
+  // The proxy cannot reach the server: tinyproxy answers 500 "Unable to connect".
+  r.url = parse_url("ws://127.0.0.1:" + std::to_string(test::unused_port()) + "/").value();
+  r.proxy = parse_proxy_url(proxy.url()).value();
+  auto result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::proxy_failed)) << result.error().message();
+  EXPECT_EQ(result.error().http_status, 500);
+  connection.reset();
+
+  // A gateway that answers 502.
+  test::CannedHttpServer gateway("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+  r.proxy = parse_proxy_url("http://127.0.0.1:" + std::to_string(gateway.port())).value();
+  result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::proxy_failed)) << result.error().message();
+  EXPECT_EQ(result.error().http_status, 502);
+  EXPECT_NE(result.error().message().find("502"), std::string::npos) << result.error().message();
+  connection.reset();
+
+  // A proxy that is not there: refused, and the error names the proxy, not the server.
+  r.proxy = parse_proxy_url("http://127.0.0.1:" + std::to_string(test::unused_port())).value();
+  result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::connection_refused)) << result.error().message();
+  EXPECT_NE(result.error().message().find("proxy http://127.0.0.1:"), std::string::npos) << result.error().message();
+  connection.reset();
+
+  // The default retry policy gives up on 407 and keeps trying after a 502.
+  Error needs_credentials(errc::proxy_failed, "407");
+  needs_credentials.http_status = 407;
+  EXPECT_FALSE(default_retry_policy(needs_credentials, 0, {}).retry);
+  EXPECT_TRUE(default_retry_policy(result.error(), 0, {}).retry);
+}
+
+TEST_P(NetworkContract, ChosenAddressesAreTriedInOrderOrRefusedByName) {
+  RealHarness server(connector());
+  auto r = server.request();
+  // A name nobody resolves: the addresses say where it is; the first refuses.
+  r.url.host = "several-addresses.test";
+  r.addresses = {"127.0.0.2", "127.0.0.1"};
+  auto result = dial(r);
+  if (!connector()->capabilities().chosen_addresses) {
+    ASSERT_FALSE(result);
+    EXPECT_TRUE(result.error().is(errc::unsupported)) << result.error().message();
+    return;
+  }
+  ASSERT_TRUE(result) << result.error().message();
+  EXPECT_EQ(server.request_header("Host"), "several-addresses.test:" + std::to_string(server.server().port()));
+  auto p = server.accept(5s);
+  ASSERT_TRUE(p);
+  p->start_echo();
+  expect_echo(*connection, *this, "second address");
+  connection.reset();
+  p.reset();
+
+  // Every address refuses: the error lists each one.
+  r.addresses = {"127.0.0.2", "127.0.0.3"};
+  result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::connection_refused)) << result.error().message();
+  EXPECT_NE(result.error().message().find("tried 2 addresses: 127.0.0.2"), std::string::npos)
+      << result.error().message();
+  EXPECT_NE(result.error().message().find("127.0.0.3"), std::string::npos) << result.error().message();
+  connection.reset();
+
+  r.addresses = {"not-an-address"};
+  result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::invalid_option)) << result.error().message();
+}
+
+TEST_P(NetworkContract, AUnixSocketCarriesTheWebSocketOrIsRefusedByName) {
+  ServerSetup setup;
+  setup.options.unix_socket = test::temp_dir() + "/ws.sock";
+  RealHarness local(connector(), setup);
+  auto r = local.request();
+  ASSERT_EQ(r.url.unix_socket, setup.options.unix_socket);
+  auto result = dial(r);
+  if (!connector()->capabilities().unix_sockets) {
+    ASSERT_FALSE(result);
+    EXPECT_TRUE(result.error().is(errc::unsupported)) << result.error().message();
+    return;
+  }
+  ASSERT_TRUE(result) << result.error().message();
+  EXPECT_EQ(local.request_header("Host"), "localhost");
+  auto p = local.accept(5s);
+  ASSERT_TRUE(p);
+  p->start_echo();
+  expect_echo(*connection, *this, "over a unix socket");
+  std::string big(1 << 20, 'u');
+  expect_echo(*connection, *this, big);
+  EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
+  connection.reset();
+  p.reset();
+
+  // No socket file: the error names the path. A proxy never applies to it.
+  r.url = parse_url("ws+unix://" + setup.options.unix_socket + ".missing:/x").value();
+  r.proxy = parse_proxy_url("http://127.0.0.1:1").value();
+  result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::connect_failed)) << result.error().message();
+  EXPECT_NE(result.error().message().find(".missing"), std::string::npos) << result.error().message();
 }
 
 INSTANTIATE_TEST_SUITE_P(Adapters, NetworkContract, ::testing::ValuesIn(network_adapters()), adapter_name);

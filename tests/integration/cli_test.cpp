@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "support/http_proxy.hpp"
 #include "support/process.hpp"
 
 using namespace wscengine::test;
@@ -69,7 +70,8 @@ TEST(Cli, HelpDocumentsEveryFlag) {
                            "--size",          "--rate",          "--drop-every",   "connect URL",
                            "serve",           "bench feed",      "bench echo",     "--timeout",
                            "--binary",        "--cert",          "--key",          "--tls13",
-                           "bench reconnect", "--work-us"}) {
+                           "bench reconnect", "--work-us",       "--proxy",        "--connect-to",
+                           "--unix",          "ws+unix://"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
   EXPECT_EQ(cli({"connect", "--help"}).exit_code, 0);
@@ -248,4 +250,67 @@ TEST(Cli, BenchFeedAndEchoPrintOneJsonLineOnEitherAdapter) {
   auto refused = cli({"bench", "feed", "ws://127.0.0.1:1/", "--count", "1"});
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_THAT(refused.err, HasSubstr("could not connect"));
+}
+
+TEST(Cli, ProxiesFromTheEnvironmentFromTheFlagAndNoProxy) {
+  Tinyproxy proxy("alice", "s3cret");
+  ASSERT_TRUE(proxy.ok()) << proxy.error();
+  auto server = serve({"--mode", "echo"});
+  ASSERT_FALSE(server.url().empty());
+  std::string port = server.url().substr(server.url().rfind(':') + 1);
+  port = port.substr(0, port.find('/'));
+  auto refusing_proxy = "http://127.0.0.1:" + std::to_string(unused_port());
+  for (std::string adapter : {"beast", "websocketpp"}) {
+    SCOPED_TRACE(adapter);
+    auto connect = [&](std::vector<std::string> env, std::vector<std::string> flags = {}) {
+      std::vector<std::string> argv{"/usr/bin/env", "-u", "http_proxy", "-u", "all_proxy", "-u", "no_proxy"};
+      argv.insert(argv.end(), env.begin(), env.end());
+      argv.insert(argv.end(), {kCli, "connect", server.url(), "--adapter", adapter, "--send", "hi", "--count", "1",
+                               "--no-reconnect"});
+      argv.insert(argv.end(), flags.begin(), flags.end());
+      return run_command(argv, {}, 30s);
+    };
+    // HTTP_PROXY with credentials: through tinyproxy, which logs the tunnel.
+    auto through = connect({"HTTP_PROXY=" + proxy.url()});
+    EXPECT_EQ(through.exit_code, 0) << through.err;
+    EXPECT_EQ(through.out, "hi\n");
+    EXPECT_THAT(proxy.log(), HasSubstr("127.0.0.1:" + port));
+    // Without: the proxy's 407, named, and not retried.
+    auto refused = connect({"HTTP_PROXY=" + proxy.url(false)});
+    EXPECT_EQ(refused.exit_code, 1);
+    EXPECT_THAT(refused.err, HasSubstr("407"));
+    EXPECT_THAT(refused.err, HasSubstr("proxy http://127.0.0.1:" + std::to_string(proxy.port())));
+    // NO_PROXY, or --proxy none, goes direct even when the variable names a dead proxy.
+    auto bypassed = connect({"HTTP_PROXY=" + refusing_proxy, "NO_PROXY=localhost,127.0.0.1"});
+    EXPECT_EQ(bypassed.exit_code, 0) << bypassed.err;
+    auto direct = connect({"HTTP_PROXY=" + refusing_proxy}, {"--proxy", "none"});
+    EXPECT_EQ(direct.exit_code, 0) << direct.err;
+    // --proxy wins over the environment.
+    auto flag = connect({"HTTP_PROXY=" + refusing_proxy}, {"--proxy", proxy.url()});
+    EXPECT_EQ(flag.exit_code, 0) << flag.err;
+    EXPECT_EQ(flag.out, "hi\n");
+    // A variable that does not parse is named.
+    auto bad = connect({"HTTP_PROXY=socks5://127.0.0.1:1"});
+    EXPECT_EQ(bad.exit_code, 1);
+    EXPECT_THAT(bad.err, HasSubstr("HTTP_PROXY"));
+  }
+}
+
+TEST(Cli, UnixSocketsToOurServerAndToPythonWebsockets) {
+  std::string dir = temp_dir();
+  auto ours = serve({"--mode", "echo", "--unix", dir + "/ours.sock"});
+  ASSERT_EQ(ours.url(), "ws+unix://" + dir + "/ours.sock:/");
+  auto r = cli({"connect", ours.url(), "--send", "local", "--count", "1", "--no-reconnect"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "local\n");
+
+  Peer py({"/usr/bin/python3", WSCENGINE_PY_SERVER, "--unix", dir + "/py.sock"});
+  ASSERT_EQ(py.url(), "ws+unix://" + dir + "/py.sock:");
+  r = cli({"connect", py.url() + "/header/Host", "--send", "x", "--count", "2", "--no-reconnect"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "localhost\nx\n");
+
+  auto wspp = cli({"connect", ours.url(), "--adapter", "websocketpp", "--no-reconnect"});
+  EXPECT_EQ(wspp.exit_code, 1);
+  EXPECT_THAT(wspp.err, HasSubstr("cannot connect to a Unix socket"));
 }

@@ -1,6 +1,7 @@
 """A peer no one here wrote: Python `websockets` as the server for integration tests.
 
-Prints its ws:// URL, then serves until killed. What a connection gets depends on its path:
+Prints its ws:// URL, then serves until killed. With `--unix PATH` it listens on that Unix
+domain socket instead and prints ws+unix://PATH:. What a connection gets depends on its path:
   /echo            echo every message with its type
   /close/CODE      send one message "hello", then close with CODE and reason "bye from python"
   /drop            send one message "hello", then drop the TCP connection (no close frame)
@@ -36,8 +37,12 @@ async def handler(ws, path=None):
 
 
 async def main():
-    async with websockets.serve(handler, "127.0.0.1", 0, subprotocols=["chat.v2", "chat.v1"],
-                                max_size=2**24) as server:
+    options = dict(subprotocols=["chat.v2", "chat.v1"], max_size=2**24)
+    if len(sys.argv) == 3 and sys.argv[1] == "--unix":
+        async with websockets.unix_serve(handler, sys.argv[2], **options):
+            print(f"ws+unix://{sys.argv[2]}:", flush=True)
+            await asyncio.Future()
+    async with websockets.serve(handler, "127.0.0.1", 0, **options) as server:
         port = server.sockets[0].getsockname()[1]
         print(f"ws://127.0.0.1:{port}", flush=True)
         await asyncio.Future()

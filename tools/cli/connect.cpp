@@ -188,6 +188,13 @@ int run_connect(const Args& args) {
   if (const char* password = std::getenv("WSCENGINE_KEY_PASSWORD")) options.tls.private_key_password = password;
   if (args.has("--tls13")) options.tls.min_version = TlsOptions::Version::tls1_3;
   options.offer_compression = args.has("--compress");
+  if (auto proxy = args.value("--proxy")) {
+    if (*proxy == "none")
+      options.proxy.from_environment = false;
+    else
+      options.proxy.url = *proxy;
+  }
+  options.addresses = args.values("--connect-to");
 
   Status status;
 #ifdef WSCENGINE_CLI_HAVE_OTEL

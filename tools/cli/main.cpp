@@ -11,7 +11,8 @@
 namespace {
 
 constexpr const char* kHelp = R"(usage:
-  wscengine connect URL [options]   a WebSocket client built on the engine
+  wscengine connect URL [options]   a WebSocket client built on the engine (URL: ws://, wss://,
+                                    or ws+unix:///path/to.sock:/target for a Unix socket)
   wscengine serve [options]         a local WebSocket server (echo or feed)
   wscengine bench feed URL [options]  receive --count messages; print {"count","bytes","secs"}
   wscengine bench echo URL [options]  --count sequential round trips of --size bytes; print
@@ -38,6 +39,11 @@ or Ctrl-C).
   --cert F --key F             mutual TLS: the client certificate chain and its private key
                                (PEM; an encrypted key's password from WSCENGINE_KEY_PASSWORD)
   --tls13                      refuse servers that cannot do TLS 1.3 (default minimum: 1.2)
+  --proxy URL|none             tunnel through this HTTP proxy (http://user:pw@host:port);
+                               none = direct. Default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY
+                               and NO_PROXY from the environment
+  --connect-to ADDR            connect to this IP address instead of resolving the URL's host
+                               (repeatable: tried in order); Beast adapter only
   --no-reconnect               exit when the connection closes instead of reconnecting
   --echo                       send every received message back with the same type
   --count N                    after N received messages close with 1000 and exit 0
@@ -52,6 +58,7 @@ or Ctrl-C).
 serve: prints its URL, then serves until Ctrl-C (or --seconds).
   --host H                     address to bind (default 127.0.0.1)
   --port P                     port (default 0: a free one)
+  --unix PATH                  listen on a Unix domain socket instead (URL ws+unix://PATH:/)
   --mode echo|feed|blast|silent  echo every message; send a feed; blast --count messages of
                                --size bytes as fast as the socket takes them (frames encoded
                                once, written in batches: for benchmarks; --binary for binary);
@@ -100,9 +107,10 @@ int main(int argc, char** argv) {
   }
   std::string error;
   if (command == "connect") {
-    FlagSpec spec{{"--adapter", "--workers", "--header", "--subprotocol", "--send", "--ping-interval", "--pong-timeout",
-                   "--max-message-size", "--ca-file", "--count", "--trace", "--cert", "--key"},
-                  {"--insecure", "--tls13", "--compress", "--no-reconnect", "--echo", "--quiet", "--stats"}};
+    FlagSpec spec{
+        {"--adapter", "--workers", "--header", "--subprotocol", "--send", "--ping-interval", "--pong-timeout",
+         "--max-message-size", "--ca-file", "--count", "--trace", "--cert", "--key", "--proxy", "--connect-to"},
+        {"--insecure", "--tls13", "--compress", "--no-reconnect", "--echo", "--quiet", "--stats"}};
     auto args = Args::parse(argc, argv, 2, spec, error);
     return args ? run_connect(*args) : usage_error(error);
   }
@@ -115,8 +123,8 @@ int main(int argc, char** argv) {
     return args ? run_bench(argv[2], *args) : usage_error(error);
   }
   if (command == "serve") {
-    FlagSpec spec{{"--host", "--port", "--mode", "--count", "--size", "--rate", "--drop-every", "--refuse-after-drop",
-                   "--seconds"},
+    FlagSpec spec{{"--host", "--port", "--unix", "--mode", "--count", "--size", "--rate", "--drop-every",
+                   "--refuse-after-drop", "--seconds"},
                   {"--binary"}};
     auto args = Args::parse(argc, argv, 2, spec, error);
     return args ? run_serve(*args) : usage_error(error);

@@ -97,6 +97,7 @@ int run_serve(const Args& args) {
   tools::ServerOptions options;
   options.host = args.value("--host").value_or("127.0.0.1");
   options.port = static_cast<std::uint16_t>(*port);
+  options.unix_socket = args.value("--unix").value_or("");
   tools::TestServer server(options);
   FeedSettings feed{static_cast<std::uint64_t>(*count), static_cast<std::size_t>(*size), *rate,
                     static_cast<std::uint64_t>(*drop_every), static_cast<std::uint64_t>(*refuse)};

@@ -1,14 +1,18 @@
 #include "test_server.hpp"
 
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <list>
@@ -23,6 +27,9 @@ namespace ssl = net::ssl;
 namespace ws = boost::beast::websocket;
 namespace http = boost::beast::http;
 using tcp = net::ip::tcp;
+// TCP, or a Unix domain socket (ServerOptions::unix_socket).
+using Protocol = net::generic::stream_protocol;
+using Socket = Protocol::socket;
 using error_code = boost::system::error_code;
 
 void set_receive_timeout(int fd, std::chrono::milliseconds timeout) {
@@ -100,7 +107,7 @@ struct TestServer::Impl {
 
   ServerOptions options;
   net::io_context io;
-  tcp::acceptor acceptor;
+  net::basic_socket_acceptor<Protocol> acceptor;
   std::optional<ssl::context> tls;
   std::thread accept_thread;
   std::mutex mutex;
@@ -154,17 +161,17 @@ struct TestServer::Impl {
     fds.remove(fd);
   }
 
-  void handle(TestServer& server, tcp::socket socket) {
+  void handle(TestServer& server, Socket socket) {
     int fd = socket.native_handle();
     if (tls) {
-      ws::stream<ssl::stream<tcp::socket>> stream(std::move(socket), *tls);
+      ws::stream<ssl::stream<Socket>> stream(std::move(socket), *tls);
       set_receive_timeout(fd, std::chrono::seconds(10));
       error_code ec;
       stream.next_layer().handshake(ssl::stream_base::server, ec);
       if (!ec) serve(server, stream, fd);
       forget(fd);
     } else {
-      ws::stream<tcp::socket> stream(std::move(socket));
+      ws::stream<Socket> stream(std::move(socket));
       serve(server, stream, fd);
       forget(fd);
     }
@@ -186,21 +193,33 @@ std::uint16_t TestServer::start() {
     }
     if (o.tls12_only) SSL_CTX_set_max_proto_version(impl_->tls->native_handle(), TLS1_2_VERSION);
   }
-  tcp::endpoint endpoint(net::ip::make_address(o.host), o.port);
+  Protocol::endpoint endpoint;
+  if (!o.unix_socket.empty()) {
+    ::unlink(o.unix_socket.c_str());  // a socket file left by an earlier run
+    endpoint = net::local::stream_protocol::endpoint(o.unix_socket);
+  } else {
+    endpoint = tcp::endpoint(net::ip::make_address(o.host), o.port);
+  }
   impl_->acceptor.open(endpoint.protocol());
-  impl_->acceptor.set_option(net::socket_base::reuse_address(true));
+  if (o.unix_socket.empty()) impl_->acceptor.set_option(net::socket_base::reuse_address(true));
   impl_->acceptor.bind(endpoint);
   impl_->acceptor.listen();
-  impl_->port = impl_->acceptor.local_endpoint().port();
+  if (o.unix_socket.empty()) {
+    sockaddr_storage bound{};
+    socklen_t length = sizeof bound;
+    ::getsockname(impl_->acceptor.native_handle(), reinterpret_cast<sockaddr*>(&bound), &length);
+    impl_->port = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                                   : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  }
   impl_->accept_thread = std::thread([this] {
     for (;;) {
       error_code ec;
-      tcp::socket socket(impl_->io);
+      Socket socket(impl_->io);
       impl_->acceptor.accept(socket, ec);
       if (impl_->stopping) return;
       if (ec) continue;
       ++impl_->accepted;
-      socket.set_option(tcp::no_delay(true), ec);
+      if (impl_->options.unix_socket.empty()) socket.set_option(tcp::no_delay(true), ec);
       std::lock_guard lock(impl_->mutex);
       impl_->fds.push_back(socket.native_handle());
       impl_->threads.emplace_back([this, s = std::move(socket)]() mutable { impl_->handle(*this, std::move(s)); });
@@ -217,6 +236,7 @@ void TestServer::stop() {
   }
   error_code ignored;
   impl_->acceptor.close(ignored);
+  if (!impl_->options.unix_socket.empty()) ::unlink(impl_->options.unix_socket.c_str());
   std::list<std::thread> threads;
   {
     std::lock_guard lock(impl_->mutex);
@@ -228,6 +248,8 @@ void TestServer::stop() {
 
 std::uint16_t TestServer::port() const noexcept { return impl_->port; }
 std::string TestServer::url(const std::string& target) const {
+  if (!impl_->options.unix_socket.empty())
+    return std::string(impl_->tls ? "wss+unix://" : "ws+unix://") + impl_->options.unix_socket + ":" + target;
   std::string host = impl_->tls ? "localhost" : impl_->options.host;
   if (host.find(':') != std::string::npos) host = "[" + host + "]";  // an IPv6 literal
   return std::string(impl_->tls ? "wss://" : "ws://") + host + ":" + std::to_string(impl_->port) + target;

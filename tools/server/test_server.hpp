@@ -24,6 +24,7 @@ struct ServerOptions {
   std::string key_file;
   std::string client_ca_file;  ///< PEM; when set, clients must present a certificate it verifies
   bool tls12_only = false;     ///< refuse TLS 1.3 (to test a client's minimum version)
+  std::string unix_socket;     ///< listen on this Unix domain socket path instead of host:port
 };
 
 /// The server side of one accepted connection, driven by a test script.

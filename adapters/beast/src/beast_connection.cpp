@@ -9,11 +9,13 @@
 #include <wscengine/beast/underlying.hpp>
 #include <wscengine/detail/client_tls.hpp>
 
-#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
@@ -24,6 +26,7 @@
 
 #include <array>
 #include <atomic>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -76,10 +79,10 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // close TCP. Closing at once with the server's reply still in flight makes the
   // kernel answer it with a reset, which can destroy our close frame at the server.
   // So the socket drains in the background (no thread held) for up to 2 s.
-  static void linger(net::ip::tcp::socket socket) {
+  static void linger(detail::Socket socket) {
     struct Linger {
-      explicit Linger(net::ip::tcp::socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
-      net::ip::tcp::socket socket;
+      explicit Linger(detail::Socket s) : socket(std::move(s)), timer(socket.get_executor()) {}
+      detail::Socket socket;
       net::steady_timer timer;
       std::array<char, 4096> scratch;
     };
@@ -149,36 +152,147 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     });
     net::post(strand_, [self] {
       if (self->aborted_) return self->fail_dial(Error(errc::cancelled, "aborted"));
-      self->resolver_.async_resolve(self->request_.url.host, std::to_string(self->request_.url.port),
-                                    [self](const error_code& ec, net::ip::tcp::resolver::results_type results) {
-                                      self->on_resolved(ec, std::move(results));
-                                    });
+      self->find_endpoints();
     });
   }
 
-  void on_resolved(const error_code& ec, net::ip::tcp::resolver::results_type results) {
-    if (ec) {
-      return fail_dial(Error(errc::dns_failure, "resolving '" + request_.url.host + "': " + ec.message()));
+  // ------------------------------------------------------------ route: where to connect
+
+  // A Unix socket, the proxy, the caller's addresses, or every address DNS gives.
+  void find_endpoints() {
+    const Url& url = request_.url;
+    if (!url.unix_socket.empty()) {
+      destination_ = "Unix socket " + url.unix_socket;
+      endpoints_.emplace_back(net::local::stream_protocol::endpoint(url.unix_socket));
+      return connect_next();
     }
-    auto self = this->shared_from_this();
-    net::async_connect(lowest().socket(), results,
-                       [self](const error_code& ec, const net::ip::tcp::endpoint& ep) { self->on_connected(ec, ep); });
+    if (request_.proxy) {
+      destination_ = "proxy " + request_.proxy->to_string();
+      return resolve(request_.proxy->host, request_.proxy->port);
+    }
+    destination_ = url.host + ":" + std::to_string(url.port);
+    if (request_.addresses.empty()) return resolve(url.host, url.port);
+    for (const auto& text : request_.addresses) {
+      error_code bad;
+      auto address = net::ip::make_address(text, bad);
+      if (bad) return fail_dial(Error(errc::invalid_option, "addresses: '" + text + "' is not an IP address"));
+      endpoints_.emplace_back(net::ip::tcp::endpoint(address, url.port));
+    }
+    connect_next();
   }
 
-  void on_connected(const error_code& ec, const net::ip::tcp::endpoint& ep) {
-    connect_duration_ = std::chrono::steady_clock::now() - dial_started_;
-    if (ec) {
-      std::string where = request_.url.host + ":" + std::to_string(request_.url.port);
-      if (ec == net::error::connection_refused) {
-        return fail_dial(Error(errc::connection_refused, "connecting to " + where));
-      }
-      return fail_dial(Error(errc::connect_failed, "connecting to " + where + ": " + ec.message()));
+  void resolve(const std::string& host, std::uint16_t port) {
+    auto self = this->shared_from_this();
+    resolver_.async_resolve(host, std::to_string(port),
+                            [self, host](const error_code& ec, net::ip::tcp::resolver::results_type results) {
+                              if (ec) {
+                                std::string what = self->request_.proxy ? "resolving proxy '" : "resolving '";
+                                return self->fail_dial(Error(errc::dns_failure, what + host + "': " + ec.message()));
+                              }
+                              for (const auto& entry : results) self->endpoints_.emplace_back(entry.endpoint());
+                              self->connect_next();
+                            });
+  }
+
+  static std::string describe(const detail::Socket::endpoint_type& ep) {
+    if (ep.protocol().family() == AF_UNIX) return "Unix socket";
+    const auto* sa = ep.data();
+    if (sa->sa_family == AF_INET) {
+      net::ip::tcp::endpoint v4;
+      std::memcpy(v4.data(), sa, sizeof(sockaddr_in));
+      return v4.address().to_string();
     }
+    net::ip::tcp::endpoint v6;
+    std::memcpy(v6.data(), sa, sizeof(sockaddr_in6));
+    return "[" + v6.address().to_string() + "]";
+  }
+
+  // Tries the endpoints in order until one accepts; the error lists every failure.
+  void connect_next() {
+    if (next_endpoint_ == endpoints_.size()) return fail_connect();
     error_code ignored;
-    lowest().socket().set_option(net::ip::tcp::no_delay(true), ignored);
+    lowest().socket().close(ignored);
+    auto self = this->shared_from_this();
+    lowest().socket().async_connect(endpoints_[next_endpoint_], [self](const error_code& ec) {
+      const auto& ep = self->endpoints_[self->next_endpoint_++];
+      if (!ec) return self->on_connected(ep);
+      if (ec == net::error::connection_refused) ++self->refusals_;
+      if (!self->connect_failures_.empty()) self->connect_failures_ += "; ";
+      self->connect_failures_ += describe(ep) + ": " + ec.message();
+      if (self->timed_out_ || self->aborted_)
+        return self->fail_dial(Error(errc::connect_failed, "connecting to " + self->destination_));
+      self->connect_next();
+    });
+  }
+
+  void fail_connect() {
+    std::string what = "connecting to " + destination_;
+    if (endpoints_.size() > 1)
+      what += " (tried " + std::to_string(endpoints_.size()) + " addresses: " + connect_failures_ + ")";
+    else if (!connect_failures_.empty() && refusals_ == 0)
+      what += ": " + connect_failures_;
+    if (refusals_ == endpoints_.size() && refusals_ > 0) return fail_dial(Error(errc::connection_refused, what));
+    fail_dial(Error(errc::connect_failed, what));
+  }
+
+  void on_connected(const detail::Socket::endpoint_type& ep) {
+    connect_duration_ = std::chrono::steady_clock::now() - dial_started_;
+    error_code ignored;
+    if (ep.protocol().family() != AF_UNIX) lowest().socket().set_option(net::ip::tcp::no_delay(true), ignored);
     lowest().write_timeout = write_timeout_;
     fd_ = lowest().socket().native_handle();
     if (aborted_) ::shutdown(fd_, SHUT_RDWR);
+    if (request_.proxy && request_.url.unix_socket.empty()) return open_tunnel();
+    secure_or_upgrade();
+  }
+
+  // ------------------------------------------------------------ proxy tunnel
+
+  // RFC 9110 §9.3.6: CONNECT host:port; any 2xx answer turns the connection into
+  // a tunnel to the server, through which TLS and the upgrade then run.
+  void open_tunnel() {
+    const Url& url = request_.url;
+    std::string authority =
+        (url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
+    tunnel_request_ =
+        "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\nUser-Agent: " + kUserAgent + "\r\n";
+    if (auto credentials = request_.proxy->authorization(); !credentials.empty())
+      tunnel_request_ += "Proxy-Authorization: " + credentials + "\r\n";
+    tunnel_request_ += "\r\n";
+    auto self = this->shared_from_this();
+    net::async_write(lowest(), net::buffer(tunnel_request_), [self](const error_code& ec, std::size_t) {
+      if (ec) return self->fail_tunnel("sending CONNECT: " + ec.message());
+      self->tunnel_answer_.emplace();
+      self->tunnel_answer_->header_limit(16 * 1024);
+      http::async_read_header(self->lowest(), self->tunnel_buffer_, *self->tunnel_answer_,
+                              [self](const error_code& ec, std::size_t) { self->on_tunnel_answer(ec); });
+    });
+  }
+
+  void on_tunnel_answer(const error_code& ec) {
+    if (ec) return fail_tunnel("no valid answer to CONNECT: " + ec.message());
+    const auto& answer = tunnel_answer_->get();
+    int status = answer.result_int();
+    if (status / 100 != 2) {
+      Error refused(errc::proxy_failed, destination_ + " answered CONNECT " + request_.url.host + ":" +
+                                            std::to_string(request_.url.port) + " with " + std::to_string(status) +
+                                            " " + std::string(answer.reason()));
+      refused.http_status = status;
+      for (const auto& field : answer)
+        refused.http_headers.push_back({std::string(field.name_string()), std::string(field.value())});
+      return fail_dial(std::move(refused));
+    }
+    // The server speaks only after our ClientHello or upgrade request.
+    if (tunnel_buffer_.size() != 0) return fail_tunnel("sent data after its 2xx answer, before the tunnel was used");
+    tunnel_answer_.reset();
+    secure_or_upgrade();
+  }
+
+  void fail_tunnel(std::string why) { fail_dial(Error(errc::proxy_failed, destination_ + ": " + why)); }
+
+  // ------------------------------------------------------------ TLS and upgrade
+
+  void secure_or_upgrade() {
     auto self = this->shared_from_this();
     if constexpr (Tls) {
       auto& tls = ws_->next_layer().next_layer();
@@ -540,6 +654,14 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   const BeastOptions options_;
   net::strand<net::io_context::executor_type> strand_;
   net::ip::tcp::resolver resolver_;
+  std::vector<detail::Socket::endpoint_type> endpoints_;  // where to connect, in order (strand)
+  std::size_t next_endpoint_ = 0;                         // strand
+  std::size_t refusals_ = 0;                              // strand
+  std::string connect_failures_;                          // "address: why; …" (strand)
+  std::string destination_;                               // host:port, proxy or socket, for errors
+  std::string tunnel_request_;                            // the CONNECT request while it is written
+  boost::beast::flat_buffer tunnel_buffer_;
+  std::optional<http::response_parser<http::empty_body>> tunnel_answer_;
   std::chrono::steady_clock::time_point dial_started_;  // strand
   std::chrono::nanoseconds connect_duration_{0};        // strand
   net::steady_timer timer_;
@@ -644,7 +766,7 @@ class BeastConnector final : public Connector {
   }
   std::string_view name() const noexcept override { return "beast"; }
   AdapterCapabilities capabilities() const noexcept override {
-    return {.compression = true, .write_backpressure = true};
+    return {.compression = true, .write_backpressure = true, .unix_sockets = true, .chosen_addresses = true};
   }
 
  private:

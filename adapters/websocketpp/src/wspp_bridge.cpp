@@ -22,6 +22,7 @@
 #include <atomic>
 #include <mutex>
 #include <optional>
+#include <sstream>
 
 namespace wscengine::websocketpp_adapter::bridge {
 namespace {
@@ -59,9 +60,17 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     // The endpoint lives as long as its connection: every handler set below holds
     // it. websocketpp connections refer to their endpoint's random generator and
     // call back into it after connect, so it must not die first.
-    auto endpoint = std::make_shared<Endpoint>();
+    auto box = std::make_shared<EndpointBox>();
+    std::shared_ptr<Endpoint> endpoint(box, &box->endpoint);  // keeps the box, log included
     endpoint->clear_access_channels(websocketpp::log::alevel::all);
     endpoint->clear_error_channels(websocketpp::log::elevel::all);
+    if (!params_.proxy_uri.empty()) {
+      // websocketpp reports a proxy's refusal only as proxy_failed and writes the
+      // status to its error log ("Proxy connection error: 407 (...)"): keep that line.
+      endpoint->set_error_channels(websocketpp::log::elevel::info);
+      endpoint->get_elog().set_ostream(&box->log);
+      log_ = std::shared_ptr<std::ostringstream>(box, &box->log);
+    }
     error_code ec;
     endpoint->init_asio(&io_, ec);
     if (ec) return failed(Failure::io, "websocketpp init_asio: " + ec.message());
@@ -83,6 +92,13 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     for (const auto& protocol : params_.subprotocols) {
       con->add_subprotocol(protocol, ec);
       if (ec) return failed(Failure::invalid_url, "subprotocol '" + protocol + "': " + ec.message());
+    }
+    if (!params_.proxy_uri.empty()) {
+      con->set_proxy(params_.proxy_uri, ec);
+      if (!ec && !params_.proxy_username.empty())
+        con->set_proxy_basic_auth(params_.proxy_username, params_.proxy_password, ec);
+      if (!ec) con->set_proxy_timeout(params_.handshake_timeout_ms, ec);
+      if (ec) return failed(Failure::invalid_option, "proxy " + params_.proxy_uri + ": " + ec.message());
     }
     con->set_max_message_size(params_.max_message_size);
     con->set_open_handshake_timeout(params_.handshake_timeout_ms);
@@ -230,6 +246,10 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
         ec == websocketpp::error::make_error_code(websocketpp::error::open_handshake_timeout) ||
         ec == socket_error::make_error_code(socket_error::error::tls_handshake_timeout))
       return failed(Failure::timeout, what);
+    if (ec == websocketpp::transport::asio::error::make_error_code(websocketpp::transport::asio::error::proxy_failed))
+      return proxy_refusal();
+    if (ec == websocketpp::transport::asio::error::make_error_code(websocketpp::transport::asio::error::proxy_invalid))
+      return failed(Failure::invalid_option, "proxy " + params_.proxy_uri + ": " + what);
     if (is_resolver_error(ec)) return failed(Failure::dns, what);
     if (ec == asio::error::connection_refused) return failed(Failure::refused, what);
     if (ec == socket_error::make_error_code(socket_error::error::tls_handshake_failed)) {
@@ -254,6 +274,22 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     return outcome(Failure::io, what);
   }
 
+  // The status line websocketpp logged for the proxy's refusal, if any.
+  DialOutcome proxy_refusal() {
+    DialOutcome out = failed(Failure::proxy, "no valid answer to CONNECT");
+    if (!log_) return out;
+    std::string text = log_->str();  // written on this strand, before the fail handler
+    const std::string marker = "Proxy connection error: ";
+    auto at = text.rfind(marker);
+    if (at == std::string::npos) return out;
+    auto line_end = text.find('\n', at);
+    std::string line = text.substr(at + marker.size(),
+                                   line_end == std::string::npos ? std::string::npos : line_end - at - marker.size());
+    out.status = std::atoi(line.c_str());
+    out.detail = "answered CONNECT with " + line;
+    return out;
+  }
+
   Ending ending() {
     auto con = connection();
     Ending end;
@@ -266,8 +302,15 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     return end;
   }
 
+  // The endpoint and the stream its error log writes to, which must outlive it.
+  struct EndpointBox {
+    std::ostringstream log;
+    Endpoint endpoint;
+  };
+
   asio::io_context& io_;
-  DialParams params_;  // set before connect, then read-only
+  DialParams params_;                        // set before connect, then read-only
+  std::shared_ptr<std::ostringstream> log_;  // set before connect; read by the fail handler
   std::mutex mutex_;
   ConnectionPtr con_;
   std::optional<std::pair<std::uint16_t, std::string>> pending_close_;  // (mutex_)

@@ -36,6 +36,7 @@ enum class Failure {
   http_status,
   handshake,
   timeout,
+  proxy,  ///< the proxy refused the tunnel or did not answer CONNECT
   io,
 };
 
@@ -55,13 +56,16 @@ struct DialParams {
   bool send_sni = true;  ///< false for address literals (RFC 6066 §3)
   long handshake_timeout_ms = 10'000;
   std::string user_agent;
+  std::string proxy_uri;  ///< http://host:port to tunnel through with CONNECT, or empty
+  std::string proxy_username;
+  std::string proxy_password;
 };
 
 /// The result of a dial, success or not.
 struct DialOutcome {
   Failure failure = Failure::none;
   std::string detail;
-  int status = 0;  ///< HTTP status when a response arrived
+  int status = 0;  ///< HTTP status when a response arrived (the proxy's, for Failure::proxy)
   HeaderList headers;
   std::string subprotocol;
 };

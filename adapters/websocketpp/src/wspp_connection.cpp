@@ -45,8 +45,9 @@ std::string uri_of(const Url& url) {
   return uri;
 }
 
-Error dial_error(const bridge::DialOutcome& o, const Url& url) {
-  std::string where = url.host + ":" + std::to_string(url.port);
+Error dial_error(const bridge::DialOutcome& o, const DialRequest& dial) {
+  const Url& url = dial.url;
+  std::string where = dial.proxy ? "proxy " + dial.proxy->to_string() : url.host + ":" + std::to_string(url.port);
   std::string request = "GET " + url.to_string();
   switch (o.failure) {
     case bridge::Failure::none:
@@ -56,7 +57,13 @@ Error dial_error(const bridge::DialOutcome& o, const Url& url) {
     case bridge::Failure::invalid_option:
       return Error(errc::invalid_option, o.detail);
     case bridge::Failure::dns:
-      return Error(errc::dns_failure, "resolving '" + url.host + "': " + o.detail);
+      return Error(errc::dns_failure,
+                   (dial.proxy ? "resolving proxy '" + dial.proxy->host : "resolving '" + url.host) + "': " + o.detail);
+    case bridge::Failure::proxy: {
+      Error refused(errc::proxy_failed, where + " " + o.detail);
+      refused.http_status = o.status;
+      return refused;
+    }
     case bridge::Failure::refused:
       return Error(errc::connection_refused, "connecting to " + where);
     case bridge::Failure::connect:
@@ -101,6 +108,16 @@ class State final : public std::enable_shared_from_this<State> {
                           "the websocketpp adapter cannot offer permessage-deflate: websocketpp 0.8 does not "
                           "negotiate extensions as a client (turn offer_compression off or use the Beast adapter)"));
       }
+      if (!request.url.unix_socket.empty()) {
+        return done(Error(errc::unsupported,
+                          "the websocketpp adapter cannot connect to a Unix socket: websocketpp 0.8's transport "
+                          "is TCP only (use the Beast adapter)"));
+      }
+      if (!request.addresses.empty() && !request.proxy) {
+        return done(Error(errc::unsupported,
+                          "the websocketpp adapter cannot connect to chosen addresses: websocketpp sends the "
+                          "address it dials as the Host header (use DNS or the Beast adapter)"));
+      }
       request_ = std::move(request);
       dial_done_ = std::move(done);
       bridge_ = bridge::make_bridge(io_, request_.url.secure);
@@ -120,6 +137,11 @@ class State final : public std::enable_shared_from_this<State> {
       params.send_sni = !is_address(params.tls_name);  // RFC 6066 §3: host names only
       params.handshake_timeout_ms = static_cast<long>(request_.timeout.count());
       params.user_agent = kUserAgent;
+      if (request_.proxy) {
+        params.proxy_uri = request_.proxy->to_string();
+        params.proxy_username = request_.proxy->username;
+        params.proxy_password = request_.proxy->password;
+      }
     }
     std::weak_ptr<State> weak = shared_from_this();
     net::post(strand_, [weak, timeout = request_.timeout] {
@@ -145,7 +167,7 @@ class State final : public std::enable_shared_from_this<State> {
       if (auto self = weak.lock()) self->on_ended(std::move(e));
     };
     auto immediate = b->dial(std::move(params), std::move(events));
-    if (immediate.failure != bridge::Failure::none) finish_dial(dial_error(immediate, request_.url));
+    if (immediate.failure != bridge::Failure::none) finish_dial(dial_error(immediate, request_));
   }
 
   // ------------------------------------------------------------ reading
@@ -359,7 +381,7 @@ class State final : public std::enable_shared_from_this<State> {
   }
 
   void on_dialled(bridge::DialOutcome o) {
-    if (o.failure != bridge::Failure::none) return finish_dial(dial_error(o, request_.url));
+    if (o.failure != bridge::Failure::none) return finish_dial(dial_error(o, request_));
     HandshakeResponse answer;
     answer.status = o.status;
     for (auto& [name, value] : o.headers) answer.headers.push_back({std::move(name), std::move(value)});

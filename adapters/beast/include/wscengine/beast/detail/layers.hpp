@@ -11,7 +11,7 @@
 
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/bind_executor.hpp>
-#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/beast/websocket/teardown.hpp>
@@ -42,19 +42,23 @@ std::size_t or_throw(Op op) {
   return n;
 }
 
-/// Synchronous reads and writes on a non-blocking TCP socket, waiting with poll()
-/// up to a deadline; asynchronous ones go to Asio (used by the handshake).
+/// The socket under every connection: TCP, or a Unix domain socket for
+/// ws+unix:// URLs (a generic stream socket holds either).
+using Socket = net::generic::stream_protocol::socket;
+
+/// Synchronous reads and writes on a non-blocking stream socket, waiting with
+/// poll() up to a deadline; asynchronous ones go to Asio (used by the handshake).
 /// Thread safety: one reader and one writer may use it at once.
 class SocketLayer {
  public:
-  using executor_type = net::ip::tcp::socket::executor_type;
-  using lowest_layer_type = net::ip::tcp::socket;
+  using executor_type = Socket::executor_type;
+  using lowest_layer_type = Socket;
 
   explicit SocketLayer(const executor_type& ex) : socket_(ex) {}
 
   executor_type get_executor() noexcept { return socket_.get_executor(); }
   lowest_layer_type& lowest_layer() noexcept { return socket_; }
-  net::ip::tcp::socket& socket() noexcept { return socket_; }
+  Socket& socket() noexcept { return socket_; }
 
   /// When set, a read that would wait returns net::error::would_block at once.
   bool no_wait = false;
@@ -147,7 +151,7 @@ class SocketLayer {
     }
   }
 
-  net::ip::tcp::socket socket_;
+  Socket socket_;
 };
 
 // Beast closes the lowest layer when one of its own timeouts fires.
