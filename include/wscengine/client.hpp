@@ -37,9 +37,13 @@ enum class CloseInitiator {
 /// engine exclude each other. Movable, not copyable.
 class PauseGuard {
  public:
+  /// An empty guard that holds nothing.
   PauseGuard() = default;
+  /// Engine-internal: Engine::pause() and Context::pause() make guards.
   explicit PauseGuard(std::shared_ptr<detail::EngineCore> core);
+  /// Takes over `other`'s lock; `other` becomes empty.
   PauseGuard(PauseGuard&& other) noexcept;
+  /// Releases this guard's lock, then takes over `other`'s.
   PauseGuard& operator=(PauseGuard&& other) noexcept;
   ~PauseGuard();
   /// Resumes reading now instead of at destruction.
@@ -62,11 +66,16 @@ class PauseGuard {
 /// (OnOpen, OnClose, or under a PauseGuard).
 class SessionConnection {
  public:
+  /// Bound to no session: every call fails with `errc::not_connected`.
   SessionConnection() = default;
+  /// Engine-internal: the engine binds connections to their sessions.
   explicit SessionConnection(std::weak_ptr<detail::Session> session);
 
+  /// Sends one whole message; blocks while the peer does not read, up to write_timeout.
   Error send(MessageType type, std::string_view payload) const;
+  /// send() of a text message.
   Error send_text(std::string_view text) const { return send(MessageType::text, text); }
+  /// send() of a binary message.
   Error send_binary(std::string_view bytes) const { return send(MessageType::binary, bytes); }
   /// Reads the next message by hand (OnOpen, OnClose, or under a PauseGuard).
   Error read(InboundMessage& out, std::chrono::milliseconds timeout) const;
@@ -76,7 +85,9 @@ class SessionConnection {
   /// dead (no pong). The session then ends as a drop (OnClose with 1006) and the
   /// engine reconnects if auto_reconnect is on.
   void abort() const noexcept;
+  /// True while the session's connection is open.
   bool is_open() const noexcept;
+  /// The session's id, or 0 when bound to none.
   std::uint64_t session_id() const noexcept;
   /// The adapter's library object (see Underlying::as).
   Underlying underlying() const noexcept;
@@ -93,6 +104,7 @@ class SessionConnection {
 /// be called from other threads through Engine.
 class Context {
  public:
+  /// Engine-internal: the engine makes one per callback.
   Context(detail::EngineCore& core, std::shared_ptr<detail::Session> session);
 
   /// The session's connection (empty in OnRestartError, whose attempt failed).
@@ -104,6 +116,7 @@ class Context {
   /// Requested when the session starts to shut down; OnClose's token is already
   /// requested. Blocking work in callbacks should watch it.
   std::stop_token stop_token() const noexcept;
+  /// stop_token().stop_requested().
   bool cancelled() const noexcept { return stop_token().stop_requested(); }
 
   /// Ask the engine to close this connection and reconnect.
@@ -116,8 +129,9 @@ class Context {
   /// OnClose only: who closed the session.
   CloseInitiator initiator() const noexcept { return initiator_; }
 
-  // Engine-internal.
+  /// Engine-internal: sets what initiator() returns.
   void set_initiator(CloseInitiator who) noexcept { initiator_ = who; }
+  /// Engine-internal: sets what trace_context() returns.
   void set_trace_context(const TraceContext& trace) noexcept { trace_ = trace; }
 
  private:
@@ -167,12 +181,13 @@ class Client {
 /// Thread safety: as Client.
 class LambdaClient final : public Client {
  public:
-  std::function<Error(Context&, const HandshakeResponse&, bool)> open;
-  std::function<void(Context&, const Message&)> message;
-  std::function<void(Context&, const Error&)> read_error;
+  std::function<Error(Context&, const HandshakeResponse&, bool)> open;  ///< OnOpen
+  std::function<void(Context&, const Message&)> message;                ///< OnMessage
+  std::function<void(Context&, const Error&)> read_error;               ///< OnReadError
+  /// OnClose
   std::function<std::optional<CloseFrame>(Context&, const std::optional<CloseFrame>&)> close;
-  std::function<void(Context&, const Error&)> close_error;
-  std::function<void(Context&, const Error&, std::uint32_t)> restart_error;
+  std::function<void(Context&, const Error&)> close_error;                ///< OnCloseError
+  std::function<void(Context&, const Error&, std::uint32_t)> restart_error;  ///< OnRestartError
 
   Error on_open(Context& ctx, const HandshakeResponse& r, bool restarting) override;
   void on_message(Context& ctx, const Message& m) override;

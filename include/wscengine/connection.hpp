@@ -35,21 +35,26 @@ struct TlsOptions {
   /// Mutual TLS: the client's certificate chain (PEM) and its private key (PEM),
   /// both empty for none. `private_key_password` decrypts an encrypted key.
   std::string certificate_file;
-  std::string private_key_file;
-  std::string private_key_password;
+  std::string private_key_file;      ///< the client certificate's key (PEM), with certificate_file
+  std::string private_key_password;  ///< decrypts an encrypted private_key_file
+  /// TLS protocol versions.
+  enum class Version : std::uint8_t {
+    tls1_2,  ///< TLS 1.2 (RFC 5246)
+    tls1_3   ///< TLS 1.3 (RFC 8446)
+  };
   /// The oldest TLS version to accept.
-  enum class Version : std::uint8_t { tls1_2, tls1_3 } min_version = Version::tls1_2;
+  Version min_version = Version::tls1_2;
 };
 
 /// Everything an adapter needs to open one connection. The engine fills it from
 /// EngineOptions and lets the before-dial hook change it. A plain value.
 struct DialRequest {
-  Url url;
+  Url url;  ///< where to connect
   std::vector<Header> headers;               ///< extra handshake headers
   std::vector<std::string> subprotocols;     ///< offered in Sec-WebSocket-Protocol
   bool offer_compression = false;            ///< offer permessage-deflate
   std::size_t max_message_size = 16u << 20;  ///< larger messages fail with 1009
-  TlsOptions tls;
+  TlsOptions tls;                            ///< for wss://
   /// Tunnel through this HTTP proxy (CONNECT); none = connect directly. The
   /// engine fills it from EngineOptions::proxy. Not used for a Unix socket URL.
   std::optional<HttpProxy> proxy;
@@ -66,7 +71,7 @@ struct DialRequest {
 /// for any value type.
 struct HandshakeResponse {
   int status = 0;  ///< 101 on success
-  std::vector<Header> headers;
+  std::vector<Header> headers;  ///< the response header fields, in order
   std::string subprotocol;   ///< the one the server chose, or empty
   bool compression = false;  ///< permessage-deflate was negotiated
   /// How long DNS + TCP connect took; the rest of the dial was TLS and the HTTP
@@ -96,8 +101,9 @@ Result<bool> check_extensions_answer(std::optional<std::string_view> answer, boo
 /// Using the object bypasses the adapter's locking: only do so where no reader runs
 /// and no other thread writes.
 struct Underlying {
-  const std::type_info* type = nullptr;
-  void* object = nullptr;
+  const std::type_info* type = nullptr;  ///< the object's type, or null when there is none
+  void* object = nullptr;                ///< the object, or null
+  /// The object as a `T`, or null when it is not one.
   template <class T>
   T* as() const noexcept {
     return type && *type == typeid(T) ? static_cast<T*>(object) : nullptr;
@@ -120,7 +126,9 @@ struct Underlying {
 /// `async_wait_readable` is outstanding. Handlers may run on any thread, even inline.
 class Connection {
  public:
+  /// Receives the outcome of async_dial, once.
   using DialHandler = std::function<void(Result<HandshakeResponse>)>;
+  /// Receives the outcome of async_wait_readable, once.
   using WaitHandler = std::function<void(Error)>;
 
   virtual ~Connection() = default;
@@ -180,6 +188,7 @@ struct AdapterCapabilities {
 class Connector {
  public:
   virtual ~Connector() = default;
+  /// A new, not yet dialled connection whose I/O runs on `runtime`.
   virtual std::unique_ptr<Connection> make_connection(Runtime& runtime) = 0;
   /// A short name for logs and traces, e.g. "beast".
   virtual std::string_view name() const noexcept = 0;

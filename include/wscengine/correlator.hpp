@@ -38,8 +38,10 @@ class Correlator {
  public:
   /// Returns the request id a message answers, or nullopt when it is not an answer.
   using IdExtractor = std::function<std::optional<std::string>(const Message&)>;
+  /// Receives the answer to one request, or the error that ended it.
   using Callback = std::function<void(Result<InboundMessage>)>;
 
+  /// Matches answers to requests with `extract_id`.
   explicit Correlator(IdExtractor extract_id);
   ~Correlator();
   Correlator(const Correlator&) = delete;

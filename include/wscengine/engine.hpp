@@ -18,7 +18,9 @@ namespace wscengine {
 /// names the field. Thread safety: a plain exception object.
 class InvalidOptions : public std::invalid_argument {
  public:
+  /// Carries the validation error; what() is its message.
   explicit InvalidOptions(const Error& error) : std::invalid_argument(error.message()), error_(error) {}
+  /// The validation error (`errc::invalid_option` or `errc::invalid_url`).
   const Error& error() const noexcept { return error_; }
 
  private:
@@ -76,16 +78,20 @@ class Engine {
   PauseGuard pause();
   /// Sends on the current session; `errc::not_connected` between sessions.
   Error send(MessageType type, std::string_view payload);
+  /// send() of a text message.
   Error send_text(std::string_view text) { return send(MessageType::text, text); }
+  /// send() of a binary message.
   Error send_binary(std::string_view bytes) { return send(MessageType::binary, bytes); }
   /// The current session's connection, to keep for sending, reading under a
   /// PauseGuard or pinging from another thread; empty (every call fails with
   /// `errc::not_connected`) between sessions. It stays bound to that session.
   SessionConnection connection() const;
 
+  /// Where the engine is in its life cycle (see docs/engine-operations.md).
   EngineState state() const noexcept;
   /// Id of the current or last session (0 before the first).
   std::uint64_t session_id() const noexcept;
+  /// The options the engine was made with.
   const EngineOptions& options() const noexcept;
 
  private:

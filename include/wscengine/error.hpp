@@ -55,30 +55,32 @@ inline std::error_code make_error_code(errc e) noexcept { return {static_cast<in
 
 /// Close status codes of RFC 6455 §7.4.1 that the engine uses by name.
 namespace close_code {
-inline constexpr std::uint16_t normal = 1000;
-inline constexpr std::uint16_t going_away = 1001;
-inline constexpr std::uint16_t protocol_error = 1002;
-inline constexpr std::uint16_t unsupported_data = 1003;
-inline constexpr std::uint16_t no_status = 1005;
+inline constexpr std::uint16_t normal = 1000;            ///< the purpose was fulfilled
+inline constexpr std::uint16_t going_away = 1001;        ///< the endpoint goes away (shutdown, navigation)
+inline constexpr std::uint16_t protocol_error = 1002;    ///< the peer violated the protocol
+inline constexpr std::uint16_t unsupported_data = 1003;  ///< a message type the endpoint cannot take
+inline constexpr std::uint16_t no_status = 1005;         ///< never sent: a close frame without a code
 inline constexpr std::uint16_t abnormal = 1006;  ///< never sent: a drop without close frame
-inline constexpr std::uint16_t invalid_payload = 1007;
-inline constexpr std::uint16_t policy_violation = 1008;
-inline constexpr std::uint16_t too_big = 1009;
-inline constexpr std::uint16_t internal_error = 1011;
+inline constexpr std::uint16_t invalid_payload = 1007;   ///< data not consistent with its type (bad UTF-8)
+inline constexpr std::uint16_t policy_violation = 1008;  ///< a message that violates the endpoint's policy
+inline constexpr std::uint16_t too_big = 1009;           ///< a message too big to process
+inline constexpr std::uint16_t internal_error = 1011;    ///< the server met an unexpected condition
 }  // namespace close_code
 
 /// A close frame: status code and UTF-8 reason (at most 123 bytes on the wire).
 /// A plain value; thread safety as for any value type.
 struct CloseFrame {
-  std::uint16_t code = close_code::normal;
-  std::string reason;
+  std::uint16_t code = close_code::normal;  ///< the status code (RFC 6455 §7.4)
+  std::string reason;                       ///< UTF-8, possibly empty
+  /// Same code and reason.
   friend bool operator==(const CloseFrame&, const CloseFrame&) = default;
 };
 
 /// One HTTP header field. A plain value.
 struct Header {
-  std::string name;
-  std::string value;
+  std::string name;   ///< as written; HTTP compares names case-insensitively
+  std::string value;  ///< without surrounding white space
+  /// Same name (case-sensitively) and value.
   friend bool operator==(const Header&, const Header&) = default;
 };
 
@@ -87,20 +89,27 @@ struct Header {
 /// frame of a closed connection. A default-constructed Error means success.
 /// A plain value; thread safety as for any value type.
 struct Error {
-  std::error_code code;
-  std::string detail;
+  std::error_code code;  ///< the kind: an `errc` of error_category(), or a system error
+  std::string detail;    ///< what happened and where, for people
   int http_status = 0;               ///< set when code == errc::http_status or errc::proxy_failed
   std::vector<Header> http_headers;  ///< the refusal's response headers (Retry-After…)
   std::optional<CloseFrame> close;   ///< set when code == errc::closed
 
+  /// Success.
   Error() = default;
+  /// An error of any category with its detail.
   Error(std::error_code c, std::string d = {}) : code(c), detail(std::move(d)) {}
+  /// A wscengine error of kind `e` with its detail.
   Error(errc e, std::string d = {}) : code(make_error_code(e)), detail(std::move(d)) {}
 
+  /// `errc::closed` carrying the close frame (1006 for a drop).
   static Error closed(CloseFrame frame, std::string d = {});
+  /// `errc::http_status` carrying the server's status.
   static Error http(int status, std::string d = {});
 
+  /// True for an error, false for success.
   explicit operator bool() const noexcept { return static_cast<bool>(code); }
+  /// True when the kind is `e`.
   bool is(errc e) const noexcept { return code == make_error_code(e); }
   /// The first response header of a refusal with this name (case-insensitive).
   std::optional<std::string_view> http_header(std::string_view name) const;
@@ -113,15 +122,25 @@ struct Error {
 template <class T>
 class Result {
  public:
+  /// A success holding `value`.
   Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}
+  /// A failure holding `error`.
   Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}
+  /// True for a success.
   bool has_value() const noexcept { return v_.index() == 0; }
+  /// True for a success.
   explicit operator bool() const noexcept { return has_value(); }
+  /// The value; throws std::bad_variant_access on a failure.
   T& value() & { return std::get<0>(v_); }
+  /// The value; throws std::bad_variant_access on a failure.
   const T& value() const& { return std::get<0>(v_); }
+  /// The value, moved out; throws std::bad_variant_access on a failure.
   T&& value() && { return std::get<0>(std::move(v_)); }
+  /// The value's members; only on a success.
   T* operator->() { return &std::get<0>(v_); }
+  /// The value's members; only on a success.
   const T* operator->() const { return &std::get<0>(v_); }
+  /// The error; throws std::bad_variant_access on a success.
   const Error& error() const& { return std::get<1>(v_); }
 
  private:
@@ -130,5 +149,7 @@ class Result {
 
 }  // namespace wscengine
 
+/// \cond
 template <>
 struct std::is_error_code_enum<wscengine::errc> : std::true_type {};
+/// \endcond

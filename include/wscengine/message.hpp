@@ -18,8 +18,8 @@ enum class MessageType : std::uint8_t { text, binary };
 /// bytes. The engine reuses these buffers, so reading does not allocate once warm.
 /// Thread safety: a plain value, not shared.
 struct InboundMessage {
-  MessageType type = MessageType::text;
-  std::string payload;
+  MessageType type = MessageType::text;  ///< text (UTF-8) or binary
+  std::string payload;                   ///< the whole message
   /// The span that read it (set by the tracing decorator, see instrument());
   /// invalid when adapter operations are not traced.
   TraceContext trace;
@@ -30,11 +30,13 @@ struct InboundMessage {
 /// starting at 0 and growing by one per message.
 /// Thread safety: read-only during the callback.
 struct Message {
-  MessageType type = MessageType::text;
-  std::uint64_t sequence = 0;
-  std::string_view payload;
+  MessageType type = MessageType::text;  ///< text (UTF-8) or binary
+  std::uint64_t sequence = 0;            ///< 0, 1, 2, … within the session
+  std::string_view payload;              ///< the whole message; valid during OnMessage only
 
+  /// True for a text message.
   bool is_text() const noexcept { return type == MessageType::text; }
+  /// The payload as bytes.
   std::span<const std::byte> bytes() const noexcept {
     return std::as_bytes(std::span<const char>(payload.data(), payload.size()));
   }

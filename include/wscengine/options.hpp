@@ -29,9 +29,9 @@ using namespace std::chrono_literals;
 /// hammered); a connection that stayed up that long resets it, and its end is
 /// followed by an immediate reconnect. A plain value.
 struct BackoffOptions {
-  std::chrono::milliseconds initial_delay = 100ms;
-  double factor = 2.0;
-  std::chrono::milliseconds max_delay = 30s;
+  std::chrono::milliseconds initial_delay = 100ms;  ///< the first delay before jitter
+  double factor = 2.0;                              ///< each level multiplies the delay by this
+  std::chrono::milliseconds max_delay = 30s;        ///< the delay never grows beyond this
   double jitter = 1.0;                          ///< in [0, 1]
   std::uint32_t max_attempts = 0;               ///< failed attempts in a row; 0 = no limit
   std::chrono::milliseconds reset_after = 30s;  ///< a connection up this long resets the backoff
@@ -41,13 +41,15 @@ struct BackoffOptions {
 
 /// What the restart loop does after a failed attempt. A plain value.
 struct RetryDecision {
-  bool retry = true;
+  bool retry = true;  ///< try again (after the backoff delay), or stop
   /// Wait at least this long before the next attempt (the backoff delay applies too).
   std::chrono::milliseconds at_least{0};
   /// Why not, when `retry` is false: becomes part of the error the engine stops with.
   std::string reason;
 
+  /// Try again, waiting at least `at_least` (and the backoff delay).
   static RetryDecision again(std::chrono::milliseconds at_least = {}) { return {true, at_least, {}}; }
+  /// Stop, saying why.
   static RetryDecision give_up(std::string reason) { return {false, {}, std::move(reason)}; }
 };
 
@@ -94,8 +96,8 @@ struct EngineOptions {
   /// reconnects as after any drop. It works while OnMessage is busy and while the
   /// pause lock is held (the ping waits on a callback thread of the runtime).
   std::chrono::milliseconds ping_interval{0};
-  std::chrono::milliseconds pong_timeout = 10s;
-  BackoffOptions backoff;
+  std::chrono::milliseconds pong_timeout = 10s;  ///< see ping_interval
+  BackoffOptions backoff;                        ///< delays between reconnect attempts
   /// Decides after each failed attempt (after OnRestartError) whether to try again.
   /// Empty: default_retry_policy. Runs on a callback thread.
   std::function<RetryDecision(const Error& error, std::uint32_t retry)> retry_policy;
@@ -104,7 +106,7 @@ struct EngineOptions {
   std::vector<std::string> subprotocols;     ///< offered subprotocols
   bool offer_compression = false;            ///< offer permessage-deflate
   std::size_t max_message_size = 16u << 20;  ///< larger inbound messages close with 1009
-  TlsOptions tls;
+  TlsOptions tls;  ///< certificate verification, mutual TLS, minimum version
   /// HTTP CONNECT proxy: an explicit one, or (the default) HTTPS_PROXY /
   /// HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment, read at every dial.
   /// The choice lands in DialRequest::proxy, which before_dial may change.

@@ -29,11 +29,13 @@ struct RuntimeOptions {
 /// only after every engine using it is destroyed, and never from one of its threads.
 class Runtime {
  public:
+  /// Starts the I/O and callback threads.
   static std::shared_ptr<Runtime> create(RuntimeOptions options = {});
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;
 
+  /// The options it was created with.
   const RuntimeOptions& options() const noexcept;
   /// Runs `task` on a callback thread.
   void post(std::function<void()> task);

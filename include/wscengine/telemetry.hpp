@@ -29,12 +29,17 @@ class SpanScope {
 class Span {
  public:
   virtual ~Span() = default;
+  /// Sets an integer attribute ("wscengine.…").
   virtual void set_attribute(std::string_view key, std::int64_t value) noexcept = 0;
+  /// Sets a string attribute.
   virtual void set_attribute(std::string_view key, std::string_view value) noexcept = 0;
+  /// Adds a timestamped event.
   virtual void add_event(std::string_view name) noexcept = 0;
   /// Records the error and marks the span as failed.
   virtual void set_error(const Error& error) noexcept = 0;
+  /// This span's trace and span ids.
   virtual TraceContext context() const noexcept = 0;
+  /// Ends the span; later calls do nothing.
   virtual void end() noexcept = 0;
   /// Makes this span current on the calling thread until the scope is destroyed;
   /// null when the tracer has no such notion.
@@ -46,7 +51,7 @@ class Span {
 /// Thread safety: start_span may be called from any thread concurrently.
 class Tracer {
  public:
-  using Clock = std::chrono::system_clock;
+  using Clock = std::chrono::system_clock;  ///< span times are wall-clock times
   virtual ~Tracer() = default;
   /// `parent` may be invalid: the span is then a root. `start` is the span's start
   /// time when it began before the call (a read known to have happened only once

@@ -10,14 +10,16 @@ namespace wscengine {
 /// W3C trace context of a span. All zero when no tracer is configured.
 /// A plain value.
 struct TraceContext {
-  std::array<std::uint8_t, 16> trace_id{};
-  std::array<std::uint8_t, 8> span_id{};
-  std::uint8_t flags = 0;
+  std::array<std::uint8_t, 16> trace_id{};  ///< the trace this span belongs to
+  std::array<std::uint8_t, 8> span_id{};    ///< the span
+  std::uint8_t flags = 0;                   ///< W3C trace flags (01 = sampled)
+  /// True when the span id is not all zero.
   bool valid() const noexcept {
     for (auto b : span_id)
       if (b) return true;
     return false;
   }
+  /// Same ids and flags.
   friend bool operator==(const TraceContext&, const TraceContext&) = default;
 };
 

@@ -47,7 +47,9 @@ struct ExportOptions {
 class Exporters {
  public:
   virtual ~Exporters() = default;
+  /// The tracer provider of the chosen trace exporter.
   virtual opentelemetry::nostd::shared_ptr<opentelemetry::trace::TracerProvider> tracer_provider() const = 0;
+  /// The meter provider of the chosen metrics exporter.
   virtual opentelemetry::nostd::shared_ptr<opentelemetry::metrics::MeterProvider> meter_provider() const = 0;
   /// TelemetryOptions over these providers (tracer and metrics null where "none").
   virtual TelemetryOptions telemetry() const = 0;

@@ -24,6 +24,7 @@ struct ServerState;
 /// Thread safety: all member functions may be called from any thread.
 class Peer {
  public:
+  /// Adapter-internal: the server makes peers as clients dial it.
   explicit Peer(std::shared_ptr<detail::Pipe> pipe);
 
   /// Queues a message for the client.
@@ -46,6 +47,7 @@ class Peer {
   std::optional<CloseFrame> client_close() const;
   /// Waits until the client closed or aborted the connection.
   bool wait_closed(std::chrono::milliseconds timeout) const;
+  /// True until either side closed or dropped the connection.
   bool is_open() const;
 
  private:
@@ -57,7 +59,9 @@ class Peer {
 /// Thread safety: all member functions may be called from any thread.
 class Server {
  public:
+  /// A new server with no connections.
   static std::shared_ptr<Server> create();
+  /// Adapter-internal: use create().
   explicit Server(std::shared_ptr<detail::ServerState> state);
 
   /// A connector whose connections dial this server.

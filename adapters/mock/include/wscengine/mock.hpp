@@ -14,6 +14,7 @@ namespace wscengine::mock {
 /// Thread safety: as GoogleMock mocks (expectations set before use).
 class MockConnection : public Connection {
  public:
+  /// \cond
   MOCK_METHOD(void, async_dial, (DialRequest request, DialHandler done), (override));
   MOCK_METHOD(Error, try_read, (InboundMessage & out), (override));
   MOCK_METHOD(void, async_wait_readable, (WaitHandler done), (override));
@@ -25,6 +26,7 @@ class MockConnection : public Connection {
   MOCK_METHOD(void, abort, (), (noexcept, override));
   MOCK_METHOD(bool, is_open, (), (const, noexcept, override));
   MOCK_METHOD(Underlying, underlying, (), (noexcept, override));
+  /// \endcond
 };
 
 /// A Connector that hands out prepared connections in order; each call to
@@ -32,10 +34,12 @@ class MockConnection : public Connection {
 /// Thread safety: make_connection may be called from any thread.
 class QueueConnector : public Connector {
  public:
+  /// Adds a connection for a later make_connection.
   void push(std::unique_ptr<Connection> c) {
     std::lock_guard lock(mutex_);
     queue_.push_back(std::move(c));
   }
+  /// The oldest prepared connection.
   std::unique_ptr<Connection> make_connection(Runtime&) override {
     std::lock_guard lock(mutex_);
     if (queue_.empty()) {
