@@ -186,7 +186,7 @@ class LambdaClient final : public Client {
   std::function<void(Context&, const Error&)> read_error;               ///< OnReadError
   /// OnClose
   std::function<std::optional<CloseFrame>(Context&, const std::optional<CloseFrame>&)> close;
-  std::function<void(Context&, const Error&)> close_error;                ///< OnCloseError
+  std::function<void(Context&, const Error&)> close_error;                   ///< OnCloseError
   std::function<void(Context&, const Error&, std::uint32_t)> restart_error;  ///< OnRestartError
 
   Error on_open(Context& ctx, const HandshakeResponse& r, bool restarting) override;

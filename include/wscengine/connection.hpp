@@ -49,7 +49,7 @@ struct TlsOptions {
 /// Everything an adapter needs to open one connection. The engine fills it from
 /// EngineOptions and lets the before-dial hook change it. A plain value.
 struct DialRequest {
-  Url url;  ///< where to connect
+  Url url;                                   ///< where to connect
   std::vector<Header> headers;               ///< extra handshake headers
   std::vector<std::string> subprotocols;     ///< offered in Sec-WebSocket-Protocol
   bool offer_compression = false;            ///< offer permessage-deflate
@@ -70,10 +70,10 @@ struct DialRequest {
 /// The server's answer to the opening handshake. A plain value; thread safety as
 /// for any value type.
 struct HandshakeResponse {
-  int status = 0;  ///< 101 on success
+  int status = 0;               ///< 101 on success
   std::vector<Header> headers;  ///< the response header fields, in order
-  std::string subprotocol;   ///< the one the server chose, or empty
-  bool compression = false;  ///< permessage-deflate was negotiated
+  std::string subprotocol;      ///< the one the server chose, or empty
+  bool compression = false;     ///< permessage-deflate was negotiated
   /// How long DNS + TCP connect took; the rest of the dial was TLS and the HTTP
   /// upgrade. Zero when the adapter does not measure it.
   std::chrono::nanoseconds connect_duration{0};

@@ -60,7 +60,7 @@ inline constexpr std::uint16_t going_away = 1001;        ///< the endpoint goes 
 inline constexpr std::uint16_t protocol_error = 1002;    ///< the peer violated the protocol
 inline constexpr std::uint16_t unsupported_data = 1003;  ///< a message type the endpoint cannot take
 inline constexpr std::uint16_t no_status = 1005;         ///< never sent: a close frame without a code
-inline constexpr std::uint16_t abnormal = 1006;  ///< never sent: a drop without close frame
+inline constexpr std::uint16_t abnormal = 1006;          ///< never sent: a drop without close frame
 inline constexpr std::uint16_t invalid_payload = 1007;   ///< data not consistent with its type (bad UTF-8)
 inline constexpr std::uint16_t policy_violation = 1008;  ///< a message that violates the endpoint's policy
 inline constexpr std::uint16_t too_big = 1009;           ///< a message too big to process
@@ -89,8 +89,8 @@ struct Header {
 /// frame of a closed connection. A default-constructed Error means success.
 /// A plain value; thread safety as for any value type.
 struct Error {
-  std::error_code code;  ///< the kind: an `errc` of error_category(), or a system error
-  std::string detail;    ///< what happened and where, for people
+  std::error_code code;              ///< the kind: an `errc` of error_category(), or a system error
+  std::string detail;                ///< what happened and where, for people
   int http_status = 0;               ///< set when code == errc::http_status or errc::proxy_failed
   std::vector<Header> http_headers;  ///< the refusal's response headers (Retry-After…)
   std::optional<CloseFrame> close;   ///< set when code == errc::closed

@@ -32,9 +32,9 @@ struct BackoffOptions {
   std::chrono::milliseconds initial_delay = 100ms;  ///< the first delay before jitter
   double factor = 2.0;                              ///< each level multiplies the delay by this
   std::chrono::milliseconds max_delay = 30s;        ///< the delay never grows beyond this
-  double jitter = 1.0;                          ///< in [0, 1]
-  std::uint32_t max_attempts = 0;               ///< failed attempts in a row; 0 = no limit
-  std::chrono::milliseconds reset_after = 30s;  ///< a connection up this long resets the backoff
+  double jitter = 1.0;                              ///< in [0, 1]
+  std::uint32_t max_attempts = 0;                   ///< failed attempts in a row; 0 = no limit
+  std::chrono::milliseconds reset_after = 30s;      ///< a connection up this long resets the backoff
   /// A server's Retry-After (429, 503) is honoured up to this long.
   std::chrono::milliseconds max_retry_after = 10min;
 };
@@ -106,7 +106,7 @@ struct EngineOptions {
   std::vector<std::string> subprotocols;     ///< offered subprotocols
   bool offer_compression = false;            ///< offer permessage-deflate
   std::size_t max_message_size = 16u << 20;  ///< larger inbound messages close with 1009
-  TlsOptions tls;  ///< certificate verification, mutual TLS, minimum version
+  TlsOptions tls;                            ///< certificate verification, mutual TLS, minimum version
   /// HTTP CONNECT proxy: an explicit one, or (the default) HTTPS_PROXY /
   /// HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment, read at every dial.
   /// The choice lands in DialRequest::proxy, which before_dial may change.
