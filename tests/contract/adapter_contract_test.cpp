@@ -759,8 +759,10 @@ TEST_P(NetworkContract, TlsIsVerifiedWithSniAndHostNameAgainstTheTestsOwnCertifi
   EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
   connection.reset();
   p.reset();
+  EXPECT_EQ(secure.server().last_sni(), "localhost");
 
-  // A name the certificate does not carry fails; the address it does carry passes.
+  // A name the certificate does not carry fails; the address it does carry passes,
+  // without SNI (RFC 6066 §3: no address literals).
   r.url.host = "127.0.0.1";
   r.tls.server_name = "not-in-the-certificate.test";
   result = dial(r);
@@ -770,6 +772,13 @@ TEST_P(NetworkContract, TlsIsVerifiedWithSniAndHostNameAgainstTheTestsOwnCertifi
   result = dial(r);
   ASSERT_TRUE(result) << result.error().message();
   connection.reset();
+  EXPECT_EQ(secure.server().last_sni(), "");
+  // server_name overrides the URL's host for SNI and the certificate check.
+  r.tls.server_name = "localhost";
+  result = dial(r);
+  ASSERT_TRUE(result) << result.error().message();
+  connection.reset();
+  EXPECT_EQ(secure.server().last_sni(), "localhost");
 
   // The CA file must exist.
   r.tls.ca_file = dir + "/missing.pem";

@@ -115,6 +115,7 @@ struct TestServer::Impl {
   std::list<int> fds;
   std::atomic<bool> stopping{false};
   std::atomic<std::size_t> accepted{0};
+  std::string last_sni;  // (mutex)
   std::uint16_t port = 0;
 
   template <class Next>
@@ -168,6 +169,11 @@ struct TestServer::Impl {
       set_receive_timeout(fd, std::chrono::seconds(10));
       error_code ec;
       stream.next_layer().handshake(ssl::stream_base::server, ec);
+      {
+        const char* sni = SSL_get_servername(stream.next_layer().native_handle(), TLSEXT_NAMETYPE_host_name);
+        std::lock_guard lock(mutex);
+        last_sni = sni ? sni : "";
+      }
       if (!ec) serve(server, stream, fd);
       forget(fd);
     } else {
@@ -255,6 +261,10 @@ std::string TestServer::url(const std::string& target) const {
   return std::string(impl_->tls ? "wss://" : "ws://") + host + ":" + std::to_string(impl_->port) + target;
 }
 std::size_t TestServer::accepted() const noexcept { return impl_->accepted; }
+std::string TestServer::last_sni() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->last_sni;
+}
 
 void echo_session(ServerSession& session) {
   for (;;) {

@@ -76,6 +76,8 @@ class TestServer {
   std::string url(const std::string& target = "/") const;
   /// Connections accepted so far (upgraded or refused).
   std::size_t accepted() const noexcept;
+  /// The server name (SNI) the last TLS client sent, "" when it sent none.
+  std::string last_sni() const;
 
  private:
   struct Impl;
