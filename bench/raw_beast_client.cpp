@@ -1,8 +1,11 @@
 // The baseline every engine number is divided by: a raw Boost.Beast client with a
 // synchronous read loop on one thread (the fastest way to use Beast 1.74; see
-// issue 7), printing the same JSON lines as `wscengine bench feed|echo`.
+// issue 7), printing the same JSON lines as `wscengine bench feed|echo`. `feed-async`
+// reads with Beast's async_read instead (one thread running the io_context, a concrete
+// executor: the asynchronous path as Beast's examples use it), for the same report.
 //
 //   raw_beast_client feed ws://HOST:PORT/ N
+//   raw_beast_client feed-async ws://HOST:PORT/ N
 //   raw_beast_client echo ws://HOST:PORT/ N SIZE
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -20,6 +23,35 @@
 namespace net = boost::asio;
 namespace ws = boost::beast::websocket;
 using Clock = std::chrono::steady_clock;
+using Socket = net::basic_stream_socket<net::ip::tcp, net::io_context::executor_type>;
+using Stream = ws::stream<Socket>;
+
+namespace {
+
+struct AsyncFeed {
+  Stream& stream;
+  boost::beast::flat_buffer& buffer;
+  std::uint64_t count = 0, received = 0, bytes = 0;
+  Clock::time_point first;
+  boost::system::error_code failure;
+};
+
+// The read handler: one pointer, so each async_read copies nothing else.
+struct OnRead {
+  AsyncFeed* feed;
+  void operator()(const boost::system::error_code& ec, std::size_t) const {
+    if (ec) {
+      feed->failure = ec;
+      return;
+    }
+    if (feed->received == 0) feed->first = Clock::now();
+    feed->bytes += feed->buffer.size();
+    feed->buffer.clear();
+    if (++feed->received < feed->count) feed->stream.async_read(feed->buffer, *this);
+  }
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 4) {
@@ -37,13 +69,22 @@ int main(int argc, char** argv) {
   try {
     net::io_context io;
     net::ip::tcp::resolver resolver(io);
-    ws::stream<net::ip::tcp::socket> stream(io);
+    Stream stream(io.get_executor());
     net::connect(stream.next_layer(), resolver.resolve(hostport.substr(0, colon), hostport.substr(colon + 1)));
     stream.next_layer().set_option(net::ip::tcp::no_delay(true));
     stream.read_message_max(64u << 20);
     stream.handshake(hostport, target);
     boost::beast::flat_buffer buffer;
-    if (kind == "feed") {
+    if (kind == "feed-async") {
+      AsyncFeed feed{stream, buffer, count};
+      stream.async_read(buffer, OnRead{&feed});
+      io.run();
+      if (feed.failure) throw boost::system::system_error(feed.failure);
+      double secs = std::chrono::duration<double>(Clock::now() - feed.first).count();
+      stream.close(ws::close_code::normal);
+      std::printf("{\"count\":%llu,\"bytes\":%llu,\"secs\":%.6f}\n", static_cast<unsigned long long>(count),
+                  static_cast<unsigned long long>(feed.bytes), secs);
+    } else if (kind == "feed") {
       std::uint64_t bytes = 0;
       Clock::time_point first;
       for (std::uint64_t i = 0; i < count; ++i) {

@@ -1,8 +1,13 @@
 // `wscengine bench feed|echo URL`: the same client for every measurement, built on
 // the engine, so that any user can measure a server and every peer comparison in
 // bench/ uses one client. One JSON line on stdout.
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <thread>
 #include <chrono>
 #include <cmath>
 #include <future>
@@ -131,6 +136,97 @@ class ReconnectClient final : public Client {
   std::promise<void> done_;
 };
 
+/// One of many idle connections: counts opens and the broadcast's messages.
+class ScaleClient final : public Client {
+ public:
+  struct Shared {
+    std::uint64_t connections = 0;
+    std::atomic<std::uint64_t> opened{0}, received{0};
+    std::promise<void> all_received;
+  };
+  explicit ScaleClient(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
+  Error on_open(Context&, const HandshakeResponse&, bool) override {
+    ++shared_->opened;
+    return {};
+  }
+  void on_message(Context&, const Message&) override {
+    if (++shared_->received == shared_->connections) shared_->all_received.set_value();
+  }
+
+ private:
+  std::shared_ptr<Shared> shared_;
+};
+
+std::uint64_t rss_kib() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6));
+  return 0;
+}
+
+std::size_t thread_count() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+// `bench connections`: `count` engines (one connection each) on one runtime against a
+// server that broadcasts to every connection when one of them sends "broadcast"
+// (bench/peers/scale_server.js).
+int run_connections(const std::string& url, std::uint64_t count, const std::string& adapter, double timeout) {
+  // Raise the descriptor limit as far as the hard limit allows: one socket per connection.
+  rlimit files{};
+  ::getrlimit(RLIMIT_NOFILE, &files);
+  files.rlim_cur = files.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &files);
+  if (files.rlim_cur < count + 64)
+    return failure("bench connections: the descriptor limit (" + std::to_string(files.rlim_cur) + ") is below " +
+                   std::to_string(count + 64));
+  auto runtime = Runtime::create({.io_threads = 2, .callback_threads = 2});
+  auto connector = adapter == "websocketpp" ? websocketpp::make_connector() : beast::make_connector();
+  auto shared = std::make_shared<ScaleClient::Shared>();
+  shared->connections = count;
+  auto all_received = shared->all_received.get_future();
+  EngineOptions options;
+  options.url = url;
+  options.auto_reconnect = false;
+  std::vector<std::unique_ptr<Engine>> engines;
+  engines.reserve(count);
+  std::uint64_t rss_before = rss_kib();
+  auto t0 = Clock::now();
+  auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
+  for (std::uint64_t i = 0; i < count; ++i) {
+    engines.push_back(std::make_unique<Engine>(options, std::make_shared<ScaleClient>(shared), connector, runtime));
+    if (Error e = engines.back()->start())
+      return failure("bench connections: connection " + std::to_string(i + 1) + " failed: " + e.message());
+    if (Clock::now() > deadline) return failure("bench connections: not all open within the timeout");
+  }
+  double connect_secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let allocations settle before reading RSS
+  std::uint64_t rss_open = rss_kib();
+  std::size_t threads = thread_count();
+  auto b0 = Clock::now();
+  if (Error e = engines.front()->send(MessageType::text, "broadcast"))
+    return failure("bench connections: " + e.message());
+  if (all_received.wait_until(deadline) != std::future_status::ready)
+    return failure("bench connections: the broadcast did not reach every connection in time (" +
+                   std::to_string(shared->received.load()) + " of " + std::to_string(count) + ")");
+  double broadcast_ms = std::chrono::duration<double, std::milli>(Clock::now() - b0).count();
+  // Stop in parallel: each stop waits for its close handshake.
+  std::vector<std::thread> stoppers;
+  for (std::size_t t = 0; t < 8; ++t)
+    stoppers.emplace_back([&, t] {
+      for (std::size_t i = t; i < engines.size(); i += 8) engines[i]->stop();
+    });
+  for (auto& s : stoppers) s.join();
+  std::printf(
+      "{\"connections\":%llu,\"connect_secs\":%.3f,\"rss_kib\":%llu,\"rss_per_connection_kib\":%.2f,"
+      "\"threads\":%zu,\"broadcast_ms\":%.2f}\n",
+      static_cast<unsigned long long>(count), connect_secs, static_cast<unsigned long long>(rss_open),
+      static_cast<double>(rss_open - rss_before) / static_cast<double>(count), threads, broadcast_ms);
+  return 0;
+}
+
 double percentile(const std::vector<double>& sorted, double p) {
   if (sorted.empty()) return 0;
   auto at = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(sorted.size()))) - 1;
@@ -152,6 +248,8 @@ int run_bench(const std::string& kind, const Args& args) {
   if (adapter != "beast" && adapter != "websocketpp")
     return usage_error("--adapter must be beast or websocketpp (got '" + adapter + "')");
   if (kind == "echo" && *workers != 1) return usage_error("bench echo is sequential: --workers must be 1");
+  if (kind == "connections")
+    return run_connections(args.positional()[0], static_cast<std::uint64_t>(*count), adapter, *timeout);
 
   EngineOptions options;
   options.url = args.positional()[0];

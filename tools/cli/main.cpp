@@ -18,6 +18,7 @@ constexpr const char* kHelp = R"(usage:
   wscengine bench echo URL [options]  --count sequential round trips of --size bytes; print
                                       {"count","secs","p50_us","p90_us","p99_us","max_us"}
   wscengine bench reconnect URL [options]  drop-to-OnOpen times against a dropping server
+  wscengine bench connections URL [options]  many idle connections: time, RSS, threads, broadcast
   wscengine --help | --version
 
 connect: received messages go to stdout (text as a line, binary as its length and a hex
@@ -80,6 +81,11 @@ bench: the engine as a measuring client (one JSON line on stdout; exit 1 if not 
   reconnect URL --count N      against a server that drops every connection (serve --mode blast
                                --count 1 --drop-every 1): N times from OnClose to the next
                                OnOpen, with no backoff; prints {"count","p50_us","p99_us","max_us"}
+  connections URL --count N    N engines (one connection each) on one runtime, against a server
+                               that sends one message to every connection when one sends
+                               "broadcast" (bench/peers/scale_server.js); raises the file limit;
+                               prints {"connections","connect_secs","rss_kib",
+                               "rss_per_connection_kib","threads","broadcast_ms"}
   --work-us U                  feed: spend U µs of CPU in each OnMessage (for --workers scaling)
   --adapter, --workers         as for connect (echo needs --workers 1)
   --timeout S                  give up after S seconds (default 120)
@@ -116,8 +122,8 @@ int main(int argc, char** argv) {
   }
   if (command == "bench") {
     if (argc < 3 || (std::strcmp(argv[2], "feed") != 0 && std::strcmp(argv[2], "echo") != 0 &&
-                     std::strcmp(argv[2], "reconnect") != 0))
-      return usage_error("bench needs feed, echo or reconnect");
+                     std::strcmp(argv[2], "reconnect") != 0 && std::strcmp(argv[2], "connections") != 0))
+      return usage_error("bench needs feed, echo, reconnect or connections");
     FlagSpec spec{{"--adapter", "--workers", "--count", "--size", "--timeout", "--work-us"}, {"--binary"}};
     auto args = Args::parse(argc, argv, 3, spec, error);
     return args ? run_bench(argv[2], *args) : usage_error(error);
