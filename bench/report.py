@@ -13,6 +13,7 @@ import sys
 results, out, rounds, smoke, plot_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
 scale_file = sys.argv[6] if len(sys.argv) > 6 else None
 telemetry_file = sys.argv[7] if len(sys.argv) > 7 else None
+micro_file = sys.argv[8] if len(sys.argv) > 8 else None
 rows = [json.loads(line) for line in open(results)]
 CLIENTS = ["raw_beast", "raw_beast_async", "engine_beast", "engine_websocketpp", "raw_websocketpp", "node_ws",
            "python_websockets"]
@@ -119,6 +120,15 @@ if telemetry:
     for name, value, ratio in telemetry:
         lines.append("| %s | %.0f | %.3f |" % (name, value, ratio))
 
+if micro_file and os.path.exists(micro_file):
+    table = [l.rstrip() for l in open(micro_file) if l.startswith("BM_")]
+    if table:
+        lines += ["", "## In-process costs (Google Benchmark, `bench/engine_micro`, in-memory adapter)", "",
+                  "What the engine itself costs per operation, without sockets: dispatch of a queued 64 B message to "
+                  "OnMessage (one reader slot; time per batch of 10,000), taking and releasing the pause lock, "
+                  "Engine::send of 64 B into the in-memory peer, and the proxy choice made at every dial.", "",
+                  "```"] + table + ["```"]
+
 open(out, "w").write("\n".join(lines) + "\n")
 
 # ---------------------------------------------------------------- plots
@@ -134,8 +144,9 @@ else:
         for scenario, size in FEEDS:
             f.write("%d %s\n" % (size, " ".join("%.0f" % (rate(scenario, c) or (0,))[0] for c in present)))
     with open(os.path.join(data, "latency.dat"), "w") as f:
-        for c, (p50, p90, p99) in lat.items():
-            f.write("# %s\n50 %.1f\n90 %.1f\n99 %.1f\n\n\n" % (c, p50, p90, p99))
+        f.write("percentile " + " ".join(lat) + "\n")
+        for i, p in enumerate((50, 90, 99)):
+            f.write("%d %s\n" % (p, " ".join("%.1f" % v[i] for v in lat.values())))
     with open(os.path.join(data, "slots.dat"), "w") as f:
         for n, med in slots.items():
             f.write("%d %.0f\n" % (n, med))
@@ -157,11 +168,12 @@ plot for [i=2:{ncol}] '{data}/throughput.dat' using 1:i with linespoints title c
 unset logscale
 set xtics autofreq
 set output '{out}/bench-latency.png'
-set title 'Echo round trips of 64 B: latency percentiles'
-set xlabel 'microseconds'
-set ylabel 'percentile'
-set logscale x
-plot for [i=0:{nlat}] '{data}/latency.dat' index i using 2:1 with steps title columnheader(1)
+set title 'Echo round trips of 64 B: p50, p90, p99 (microseconds, log scale)'
+set xlabel 'percentile'
+set ylabel 'round trip (us)'
+set logscale y
+set xtics (50, 90, 99)
+plot for [i=2:{nlat}] '{data}/latency.dat' using 1:i with linespoints title columnheader(i)
 unset logscale
 set output '{out}/bench-slots.png'
 set title 'Reader slots: messages/s with 20 us of work per message'
@@ -169,9 +181,7 @@ set xlabel 'reader slots N'
 set ylabel 'messages/s'
 set xtics (1, 2, 4, 8)
 plot '{data}/slots.dat' using 1:2 with linespoints title 'engine_beast'
-""".format(out=plot_dir, data=data, ncol=len(present) + 1, nlat=max(len(lat) - 1, 0))
-    # columnheader for the latency blocks: name each block from its comment line
-    script = script.replace("title columnheader(1)", "title word('%s', i+1)" % " ".join(lat.keys()))
+""".format(out=plot_dir, data=data, ncol=len(present) + 1, nlat=len(lat) + 1)
     if scale:
         script += """
 set xtics autofreq
