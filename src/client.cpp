@@ -62,15 +62,21 @@ Underlying SessionConnection::underlying() const noexcept {
 
 // ---------------------------------------------------------------- Context
 
-Context::Context(detail::EngineCore& core, std::shared_ptr<detail::Session> session)
-    : core_(&core), session_(std::move(session)), connection_(session_) {}
+namespace {
+const SessionConnection kNoConnection;
+}
+
+Context::Context(detail::EngineCore& core, detail::Session* session)
+    : core_(&core), session_(session), connection_(session ? &session->handle : &kNoConnection) {}
 
 std::uint64_t Context::session_id() const noexcept { return session_ ? session_->id : 0; }
 std::stop_token Context::stop_token() const noexcept {
   return session_ ? session_->stop.get_token() : std::stop_token{};
 }
-void Context::restart() { core_->request_end(session_, detail::EndReason::restart); }
-void Context::exit() { core_->request_end(session_, detail::EndReason::exit); }
+void Context::restart() {
+  core_->request_end(session_ ? session_->shared_from_this() : nullptr, detail::EndReason::restart);
+}
+void Context::exit() { core_->request_end(session_ ? session_->shared_from_this() : nullptr, detail::EndReason::exit); }
 PauseGuard Context::pause() {
   if (core_->reader_inside_on_this_thread()) return PauseGuard();  // on_read_error already holds it
   core_->pause();

@@ -373,10 +373,11 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
     }
     restarting = opened_in_run_;
     s = std::make_shared<Session>(session_counter_ + 1, std::move(attempt->connection), runtime_);
+    s->handle = SessionConnection(s);
     session_counter_.store(s->id);
     attempt->session = s;
   }
-  Context ctx(*this, s);
+  Context ctx(*this, s.get());
   auto open_span = start_span("wscengine.on_open", attempt->trace);
   if (open_span) {
     open_span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
@@ -693,7 +694,7 @@ std::unique_ptr<InboundMessage> EngineCore::take_buffer_locked(Session& s) {
 void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence,
                          std::uint32_t slot) {
   Message message{inbound.type, sequence, inbound.payload};
-  Context ctx(*this, s);
+  Context ctx(*this, s.get());
   std::unique_ptr<Span> span;
   // A child of the read that took it off the socket, when adapter reads are traced.
   if (tracer_) {
@@ -751,7 +752,7 @@ bool EngineCore::handle_read_error(const std::shared_ptr<Session>& s, Error erro
 }
 
 void EngineCore::report_read_error(const std::shared_ptr<Session>& s, const Error& error) {
-  Context ctx(*this, s);
+  Context ctx(*this, s.get());
   auto span = start_span("wscengine.on_read_error", s->run_trace);
   if (span) {
     span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
@@ -794,7 +795,7 @@ void EngineCore::maybe_finish_locked(const std::shared_ptr<Session>& s) {
 
 void EngineCore::finish_session(std::shared_ptr<Session> s) {
   s->stop.request_stop();
-  Context ctx(*this, s);
+  Context ctx(*this, s.get());
   auto shutdown_span = start_span("wscengine.shutdown", s->run_trace);
   auto close_span = start_span("wscengine.on_close", trace_of(shutdown_span));
   if (close_span) ctx.set_trace_context(close_span->context());

@@ -25,7 +25,7 @@ enum class EndReason { stop, exit, restart, peer_closed, failed };
 
 /// One opened connection, from OnOpen to OnClose. Fields marked (m) are guarded by
 /// EngineCore::mutex_.
-class Session {
+class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(std::uint64_t id, std::unique_ptr<Connection> connection, std::shared_ptr<Runtime> runtime)
       : id(id), runtime(std::move(runtime)), connection(std::move(connection)) {}
@@ -36,6 +36,9 @@ class Session {
   const std::shared_ptr<Runtime> runtime;
   const std::unique_ptr<Connection> connection;
   std::stop_source stop;
+  // What Context::connection() returns: made once, so a callback's Context costs no
+  // reference counting (set right after construction, then read-only).
+  SessionConnection handle;
 
   bool current = false;                                       // (m) the engine's running session
   bool ending = false;                                        // (m) shutdown requested

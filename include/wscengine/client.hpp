@@ -104,11 +104,12 @@ class SessionConnection {
 /// be called from other threads through Engine.
 class Context {
  public:
-  /// Engine-internal: the engine makes one per callback.
-  Context(detail::EngineCore& core, std::shared_ptr<detail::Session> session);
+  /// Engine-internal: the engine makes one per callback and keeps `session` alive
+  /// while it runs (a Context holds no reference of its own: none per message).
+  Context(detail::EngineCore& core, detail::Session* session);
 
   /// The session's connection (empty in OnRestartError, whose attempt failed).
-  const SessionConnection& connection() const noexcept { return connection_; }
+  const SessionConnection& connection() const noexcept { return *connection_; }
   /// Sessions are numbered 1, 2, … per engine; 0 when there is none.
   std::uint64_t session_id() const noexcept;
   /// The trace context of the span running this callback.
@@ -136,8 +137,8 @@ class Context {
 
  private:
   detail::EngineCore* core_;
-  std::shared_ptr<detail::Session> session_;
-  SessionConnection connection_;
+  detail::Session* session_;
+  const SessionConnection* connection_;
   TraceContext trace_;
   CloseInitiator initiator_ = CloseInitiator::client;
 };

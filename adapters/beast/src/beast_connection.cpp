@@ -115,6 +115,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     request_ = std::move(request);
     dial_started_ = std::chrono::steady_clock::now();
     max_message_ = request_.max_message_size;
+    read_buffer_ = boost::beast::flat_buffer(max_message_ + 1);
     read_limit_ = request_.max_message_size + options_.read_chunk;
     write_timeout_ = request_.write_timeout;
     if constexpr (Tls) {
@@ -601,16 +602,23 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   Error read_locked(InboundMessage& out) {
     lowest().read_deadline = Clock::time_point::min();   // everything needed is buffered
     lowest().write_deadline = Clock::time_point::max();  // pong or close replies: write_timeout
-    out.payload.clear();
-    auto buffer = net::dynamic_buffer(out.payload, max_message_ + 1);
+    // Beast reads into a flat_buffer, then the payload is copied out. Reading into
+    // the string directly costs more for small messages: a dynamic string buffer
+    // grows by resize(), which zero-fills every chunk Beast prepares (a memset of
+    // ~1.5 KiB per 64-byte message, 4 % of the time in the profile).
+    read_buffer_.clear();
     error_code ec;
-    ws_->read(buffer, ec);
+    ws_->read(read_buffer_, ec);
     answer_pings_locked();  // pings that came in while Beast waited for the rest
     if (!ec) {
       ++consumed_;
       out.type = ws_->got_text() ? MessageType::text : MessageType::binary;
+      auto data = read_buffer_.cdata();
+      out.payload.assign(static_cast<const char*>(data.data()), data.size());
+      if (read_buffer_.capacity() > kKeptReadBuffer) read_buffer_ = boost::beast::flat_buffer(max_message_ + 1);
       return {};
     }
+    read_buffer_.clear();
     ++consumed_;
     if (ec == ws::error::closed) {
       auto reason = ws_->reason();
@@ -671,6 +679,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   http::response<http::string_body> response_;
   std::size_t max_message_ = 0;
   std::size_t read_limit_ = 0;
+  // Messages are read here (mutex_); one larger than this is not kept afterwards.
+  static constexpr std::size_t kKeptReadBuffer = 256 * 1024;
+  boost::beast::flat_buffer read_buffer_;
   std::chrono::milliseconds write_timeout_{10'000};
 
   mutable std::mutex mutex_;                         // the WebSocket stream and its layers
