@@ -120,6 +120,49 @@ if telemetry:
     for name, value, ratio in telemetry:
         lines.append("| %s | %.0f | %.3f |" % (name, value, ratio))
 
+# ---------------------------------------------------------------- the targets of issue 7
+def verdict(ok):
+    return "met" if ok else "**not met**"
+
+
+targets = ["", "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
+for scenario, _ in FEEDS:
+    base, engine = rate(scenario, "raw_beast"), rate(scenario, "engine_beast")
+    if base and engine:
+        ratio = engine[0] / base[0]
+        targets.append("| %s: engine on Beast ≥ 0.95 of raw Beast | %.2f | %s |" % (scenario, ratio, verdict(ratio >= 0.95)))
+        peers = [(c, rate(scenario, c)[0]) for c in CLIENTS[1:] if c not in ("engine_beast", "engine_websocketpp")
+                 and rate(scenario, c)]
+        if peers:
+            best = max(peers, key=lambda p: p[1])
+            targets.append("| %s: engine on Beast not slower than any peer | fastest peer %s at %.2f | %s |" % (
+                scenario, best[0], best[1] / base[0], verdict(engine[0] >= best[1])))
+if "raw_beast" in lat and "engine_beast" in lat:
+    d50 = lat["engine_beast"][0] - lat["raw_beast"][0]
+    d99 = lat["engine_beast"][2] - lat["raw_beast"][2]
+    targets.append("| echo 64 B: p50 within 5 µs of raw Beast | %+.1f µs | %s |" % (d50, verdict(d50 <= 5)))
+    targets.append("| echo 64 B: p99 within 5 µs of raw Beast | %+.1f µs | %s |" % (d99, verdict(d99 <= 5)))
+if 1 in slots and 2 in slots:
+    cores = os.cpu_count() or 1
+    at = min(cores, 8)
+    best_n = max((n for n in slots if n <= at), default=1)
+    speedup = slots[best_n] / slots[1]
+    targets.append("| reader slots: near-linear up to the cores (%d here) | %.2fx at N = %d | %s |" % (
+        cores, speedup, best_n, verdict(speedup >= 0.85 * best_n)))
+if scale:
+    top = max(scale, key=lambda s: s["connections"])
+    threads = {s["threads"] for s in scale}
+    targets.append("| %d connections: RSS per idle connection ≤ 16 KiB | %.1f KiB | %s |" % (
+        top["connections"], top["rss_per_connection_kib"], verdict(top["rss_per_connection_kib"] <= 16)))
+    targets.append("| thread count independent of connection count | %s threads at %s connections | %s |" % (
+        "/".join(str(s["threads"]) for s in scale), "/".join(str(s["connections"]) for s in scale),
+        verdict(len(threads) == 1)))
+lines[lines.index("## Throughput, server to client") - 1:lines.index("## Throughput, server to client") - 1] = targets
+
+profile = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profile.md")
+if os.path.exists(profile):
+    lines += [""] + open(profile).read().rstrip("\n").split("\n")
+
 if micro_file and os.path.exists(micro_file):
     table = [l.rstrip() for l in open(micro_file) if l.startswith("BM_")]
     if table:
