@@ -71,7 +71,7 @@ TEST(Cli, HelpDocumentsEveryFlag) {
                            "serve",           "bench feed",      "bench echo",     "--timeout",
                            "--binary",        "--cert",          "--key",          "--tls13",
                            "bench reconnect", "--work-us",       "--proxy",        "--connect-to",
-                           "--unix",          "ws+unix://"}) {
+                           "--unix",          "ws+unix://",      "bench connections"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
   EXPECT_EQ(cli({"connect", "--help"}).exit_code, 0);
