@@ -9,7 +9,7 @@
 #include <wscengine/memory.hpp>
 #include <wscengine/wscengine.hpp>
 
-#include "support/recorder.hpp"
+#include "support/memory_engine_fixture.hpp"
 
 using namespace wscengine;
 using namespace wscengine::test;
@@ -17,34 +17,7 @@ using ::testing::IsEmpty;
 
 namespace {
 
-class EngineTest : public ::testing::Test {
- protected:
-  std::shared_ptr<memory::Server> server = memory::Server::create();
-  std::shared_ptr<Recorder> client = std::make_shared<Recorder>();
-  std::unique_ptr<Engine> engine;
-
-  static EngineOptions options() {
-    EngineOptions o;
-    o.url = "ws://memory.test/feed";
-    o.backoff.initial_delay = 1ms;
-    o.backoff.max_delay = 5ms;
-    o.open_timeout = 5s;
-    return o;
-  }
-  void make(EngineOptions o = options(), std::size_t slots = 1) {
-    o.reader_slots = slots;
-    if (slots != 1) client = std::make_shared<Recorder>(slots);
-    engine = std::make_unique<Engine>(o, client, server->connector());
-  }
-  std::shared_ptr<memory::Peer> start_and_accept() {
-    Error e = engine->start();
-    EXPECT_FALSE(e) << e.message();
-    auto peer = server->accept(5s);
-    EXPECT_NE(peer, nullptr);
-    return peer;
-  }
-  void TearDown() override { stop_and_check(engine, *client); }
-};
+class EngineTest : public MemoryEngineTest {};
 
 }  // namespace
 

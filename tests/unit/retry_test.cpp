@@ -8,7 +8,7 @@
 #include <wscengine/memory.hpp>
 #include <wscengine/wscengine.hpp>
 
-#include "support/recorder.hpp"
+#include "support/memory_engine_fixture.hpp"
 
 using namespace wscengine;
 using namespace wscengine::test;
@@ -16,34 +16,17 @@ using ::testing::HasSubstr;
 
 namespace {
 
-class RetryTest : public ::testing::Test {
+class RetryTest : public MemoryEngineTest {
  protected:
-  std::shared_ptr<memory::Server> server = memory::Server::create();
-  std::shared_ptr<Recorder> client = std::make_shared<Recorder>();
-  std::unique_ptr<Engine> engine;
-
-  static EngineOptions options() {
-    EngineOptions o;
-    o.url = "ws://memory.test/feed";
-    o.backoff.initial_delay = 1ms;
-    o.backoff.max_delay = 5ms;
-    o.open_timeout = 5s;
-    return o;
-  }
   std::shared_ptr<memory::Peer> start(EngineOptions o = options()) {
-    engine = std::make_unique<Engine>(o, client, server->connector());
-    Error e = engine->start();
-    EXPECT_FALSE(e) << e.message();
-    auto peer = server->accept(5s);
-    EXPECT_NE(peer, nullptr);
-    return peer;
+    make(o);
+    return start_and_accept();
   }
   static Error refused(int status, std::vector<Header> headers = {}) {
     Error e = Error::http(status, "GET ws://memory.test/feed answered");
     e.http_headers = std::move(headers);
     return e;
   }
-  void TearDown() override { stop_and_check(engine, *client); }
 };
 
 }  // namespace
