@@ -95,3 +95,32 @@ TEST(FrameScanner, MalformedPingsStayForBeastToRejectAndMarkTheStreamBroken) {
   EXPECT_EQ(feed(masked, m, 1), m);
   EXPECT_TRUE(masked.broken()) << "a server never masks (RFC 6455 §5.1)";
 }
+
+// What the adapter learns from the bytes that came with the 101 response: how many
+// messages Beast's own buffer began, and where inside a frame those bytes end.
+TEST(FrameScanner, SaysWhereTheBytesEndRelativeToMessagesAndFrames) {
+  FrameScanner whole;
+  feed(whole, text("a") + text("b"), 64, false);
+  EXPECT_EQ(whole.events(), 2u);
+  EXPECT_EQ(whole.bytes_since_event(), 0u);
+  EXPECT_FALSE(whole.mid_header());
+  EXPECT_EQ(whole.payload_remaining(), 0u);
+
+  FrameScanner mid_payload;
+  feed(mid_payload, text("a") + text("bcdef").substr(0, 4), 64, false);  // 2 header bytes + "bc"
+  EXPECT_EQ(mid_payload.events(), 1u);
+  EXPECT_EQ(mid_payload.bytes_since_event(), 4u);
+  EXPECT_FALSE(mid_payload.mid_header());
+  EXPECT_EQ(mid_payload.payload_remaining(), 3u);
+
+  FrameScanner mid_header;
+  feed(mid_header, text("a") + text("b").substr(0, 1), 64, false);
+  EXPECT_TRUE(mid_header.mid_header());
+  EXPECT_EQ(mid_header.bytes_since_event(), 1u);
+
+  FrameScanner after_control;  // a pong after the last message: Beast reads on to the next
+  feed(after_control, text("a") + pong("p"), 64, false);
+  EXPECT_EQ(after_control.events(), 1u);
+  EXPECT_NE(after_control.bytes_since_event(), 0u);
+  EXPECT_FALSE(after_control.mid_header());
+}

@@ -2,7 +2,8 @@
 //
 // Read path: when data arrives (an async wait on the socket, no thread held while
 // idle), `try_read` pumps what the socket has into the ScanLayer's buffer without
-// waiting; Beast then reads every complete message already buffered with its
+// waiting; every complete message already buffered is then read: a plain single
+// frame straight from the buffer (read_whole_frame_locked), anything else by Beast's
 // cheap synchronous read. One asynchronous round per burst of data, not per message.
 #include <wscengine/asio.hpp>
 #include <wscengine/beast.hpp>
@@ -18,6 +19,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/detail/utf8_checker.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 
 #include <openssl/err.h>
@@ -44,6 +46,19 @@ using detail::SocketLayer;
 using error_code = boost::system::error_code;
 
 constexpr const char* kUserAgent = "wscengine/0.1.0 (Boost.Beast)";
+
+// Most text is ASCII, which is valid UTF-8: eight bytes per step, before the full check.
+bool ascii(const unsigned char* p, std::size_t n) noexcept {
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, p + i, 8);
+    if ((word & 0x8080808080808080ull) != 0) return false;
+  }
+  for (; i < n; ++i)
+    if ((p[i] & 0x80) != 0) return false;
+  return true;
+}
 
 bool is_drop(const error_code& ec) {
   return ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::broken_pipe ||
@@ -362,7 +377,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     answer.compression = deflate.value();
     error_code ignored;
     lowest().socket().non_blocking(true, ignored);
-    ws_->next_layer().start_scanning();
+    beast_messages_ = ws_->next_layer().start_scanning();
+    // Compressed frames need Beast's inflate state: every read goes through Beast.
+    direct_reads_ = !answer.compression;
     {
       std::lock_guard lock(mutex_);
       answer_pings_locked();  // pings that came with the 101 response
@@ -599,7 +616,55 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   }
   void wake_reader() { complete_wait({}); }
 
+  // The common message, read without Beast: one whole unfragmented, unmasked text or
+  // binary frame without RSV bits, minimal length encoding, within max_message_size,
+  // valid UTF-8 if text, at the front of the buffer while Beast holds no bytes
+  // (between_frames(), and the messages that came with the 101 already read).
+  // Pongs in front are skipped (the scanner counted them). Anything else returns
+  // false and Beast reads it, reporting violations and closing as it does.
+  bool read_whole_frame_locked(InboundMessage& out) {
+    auto& layer = ws_->next_layer();
+    if (!direct_reads_ || consumed_ < beast_messages_ || !layer.between_frames()) return false;
+    for (;;) {
+      auto bytes = layer.buffered_data();
+      const auto* p = static_cast<const unsigned char*>(bytes.data());
+      std::size_t n = bytes.size();
+      if (n < 2 || (p[1] & 0x80) != 0) return false;
+      std::uint64_t len = p[1] & 0x7f;
+      std::size_t header = 2;
+      if (len == 126) {
+        if (n < 4) return false;
+        len = (std::uint64_t{p[2]} << 8) | p[3];
+        header = 4;
+        if (len < 126) return false;
+      } else if (len == 127) {
+        if (n < 10) return false;
+        len = 0;
+        for (int i = 2; i < 10; ++i) len = (len << 8) | p[i];
+        header = 10;
+        if (len < 65536 || (len >> 63) != 0) return false;
+      }
+      if (n - header < len) return false;
+      if (p[0] == 0x8a && len <= 125) {  // a pong
+        layer.discard(header + static_cast<std::size_t>(len));
+        continue;
+      }
+      if ((p[0] != 0x81 && p[0] != 0x82) || len > max_message_) return false;
+      const auto* payload = p + header;
+      if (p[0] == 0x81 && !ascii(payload, static_cast<std::size_t>(len))) {
+        ws::detail::utf8_checker utf8;
+        if (!utf8.write(payload, static_cast<std::size_t>(len)) || !utf8.finish()) return false;
+      }
+      out.type = p[0] == 0x81 ? MessageType::text : MessageType::binary;
+      out.payload.assign(reinterpret_cast<const char*>(payload), static_cast<std::size_t>(len));
+      layer.discard(header + static_cast<std::size_t>(len));
+      ++consumed_;
+      return true;
+    }
+  }
+
   Error read_locked(InboundMessage& out) {
+    if (read_whole_frame_locked(out)) return {};
     lowest().read_deadline = Clock::time_point::min();   // everything needed is buffered
     lowest().write_deadline = Clock::time_point::max();  // pong or close replies: write_timeout
     // Beast reads into a flat_buffer, then the payload is copied out. Reading into
@@ -686,6 +751,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   mutable std::mutex mutex_;                         // the WebSocket stream and its layers
   std::uint64_t consumed_ = 0;                       // read events taken (mutex_)
+  std::uint64_t beast_messages_ = 0;                 // messages Beast's own buffer began (mutex_)
+  bool direct_reads_ = false;                        // read_whole_frame_locked may run (mutex_)
   CloseFrame last_close_{close_code::abnormal, {}};  // (mutex_)
 
   std::mutex handler_mutex_;  // never held while calling out; taken on I/O threads

@@ -43,6 +43,7 @@ class FrameScanner {
           out += take;
         }
         payload_remaining_ -= take;
+        bytes_since_event_ += take;
         in += take;
         n -= take;
         if (payload_remaining_ == 0) frame_done();
@@ -50,6 +51,7 @@ class FrameScanner {
       }
       unsigned char byte = *in++;
       --n;
+      ++bytes_since_event_;
       header_[header_length_++] = byte;
       if (header_length_ == 1) {
         held_ = strip_pings && byte == 0x89;  // FIN + ping, no RSV: decided at the next byte
@@ -79,6 +81,12 @@ class FrameScanner {
   std::uint64_t events() const noexcept { return events_; }
   std::uint64_t pongs() const noexcept { return pongs_; }
   bool broken() const noexcept { return broken_; }
+  /// Bytes scanned since the end of the last event (a partial or a control frame).
+  std::uint64_t bytes_since_event() const noexcept { return bytes_since_event_; }
+  /// In the middle of a frame header (or holding a possible ping's first byte).
+  bool mid_header() const noexcept { return header_length_ != 0 || held_; }
+  /// Payload bytes of the current frame still to come.
+  std::uint64_t payload_remaining() const noexcept { return payload_remaining_; }
   /// The payloads of the pings taken out of the stream since the last call.
   std::deque<std::string> take_pings() { return std::exchange(pings_, {}); }
   bool has_pings() const noexcept { return !pings_.empty(); }
@@ -116,10 +124,12 @@ class FrameScanner {
     }
     if (opcode_ == 8) {
       ++events_;
+      bytes_since_event_ = 0;
     } else if (opcode_ == 10) {
       ++pongs_;
     } else if (opcode_ <= 2 && fin_) {
       ++events_;
+      bytes_since_event_ = 0;
     }
   }
 
@@ -131,6 +141,7 @@ class FrameScanner {
   unsigned opcode_ = 0;
   std::uint64_t events_ = 0;
   std::uint64_t pongs_ = 0;
+  std::uint64_t bytes_since_event_ = 0;
   bool broken_ = false;
   bool ping_frame_ = false;     // the current frame is a well-formed ping
   bool strip_current_ = false;  // ... and its bytes are taken out of the stream

@@ -193,17 +193,55 @@ class ScanLayer {
   const error_code& transport_error() const noexcept { return transport_error_; }
 
   /// Starts scanning once the handshake is done: frames the server sent right
-  /// after its 101 response are already among the captured bytes.
-  void start_scanning() {
+  /// after its 101 response are already among the captured bytes. Returns how many
+  /// messages Beast must read before its own buffer is empty (see frame_left_).
+  std::uint64_t start_scanning() {
     capturing_ = false;
+    std::uint64_t beast_messages = 0;
     auto end = captured_.find("\r\n\r\n");
-    if (end != std::string::npos) {
+    if (end != std::string::npos && end + 4 < captured_.size()) {
       // These bytes are in Beast's own buffer already: count them, take nothing out.
       auto* tail = reinterpret_cast<unsigned char*>(captured_.data()) + end + 4;
       scanner_.feed(tail, captured_.size() - end - 4, tail, false);
+      // Beast reads the messages that began there; one more if the bytes end inside
+      // a message (or after a control frame: Beast reads on to the next message).
+      beast_messages = scanner_.events() + (scanner_.bytes_since_event() != 0 ? 1 : 0);
+      if (scanner_.mid_header()) {
+        precise_ = false;  // the rest of a header Beast holds: hand bytes over as they come
+      } else {
+        frame_left_ = scanner_.payload_remaining();  // the rest of the frame Beast began
+      }
     }
     captured_.clear();
     captured_.shrink_to_fit();
+    return beast_messages;
+  }
+
+  /// True when every byte handed to Beast belonged to frames it finished, so the
+  /// buffer begins with a frame Beast has not seen (see read_some).
+  bool between_frames() const noexcept { return precise_ && frame_left_ == 0; }
+  /// The bytes buffered and not yet read.
+  net::const_buffer buffered_data() const noexcept { return buffer_.data(); }
+  /// Takes `n` bytes (whole frames read without Beast) off the front of the buffer.
+  void discard(std::size_t n) {
+    buffer_.consume(n);
+    if (buffer_.size() == 0 && buffer_.capacity() > kShrinkAbove) buffer_.shrink_to_fit();
+  }
+
+  /// The size of the frame at the front of `bytes` (header and payload), or 0 when
+  /// its header is not complete yet.
+  static std::uint64_t frame_size(const unsigned char* p, std::size_t n) noexcept {
+    if (n < 2) return 0;
+    unsigned len7 = p[1] & 0x7f;
+    std::size_t header = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((p[1] & 0x80) ? 4 : 0);
+    if (n < header) return 0;
+    std::uint64_t len = len7;
+    if (len7 == 126) len = (std::uint64_t{p[2]} << 8) | p[3];
+    if (len7 == 127) {
+      len = 0;
+      for (int i = 2; i < 10; ++i) len = (len << 8) | p[i];
+    }
+    return len > (std::uint64_t{1} << 62) ? (std::uint64_t{1} << 62) : header + len;
   }
 
   /// Reads what the transport has without waiting, up to `limit` buffered bytes.
@@ -247,9 +285,28 @@ class ScanLayer {
     }
   }
 
+  // Beast's reads. Beast gets at most the rest of the frame at the front: its own
+  // buffer then never holds bytes past the frame it is reading, so between
+  // messages the adapter may read whole frames itself (between_frames()).
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers, error_code& ec) {
-    while (buffer_.size() == 0) {
+    for (;;) {
+      const auto* front = static_cast<const unsigned char*>(buffer_.data().data());
+      std::size_t available = buffer_.size();
+      if (precise_ && frame_left_ == 0 && available != 0) {
+        frame_left_ = frame_size(front, available);
+        if (frame_left_ == 0 && transport_error_) frame_left_ = available;  // a cut header: Beast reports it
+      }
+      std::uint64_t allowed = precise_ ? frame_left_ : available;
+      if (available != 0 && allowed != 0) {
+        std::size_t n =
+            net::buffer_copy(buffers, net::buffer(buffer_.data().data(), std::min<std::uint64_t>(available, allowed)));
+        buffer_.consume(n);
+        if (precise_) frame_left_ -= n;
+        if (buffer_.size() == 0 && buffer_.capacity() > kShrinkAbove) buffer_.shrink_to_fit();
+        ec = {};
+        return n;
+      }
       if (transport_error_) {
         ec = transport_error_;
         return 0;
@@ -257,17 +314,12 @@ class ScanLayer {
       // Only a blocking read (close handshake, read by hand) gets here. Bytes that
       // were only pings leave nothing: read on.
       auto space = buffer_.prepare(16 * 1024 + 1);
-      auto* front = static_cast<unsigned char*>(space.data());
-      auto* in = front + (scanner_.holding() ? 1 : 0);
+      auto* out = static_cast<unsigned char*>(space.data());
+      auto* in = out + (scanner_.holding() ? 1 : 0);
       std::size_t n = next_.read_some(net::buffer(in, 16 * 1024), ec);
-      if (n == 0) return 0;
-      buffer_.commit(scanner_.feed(in, n, front));
+      if (n == 0) return 0;  // ec says why (a deadline, the end of the stream)
+      buffer_.commit(scanner_.feed(in, n, out));
     }
-    std::size_t n = net::buffer_copy(buffers, buffer_.data());
-    buffer_.consume(n);
-    if (buffer_.size() == 0 && buffer_.capacity() > kShrinkAbove) buffer_.shrink_to_fit();
-    ec = {};
-    return n;
   }
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers) {
@@ -308,6 +360,8 @@ class ScanLayer {
   bool capturing_ = true;
   std::string captured_;
   error_code transport_error_;
+  bool precise_ = true;           // Beast gets bytes frame by frame (false: as they come)
+  std::uint64_t frame_left_ = 0;  // bytes of the frame at the front Beast has yet to get
 };
 
 template <class Next>
