@@ -89,6 +89,8 @@ class RealPeer final : public PeerSide {
     closing_ = std::async(std::launch::async, [this, frame] { s_.close(frame); });
   }
   void drop() override { s_.drop(); }
+  /// Writes bytes as they are: frames the test encoded, in pieces of its choosing.
+  void send_raw(std::string_view bytes) { s_.send_raw(bytes); }
   std::optional<InboundMessage> receive(std::chrono::milliseconds timeout) override {
     InboundMessage m;
     if (s_.read(m, timeout)) return std::nullopt;
@@ -714,6 +716,51 @@ TEST_P(NetworkContract, TheChosenSubprotocolIsReturnedAndAnUnofferedOneFailsTheD
   connection.reset();
   while (auto extra = choosing.accept(100ms)) {
   }
+}
+
+// The Beast adapter reads plain single frames itself and hands everything else to
+// Beast; a stream that alternates between the two, cut into pieces that split
+// headers and payloads, must still come out whole and in order (any adapter).
+TEST_P(NetworkContract, PlainAndFragmentedFramesInterleavedArriveWholeAndInOrder) {
+  open();
+  auto* raw = dynamic_cast<RealPeer*>(peer.get());
+  ASSERT_NE(raw, nullptr);
+  using tools::server_frame;
+  const std::string big(200000, 'B');
+  const std::string stream = server_frame(0x81, "plain") + server_frame(0x01, "frag") + server_frame(0x8a, "pong") +
+                             server_frame(0x80, "mented") + server_frame(0x82, std::string("\0\1\2", 3)) +
+                             server_frame(0x81, "h\xc3\xa9llo") + server_frame(0x8a, "") + server_frame(0x82, big) +
+                             server_frame(0x02, "bin") + server_frame(0x00, "") + server_frame(0x80, "ary") +
+                             server_frame(0x81, std::string(300, 'm')) + server_frame(0x81, "last");
+  const std::vector<std::pair<MessageType, std::string>> expected = {{MessageType::text, "plain"},
+                                                                     {MessageType::text, "fragmented"},
+                                                                     {MessageType::binary, {"\0\1\2", 3}},
+                                                                     {MessageType::text, "h\xc3\xa9llo"},
+                                                                     {MessageType::binary, big},
+                                                                     {MessageType::binary, "binary"},
+                                                                     {MessageType::text, std::string(300, 'm')},
+                                                                     {MessageType::text, "last"}};
+  // Pieces of 1, 2, 3, ... 13 bytes, then the rest: every header and payload is split.
+  std::size_t at = 0;
+  for (std::size_t piece = 1; at < stream.size(); ++piece) {
+    std::size_t n = piece <= 13 ? piece : stream.size() - at;
+    raw->send_raw(std::string_view(stream).substr(at, n));
+    at += n;
+  }
+  for (const auto& [type, payload] : expected) {
+    InboundMessage m;
+    Error e = read_next(m);
+    ASSERT_FALSE(e) << e.message();
+    EXPECT_EQ(m.type, type);
+    EXPECT_EQ(m.payload.size(), payload.size());
+    EXPECT_TRUE(m.payload == payload) << "a message came out changed or out of order";
+  }
+  // And the connection still works both ways.
+  peer->start_echo();
+  ASSERT_FALSE(connection->write(MessageType::text, "after"));
+  InboundMessage m;
+  ASSERT_FALSE(read_next(m));
+  EXPECT_EQ(m.payload, "after");
 }
 
 TEST_P(NetworkContract, InvalidUtf8TextIs1007) {
