@@ -1,9 +1,9 @@
 // Checks of the server's opening-handshake answer that some libraries leave out.
 #include <wscengine/connection.hpp>
 
-#include <algorithm>
-#include <cctype>
 #include <set>
+
+#include "authority.hpp"
 
 namespace wscengine {
 namespace {
@@ -12,12 +12,6 @@ std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
 }
 
 std::vector<std::string_view> split(std::string_view s, char by) {
@@ -48,7 +42,7 @@ Result<bool> check_extensions_answer(std::optional<std::string_view> answer, boo
   bool deflate = false;
   for (auto extension : split(*answer, ',')) {
     auto parts = split(extension, ';');
-    std::string name = lower(parts[0]);
+    std::string name = detail::lower(parts[0]);
     if (name != "permessage-deflate" || !offered_deflate)
       return refused("server enabled extension '" + std::string(extension) +
                      "', which was not offered (RFC 6455 §9.1, RFC 7692 §5.1)");
@@ -57,7 +51,7 @@ Result<bool> check_extensions_answer(std::optional<std::string_view> answer, boo
     std::set<std::string> seen;
     for (std::size_t i = 1; i < parts.size(); ++i) {
       auto eq = parts[i].find('=');
-      std::string param = lower(trim(parts[i].substr(0, eq)));
+      std::string param = detail::lower(trim(parts[i].substr(0, eq)));
       std::string value = eq == std::string_view::npos ? std::string() : std::string(trim(parts[i].substr(eq + 1)));
       if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
       if (!seen.insert(param).second)

@@ -1,5 +1,7 @@
 #include <wscengine/proxy.hpp>
 
+#include "authority.hpp"
+
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -13,13 +15,6 @@ namespace wscengine {
 namespace {
 
 Error invalid(std::string why) { return Error(errc::invalid_option, "proxy URL: " + std::move(why)); }
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 std::optional<std::string> percent_decode(std::string_view s) {
   std::string out;
@@ -126,10 +121,7 @@ bool entry_matches(const Url& url, std::string entry) {
 
 }  // namespace
 
-std::string HttpProxy::to_string() const {
-  bool v6 = host.find(':') != std::string::npos;
-  return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
-}
+std::string HttpProxy::to_string() const { return "http://" + detail::host_port(host, port); }
 
 std::string HttpProxy::authorization() const {
   if (username.empty()) return {};
@@ -140,7 +132,7 @@ Result<HttpProxy> parse_proxy_url(std::string_view text) {
   HttpProxy proxy;
   std::string_view rest = text;
   if (auto scheme_end = text.find("://"); scheme_end != std::string_view::npos) {
-    std::string scheme = lower(text.substr(0, scheme_end));
+    std::string scheme = detail::lower(text.substr(0, scheme_end));
     if (scheme != "http") {
       return invalid("scheme '" + scheme + "' is not supported (only http:// proxies, which tunnel with CONNECT)");
     }
@@ -162,40 +154,18 @@ Result<HttpProxy> parse_proxy_url(std::string_view text) {
     proxy.username = std::move(*user);
     proxy.password = std::move(*password);
   }
-  std::string_view port_text;
-  bool has_port = false;
-  if (!authority.empty() && authority.front() == '[') {
-    auto close = authority.find(']');
-    if (close == std::string_view::npos) return invalid("unterminated IPv6 literal");
-    proxy.host = std::string(authority.substr(1, close - 1));
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') return invalid("junk after IPv6 literal");
-      port_text = after.substr(1);
-      has_port = true;
-    }
-  } else {
-    auto colon = authority.rfind(':');
-    if (colon != std::string_view::npos) {
-      port_text = authority.substr(colon + 1);
-      has_port = true;
-      authority = authority.substr(0, colon);
-    }
-    proxy.host = lower(authority);
-  }
+  detail::Authority parts;
+  if (const char* why = detail::split_authority(authority, parts)) return invalid(why);
+  proxy.host = std::move(parts.host);
   if (proxy.host.empty()) return invalid("missing host");
   for (unsigned char c : proxy.host) {
     if (c <= 0x20 || c == 0x7f) return invalid("invalid character in host");
   }
   proxy.port = 80;
-  if (has_port) {
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-    if (port_text.empty() || ec != std::errc() || end != port_text.data() + port_text.size() || value == 0 ||
-        value > 65535) {
-      return invalid("invalid port '" + std::string(port_text) + "'");
-    }
-    proxy.port = static_cast<std::uint16_t>(value);
+  if (parts.port) {
+    auto port = detail::parse_port(*parts.port);
+    if (!port) return invalid("invalid port '" + std::string(*parts.port) + "'");
+    proxy.port = *port;
   }
   return proxy;
 }
@@ -205,7 +175,7 @@ bool proxy_bypassed(const Url& url, std::string_view no_proxy) {
   while (i < no_proxy.size()) {
     auto end = no_proxy.find_first_of(", \t", i);
     if (end == std::string_view::npos) end = no_proxy.size();
-    if (end > i && entry_matches(url, lower(no_proxy.substr(i, end - i)))) return true;
+    if (end > i && entry_matches(url, detail::lower(no_proxy.substr(i, end - i)))) return true;
     i = end + 1;
   }
   return false;

@@ -1,18 +1,11 @@
 #include <wscengine/url.hpp>
 
-#include <algorithm>
+#include "authority.hpp"
+
 #include <cctype>
-#include <charconv>
 
 namespace wscengine {
 namespace {
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 Error bad(std::string_view text, std::string why) {
   return Error(errc::invalid_url, "'" + std::string(text) + "': " + std::move(why));
@@ -49,22 +42,22 @@ Result<Url> parse_unix_socket_url(std::string_view text, std::string_view rest, 
 }  // namespace
 
 std::string Url::host_header() const {
-  std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
-  if (port != (secure ? 443 : 80)) h += ":" + std::to_string(port);
-  return h;
+  if (port != (secure ? 443 : 80)) return authority();
+  return host.find(':') != std::string::npos ? "[" + host + "]" : host;
 }
+
+std::string Url::authority() const { return detail::host_port(host, port); }
 
 std::string Url::to_string() const {
   if (!unix_socket.empty()) return std::string(secure ? "wss+unix://" : "ws+unix://") + unix_socket + ":" + target;
-  return std::string(secure ? "wss://" : "ws://") + (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
-         ":" + std::to_string(port) + target;
+  return std::string(secure ? "wss://" : "ws://") + authority() + target;
 }
 
 Result<Url> parse_url(std::string_view text) {
   Url url;
   auto scheme_end = text.find("://");
   if (scheme_end == std::string_view::npos) return bad(text, "missing scheme (use ws:// or wss://)");
-  std::string scheme = lower(text.substr(0, scheme_end));
+  std::string scheme = detail::lower(text.substr(0, scheme_end));
   if (scheme == "ws") {
     url.secure = false;
   } else if (scheme == "wss") {
@@ -82,38 +75,19 @@ Result<Url> parse_url(std::string_view text) {
   if (auto at = authority.rfind('@'); at != std::string_view::npos) {
     return bad(text, "user info in the URL is not supported; send credentials in a header");
   }
-  std::string_view port_text;
-  if (!authority.empty() && authority.front() == '[') {
-    auto close = authority.find(']');
-    if (close == std::string_view::npos) return bad(text, "unterminated IPv6 literal");
-    url.host = std::string(authority.substr(1, close - 1));
-    std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') return bad(text, "junk after IPv6 literal");
-      port_text = after.substr(1);
-      if (port_text.empty()) return bad(text, "empty port");
-    }
-  } else {
-    auto colon = authority.rfind(':');
-    if (colon != std::string_view::npos) {
-      port_text = authority.substr(colon + 1);
-      authority = authority.substr(0, colon);
-      if (port_text.empty()) return bad(text, "empty port");
-    }
-    url.host = lower(authority);
-  }
+  detail::Authority parts;
+  if (const char* why = detail::split_authority(authority, parts)) return bad(text, why);
+  url.host = std::move(parts.host);
+  if (parts.port && parts.port->empty()) return bad(text, "empty port");
   if (url.host.empty()) return bad(text, "missing host");
   for (unsigned char c : url.host) {
     if (std::isspace(c) || c < 0x21) return bad(text, "invalid character in host");
   }
   url.port = url.secure ? 443 : 80;
-  if (!port_text.empty()) {
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-    if (ec != std::errc() || end != port_text.data() + port_text.size() || value == 0 || value > 65535) {
-      return bad(text, "invalid port '" + std::string(port_text) + "'");
-    }
-    url.port = static_cast<std::uint16_t>(value);
+  if (parts.port) {
+    auto port = detail::parse_port(*parts.port);
+    if (!port) return bad(text, "invalid port '" + std::string(*parts.port) + "'");
+    url.port = *port;
   }
   if (Error e = set_target(text, tail, url)) return e;
   return url;

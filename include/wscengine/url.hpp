@@ -23,6 +23,8 @@ struct Url {
 
   /// The Host header value: host, bracketed if IPv6, with the port when not default.
   std::string host_header() const;
+  /// "host:port", the host bracketed if IPv6, the port always: a CONNECT target.
+  std::string authority() const;
   /// The URL again, without user info; safe to log (no credentials).
   std::string to_string() const;
 };

@@ -60,6 +60,14 @@ bool ascii(const unsigned char* p, std::size_t n) noexcept {
   return true;
 }
 
+// The header fields of an HTTP response (a refusal's, or the 101's), in order.
+template <class Message>
+std::vector<Header> headers_of(const Message& message) {
+  std::vector<Header> out;
+  for (const auto& field : message) out.push_back({std::string(field.name_string()), std::string(field.value())});
+  return out;
+}
+
 bool is_drop(const error_code& ec) {
   return ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::broken_pipe ||
          ec == net::error::connection_aborted || ec == net::error::not_connected || ec == net::error::shut_down ||
@@ -186,7 +194,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       destination_ = "proxy " + request_.proxy->to_string();
       return resolve(request_.proxy->host, request_.proxy->port);
     }
-    destination_ = url.host + ":" + std::to_string(url.port);
+    destination_ = url.authority();
     if (request_.addresses.empty()) return resolve(url.host, url.port);
     for (const auto& text : request_.addresses) {
       error_code bad;
@@ -267,9 +275,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // RFC 9110 §9.3.6: CONNECT host:port; any 2xx answer turns the connection into
   // a tunnel to the server, through which TLS and the upgrade then run.
   void open_tunnel() {
-    const Url& url = request_.url;
-    std::string authority =
-        (url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host) + ":" + std::to_string(url.port);
+    std::string authority = request_.url.authority();
     tunnel_request_ =
         "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\nUser-Agent: " + kUserAgent + "\r\n";
     if (auto credentials = request_.proxy->authorization(); !credentials.empty())
@@ -290,12 +296,10 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     const auto& answer = tunnel_answer_->get();
     int status = answer.result_int();
     if (status / 100 != 2) {
-      Error refused(errc::proxy_failed, destination_ + " answered CONNECT " + request_.url.host + ":" +
-                                            std::to_string(request_.url.port) + " with " + std::to_string(status) +
-                                            " " + std::string(answer.reason()));
+      Error refused(errc::proxy_failed, destination_ + " answered CONNECT " + request_.url.authority() + " with " +
+                                            std::to_string(status) + " " + std::string(answer.reason()));
       refused.http_status = status;
-      for (const auto& field : answer)
-        refused.http_headers.push_back({std::string(field.name_string()), std::string(field.value())});
+      refused.http_headers = headers_of(answer);
       return fail_dial(std::move(refused));
     }
     // The server speaks only after our ClientHello or upgrade request.
@@ -358,16 +362,14 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     if (ec == ws::error::upgrade_declined) {
       Error refused =
           Error::http(response_.result_int(), what + " answered \"" + std::string(response_.reason()) + "\"");
-      for (const auto& field : response_)
-        refused.http_headers.push_back({std::string(field.name_string()), std::string(field.value())});
+      refused.http_headers = headers_of(response_);
       return fail_dial(std::move(refused));
     }
     if (ec) return fail_dial(Error(errc::handshake_failed, what + ": " + ec.message()));
     HandshakeResponse answer;
     answer.status = response_.result_int();
     answer.connect_duration = connect_duration_;
-    for (const auto& field : response_)
-      answer.headers.push_back({std::string(field.name_string()), std::string(field.value())});
+    answer.headers = headers_of(response_);
     // Beast checks neither the subprotocol nor the extension parameters.
     auto subprotocol = check_subprotocol_answer(answer.header("Sec-WebSocket-Protocol"), request_.subprotocols);
     if (!subprotocol) return fail_dial(Error(errc::handshake_failed, what + ": " + subprotocol.error().detail));
@@ -628,23 +630,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     for (;;) {
       auto bytes = layer.buffered_data();
       const auto* p = static_cast<const unsigned char*>(bytes.data());
-      std::size_t n = bytes.size();
-      if (n < 2 || (p[1] & 0x80) != 0) return false;
-      std::uint64_t len = p[1] & 0x7f;
-      std::size_t header = 2;
-      if (len == 126) {
-        if (n < 4) return false;
-        len = (std::uint64_t{p[2]} << 8) | p[3];
-        header = 4;
-        if (len < 126) return false;
-      } else if (len == 127) {
-        if (n < 10) return false;
-        len = 0;
-        for (int i = 2; i < 10; ++i) len = (len << 8) | p[i];
-        header = 10;
-        if (len < 65536 || (len >> 63) != 0) return false;
-      }
-      if (n - header < len) return false;
+      auto frame = detail::peek_frame_header(p, bytes.size());
+      if (frame.length == 0 || frame.masked || !frame.minimal_length) return false;
+      const std::size_t header = frame.length;
+      const std::uint64_t len = frame.payload;
+      if (bytes.size() - header < len) return false;
       if (p[0] == 0x8a && len <= 125) {  // a pong
         layer.discard(header + static_cast<std::size_t>(len));
         continue;

@@ -37,17 +37,9 @@ bool is_address(const std::string& host) {
   return !ec;
 }
 
-std::string bracketed(const std::string& host) { return host.find(':') != std::string::npos ? "[" + host + "]" : host; }
-
-std::string uri_of(const Url& url) {
-  std::string uri = url.secure ? "wss://" : "ws://";
-  uri.append(bracketed(url.host)).append(":").append(std::to_string(url.port)).append(url.target);
-  return uri;
-}
-
 Error dial_error(const bridge::DialOutcome& o, const DialRequest& dial) {
   const Url& url = dial.url;
-  std::string where = dial.proxy ? "proxy " + dial.proxy->to_string() : url.host + ":" + std::to_string(url.port);
+  std::string where = dial.proxy ? "proxy " + dial.proxy->to_string() : url.authority();
   std::string request = "GET " + url.to_string();
   switch (o.failure) {
     case bridge::Failure::none:
@@ -122,7 +114,7 @@ class State final : public std::enable_shared_from_this<State> {
       dial_done_ = std::move(done);
       bridge_ = bridge::make_bridge(io_, request_.url.secure);
       b = bridge_;
-      params.uri = uri_of(request_.url);
+      params.uri = request_.url.to_string();  // ws[s]://[host]:port/target (a Unix socket was refused above)
       params.headers.reserve(request_.headers.size());
       for (const auto& h : request_.headers) params.headers.emplace_back(h.name, h.value);
       params.subprotocols = request_.subprotocols;

@@ -13,6 +13,37 @@
 
 namespace wscengine::beast::detail {
 
+/// The header of the frame at the front of some bytes (RFC 6455 §5.2).
+struct FrameHeader {
+  std::size_t length = 0;       ///< header bytes; 0 when the header is not complete yet
+  std::uint64_t payload = 0;    ///< payload bytes
+  bool masked = false;          ///< a masking key follows the length
+  bool minimal_length = false;  ///< the shortest length form, and under 2^63 (§5.2 requires both)
+};
+
+/// Reads the header at the front of `n` bytes at `p` without consuming anything.
+// Inlined: it runs once per message on the read path.
+[[gnu::always_inline]] inline FrameHeader peek_frame_header(const unsigned char* p, std::size_t n) noexcept {
+  FrameHeader h;
+  if (n < 2) return h;
+  unsigned len7 = p[1] & 0x7f;
+  h.masked = (p[1] & 0x80) != 0;
+  std::size_t length = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (h.masked ? 4 : 0);
+  if (n < length) return h;
+  h.length = length;
+  h.payload = len7;
+  h.minimal_length = true;
+  if (len7 == 126) {
+    h.payload = (std::uint64_t{p[2]} << 8) | p[3];
+    h.minimal_length = h.payload >= 126;
+  } else if (len7 == 127) {
+    h.payload = 0;
+    for (int i = 2; i < 10; ++i) h.payload = (h.payload << 8) | p[i];
+    h.minimal_length = h.payload >= 65536 && (h.payload >> 63) == 0;
+  }
+  return h;
+}
+
 /// Counts, in a server-to-client byte stream: complete data messages and close
 /// frames ("events": each ends one read) and pong frames. A malformed header makes
 /// it `broken()`: a read must then run so the library reports the violation.

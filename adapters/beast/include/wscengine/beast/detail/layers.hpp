@@ -231,17 +231,10 @@ class ScanLayer {
   /// The size of the frame at the front of `bytes` (header and payload), or 0 when
   /// its header is not complete yet.
   static std::uint64_t frame_size(const unsigned char* p, std::size_t n) noexcept {
-    if (n < 2) return 0;
-    unsigned len7 = p[1] & 0x7f;
-    std::size_t header = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((p[1] & 0x80) ? 4 : 0);
-    if (n < header) return 0;
-    std::uint64_t len = len7;
-    if (len7 == 126) len = (std::uint64_t{p[2]} << 8) | p[3];
-    if (len7 == 127) {
-      len = 0;
-      for (int i = 2; i < 10; ++i) len = (len << 8) | p[i];
-    }
-    return len > (std::uint64_t{1} << 62) ? (std::uint64_t{1} << 62) : header + len;
+    auto header = peek_frame_header(p, n);
+    if (header.length == 0) return 0;
+    constexpr std::uint64_t kHuge = std::uint64_t{1} << 62;  // a length Beast will refuse anyway
+    return header.payload > kHuge ? kHuge : header.length + header.payload;
   }
 
   /// Reads what the transport has without waiting, up to `limit` buffered bytes.
