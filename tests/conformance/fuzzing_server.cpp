@@ -2,6 +2,7 @@
 #include "fuzzing_server.hpp"
 
 #include "frames.hpp"
+#include "support/loopback.hpp"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -198,19 +199,7 @@ std::optional<Frame> Session::read_frame(std::chrono::milliseconds timeout) {
 
 // ------------------------------------------------------------------ listener
 
-Listener::Listener() {
-  fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int one = 1;
-  ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 8) != 0)
-    throw std::runtime_error("fuzzing server: cannot listen on 127.0.0.1");
-  socklen_t size = sizeof a;
-  ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &size);
-  port_ = ntohs(a.sin_port);
-}
+Listener::Listener() { fd_ = test::listen_loopback(port_, 8); }
 
 Listener::~Listener() { ::close(fd_); }
 

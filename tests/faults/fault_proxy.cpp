@@ -1,5 +1,7 @@
 #include "fault_proxy.hpp"
 
+#include "support/loopback.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -58,17 +60,7 @@ void reset_socket(int fd) {
 }  // namespace
 
 FaultProxy::FaultProxy(std::uint16_t upstream_port) : upstream_(upstream_port) {
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  int one = 1;
-  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_fd_, 16) != 0)
-    throw std::runtime_error("fault proxy: cannot listen");
-  socklen_t size = sizeof a;
-  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &size);
-  port_ = ntohs(a.sin_port);
+  listen_fd_ = test::listen_loopback(port_);
   acceptor_ = std::thread([this] { accept_loop(); });
 }
 

@@ -19,6 +19,7 @@
 
 #include "conformance/fuzzing_server.hpp"
 #include "fault_proxy.hpp"
+#include "support/loopback.hpp"
 #include "support/real_adapters.hpp"
 #include "support/recorder.hpp"
 #include "test_server.hpp"
@@ -51,6 +52,17 @@ class Faults : public ::testing::TestWithParam<RealAdapter> {
     return o;
   }
   void make(EngineOptions o) { engine = std::make_unique<Engine>(o, client, GetParam().make()); }
+  /// start() against a peer that stalls one phase of the dial: it must fail with
+  /// errc::timeout, within `within` (open_timeout plus slack).
+  void expect_start_times_out(EngineOptions o, std::chrono::seconds within) {
+    make(o);
+    auto t0 = std::chrono::steady_clock::now();
+    Error e = engine->start();
+    EXPECT_TRUE(e.is(errc::timeout)) << e.message();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, within);
+    engine.reset();
+    client->mark_stopped();
+  }
   // The proxy goes first (its links end, so the server's sessions end), then the server.
   void TearDown() override {
     stop_and_check(engine, *client);
@@ -355,13 +367,7 @@ TEST_P(Faults, AServerThatNeverAnswersTheUpgradeTimesOut) {
   EngineOptions o;
   o.url = hostile.url();
   o.open_timeout = 300ms;
-  make(o);
-  auto t0 = std::chrono::steady_clock::now();
-  Error e = engine->start();
-  EXPECT_TRUE(e.is(errc::timeout)) << e.message();
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
-  engine.reset();
-  client->mark_stopped();
+  expect_start_times_out(o, 3s);
 }
 
 TEST_P(Faults, ATlsHandshakeThatNeverCompletesTimesOut) {
@@ -370,25 +376,17 @@ TEST_P(Faults, ATlsHandshakeThatNeverCompletesTimesOut) {
   EngineOptions o;
   o.url = "wss://127.0.0.1:" + hostile.url().substr(hostile.url().rfind(':') + 1);
   o.open_timeout = 300ms;
-  make(o);
-  auto t0 = std::chrono::steady_clock::now();
-  Error e = engine->start();
-  EXPECT_TRUE(e.is(errc::timeout)) << e.message();
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
-  engine.reset();
-  client->mark_stopped();
+  expect_start_times_out(o, 3s);
 }
 
 TEST_P(Faults, ATcpConnectThatIsNeverAcceptedTimesOut) {
   // A listener whose accept queue is full and never drained: further SYNs go unanswered.
-  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  std::uint16_t port = 0;
+  int listener = listen_loopback(port, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(listener, 0), 0);
-  socklen_t size = sizeof a;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&a), &size);
+  a.sin_port = htons(port);
   std::vector<int> fillers;
   for (int i = 0; i < 4; ++i) {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -396,15 +394,9 @@ TEST_P(Faults, ATcpConnectThatIsNeverAcceptedTimesOut) {
     fillers.push_back(fd);
   }
   EngineOptions o;
-  o.url = "ws://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/";
+  o.url = "ws://127.0.0.1:" + std::to_string(port) + "/";
   o.open_timeout = 500ms;
-  make(o);
-  auto t0 = std::chrono::steady_clock::now();
-  Error e = engine->start();
-  EXPECT_TRUE(e.is(errc::timeout)) << e.message();
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
-  engine.reset();
-  client->mark_stopped();
+  expect_start_times_out(o, 5s);
   for (int fd : fillers) ::close(fd);
   ::close(listener);
 }

@@ -13,21 +13,6 @@
 namespace wscengine::test {
 namespace {
 
-int listen_loopback(std::uint16_t& port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 16) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &length) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  port = ntohs(a.sin_port);
-  return fd;
-}
-
 bool accepts_connections(std::uint16_t port) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -40,13 +25,6 @@ bool accepts_connections(std::uint16_t port) {
 }
 
 }  // namespace
-
-std::uint16_t unused_port() {
-  std::uint16_t port = 0;
-  int fd = listen_loopback(port);
-  if (fd >= 0) ::close(fd);
-  return port;
-}
 
 Tinyproxy::Tinyproxy(std::string username, std::string password)
     : dir_(temp_dir()), username_(std::move(username)), password_(std::move(password)) {

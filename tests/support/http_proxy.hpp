@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "support/loopback.hpp"
 #include "support/process.hpp"
 
 namespace wscengine::test {
@@ -46,8 +47,5 @@ class CannedHttpServer {
   std::uint16_t port_ = 0;
   std::thread thread_;
 };
-
-/// A loopback TCP port that nothing listens on (bound, read, closed).
-std::uint16_t unused_port();
 
 }  // namespace wscengine::test
