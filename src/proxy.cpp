@@ -80,10 +80,7 @@ bool entry_matches(const Url& url, std::string entry) {
   // An optional ":port" after a name, an IPv4 address or a bracketed IPv6 address.
   std::optional<unsigned> port;
   auto take_port = [&](std::size_t colon) {
-    unsigned value = 0;
-    auto digits = std::string_view(entry).substr(colon + 1);
-    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-    if (ec == std::errc() && end == digits.data() + digits.size()) port = value;
+    if (auto number = detail::parse_port(std::string_view(entry).substr(colon + 1))) port = *number;
     entry.erase(colon);
   };
   if (!entry.empty() && entry.front() == '[') {
