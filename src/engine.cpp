@@ -463,7 +463,7 @@ void EngineCore::heartbeat(const std::shared_ptr<Session>& s) {
   {
     Lock lock(mutex_);
     if (s->ending || !s->current) return;
-    read_before = s->next_sequence;
+    read_before = s->next_sequence.load(std::memory_order_relaxed);
   }
   Error error = s->connection->ping({}, options_.pong_timeout);
   Lock lock(mutex_);
@@ -472,7 +472,7 @@ void EngineCore::heartbeat(const std::shared_ptr<Session>& s) {
   if (error.is(errc::closed) || !s->connection->is_open()) return;  // the reader sees the close
   // Messages read meanwhile prove the peer alive, even one too busy (or too simple)
   // to answer pings: only a connection with no pong and no data at all is dead.
-  if (s->next_sequence != read_before) return schedule_heartbeat_locked(s);
+  if (s->next_sequence.load(std::memory_order_relaxed) != read_before) return schedule_heartbeat_locked(s);
   s->dead = Error(errc::timeout, "no pong and no data within " + std::to_string(options_.pong_timeout.count()) +
                                      " ms of a ping: the connection is dead (" + error.message() + ")");
   bool fresh =
@@ -577,8 +577,14 @@ void EngineCore::kick_reader_locked(const std::shared_ptr<Session>& s) {
 }
 
 void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
+  // One slot and no keys (the default): the reader keeps slot 0 and its buffer from one
+  // message to the next, so a message costs one engine lock round (after OnMessage)
+  // instead of two; the read lock is let go after the read with an atomic store.
+  const bool keeps_slot = options_.reader_slots == 1 && !options_.message_key;
   std::unique_ptr<InboundMessage> buffer;
-  bool entered = false;  // the previous round already took the read lock for this one
+  bool entered = false;       // the previous round already took the read lock for this one
+  bool holding_slot = false;  // keeps_slot: this reader still counts in in_flight, on `slot`
+  std::uint32_t slot = 0;
   for (;;) {
     if (!entered) {
       Lock lock(mutex_);
@@ -607,6 +613,8 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       bool keep_reading = handle_read_error(s, std::move(error));
       t_reader_engine = nullptr;
       Lock lock(mutex_);
+      if (holding_slot) release_slot_locked(*s, slot);
+      holding_slot = false;
       s->free_buffers.push_back(std::move(buffer));
       reader_inside_ = false;
       if (pausers_waiting_) state_cv_.notify_all();
@@ -615,39 +623,50 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       return maybe_finish_locked(s);
     }
     t_reader_engine = nullptr;
-    // Still the only reader: next_sequence changes only under the read lock.
+    Lock lock(mutex_, std::defer_lock);
+    std::uint64_t sequence = 0;
     std::string key;
-    if (!error && options_.message_key) key = message_key(*buffer, s->next_sequence);
-    Lock lock(mutex_);
-    reader_inside_ = false;
-    if (pausers_waiting_) state_cv_.notify_all();
-    if (error) {  // would_block: wait for the network without holding a thread
-      s->free_buffers.push_back(std::move(buffer));
-      if (s->ending) {
-        s->reader_running = false;
-        return maybe_finish_locked(s);
+    if (holding_slot && !error) {
+      // Nothing else can run for this session meanwhile (one slot, ours): no lock.
+      leave_read_lock();
+      sequence = take_sequence(*s);
+    } else {
+      // Still the only reader: next_sequence changes only under the read lock.
+      if (!error && options_.message_key) key = message_key(*buffer, s->next_sequence.load(std::memory_order_relaxed));
+      lock.lock();
+      reader_inside_ = false;
+      if (pausers_waiting_) state_cv_.notify_all();
+      if (holding_slot) release_slot_locked(*s, slot);
+      holding_slot = false;
+      if (error) {  // would_block: wait for the network without holding a thread
+        s->free_buffers.push_back(std::move(buffer));
+        if (s->ending) {
+          s->reader_running = false;
+          return maybe_finish_locked(s);
+        }
+        s->connection->async_wait_readable(counted([this, s](Error e) {
+          post(
+              [this, s, e = std::move(e)]() mutable { run_reader(s, e.is(errc::cancelled) ? Error{} : std::move(e)); });
+        }));
+        return;
       }
-      s->connection->async_wait_readable(counted([this, s](Error e) {
-        post([this, s, e = std::move(e)]() mutable { run_reader(s, e.is(errc::cancelled) ? Error{} : std::move(e)); });
-      }));
-      return;
-    }
-    std::uint64_t sequence = s->next_sequence++;
-    if (options_.message_key) {
-      auto [entry, fresh] = s->busy_keys.try_emplace(key);
-      if (!fresh) {  // its key is busy: it runs after the running one, on that slot
-        entry->second.push_back({std::move(buffer), sequence});
-        ++s->parked;
-        continue;  // read on (the checks at the top of the loop decide)
+      sequence = take_sequence(*s);
+      if (options_.message_key) {
+        auto [entry, fresh] = s->busy_keys.try_emplace(key);
+        if (!fresh) {  // its key is busy: it runs after the running one, on that slot
+          entry->second.push_back({std::move(buffer), sequence});
+          ++s->parked;
+          continue;  // read on (the checks at the top of the loop decide)
+        }
       }
+      ++s->in_flight;
+      slot = s->free_slots.back();
+      s->free_slots.pop_back();
+      bool hand_off = s->in_flight < options_.reader_slots && !s->ending;
+      if (!hand_off) s->reader_running = false;
+      lock.unlock();
+      if (hand_off) post([this, s] { run_reader(s, {}); });  // another slot reads while we dispatch
     }
-    ++s->in_flight;
-    std::uint32_t slot = s->free_slots.back();
-    s->free_slots.pop_back();
-    bool hand_off = s->in_flight < options_.reader_slots && !s->ending;
-    if (!hand_off) s->reader_running = false;
-    lock.unlock();
-    if (hand_off) post([this, s] { run_reader(s, {}); });  // another slot reads while we dispatch
     for (;;) {
       deliver(s, *buffer, sequence, slot);
       lock.lock();
@@ -668,10 +687,19 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       kick_reader_locked(s);  // a reader stopped by the parked limit may go on
       lock.unlock();
     }
-    // One lock round per message: return the buffer, and either stop or enter the
-    // read lock for the next message (the checks at the top of the loop, done here).
-    --s->in_flight;
-    s->free_slots.push_back(slot);
+    // One lock round per message: either read the next message on this slot, or return
+    // the slot and the buffer and stop or enter the read lock for the next message
+    // (the checks at the top of the loop, done here).
+    if (keeps_slot && !s->ending && !user_paused_) {
+      s->reader_running = true;  // (for one slot, the checks of reader_may_run_locked)
+      reader_inside_ = true;
+      holding_slot = true;
+      entered = true;
+      continue;
+    }
+    if (holding_slot) s->reader_running = false;  // it ran since the slot was kept
+    holding_slot = false;
+    release_slot_locked(*s, slot);
     s->free_buffers.push_back(std::move(buffer));
     if (!reader_may_run_locked(*s)) {
       if (user_paused_ && !s->reader_running && !s->ending) parked_reader_ = s;
@@ -682,6 +710,29 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
     buffer = take_buffer_locked(*s);
     entered = true;
   }
+}
+
+void EngineCore::release_slot_locked(Session& s, std::uint32_t slot) {
+  --s.in_flight;
+  s.free_slots.push_back(slot);
+}
+
+// The reader lets go of the read lock without the engine lock. Sequentially consistent
+// with pause(): either the pauser sees reader_inside_ false, or the reader sees the
+// pauser waiting and wakes it.
+void EngineCore::leave_read_lock() {
+  reader_inside_.store(false);
+  if (pausers_waiting_.load() != 0) {
+    Lock lock(mutex_);
+    state_cv_.notify_all();
+  }
+}
+
+// Only the reader inside the read lock numbers messages; heartbeat() reads the count.
+std::uint64_t EngineCore::take_sequence(Session& s) {
+  std::uint64_t sequence = s.next_sequence.load(std::memory_order_relaxed);
+  s.next_sequence.store(sequence + 1, std::memory_order_relaxed);
+  return sequence;
 }
 
 std::unique_ptr<InboundMessage> EngineCore::take_buffer_locked(Session& s) {

@@ -40,20 +40,20 @@ class Session : public std::enable_shared_from_this<Session> {
   // reference counting (set right after construction, then read-only).
   SessionConnection handle;
 
-  bool current = false;                                       // (m) the engine's running session
-  bool ending = false;                                        // (m) shutdown requested
-  EndReason end_reason = EndReason::restart;                  // (m)
-  std::optional<EndReason> end_requested_in_open;             // (m) restart/exit asked during OnOpen
-  std::optional<CloseFrame> received_close;                   // (m)
-  CloseInitiator initiator = CloseInitiator::client;          // (m)
-  bool reader_running = false;                                // (m) a reader task runs or its wait is armed
-  bool finish_scheduled = false;                              // (m) OnClose posted
-  std::size_t in_flight = 0;                                  // (m) OnMessage running
-  std::optional<boost::asio::steady_timer> heartbeat;         // (m) next ping, when ping_interval > 0
-  std::optional<Error> dead;                                  // (m) why the heartbeat declared it dead
-  std::unique_ptr<Span> run_span;                             // from OnOpen's success to the end of shutdown
-  TraceContext run_trace;                                     // parent of the session's callback spans
-  std::uint64_t next_sequence = 0;                            // (m)
+  bool current = false;                                // (m) the engine's running session
+  bool ending = false;                                 // (m) shutdown requested
+  EndReason end_reason = EndReason::restart;           // (m)
+  std::optional<EndReason> end_requested_in_open;      // (m) restart/exit asked during OnOpen
+  std::optional<CloseFrame> received_close;            // (m)
+  CloseInitiator initiator = CloseInitiator::client;   // (m)
+  bool reader_running = false;                         // (m) a reader task runs or its wait is armed
+  bool finish_scheduled = false;                       // (m) OnClose posted
+  std::size_t in_flight = 0;                           // (m) OnMessage running
+  std::optional<boost::asio::steady_timer> heartbeat;  // (m) next ping, when ping_interval > 0
+  std::optional<Error> dead;                           // (m) why the heartbeat declared it dead
+  std::unique_ptr<Span> run_span;                      // from OnOpen's success to the end of shutdown
+  TraceContext run_trace;                              // parent of the session's callback spans
+  std::atomic<std::uint64_t> next_sequence{0};         // written by the reader in the read lock, read by heartbeat()
   std::vector<std::unique_ptr<InboundMessage>> free_buffers;  // (m)
   std::vector<std::uint32_t> free_slots;                      // (m) reader slots not in OnMessage
 
@@ -121,6 +121,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence,
                std::uint32_t slot);
   std::unique_ptr<InboundMessage> take_buffer_locked(Session& s);
+  void release_slot_locked(Session& s, std::uint32_t slot);
+  void leave_read_lock();
+  static std::uint64_t take_sequence(Session& s);
   bool handle_read_error(const std::shared_ptr<Session>& s, Error error);
   void kick_reader_locked(const std::shared_ptr<Session>& s);
   void schedule_heartbeat_locked(const std::shared_ptr<Session>& s);
@@ -183,9 +186,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::uint64_t generation_ = 0;  // one per start(): stale tasks of an earlier run do nothing
 
   // The read lock: a user's PauseGuard or a reader inside try_read/on_read_error.
+  // reader_inside_ and pausers_waiting_ change under mutex_, except that a reader
+  // keeping its slot clears reader_inside_ without it (leave_read_lock).
   bool user_paused_ = false;
-  bool reader_inside_ = false;
-  std::size_t pausers_waiting_ = 0;
+  std::atomic<bool> reader_inside_{false};
+  std::atomic<std::size_t> pausers_waiting_{0};
   std::shared_ptr<Session> parked_reader_;
 };
 

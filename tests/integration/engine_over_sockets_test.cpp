@@ -9,6 +9,7 @@
 
 #include <wscengine/wscengine.hpp>
 
+#include "support/pause_mid_stream.hpp"
 #include "support/process.hpp"
 #include "support/real_adapters.hpp"
 #include "support/recorder.hpp"
@@ -279,6 +280,45 @@ TEST_P(EngineOverSockets, PauseThenRequestResponseByHand) {
   EXPECT_EQ(answer.get(), "pong!");
   // Dispatched: "pong!" and the first tick; the other ticks went to the hand reader.
   ASSERT_TRUE(client->wait_count(Event::message, 2));
+}
+
+// The pause lock taken while OnMessage runs in the middle of a burst, over a socket,
+// again and again, with a message read by hand each time: no OnMessage starts while
+// it is held, and every message is taken once, in order.
+TEST_P(EngineOverSockets, PausingWhileMessagesStreamLosesNothing) {
+  constexpr int rounds = 100, burst = 40;
+  server.on_session = [](tools::ServerSession& s) {
+    int next = 0;  // every message is its number
+    for (;;) {
+      InboundMessage m;
+      if (s.read(m, 10s)) return;
+      int n = m.payload == "burst" ? burst : 1;
+      for (int i = 0; i < n; ++i) {
+        if (s.send(MessageType::text, std::to_string(next++))) return;
+      }
+    }
+  };
+  PauseMidStream stream(rounds, burst);
+  client->on_message_hook = [&](Context&, const Message& m) { stream.on_message(m); };
+  make(options());
+  ASSERT_FALSE(engine->start());
+  std::vector<int> by_hand;
+  for (int r = 0; r < rounds; ++r) {
+    ASSERT_FALSE(engine->send_text("burst"));
+    PauseGuard pause = stream.pause_in_round(*engine, r);
+    ASSERT_TRUE(pause.owns_lock());
+    ASSERT_FALSE(engine->send_text("one"));  // at least one unread message while paused
+    InboundMessage m;
+    Error e = engine->connection().read(m, 5s);
+    stream.unpausing();
+    ASSERT_FALSE(e) << e.message();
+    by_hand.push_back(std::stoi(m.payload));
+  }
+  EXPECT_EQ(stream.started_while_paused(), 0);
+  constexpr int total = rounds * (burst + 1);
+  ASSERT_TRUE(client->wait_count(Event::message, total - rounds));
+  EXPECT_TRUE(each_taken_once_in_order(client->events_of(Event::message), by_hand, total));
+  finish();
 }
 
 TEST_P(EngineOverSockets, StopSendsTheChosenCloseCode) {

@@ -172,4 +172,29 @@ void Recorder::mark_started() {
   stopped_ = false;
 }
 
+::testing::AssertionResult each_taken_once_in_order(const std::vector<Event>& dispatched,
+                                                    const std::vector<int>& by_hand, int total) {
+  std::vector<int> taken(static_cast<std::size_t>(total), 0);
+  auto take = [&](const std::vector<int>& numbers, const char* who) -> ::testing::AssertionResult {
+    int last = -1;
+    for (int n : numbers) {
+      if (n < 0 || n >= total) return ::testing::AssertionFailure() << who << " took message " << n << ", never sent";
+      if (n <= last) return ::testing::AssertionFailure() << who << " took message " << n << " after " << last;
+      last = n;
+      ++taken[static_cast<std::size_t>(n)];
+    }
+    return ::testing::AssertionSuccess();
+  };
+  std::vector<int> on_message;
+  for (const auto& e : dispatched) on_message.push_back(std::stoi(e.payload));
+  if (auto r = take(on_message, "OnMessage"); !r) return r;
+  if (auto r = take(by_hand, "the hand reader"); !r) return r;
+  for (int n = 0; n < total; ++n) {
+    if (taken[static_cast<std::size_t>(n)] != 1)
+      return ::testing::AssertionFailure()
+             << "message " << n << " was taken " << taken[static_cast<std::size_t>(n)] << " times";
+  }
+  return ::testing::AssertionSuccess();
+}
+
 }  // namespace wscengine::test

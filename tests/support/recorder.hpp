@@ -102,6 +102,12 @@ inline void stop_and_check(std::unique_ptr<Engine>& engine, Recorder& client) {
   EXPECT_TRUE(all.empty()) << "contract violations:" << all;
 }
 
+/// Checks a stream of messages whose payloads are the numbers 0..total-1: each was
+/// taken exactly once, by OnMessage (`dispatched`) or by hand while paused
+/// (`by_hand`), and each of the two took them in increasing order.
+::testing::AssertionResult each_taken_once_in_order(const std::vector<Event>& dispatched,
+                                                    const std::vector<int>& by_hand, int total);
+
 /// Polls until the engine is in `state` (state changes have no event to wait on).
 inline bool wait_state(const Engine& engine, EngineState state, std::chrono::milliseconds timeout = 10s) {
   auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -10,6 +10,7 @@
 #include <wscengine/wscengine.hpp>
 
 #include "support/memory_engine_fixture.hpp"
+#include "support/pause_mid_stream.hpp"
 
 using namespace wscengine;
 using namespace wscengine::test;
@@ -553,6 +554,33 @@ TEST_F(EngineTest, PausedUserReadsTheResponseByHand) {
   ASSERT_TRUE(client->wait_count(Event::message, 2));
   EXPECT_EQ(client->events_of(Event::message)[1].payload, "after");
   EXPECT_EQ(client->events_of(Event::message)[1].sequence, 1u);
+}
+
+// The pause lock taken while OnMessage runs in the middle of a burst, again and again,
+// with a message read by hand each time: no OnMessage starts while it is held, and
+// every message is taken once, in order.
+TEST_F(EngineTest, PausingWhileMessagesStreamLosesNothing) {
+  constexpr int rounds = 100, burst = 30;
+  PauseMidStream stream(rounds, burst);
+  client->on_message_hook = [&](Context&, const Message& m) { stream.on_message(m); };
+  make();
+  auto peer = start_and_accept();
+  int sent = 0;
+  std::vector<int> by_hand;
+  for (int r = 0; r < rounds; ++r) {
+    for (int i = 0; i < burst; ++i) peer->send(MessageType::text, std::to_string(sent++));
+    PauseGuard pause = stream.pause_in_round(*engine, r);
+    ASSERT_TRUE(pause.owns_lock());
+    peer->send(MessageType::text, std::to_string(sent++));  // at least one unread while paused
+    InboundMessage m;
+    Error e = engine->connection().read(m, 5s);
+    stream.unpausing();
+    ASSERT_FALSE(e) << e.message();
+    by_hand.push_back(std::stoi(m.payload));
+  }
+  EXPECT_EQ(stream.started_while_paused(), 0);
+  ASSERT_TRUE(client->wait_count(Event::message, static_cast<std::size_t>(sent - rounds)));
+  EXPECT_TRUE(each_taken_once_in_order(client->events_of(Event::message), by_hand, sent));
 }
 
 TEST_F(EngineTest, StopWhilePausedDoesNotWaitForTheUser) {
