@@ -67,12 +67,12 @@ class Category final : public std::error_category {
   }
 };
 
+// Constant-initialised: no guard to test on every Error::is() (one per message read).
+constinit const Category kCategory;
+
 }  // namespace
 
-const std::error_category& error_category() noexcept {
-  static const Category category;
-  return category;
-}
+const std::error_category& error_category() noexcept { return kCategory; }
 
 Error Error::closed(CloseFrame frame, std::string d) {
   Error e(errc::closed, std::move(d));

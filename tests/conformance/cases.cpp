@@ -349,17 +349,27 @@ std::vector<Case> make_cases() {
                         {{1, "\xce\xba\xe1\xbd\xb9\xcf\x83"}}));
   c.push_back(echo_case("6.3", "4-byte code points, the highest U+10FFFF", "§8.1",
                         {text("\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf")}, {{1, "\xf0\x9f\x98\x80\xf4\x8f\xbf\xbf"}}));
+  const std::string long_text = std::string(33, 'a') + "\xce\xba" + std::string(60, 'b') + "\xf0\x9f\x98\x80";
+  c.push_back(
+      echo_case("6.3.1", "valid UTF-8 after and between long ASCII runs", "§8.1", {text(long_text)}, {{1, long_text}}));
   struct Bad {
     const char* name;
     std::string bytes;
   };
   int b = 0;
-  for (const auto& bad : std::vector<Bad>{{"a lone continuation byte", "ok\x80"},
-                                          {"an overlong '/' (C0 AF)", "\xc0\xaf"},
-                                          {"a UTF-16 surrogate (ED A0 80)", "\xed\xa0\x80"},
-                                          {"a code point over U+10FFFF", "\xf4\x90\x80\x80"},
-                                          {"a truncated sequence at the end", "abc\xce"},
-                                          {"byte FF", "\xff"}}) {
+  for (const auto& bad :
+       std::vector<Bad>{{"a lone continuation byte", "ok\x80"},
+                        {"an overlong '/' (C0 AF)", "\xc0\xaf"},
+                        {"a UTF-16 surrogate (ED A0 80)", "\xed\xa0\x80"},
+                        {"a code point over U+10FFFF", "\xf4\x90\x80\x80"},
+                        {"a truncated sequence at the end", "abc\xce"},
+                        {"byte FF", "\xff"},
+                        // Long ASCII around the bad byte: the adapters check ASCII
+                        // text in 32- and 8-byte steps first.
+                        {"byte 80 as byte 31 of 64", std::string(31, 'a') + "\x80" + std::string(32, 'b')},
+                        {"byte C3 as byte 40 of 50 (ending a code point too early)",
+                         std::string(40, 'a') + "\xc3" + std::string(9, 'b')},
+                        {"byte FE as the last of 77", std::string(76, 'a') + "\xfe"}}) {
     ++b;
     c.push_back(fail_case("6.4." + std::to_string(b), std::string("text with ") + bad.name, "§8.1", {}, {},
                           {text(bad.bytes)}, invalid_payload));

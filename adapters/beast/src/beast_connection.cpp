@@ -47,17 +47,23 @@ using error_code = boost::system::error_code;
 
 constexpr const char* kUserAgent = "wscengine/0.1.0 (Boost.Beast)";
 
-// Most text is ASCII, which is valid UTF-8: eight bytes per step, before the full check.
+// Most text is ASCII, which is valid UTF-8: 32 bytes per step (four words OR-ed, one
+// test), before the full check.
 bool ascii(const unsigned char* p, std::size_t n) noexcept {
+  constexpr std::uint64_t kHighBits = 0x8080808080808080ull;
+  auto word = [p](std::size_t at) {
+    std::uint64_t w;
+    std::memcpy(&w, p + at, 8);
+    return w;
+  };
   std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t word;
-    std::memcpy(&word, p + i, 8);
-    if ((word & 0x8080808080808080ull) != 0) return false;
+  for (; i + 32 <= n; i += 32) {
+    if (((word(i) | word(i + 8) | word(i + 16) | word(i + 24)) & kHighBits) != 0) return false;
   }
-  for (; i < n; ++i)
-    if ((p[i] & 0x80) != 0) return false;
-  return true;
+  std::uint64_t rest = 0;
+  for (; i + 8 <= n; i += 8) rest |= word(i);
+  for (; i < n; ++i) rest |= p[i];
+  return (rest & kHighBits) == 0;
 }
 
 // The header fields of an HTTP response (a refusal's, or the 101's), in order.
@@ -422,7 +428,6 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // ------------------------------------------------------------ reading
 
   Error try_read(InboundMessage& out) override {
-    Connection::WaitHandler none;
     std::lock_guard lock(mutex_);
     if (!open_) return Error::closed(last_close_, "connection is closed");
     if (!ready_locked()) {
@@ -646,7 +651,10 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
         if (!utf8.write(payload, static_cast<std::size_t>(len)) || !utf8.finish()) return false;
       }
       out.type = p[0] == 0x81 ? MessageType::text : MessageType::binary;
-      out.payload.assign(reinterpret_cast<const char*>(payload), static_cast<std::size_t>(len));
+      // clear + append: the string's capacity is reused, and append skips the overlap
+      // checks of assign (≈ 40 instructions of a 64-byte message).
+      out.payload.clear();
+      out.payload.append(reinterpret_cast<const char*>(payload), static_cast<std::size_t>(len));
       layer.discard(header + static_cast<std::size_t>(len));
       ++consumed_;
       return true;
