@@ -124,3 +124,27 @@ TEST(FrameScanner, SaysWhereTheBytesEndRelativeToMessagesAndFrames) {
   EXPECT_NE(after_control.bytes_since_event(), 0u);
   EXPECT_FALSE(after_control.mid_header());
 }
+
+// What the scan layer needs to receive a large payload elsewhere: which frame it is
+// in, whether the adapter may read it itself, and payload bytes counted unseen.
+TEST(FrameScanner, ReportsThePlainDataFrameItIsInAndCountsSkippedPayload) {
+  FrameScanner s;
+  feed(s, text("ab") + frame(0x82, std::string(3, 'x')).substr(0, 3), 64);  // 1 of 3 payload bytes
+  EXPECT_EQ(s.frames(), 2u);
+  EXPECT_TRUE(s.in_plain_data_payload());
+  EXPECT_EQ(s.payload_total(), 3u);
+  EXPECT_EQ(s.payload_seen(), 1u);
+  EXPECT_EQ(s.events(), 1u);
+  s.skip_payload(2);  // received into another buffer
+  EXPECT_FALSE(s.in_plain_data_payload());
+  EXPECT_EQ(s.events(), 2u);
+  EXPECT_EQ(s.bytes_since_event(), 0u);
+
+  // Not plain: a first fragment, RSV1 set (compressed), a control frame.
+  for (unsigned char first : {0x02, 0xc2, 0x89}) {
+    FrameScanner t;
+    feed(t, frame(first, "abc").substr(0, 3), 64);
+    EXPECT_FALSE(t.in_plain_data_payload()) << int(first);
+    EXPECT_EQ(t.frames(), 1u);
+  }
+}

@@ -388,6 +388,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     beast_messages_ = ws_->next_layer().start_scanning();
     // Compressed frames need Beast's inflate state: every read goes through Beast.
     direct_reads_ = !answer.compression;
+    // Large payloads then go from the kernel straight into the message's string.
+    if (direct_reads_) ws_->next_layer().divert_payloads(kDivertPayloadsFrom, max_message_);
     {
       std::lock_guard lock(mutex_);
       answer_pings_locked();  // pings that came with the 101 response
@@ -639,23 +641,31 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       if (frame.length == 0 || frame.masked || !frame.minimal_length) return false;
       const std::size_t header = frame.length;
       const std::uint64_t len = frame.payload;
-      if (bytes.size() - header < len) return false;
+      // A large payload may have been received into a string of its own (see
+      // ScanLayer::divert_payloads): then only the header is in the buffer.
+      std::string* diverted = layer.diverted_payload(header);
+      if (diverted == nullptr && bytes.size() - header < len) return false;
       if (p[0] == 0x8a && len <= 125) {  // a pong
         layer.discard(header + static_cast<std::size_t>(len));
         continue;
       }
       if ((p[0] != 0x81 && p[0] != 0x82) || len > max_message_) return false;
-      const auto* payload = p + header;
+      const auto* payload = diverted ? reinterpret_cast<const unsigned char*>(diverted->data()) : p + header;
       if (p[0] == 0x81 && !ascii(payload, static_cast<std::size_t>(len))) {
         ws::detail::utf8_checker utf8;
         if (!utf8.write(payload, static_cast<std::size_t>(len)) || !utf8.finish()) return false;
       }
       out.type = p[0] == 0x81 ? MessageType::text : MessageType::binary;
-      // clear + append: the string's capacity is reused, and append skips the overlap
-      // checks of assign (≈ 40 instructions of a 64-byte message).
-      out.payload.clear();
-      out.payload.append(reinterpret_cast<const char*>(payload), static_cast<std::size_t>(len));
-      layer.discard(header + static_cast<std::size_t>(len));
+      if (diverted) {
+        layer.take_diverted(out.payload);  // no copy: the string changes hands
+        layer.discard(header);
+      } else {
+        // clear + append: the string's capacity is reused, and append skips the
+        // overlap checks of assign (≈ 40 instructions of a 64-byte message).
+        out.payload.clear();
+        out.payload.append(reinterpret_cast<const char*>(payload), static_cast<std::size_t>(len));
+        layer.discard(header + static_cast<std::size_t>(len));
+      }
       ++consumed_;
       return true;
     }
@@ -744,6 +754,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   std::size_t read_limit_ = 0;
   // Messages are read here (mutex_); one larger than this is not kept afterwards.
   static constexpr std::size_t kKeptReadBuffer = 256 * 1024;
+  // Payloads this large that span reads skip the scan buffer (one copy instead of two).
+  static constexpr std::size_t kDivertPayloadsFrom = 16 * 1024;
   boost::beast::flat_buffer read_buffer_;
   std::chrono::milliseconds write_timeout_{10'000};
 

@@ -479,6 +479,10 @@ class State final : public std::enable_shared_from_this<State> {
           else if (e.local_code == close_code::protocol_error)
             failure_ =
                 Error(errc::protocol_error, e.local_reason.empty() ? "the peer violated RFC 6455" : e.local_reason);
+          else if (e.local_code == close_code::internal_error)  // websocketpp's code for some violations
+            failure_ = Error(errc::protocol_error,
+                             "websocketpp failed the connection with 1011: " +
+                                 (e.local_reason.empty() ? std::string("the peer violated RFC 6455") : e.local_reason));
         }
       }
       waiting = std::exchange(wait_done_, nullptr);

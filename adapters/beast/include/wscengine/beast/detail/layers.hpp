@@ -19,8 +19,10 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -224,6 +226,7 @@ class ScanLayer {
   net::const_buffer buffered_data() const noexcept { return buffer_.data(); }
   /// Takes `n` bytes (whole frames read without Beast) off the front of the buffer.
   void discard(std::size_t n) {
+    if (diverting_ || diverted_ready_) diverted_at_ -= n;  // never past it (see diverted_payload)
     buffer_.consume(n);
     if (buffer_.size() == 0 && buffer_.capacity() > kShrinkAbove) buffer_.shrink_to_fit();
   }
@@ -237,6 +240,28 @@ class ScanLayer {
     return header.payload > kHuge ? kHuge : header.length + header.payload;
   }
 
+  /// Large payloads are received into a string of their own instead of the buffer:
+  /// a plain data frame of `from` to `max` payload bytes that does not arrive in one
+  /// read (0: never). The adapter then hands that string over whole (no copy) when it
+  /// reads the frame itself (diverted_payload); when Beast reads instead, the bytes
+  /// are put back in the stream first (restore_diverted).
+  void divert_payloads(std::size_t from, std::size_t max) noexcept {
+    divert_from_ = from;
+    divert_max_ = max;
+  }
+  /// The payload of the frame at the front of the buffer, whose header is
+  /// `header_length` bytes, when it was diverted and has arrived whole; else null.
+  std::string* diverted_payload(std::size_t header_length) noexcept {
+    return diverted_ready_ && diverted_at_ == header_length ? &diverted_ : nullptr;
+  }
+  /// Moves the diverted payload into `out` (whose old string is kept for the next
+  /// one); then discard() the frame's header.
+  void take_diverted(std::string& out) {
+    out.swap(diverted_);
+    diverted_ready_ = false;
+    if (diverted_.capacity() > kShrinkAbove) std::string().swap(diverted_);
+  }
+
   /// Reads what the transport has without waiting, up to `limit` buffered bytes.
   /// Returns false when nothing more can be read now.
   bool pump(std::size_t chunk, std::size_t limit) {
@@ -244,24 +269,32 @@ class ScanLayer {
     const auto events_before = scanner_.events();
     while (!transport_error_ && buffer_.size() < limit) {
       error_code ec;
-      // A spare byte in front only while the scanner holds one back (see feed()):
-      // otherwise the bytes are scanned in place, never moved.
-      auto space = buffer_.prepare(chunk + 1);
-      auto* front = static_cast<unsigned char*>(space.data());
-      auto* in = front + (scanner_.holding() ? 1 : 0);
-      lowest().no_wait = true;
-      std::size_t n = next_.read_some(net::buffer(in, chunk), ec);
-      lowest().no_wait = false;
-      if (n != 0) {
-        buffer_.commit(scanner_.feed(in, n, front));
-        got = true;
+      std::size_t want = chunk;
+      std::size_t n = 0;
+      if (diverting_) {
+        n = read_diverted(chunk, want, ec);
+      } else {
+        // A spare byte in front only while the scanner holds one back (see feed()):
+        // otherwise the bytes are scanned in place, never moved.
+        auto space = buffer_.prepare(chunk + 1);
+        auto* front = static_cast<unsigned char*>(space.data());
+        auto* in = front + (scanner_.holding() ? 1 : 0);
+        const auto frames_before = scanner_.frames();
+        lowest().no_wait = true;
+        n = next_.read_some(net::buffer(in, chunk), ec);
+        lowest().no_wait = false;
+        if (n != 0) {
+          std::size_t kept = scanner_.feed(in, n, front);
+          buffer_.commit(kept - start_diverting(front, kept, scanner_.frames() != frames_before));
+        }
       }
+      if (n != 0) got = true;
       if (ec == net::error::would_block) break;
       if (ec) transport_error_ = ec;
       // A short read drained a plain socket. Under TLS keep going: Asio's TLS
       // layer may hold more records than one read returns.
       if constexpr (std::is_same_v<Next, SocketLayer>) {
-        if (n < chunk) break;
+        if (n < want) break;
         // A whole message is here: let it be read before buffering megabytes more
         // (the unread rest stays in the kernel, and the socket stays readable).
         if (scanner_.events() != events_before) break;
@@ -283,6 +316,7 @@ class ScanLayer {
   // messages the adapter may read whole frames itself (between_frames()).
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers, error_code& ec) {
+    restore_diverted();
     for (;;) {
       const auto* front = static_cast<const unsigned char*>(buffer_.data().data());
       std::size_t available = buffer_.size();
@@ -346,6 +380,63 @@ class ScanLayer {
   }
 
  private:
+  // After a feed of `kept` output bytes at `front` (not committed yet) that ended
+  // inside the payload of a frame whose header came in the same read (`began_here`):
+  // diverts that frame when it qualifies. Its payload bytes so far are the last of
+  // the output; they move to the string. Returns how many left the output.
+  std::size_t start_diverting(const unsigned char* front, std::size_t kept, bool began_here) {
+    if (divert_from_ == 0 || !began_here || !scanner_.in_plain_data_payload() || diverted_ready_) return 0;
+    const std::uint64_t total = scanner_.payload_total();
+    if (total < divert_from_ || total > divert_max_) return 0;
+    const auto seen = static_cast<std::size_t>(scanner_.payload_seen());
+    diverted_total_ = static_cast<std::size_t>(total);
+    diverted_filled_ = seen;
+    if (diverted_.size() < seen) diverted_.resize(seen);
+    std::memcpy(diverted_.data(), front + kept - seen, seen);
+    diverted_at_ = buffer_.size() + kept - seen;
+    diverting_ = true;
+    return seen;
+  }
+
+  // Reads the rest of the diverted payload into its string, which grows with what
+  // arrives (never with what the header announced: a peer that announces 1 GiB and
+  // sends nothing costs nothing). Reuses the size of the last string without filling.
+  std::size_t read_diverted(std::size_t chunk, std::size_t& want, error_code& ec) {
+    const std::size_t need = std::min(diverted_total_, diverted_filled_ + chunk);
+    if (diverted_.size() < need) diverted_.resize(need);
+    want = std::min(diverted_total_, diverted_.size()) - diverted_filled_;
+    lowest().no_wait = true;
+    std::size_t n = next_.read_some(net::buffer(diverted_.data() + diverted_filled_, want), ec);
+    lowest().no_wait = false;
+    if (n == 0) return 0;
+    diverted_filled_ += n;
+    scanner_.skip_payload(n);
+    if (diverted_filled_ == diverted_total_) {
+      diverted_.resize(diverted_total_);
+      diverting_ = false;
+      diverted_ready_ = true;
+    }
+    return n;
+  }
+
+  // Beast reads next: a diverted payload goes back into the stream where it came
+  // from, so Beast sees every byte in order (a rare path: the frame was one the
+  // adapter does not read itself after all, a close, a read by hand with Beast).
+  void restore_diverted() {
+    if (!diverting_ && !diverted_ready_) return;
+    const auto* data = static_cast<const unsigned char*>(buffer_.data().data());
+    const std::size_t size = buffer_.size();
+    boost::beast::flat_buffer whole;
+    auto* out = static_cast<unsigned char*>(whole.prepare(size + diverted_filled_).data());
+    std::memcpy(out, data, diverted_at_);
+    std::memcpy(out + diverted_at_, diverted_.data(), diverted_filled_);
+    std::memcpy(out + diverted_at_ + diverted_filled_, data + diverted_at_, size - diverted_at_);
+    whole.commit(size + diverted_filled_);
+    buffer_ = std::move(whole);
+    diverting_ = diverted_ready_ = false;
+    diverted_filled_ = 0;
+  }
+
   static constexpr std::size_t kShrinkAbove = 1u << 20;
   Next next_;
   boost::beast::flat_buffer buffer_;
@@ -355,6 +446,14 @@ class ScanLayer {
   error_code transport_error_;
   bool precise_ = true;           // Beast gets bytes frame by frame (false: as they come)
   std::uint64_t frame_left_ = 0;  // bytes of the frame at the front Beast has yet to get
+  // One diverted payload at a time (see divert_payloads): while it arrives, nothing
+  // else is buffered after its header; once whole, frames after it are.
+  std::size_t divert_from_ = 0, divert_max_ = 0;
+  std::string diverted_;
+  std::size_t diverted_total_ = 0, diverted_filled_ = 0;
+  std::size_t diverted_at_ = 0;  // where its payload belongs in buffer_ (just after its header)
+  bool diverting_ = false;       // arriving
+  bool diverted_ready_ = false;  // whole, not yet read
 };
 
 template <class Next>
