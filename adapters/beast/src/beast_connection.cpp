@@ -643,8 +643,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       const std::uint64_t len = frame.payload;
       // A large payload may have been received into a string of its own (see
       // ScanLayer::divert_payloads): then only the header is in the buffer.
-      std::string* diverted = layer.diverted_payload(header);
-      if (diverted == nullptr && bytes.size() - header < len) return false;
+      std::string* diverted = nullptr;
+      if (bytes.size() - header < len && (diverted = layer.diverted_payload(header)) == nullptr) return false;
       if (p[0] == 0x8a && len <= 125) {  // a pong
         layer.discard(header + static_cast<std::size_t>(len));
         continue;

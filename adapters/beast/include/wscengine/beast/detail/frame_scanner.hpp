@@ -118,14 +118,17 @@ class FrameScanner {
   bool mid_header() const noexcept { return header_length_ != 0 || held_; }
   /// Payload bytes of the current frame still to come.
   std::uint64_t payload_remaining() const noexcept { return payload_remaining_; }
-  /// Frames whose header has been read so far.
-  std::uint64_t frames() const noexcept { return frames_; }
   /// Inside the payload of an unfragmented text or binary frame without RSV bits or
-  /// mask (one the adapter may read without Beast).
-  bool in_plain_data_payload() const noexcept { return payload_remaining_ != 0 && plain_data_ && !broken_; }
-  /// The payload length of the current frame, and how much of it was scanned.
-  std::uint64_t payload_total() const noexcept { return payload_total_; }
-  std::uint64_t payload_seen() const noexcept { return payload_total_ - payload_remaining_; }
+  /// mask (one the adapter may read without Beast). Computed from the header kept in
+  /// header_ (nothing overwrites it before the payload ends): no cost per frame.
+  bool in_plain_data_payload() const noexcept {
+    return payload_remaining_ != 0 && !broken_ && (header_[0] == 0x81 || header_[0] == 0x82) &&
+           (header_[1] & 0x80) == 0;
+  }
+  /// The payload length of the current frame (while in its payload), and how much of
+  /// it was scanned.
+  std::uint64_t payload_total() const noexcept { return peek_frame_header(header_, sizeof header_).payload; }
+  std::uint64_t payload_seen() const noexcept { return payload_total() - payload_remaining_; }
   /// Counts `n` payload bytes of the current data frame that the caller received
   /// into a buffer of its own (not a ping: those are always fed).
   void skip_payload(std::uint64_t n) noexcept {
@@ -154,9 +157,6 @@ class FrameScanner {
     bool masked = (header_[1] & 0x80) != 0;  // RFC 6455 §5.1: a server never masks
     bool reserved_bits = (header_[0] & 0x30) != 0 || (control && (header_[0] & 0x40) != 0);
     if (!known || (control && (len > 125 || !fin_)) || (len >> 63) != 0 || masked || reserved_bits) broken_ = true;
-    ++frames_;
-    payload_total_ = len;
-    plain_data_ = fin_ && (opcode_ == 1 || opcode_ == 2) && (header_[0] & 0x70) == 0 && !masked;
     header_length_ = 0;
     header_needed_ = 0;
     payload_remaining_ = len;
@@ -187,9 +187,6 @@ class FrameScanner {
   unsigned header_length_ = 0;
   unsigned header_needed_ = 0;
   std::uint64_t payload_remaining_ = 0;
-  std::uint64_t payload_total_ = 0;
-  std::uint64_t frames_ = 0;
-  bool plain_data_ = false;
   bool fin_ = false;
   unsigned opcode_ = 0;
   std::uint64_t events_ = 0;

@@ -225,7 +225,8 @@ class ScanLayer {
   /// The bytes buffered and not yet read.
   net::const_buffer buffered_data() const noexcept { return buffer_.data(); }
   /// Takes `n` bytes (whole frames read without Beast) off the front of the buffer.
-  void discard(std::size_t n) {
+  // Inlined: once per message on the read path.
+  [[gnu::always_inline]] void discard(std::size_t n) {
     if (diverting_ || diverted_ready_) diverted_at_ -= n;  // never past it (see diverted_payload)
     buffer_.consume(n);
     if (buffer_.size() == 0 && buffer_.capacity() > kShrinkAbove) buffer_.shrink_to_fit();
@@ -274,18 +275,26 @@ class ScanLayer {
       if (diverting_) {
         n = read_diverted(chunk, want, ec);
       } else {
+        // While large frames flow, a frame's header is read on its own (a header
+        // at most, with a few payload bytes), so that its payload can be diverted
+        // from its first byte.
+        if (probe_header_ && scanner_.payload_remaining() == 0) want = kHeaderProbe;
         // A spare byte in front only while the scanner holds one back (see feed()):
         // otherwise the bytes are scanned in place, never moved.
-        auto space = buffer_.prepare(chunk + 1);
+        auto space = buffer_.prepare(want + 1);
         auto* front = static_cast<unsigned char*>(space.data());
         auto* in = front + (scanner_.holding() ? 1 : 0);
-        const auto frames_before = scanner_.frames();
         lowest().no_wait = true;
-        n = next_.read_some(net::buffer(in, chunk), ec);
+        n = next_.read_some(net::buffer(in, want), ec);
         lowest().no_wait = false;
         if (n != 0) {
           std::size_t kept = scanner_.feed(in, n, front);
-          buffer_.commit(kept - start_diverting(front, kept, scanner_.frames() != frames_before));
+          std::size_t diverted = 0;
+          if (divert_from_ != 0) {
+            probe_header_ = large_plain_frame();  // a read that ends inside one: large frames flow
+            if (probe_header_) diverted = start_diverting(front, kept);
+          }
+          buffer_.commit(kept - diverted);
         }
       }
       if (n != 0) got = true;
@@ -380,15 +389,22 @@ class ScanLayer {
   }
 
  private:
-  // After a feed of `kept` output bytes at `front` (not committed yet) that ended
-  // inside the payload of a frame whose header came in the same read (`began_here`):
-  // diverts that frame when it qualifies. Its payload bytes so far are the last of
-  // the output; they move to the string. Returns how many left the output.
-  std::size_t start_diverting(const unsigned char* front, std::size_t kept, bool began_here) {
-    if (divert_from_ == 0 || !began_here || !scanner_.in_plain_data_payload() || diverted_ready_) return 0;
+  // The frame being received is one whose payload may be diverted.
+  bool large_plain_frame() const noexcept {
+    if (!scanner_.in_plain_data_payload()) return false;
     const std::uint64_t total = scanner_.payload_total();
-    if (total < divert_from_ || total > divert_max_) return 0;
+    return total >= divert_from_ && total <= divert_max_;
+  }
+
+  // After a feed of `kept` output bytes at `front` (not committed yet) that ended
+  // inside the payload of a large plain frame: diverts it when all of its payload so
+  // far came in this read (the last bytes of the output; they move to the string)
+  // and most of it is still to come. Returns how many bytes left the output.
+  std::size_t start_diverting(const unsigned char* front, std::size_t kept) {
+    if (diverted_ready_) return 0;
+    const std::uint64_t total = scanner_.payload_total();
     const auto seen = static_cast<std::size_t>(scanner_.payload_seen());
+    if (seen > kept || total - seen < seen) return 0;  // copying what came would cost more
     diverted_total_ = static_cast<std::size_t>(total);
     diverted_filled_ = seen;
     if (diverted_.size() < seen) diverted_.resize(seen);
@@ -415,6 +431,7 @@ class ScanLayer {
       diverted_.resize(diverted_total_);
       diverting_ = false;
       diverted_ready_ = true;
+      probe_header_ = true;
     }
     return n;
   }
@@ -438,6 +455,7 @@ class ScanLayer {
   }
 
   static constexpr std::size_t kShrinkAbove = 1u << 20;
+  static constexpr std::size_t kHeaderProbe = 14;  // the longest server frame header
   Next next_;
   boost::beast::flat_buffer buffer_;
   FrameScanner scanner_;
@@ -454,6 +472,7 @@ class ScanLayer {
   std::size_t diverted_at_ = 0;  // where its payload belongs in buffer_ (just after its header)
   bool diverting_ = false;       // arriving
   bool diverted_ready_ = false;  // whole, not yet read
+  bool probe_header_ = false;    // large frames flow: read the next header on its own
 };
 
 template <class Next>
