@@ -157,6 +157,20 @@ if scale:
     targets.append("| thread count independent of connection count | %s threads at %s connections | %s |" % (
         "/".join(str(s["threads"]) for s in scale), "/".join(str(s["connections"]) for s in scale),
         verdict(len(threads) == 1)))
+    targets.append("| %d connections: time to open all, broadcast round | %.2f s, %.1f ms | reported |" % (
+        top["connections"], top["connect_secs"], top["broadcast_ms"]))
+for c in ("engine_beast", "engine_websocketpp"):
+    rs = runs("reconnect", c)
+    if rs:
+        targets.append("| reconnect, %s: drop to OnOpen over %d drops | p50 %.0f µs, p99 %.0f µs | reported |" % (
+            c, rs[0].get("count", 0), statistics.median([x["p50_us"] for x in rs]),
+            statistics.median([x["p99_us"] for x in rs])))
+if telemetry:
+    targets.append("| telemetry cost: compiled out / no provider / SDK with batch processor | %s | reported |" % (
+        " / ".join("%.2f" % ratio for _, _, ratio in telemetry)))
+present = [c for c in CLIENTS if any(rate(s, c) for s, _ in FEEDS)]
+targets.append("| peers in the same report | %s | %s |" % (", ".join(present), verdict(len(present) == len(CLIENTS))))
+targets += ["", "A target not met is explained under \"Where the time goes\" below (callgrind, perf)."]
 lines[lines.index("## Throughput, server to client") - 1:lines.index("## Throughput, server to client") - 1] = targets
 
 profile = os.path.join(os.path.dirname(os.path.abspath(__file__)), "profile.md")
