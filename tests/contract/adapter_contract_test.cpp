@@ -318,6 +318,17 @@ class AdapterContract : public ::testing::TestWithParam<AdapterUnderTest> {
     ASSERT_TRUE(peer) << "the server never saw the connection";
   }
   void open() { open(harness->request()); }
+  /// Reads the next messages and checks each is the expected one, whole and in order.
+  void expect_messages(const std::vector<std::pair<MessageType, std::string>>& expected) {
+    for (const auto& [type, payload] : expected) {
+      InboundMessage m;
+      Error e = read_next(m);
+      ASSERT_FALSE(e) << e.message();
+      EXPECT_EQ(m.type, type);
+      EXPECT_EQ(m.payload.size(), payload.size());
+      EXPECT_TRUE(m.payload == payload) << "a message came out changed or out of order";
+    }
+  }
   /// Reads with the engine's pattern: try_read, else wait for readability.
   Error read_next(InboundMessage& m, std::chrono::milliseconds timeout = 5s) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -747,14 +758,7 @@ TEST_P(NetworkContract, PlainAndFragmentedFramesInterleavedArriveWholeAndInOrder
     raw->send_raw(std::string_view(stream).substr(at, n));
     at += n;
   }
-  for (const auto& [type, payload] : expected) {
-    InboundMessage m;
-    Error e = read_next(m);
-    ASSERT_FALSE(e) << e.message();
-    EXPECT_EQ(m.type, type);
-    EXPECT_EQ(m.payload.size(), payload.size());
-    EXPECT_TRUE(m.payload == payload) << "a message came out changed or out of order";
-  }
+  expect_messages(expected);
   // And the connection still works both ways.
   peer->start_echo();
   ASSERT_FALSE(connection->write(MessageType::text, "after"));
@@ -794,14 +798,7 @@ TEST_P(NetworkContract, LargeMessagesArriveWholeHoweverTheyAreCut) {
       at += n;
     }
   });
-  for (const auto& [type, payload] : expected) {
-    InboundMessage m;
-    Error e = read_next(m);
-    ASSERT_FALSE(e) << e.message();
-    EXPECT_EQ(m.type, type);
-    EXPECT_EQ(m.payload.size(), payload.size());
-    EXPECT_TRUE(m.payload == payload) << "a message came out changed or out of order";
-  }
+  expect_messages(expected);
   writer.get();
   peer->start_echo();
   ASSERT_FALSE(connection->write(MessageType::binary, exact));

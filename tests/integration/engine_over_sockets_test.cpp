@@ -302,22 +302,14 @@ TEST_P(EngineOverSockets, PausingWhileMessagesStreamLosesNothing) {
   client->on_message_hook = [&](Context&, const Message& m) { stream.on_message(m); };
   make(options());
   ASSERT_FALSE(engine->start());
-  std::vector<int> by_hand;
   for (int r = 0; r < rounds; ++r) {
     ASSERT_FALSE(engine->send_text("burst"));
-    PauseGuard pause = stream.pause_in_round(*engine, r);
-    ASSERT_TRUE(pause.owns_lock());
-    ASSERT_FALSE(engine->send_text("one"));  // at least one unread message while paused
-    InboundMessage m;
-    Error e = engine->connection().read(m, 5s);
-    stream.unpausing();
-    ASSERT_FALSE(e) << e.message();
-    by_hand.push_back(std::stoi(m.payload));
+    ASSERT_TRUE(stream.read_one_by_hand(*engine, r, [&] { ASSERT_FALSE(engine->send_text("one")); }));
   }
   EXPECT_EQ(stream.started_while_paused(), 0);
   constexpr int total = rounds * (burst + 1);
   ASSERT_TRUE(client->wait_count(Event::message, total - rounds));
-  EXPECT_TRUE(each_taken_once_in_order(client->events_of(Event::message), by_hand, total));
+  EXPECT_TRUE(each_taken_once_in_order(client->events_of(Event::message), stream.by_hand(), total));
   finish();
 }
 

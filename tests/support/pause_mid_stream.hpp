@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <string>
 #include <vector>
@@ -63,6 +64,26 @@ class PauseMidStream {
   /// Call before letting go of the guard.
   void unpausing() { paused_ = false; }
 
+  /// One round after its burst was sent: pauses mid-burst, has `send_one` send one
+  /// more message (so at least one is unread while paused), reads one message by
+  /// hand and keeps its number (by_hand()), lets go. False after a test failure.
+  bool read_one_by_hand(Engine& engine, int r, const std::function<void()>& send_one) {
+    PauseGuard pause = pause_in_round(engine, r);
+    if (!pause.owns_lock()) return false;
+    send_one();
+    InboundMessage m;
+    Error e = engine.connection().read(m, std::chrono::seconds(5));
+    unpausing();
+    if (e) {
+      ADD_FAILURE() << "round " << r << ": reading by hand: " << e.message();
+      return false;
+    }
+    by_hand_.push_back(std::stoi(m.payload));
+    return true;
+  }
+  /// The numbers of the messages read by hand, in order.
+  const std::vector<int>& by_hand() const { return by_hand_; }
+
   /// OnMessage calls that started while the test held the pause lock.
   int started_while_paused() const { return started_while_paused_.load(); }
 
@@ -72,6 +93,7 @@ class PauseMidStream {
   std::vector<std::future<void>> reached_futures_, go_futures_, returned_futures_;
   std::atomic<bool> paused_{false};
   std::atomic<int> started_while_paused_{0};
+  std::vector<int> by_hand_;
 };
 
 }  // namespace wscengine::test

@@ -566,21 +566,14 @@ TEST_F(EngineTest, PausingWhileMessagesStreamLosesNothing) {
   make();
   auto peer = start_and_accept();
   int sent = 0;
-  std::vector<int> by_hand;
+  auto send_next = [&] { peer->send(MessageType::text, std::to_string(sent++)); };
   for (int r = 0; r < rounds; ++r) {
-    for (int i = 0; i < burst; ++i) peer->send(MessageType::text, std::to_string(sent++));
-    PauseGuard pause = stream.pause_in_round(*engine, r);
-    ASSERT_TRUE(pause.owns_lock());
-    peer->send(MessageType::text, std::to_string(sent++));  // at least one unread while paused
-    InboundMessage m;
-    Error e = engine->connection().read(m, 5s);
-    stream.unpausing();
-    ASSERT_FALSE(e) << e.message();
-    by_hand.push_back(std::stoi(m.payload));
+    for (int i = 0; i < burst; ++i) send_next();
+    ASSERT_TRUE(stream.read_one_by_hand(*engine, r, send_next));
   }
   EXPECT_EQ(stream.started_while_paused(), 0);
   ASSERT_TRUE(client->wait_count(Event::message, static_cast<std::size_t>(sent - rounds)));
-  EXPECT_TRUE(each_taken_once_in_order(client->events_of(Event::message), by_hand, sent));
+  EXPECT_TRUE(each_taken_once_in_order(client->events_of(Event::message), stream.by_hand(), sent));
 }
 
 TEST_F(EngineTest, StopWhilePausedDoesNotWaitForTheUser) {
