@@ -260,7 +260,7 @@ class ScanLayer {
   void take_diverted(std::string& out) {
     out.swap(diverted_);
     diverted_ready_ = false;
-    if (diverted_.capacity() > kShrinkAbove) std::string().swap(diverted_);
+    if (diverted_.capacity() > kKeptDiverted) std::string().swap(diverted_);
   }
 
   /// Reads what the transport has without waiting, up to `limit` buffered bytes.
@@ -455,6 +455,11 @@ class ScanLayer {
   }
 
   static constexpr std::size_t kShrinkAbove = 1u << 20;
+  // The string kept for the next diverted payload (the message's old one), at most:
+  // the engine keeps the message's own string too, so a connection that once got a
+  // large message holds this much more while idle (256 KiB, as the adapter's read
+  // buffer; larger payloads then cost an allocation each).
+  static constexpr std::size_t kKeptDiverted = 256 * 1024;
   static constexpr std::size_t kHeaderProbe = 14;  // the longest server frame header
   Next next_;
   boost::beast::flat_buffer buffer_;
