@@ -618,8 +618,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       if (holding_slot) release_slot_locked(*s, slot);
       holding_slot = false;
       s->free_buffers.push_back(std::move(buffer));
-      reader_inside_ = false;
-      if (pausers_waiting_) state_cv_.notify_all();
+      leave_read_lock_locked();
       if (keep_reading) continue;
       s->reader_running = false;
       return maybe_finish_locked(s);
@@ -636,8 +635,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       // Still the only reader: next_sequence changes only under the read lock.
       if (!error && options_.message_key) key = message_key(*buffer, s->next_sequence.load(std::memory_order_relaxed));
       lock.lock();
-      reader_inside_ = false;
-      if (pausers_waiting_) state_cv_.notify_all();
+      leave_read_lock_locked();
       if (holding_slot) release_slot_locked(*s, slot);
       holding_slot = false;
       if (error) {  // would_block: wait for the network without holding a thread
@@ -719,9 +717,14 @@ void EngineCore::release_slot_locked(Session& s, std::uint32_t slot) {
   s.free_slots.push_back(slot);
 }
 
-// The reader lets go of the read lock without the engine lock. Sequentially consistent
-// with pause(): either the pauser sees reader_inside_ false, or the reader sees the
-// pauser waiting and wakes it.
+// The reader lets go of the read lock (called with mutex_ held).
+void EngineCore::leave_read_lock_locked() {
+  reader_inside_ = false;
+  if (pausers_waiting_) state_cv_.notify_all();
+}
+
+// The same without the engine lock. Sequentially consistent with pause(): either the
+// pauser sees reader_inside_ false, or the reader sees the pauser waiting and wakes it.
 void EngineCore::leave_read_lock() {
   reader_inside_.store(false);
   if (pausers_waiting_.load() != 0) {

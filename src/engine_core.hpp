@@ -122,6 +122,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
                std::uint32_t slot);
   std::unique_ptr<InboundMessage> take_buffer_locked(Session& s);
   void release_slot_locked(Session& s, std::uint32_t slot);
+  void leave_read_lock_locked();
   void leave_read_lock();
   static std::uint64_t take_sequence(Session& s);
   bool handle_read_error(const std::shared_ptr<Session>& s, Error error);

@@ -329,6 +329,12 @@ class AdapterContract : public ::testing::TestWithParam<AdapterUnderTest> {
       EXPECT_TRUE(m.payload == payload) << "a message came out changed or out of order";
     }
   }
+  /// Writes one message and expects it back (the peer echoes): the connection works
+  /// end to end.
+  void expect_echo(const std::string& payload, MessageType type = MessageType::text) {
+    ASSERT_FALSE(connection->write(type, payload));
+    expect_messages({{type, payload}});
+  }
   /// Reads with the engine's pattern: try_read, else wait for readability.
   Error read_next(InboundMessage& m, std::chrono::milliseconds timeout = 5s) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -632,8 +638,6 @@ INSTANTIATE_TEST_SUITE_P(Adapters, AdapterContract, ::testing::ValuesIn(kAdapter
 
 class NetworkContract : public AdapterContract {
  public:
-  Error read_echo(InboundMessage& m) { return read_next(m); }
-
  protected:
   std::shared_ptr<Connector> connector() { return GetParam().connector(); }
   Result<HandshakeResponse> dial(DialRequest r) {
@@ -761,10 +765,7 @@ TEST_P(NetworkContract, PlainAndFragmentedFramesInterleavedArriveWholeAndInOrder
   expect_messages(expected);
   // And the connection still works both ways.
   peer->start_echo();
-  ASSERT_FALSE(connection->write(MessageType::text, "after"));
-  InboundMessage m;
-  ASSERT_FALSE(read_next(m));
-  EXPECT_EQ(m.payload, "after");
+  expect_echo("after");
 }
 
 // The Beast adapter receives large plain payloads straight into the message's own
@@ -801,10 +802,7 @@ TEST_P(NetworkContract, LargeMessagesArriveWholeHoweverTheyAreCut) {
   expect_messages(expected);
   writer.get();
   peer->start_echo();
-  ASSERT_FALSE(connection->write(MessageType::binary, exact));
-  InboundMessage m;
-  ASSERT_FALSE(read_next(m));
-  EXPECT_TRUE(m.payload == exact);
+  expect_echo(exact, MessageType::binary);
 }
 
 // Large frames the Beast adapter does not read itself after all go back to Beast
@@ -912,10 +910,7 @@ TEST_P(NetworkContract, TlsIsVerifiedWithSniAndHostNameAgainstTheTestsOwnCertifi
   auto p = secure.accept(5s);
   ASSERT_TRUE(p);
   p->start_echo();
-  ASSERT_FALSE(connection->write(MessageType::text, "over tls"));
-  InboundMessage m;
-  ASSERT_FALSE(read_next(m));
-  EXPECT_EQ(m.payload, "over tls");
+  expect_echo("over tls");
   EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
   connection.reset();
   p.reset();
@@ -979,10 +974,7 @@ TEST_P(NetworkContract, MutualTlsPresentsTheClientCertificateAndTheMinimumVersio
   auto p = secure.accept(5s);
   ASSERT_TRUE(p);
   p->start_echo();
-  ASSERT_FALSE(connection->write(MessageType::text, "mutual"));
-  InboundMessage m;
-  ASSERT_FALSE(read_next(m));
-  EXPECT_EQ(m.payload, "mutual");
+  expect_echo("mutual");
   EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
   connection.reset();
   p.reset();
@@ -1021,15 +1013,6 @@ TEST_P(NetworkContract, MutualTlsPresentsTheClientCertificateAndTheMinimumVersio
 
 // ------------------------------------------------------------------ connectivity (issue 8)
 
-/// Writes one message and expects it echoed: the connection works end to end.
-void expect_echo(Connection& c, NetworkContract& t, const std::string& text) {
-  ASSERT_FALSE(c.write(MessageType::text, text));
-  InboundMessage m;
-  Error e = t.read_echo(m);
-  ASSERT_FALSE(e) << e.message();
-  EXPECT_EQ(m.payload, text);
-}
-
 TEST_P(NetworkContract, AnHttpProxyTunnelsWsAndWssAndAsksForItsCredentials) {
   test::Tinyproxy proxy("alice", "s3cret");
   ASSERT_TRUE(proxy.ok()) << proxy.error();
@@ -1056,7 +1039,7 @@ TEST_P(NetworkContract, AnHttpProxyTunnelsWsAndWssAndAsksForItsCredentials) {
   auto p = plain.accept(5s);
   ASSERT_TRUE(p);
   p->start_echo();
-  expect_echo(*connection, *this, "through the proxy");
+  expect_echo("through the proxy");
   EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
   connection.reset();
   p.reset();
@@ -1076,7 +1059,7 @@ TEST_P(NetworkContract, AnHttpProxyTunnelsWsAndWssAndAsksForItsCredentials) {
   p = secure.accept(5s);
   ASSERT_TRUE(p);
   p->start_echo();
-  expect_echo(*connection, *this, "tls through the proxy");
+  expect_echo("tls through the proxy");
   EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
   connection.reset();
   p.reset();
@@ -1137,7 +1120,7 @@ TEST_P(NetworkContract, ChosenAddressesAreTriedInOrderOrRefusedByName) {
   auto p = server.accept(5s);
   ASSERT_TRUE(p);
   p->start_echo();
-  expect_echo(*connection, *this, "second address");
+  expect_echo("second address");
   connection.reset();
   p.reset();
 
@@ -1174,9 +1157,9 @@ TEST_P(NetworkContract, AUnixSocketCarriesTheWebSocketOrIsRefusedByName) {
   auto p = local.accept(5s);
   ASSERT_TRUE(p);
   p->start_echo();
-  expect_echo(*connection, *this, "over a unix socket");
+  expect_echo("over a unix socket");
   std::string big(1 << 20, 'u');
-  expect_echo(*connection, *this, big);
+  expect_echo(big);
   EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
   connection.reset();
   p.reset();

@@ -688,7 +688,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       out.type = ws_->got_text() ? MessageType::text : MessageType::binary;
       auto data = read_buffer_.cdata();
       out.payload.assign(static_cast<const char*>(data.data()), data.size());
-      if (read_buffer_.capacity() > kKeptReadBuffer) read_buffer_ = boost::beast::flat_buffer(max_message_ + 1);
+      if (read_buffer_.capacity() > detail::kKeptMessageBuffer)
+        read_buffer_ = boost::beast::flat_buffer(max_message_ + 1);
       return {};
     }
     read_buffer_.clear();
@@ -752,10 +753,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   http::response<http::string_body> response_;
   std::size_t max_message_ = 0;
   std::size_t read_limit_ = 0;
-  // Messages are read here (mutex_); one larger than this is not kept afterwards.
-  static constexpr std::size_t kKeptReadBuffer = 256 * 1024;
   // Payloads this large that span reads skip the scan buffer (one copy instead of two).
   static constexpr std::size_t kDivertPayloadsFrom = 16 * 1024;
+  // Messages Beast reads land here (mutex_); kept up to detail::kKeptMessageBuffer.
   boost::beast::flat_buffer read_buffer_;
   std::chrono::milliseconds write_timeout_{10'000};
 

@@ -125,10 +125,8 @@ class FrameScanner {
     return payload_remaining_ != 0 && !broken_ && (header_[0] == 0x81 || header_[0] == 0x82) &&
            (header_[1] & 0x80) == 0;
   }
-  /// The payload length of the current frame (while in its payload), and how much of
-  /// it was scanned.
+  /// The payload length of the current frame (while in its payload).
   std::uint64_t payload_total() const noexcept { return peek_frame_header(header_, sizeof header_).payload; }
-  std::uint64_t payload_seen() const noexcept { return payload_total() - payload_remaining_; }
   /// Counts `n` payload bytes of the current data frame that the caller received
   /// into a buffer of its own (not a ping: those are always fed).
   void skip_payload(std::uint64_t n) noexcept {

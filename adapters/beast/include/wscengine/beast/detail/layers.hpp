@@ -174,6 +174,10 @@ void async_teardown(boost::beast::role_type, SocketLayer& s, Handler&& handler) 
   net::post(s.get_executor(), [h = std::forward<Handler>(handler)]() mutable { h(error_code{}); });
 }
 
+/// How large a buffer for one message the adapter keeps between messages (its read
+/// buffer, the string for the next diverted payload); a larger one is let go after use.
+inline constexpr std::size_t kKeptMessageBuffer = 256 * 1024;
+
 /// Buffers the plaintext bytes under the WebSocket stream and scans their frames.
 /// Thread safety: none; the adapter serialises everything with its stream mutex.
 template <class Next>
@@ -260,7 +264,9 @@ class ScanLayer {
   void take_diverted(std::string& out) {
     out.swap(diverted_);
     diverted_ready_ = false;
-    if (diverted_.capacity() > kKeptDiverted) std::string().swap(diverted_);
+    // The engine keeps the message's own string too: an idle connection that once
+    // got a large message holds at most kKeptMessageBuffer more for it.
+    if (diverted_.capacity() > kKeptMessageBuffer) std::string().swap(diverted_);
   }
 
   /// Reads what the transport has without waiting, up to `limit` buffered bytes.
@@ -291,8 +297,9 @@ class ScanLayer {
           std::size_t kept = scanner_.feed(in, n, front);
           std::size_t diverted = 0;
           if (divert_from_ != 0) {
-            probe_header_ = large_plain_frame();  // a read that ends inside one: large frames flow
-            if (probe_header_) diverted = start_diverting(front, kept);
+            const std::uint64_t large = large_plain_frame();
+            probe_header_ = large != 0;  // a read that ends inside one: large frames flow
+            if (probe_header_) diverted = start_diverting(front, kept, large);
           }
           buffer_.commit(kept - diverted);
         }
@@ -389,23 +396,22 @@ class ScanLayer {
   }
 
  private:
-  // The frame being received is one whose payload may be diverted.
-  bool large_plain_frame() const noexcept {
-    if (!scanner_.in_plain_data_payload()) return false;
+  // The payload size of the frame being received when it is one whose payload may be
+  // diverted, else 0.
+  std::uint64_t large_plain_frame() const noexcept {
+    if (!scanner_.in_plain_data_payload()) return 0;
     const std::uint64_t total = scanner_.payload_total();
-    return total >= divert_from_ && total <= divert_max_;
+    return total >= divert_from_ && total <= divert_max_ ? total : 0;
   }
 
   // After a feed of `kept` output bytes at `front` (not committed yet) that ended
-  // inside the payload of a large plain frame: diverts it when all of its payload so
-  // far came in this read (the last bytes of the output; they move to the string)
-  // and most of it is still to come. Returns how many bytes left the output.
-  std::size_t start_diverting(const unsigned char* front, std::size_t kept) {
+  // inside the payload of a large plain frame of `total` bytes: diverts it when all of
+  // its payload so far came in this read (the last bytes of the output; they move to
+  // the string) and most of it is still to come. Returns how many bytes left the output.
+  std::size_t start_diverting(const unsigned char* front, std::size_t kept, std::uint64_t total) {
     if (diverted_ready_) return 0;
-    const std::uint64_t total = scanner_.payload_total();
-    const auto seen = static_cast<std::size_t>(scanner_.payload_seen());
+    const auto seen = static_cast<std::size_t>(total - scanner_.payload_remaining());
     if (seen > kept || total - seen < seen) return 0;  // copying what came would cost more
-    diverted_total_ = static_cast<std::size_t>(total);
     diverted_filled_ = seen;
     if (diverted_.size() < seen) diverted_.resize(seen);
     std::memcpy(diverted_.data(), front + kept - seen, seen);
@@ -418,17 +424,19 @@ class ScanLayer {
   // arrives (never with what the header announced: a peer that announces 1 GiB and
   // sends nothing costs nothing). Reuses the size of the last string without filling.
   std::size_t read_diverted(std::size_t chunk, std::size_t& want, error_code& ec) {
-    const std::size_t need = std::min(diverted_total_, diverted_filled_ + chunk);
+    // The scanner is inside the diverted frame until its last byte: it knows the rest.
+    const std::size_t total = diverted_filled_ + static_cast<std::size_t>(scanner_.payload_remaining());
+    const std::size_t need = std::min(total, diverted_filled_ + chunk);
     if (diverted_.size() < need) diverted_.resize(need);
-    want = std::min(diverted_total_, diverted_.size()) - diverted_filled_;
+    want = std::min(total, diverted_.size()) - diverted_filled_;
     lowest().no_wait = true;
     std::size_t n = next_.read_some(net::buffer(diverted_.data() + diverted_filled_, want), ec);
     lowest().no_wait = false;
     if (n == 0) return 0;
     diverted_filled_ += n;
     scanner_.skip_payload(n);
-    if (diverted_filled_ == diverted_total_) {
-      diverted_.resize(diverted_total_);
+    if (diverted_filled_ == total) {
+      diverted_.resize(total);
       diverting_ = false;
       diverted_ready_ = true;
       probe_header_ = true;
@@ -455,11 +463,6 @@ class ScanLayer {
   }
 
   static constexpr std::size_t kShrinkAbove = 1u << 20;
-  // The string kept for the next diverted payload (the message's old one), at most:
-  // the engine keeps the message's own string too, so a connection that once got a
-  // large message holds this much more while idle (256 KiB, as the adapter's read
-  // buffer; larger payloads then cost an allocation each).
-  static constexpr std::size_t kKeptDiverted = 256 * 1024;
   static constexpr std::size_t kHeaderProbe = 14;  // the longest server frame header
   Next next_;
   boost::beast::flat_buffer buffer_;
@@ -473,11 +476,11 @@ class ScanLayer {
   // else is buffered after its header; once whole, frames after it are.
   std::size_t divert_from_ = 0, divert_max_ = 0;
   std::string diverted_;
-  std::size_t diverted_total_ = 0, diverted_filled_ = 0;
-  std::size_t diverted_at_ = 0;  // where its payload belongs in buffer_ (just after its header)
-  bool diverting_ = false;       // arriving
-  bool diverted_ready_ = false;  // whole, not yet read
-  bool probe_header_ = false;    // large frames flow: read the next header on its own
+  std::size_t diverted_filled_ = 0;  // payload bytes in diverted_ so far
+  std::size_t diverted_at_ = 0;      // where its payload belongs in buffer_ (just after its header)
+  bool diverting_ = false;           // arriving
+  bool diverted_ready_ = false;      // whole, not yet read
+  bool probe_header_ = false;        // large frames flow: read the next header on its own
 };
 
 template <class Next>
