@@ -13,9 +13,13 @@ cli=build/release/tools/cli/wscengine
 
 url_file=$(mktemp)
 telemetry=$(mktemp)
+server=""
+# The server is stopped on every way out: the end, an error, Ctrl-C.
+trap '[ -z "$server" ] || { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; } || true; rm -f "$url_file" "$telemetry"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 "$cli" serve --mode feed --rate 20 --drop-every 10 --refuse-after-drop 2 --seconds 60 > "$url_file" &
 server=$!
-trap 'kill $server 2>/dev/null || true; rm -f "$url_file" "$telemetry"' EXIT
 for _ in $(seq 1 100); do
   url=$(head -n1 "$url_file")
   [ -n "$url" ] && break

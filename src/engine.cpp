@@ -3,7 +3,6 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
-#include <cmath>
 #include <exception>
 #include <optional>
 #include <thread>
@@ -70,7 +69,7 @@ EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, st
       tracer_(options_.telemetry.tracer.get()),
       metrics_(options_.telemetry.metrics.get()),
 #endif
-      random_(std::random_device{}()) {
+      backoff_(options_.backoff) {
 }
 
 EngineCore::~EngineCore() = default;
@@ -180,7 +179,7 @@ Error EngineCore::start(bool background) {
   stop_requested_ = exit_requested_ = false;
   background_ = background;
   retry_count_ = 0;
-  backoff_level_ = 0;
+  backoff_.reset();
   opened_in_run_ = false;
   start_result_.reset();
   std::uint64_t generation = ++generation_;
@@ -424,7 +423,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
   last_run_trace_ = s->run_trace;
   attempt->span.reset();  // the open (or restart) step is done
   retry_count_ = 0;
-  s->opened_at = std::chrono::steady_clock::now();
+  backoff_.opened();
   state_ = stop_requested_ ? EngineState::stopping : EngineState::running;
   if (!start_result_) {
     start_result_ = Error{};
@@ -526,22 +525,11 @@ void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error e
   if (stop_requested_ || exit_requested_) return set_stopped_locked(std::move(error));
   if (!decision.retry) return set_stopped_locked(std::move(error));
   if (exhausted) return set_stopped_locked(Error(errc::attempts_exhausted, error.message()));
-  ++backoff_level_;
-  schedule_retry(decision.at_least);
-}
-
-std::chrono::milliseconds EngineCore::backoff_delay(std::uint32_t retry) {
-  const auto& b = options_.backoff;
-  double delay = static_cast<double>(b.initial_delay.count()) * std::pow(b.factor, static_cast<double>(retry - 1));
-  delay = std::min(delay, static_cast<double>(b.max_delay.count()));
-  std::uniform_real_distribution<double> unit(0.0, 1.0);
-  delay -= delay * b.jitter * unit(random_);
-  return std::chrono::milliseconds(static_cast<std::int64_t>(delay));
+  schedule_retry(std::max(backoff_.after_failed_attempt(), decision.at_least));
 }
 
 // Called with mutex_ held.
-void EngineCore::schedule_retry(std::chrono::milliseconds at_least) {
-  auto delay = std::max(backoff_delay(backoff_level_), at_least);
+void EngineCore::schedule_retry(std::chrono::milliseconds delay) {
   retry_timer_.emplace(runtime_->impl().io);
   retry_timer_->expires_after(delay);
   retry_timer_->async_wait(counted([this, generation = generation_](const boost::system::error_code&) {
@@ -921,14 +909,8 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
   state_ = EngineState::restarting;
   // A connection that stayed up resets the backoff and is replaced at once; one that
   // ended soon after opening (a server that accepts, then drops) backs off further.
-  bool short_lived = std::chrono::steady_clock::now() - s->opened_at < options_.backoff.reset_after;
-  if (reason == EndReason::restart || !short_lived) {
-    if (!short_lived) backoff_level_ = 0;
-    post([this, generation = generation_] { begin_attempt(true, generation); });
-    return;
-  }
-  ++backoff_level_;
-  schedule_retry({});
+  if (auto delay = backoff_.after_session(reason == EndReason::restart)) return schedule_retry(*delay);
+  post([this, generation = generation_] { begin_attempt(true, generation); });
 }
 
 void EngineCore::report_close_error(Context& ctx, const std::unique_ptr<Span>& shutdown_span, const Error& error) {

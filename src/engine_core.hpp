@@ -10,13 +10,14 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <stop_token>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include <wscengine/engine.hpp>
+
+#include "backoff.hpp"
 
 namespace wscengine::detail {
 
@@ -31,7 +32,6 @@ class Session : public std::enable_shared_from_this<Session> {
       : id(id), runtime(std::move(runtime)), connection(std::move(connection)) {}
 
   const std::uint64_t id;
-  std::chrono::steady_clock::time_point opened_at{};  // (m) when OnOpen succeeded
   // The connection may reference the runtime's I/O context: keep it alive longer.
   const std::shared_ptr<Runtime> runtime;
   const std::unique_ptr<Connection> connection;
@@ -113,9 +113,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void begin_attempt(bool restarting, std::uint64_t generation);
   void on_dialed(const std::shared_ptr<Attempt>& attempt, Result<HandshakeResponse> result);
   void attempt_failed(const std::shared_ptr<Attempt>& attempt, Error error);
-  void schedule_retry(std::chrono::milliseconds at_least);
+  void schedule_retry(std::chrono::milliseconds delay);
   void task_done() noexcept;
-  std::chrono::milliseconds backoff_delay(std::uint32_t retry);
 
   void run_reader(std::shared_ptr<Session> s, Error wait_error);
   void deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence,
@@ -178,11 +177,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::shared_ptr<Attempt> attempt_;
   std::optional<boost::asio::steady_timer> retry_timer_;
   std::uint32_t retry_count_ = 0;    // failed attempts in a row (OnRestartError, max_attempts)
-  std::uint32_t backoff_level_ = 0;  // grows with failures and short-lived connections
+  RestartBackoff backoff_;           // (m) the delays between attempts
   std::atomic<std::uint64_t> session_counter_{0};
   TraceContext start_trace_;     // (m) parent of the first attempt of a start
   TraceContext last_run_trace_;  // (m) parent of the restart after a session
-  std::mt19937_64 random_;
   std::atomic<std::size_t> pending_tasks_{0};
   std::uint64_t generation_ = 0;  // one per start(): stale tasks of an earlier run do nothing
 

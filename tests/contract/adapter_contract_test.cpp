@@ -91,6 +91,9 @@ class RealPeer final : public PeerSide {
   void drop() override { s_.drop(); }
   /// Writes bytes as they are: frames the test encoded, in pieces of its choosing.
   void send_raw(std::string_view bytes) { s_.send_raw(bytes); }
+  /// Sends a ping; the client's pongs are seen by the next receive().
+  void ping(std::string_view payload) { s_.ping(payload); }
+  std::vector<std::string> pongs() const { return s_.pongs(); }
   std::optional<InboundMessage> receive(std::chrono::milliseconds timeout) override {
     InboundMessage m;
     if (s_.read(m, timeout)) return std::nullopt;
@@ -766,6 +769,31 @@ TEST_P(NetworkContract, PlainAndFragmentedFramesInterleavedArriveWholeAndInOrder
   // And the connection still works both ways.
   peer->start_echo();
   expect_echo("after");
+}
+
+// RFC 6455 §5.5.3: a pong carries the payload of the ping it answers. Empty, one
+// byte, every byte value, and the largest control payload (125 bytes); each ping is
+// followed by a message the client reads, then a message the client writes, so the
+// server has read the pong (the client sent it first) when it reads that message.
+TEST_P(NetworkContract, APongCarriesThePingsPayload) {
+  open();
+  auto* raw = dynamic_cast<RealPeer*>(peer.get());
+  ASSERT_NE(raw, nullptr);
+  std::string bytes;
+  for (int i = 0; i < 125; ++i) bytes += static_cast<char>(i * 2 + 1);
+  const std::vector<std::string> payloads = {"", "x", "are you there?", bytes, std::string(125, '\0')};
+  std::vector<std::string> expected;
+  for (const auto& payload : payloads) {
+    raw->ping(payload);
+    raw->send(MessageType::text, "after a ping");
+    expect_messages({{MessageType::text, "after a ping"}});
+    ASSERT_FALSE(connection->write(MessageType::text, "seen"));
+    auto m = peer->receive(5s);
+    ASSERT_TRUE(m) << "the server did not get the message after the pong";
+    EXPECT_EQ(m->payload, "seen");
+    expected.push_back(payload);
+    EXPECT_EQ(raw->pongs(), expected) << "after the ping of " << payload.size() << " bytes";
+  }
 }
 
 // The Beast adapter receives large plain payloads straight into the message's own

@@ -558,4 +558,35 @@ TEST_P(EngineOverSockets, HeartbeatFindsAServerThatStoppedAnsweringOverARealSock
   finish();
 }
 
+// The environment's proxy is honoured, and NO_PROXY overrules it for the hosts it
+// names: with HTTP_PROXY pointing at a port that refuses, the dial fails naming the
+// proxy; with the server's address in NO_PROXY it goes straight to the server. (Each
+// test runs in its own process: the variables are set before any dial reads them.)
+TEST_P(EngineOverSockets, AHostInNoProxyIsDialledDirectly) {
+  server.on_session = tools::echo_session;
+  tools::TestServer gone;
+  const std::string dead_proxy = "http://127.0.0.1:" + std::to_string(gone.start());
+  gone.stop();
+  auto o = options();
+  o.proxy.from_environment = true;
+  ::setenv("HTTP_PROXY", dead_proxy.c_str(), 1);
+  {
+    Engine through_proxy(o, std::make_shared<Recorder>(), GetParam().make());
+    Error e = through_proxy.start();
+    ASSERT_TRUE(e) << "the environment's proxy was not used";
+    EXPECT_THAT(e.message(), ::testing::HasSubstr(dead_proxy)) << e.message();
+  }
+  EXPECT_EQ(server.accepted(), 0u);
+  ::setenv("NO_PROXY", "example.org, 127.0.0.1", 1);
+  make(o);
+  Error e = engine->start();
+  ::unsetenv("HTTP_PROXY");
+  ::unsetenv("NO_PROXY");
+  ASSERT_FALSE(e) << e.message();
+  EXPECT_EQ(server.accepted(), 1u) << "the server saw the connection itself";
+  ASSERT_FALSE(engine->send_text("direct"));
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  EXPECT_EQ(client->events_of(Event::message)[0].payload, "direct");
+}
+
 INSTANTIATE_TEST_SUITE_P(Adapters, EngineOverSockets, ::testing::ValuesIn(real_adapters()), AdapterName());

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -10,13 +11,35 @@
 #include <stdexcept>
 
 namespace wscengine::test {
+namespace {
+
+// In the child, before exec: its own process group (so that killing the group also
+// ends what it started: a server's workers, a shell's children), and SIGKILL when
+// the test process dies without running its destructors (a crash, an abort).
+void become_owned_child(pid_t parent) {
+  ::setpgid(0, 0);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) std::_Exit(127);  // the parent died before prctl
+}
+
+// Ends the child's whole process group and reaps the child.
+void kill_and_reap(pid_t pid) {
+  ::kill(-pid, SIGKILL);
+  ::kill(pid, SIGKILL);  // in case it left its group
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+}
+
+}  // namespace
 
 ChildProcess::ChildProcess(std::vector<std::string> argv) {
   int pipe_fds[2];
   if (::pipe(pipe_fds) != 0) throw std::runtime_error("pipe failed");
+  const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
+    become_owned_child(parent);
     ::dup2(pipe_fds[1], STDOUT_FILENO);
     ::close(pipe_fds[0]);
     ::close(pipe_fds[1]);
@@ -37,9 +60,7 @@ ChildProcess::~ChildProcess() {
 
 void ChildProcess::kill() {
   if (pid_ > 0) {
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
+    kill_and_reap(pid_);
     pid_ = -1;
   }
 }
@@ -62,9 +83,11 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
                           std::chrono::milliseconds timeout, const std::string& interrupt_when_err_has) {
   int in[2], out[2], err[2];
   if (::pipe(in) != 0 || ::pipe(out) != 0 || ::pipe(err) != 0) throw std::runtime_error("pipe failed");
+  const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
+    become_owned_child(parent);
     ::dup2(in[0], STDIN_FILENO);
     ::dup2(out[1], STDOUT_FILENO);
     ::dup2(err[1], STDERR_FILENO);
@@ -95,7 +118,7 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
       result.timed_out = true;
-      ::kill(pid, SIGKILL);
+      ::kill(-pid, SIGKILL);
       break;
     }
     if (::poll(fds, 2, static_cast<int>(std::min<long long>(left.count(), 100))) <= 0) continue;
@@ -121,6 +144,7 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
     if (f.fd >= 0) ::close(f.fd);
   int status = 0;
   ::waitpid(pid, &status, 0);
+  ::kill(-pid, SIGKILL);  // whatever it started and left behind in its group
   if (!result.timed_out && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   return result;
 }

@@ -4,11 +4,13 @@
 
 #include <atomic>
 #include <future>
+#include <set>
 #include <thread>
 
 #include <wscengine/memory.hpp>
 #include <wscengine/wscengine.hpp>
 
+#include "support/fake_tracer.hpp"
 #include "support/memory_engine_fixture.hpp"
 #include "support/pause_mid_stream.hpp"
 
@@ -509,6 +511,66 @@ TEST_F(EngineTest, AtMostNOnMessageRunAtOnceAndNIsReached) {
   }
   engine->stop();
   client->on_message_hook = nullptr;
+}
+
+// The limit is the engine's, not the pool's: a runtime with more callback threads than
+// slots, a flood of messages, and OnMessage held. The spare threads are then shown idle
+// (a definite signal: tasks posted after the N-th OnMessage began, one per spare thread,
+// all run at once, which they cannot while an extra OnMessage holds a spare thread; the
+// engine posted its hand-off before that OnMessage began, so it runs first), and every
+// OnMessage ran in a slot numbered below N, no two at once in the same slot.
+TEST_F(EngineTest, TheSlotLimitHoldsOnARuntimeWithMoreCallbackThreadsThanSlots) {
+  constexpr std::size_t kSlots = 3, kThreads = 8, kMessages = 30;
+  constexpr int kSpare = static_cast<int>(kThreads - kSlots);
+  auto tracer = std::make_shared<FakeTracer>();
+  auto runtime = Runtime::create({1, kThreads});
+  EngineOptions o = options();
+  o.reader_slots = kSlots;
+  o.telemetry.tracer = tracer;
+  client = std::make_shared<Recorder>(kSlots);
+  engine = std::make_unique<Engine>(o, client, server->connector(), runtime);
+  std::mutex m;
+  std::condition_variable cv;
+  int running = 0, spare_running = 0;
+  bool released = false;
+  client->on_message_hook = [&](Context&, const Message&) {
+    std::unique_lock lock(m);
+    ++running;
+    cv.notify_all();
+    cv.wait_for(lock, 10s, [&] { return released; });
+    --running;
+  };
+  auto peer = start_and_accept();
+  for (std::size_t i = 0; i < kMessages; ++i) peer->send(MessageType::text, std::to_string(i));
+  std::unique_lock lock(m);
+  ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return running == static_cast<int>(kSlots); }));
+  for (int i = 0; i < kSpare; ++i) {
+    runtime->post([&] {
+      std::unique_lock task_lock(m);
+      ++spare_running;
+      cv.notify_all();
+      cv.wait_for(task_lock, 10s, [&] { return spare_running == kSpare || released; });
+    });
+  }
+  EXPECT_TRUE(cv.wait_for(lock, 10s, [&] { return spare_running == kSpare; }))
+      << "a spare callback thread stayed busy: " << running << " OnMessage running with " << kSlots << " slots";
+  EXPECT_EQ(running, static_cast<int>(kSlots));
+  released = true;
+  cv.notify_all();
+  lock.unlock();
+  ASSERT_TRUE(client->wait_count(Event::message, kMessages));
+  EXPECT_EQ(client->max_concurrent_messages(), static_cast<int>(kSlots));
+  engine->stop();
+  client->on_message_hook = nullptr;
+  auto spans = tracer->named("wscengine.on_message");
+  ASSERT_EQ(spans.size(), kMessages);
+  std::set<std::string> slots;
+  for (const auto& span : spans) {
+    auto slot = std::stoul(span.attributes.at("wscengine.reader_slot"));
+    EXPECT_LT(slot, kSlots) << "message " << span.attributes.at("wscengine.message.sequence");
+    slots.insert(span.attributes.at("wscengine.reader_slot"));
+  }
+  EXPECT_EQ(slots.size(), kSlots) << "every slot was used";
 }
 
 TEST_F(EngineTest, PauseStopsReadingAndAllowsReadingByHand) {

@@ -43,7 +43,12 @@ template <class Next>
 class Session final : public ServerSession {
  public:
   Session(ws::stream<Next>& stream, int fd, std::string target, std::vector<Header> headers)
-      : ws_(stream), fd_(fd), target_(std::move(target)), headers_(std::move(headers)) {}
+      : ws_(stream), fd_(fd), target_(std::move(target)), headers_(std::move(headers)) {
+    ws_.control_callback([this](ws::frame_type kind, boost::beast::string_view payload) {
+      if (kind == ws::frame_type::pong) pongs_.emplace_back(payload.data(), payload.size());
+    });
+  }
+  ~Session() override { ws_.control_callback(); }
 
   const std::string& target() const override { return target_; }
   std::optional<std::string> header(const std::string& name) const override {
@@ -88,6 +93,12 @@ class Session final : public ServerSession {
     return ec ? Error(errc::io_error, ec.message()) : Error{};
   }
   void drop() override { ::shutdown(fd_, SHUT_RDWR); }
+  Error ping(std::string_view payload) override {
+    error_code ec;
+    ws_.ping(ws::ping_data(payload.data(), payload.size()), ec);
+    return ec ? Error(errc::io_error, ec.message()) : Error{};
+  }
+  std::vector<std::string> pongs() const override { return pongs_; }
   bool wait_readable(std::chrono::milliseconds timeout) override {
     pollfd p{fd_, POLLIN, 0};
     return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
@@ -98,6 +109,7 @@ class Session final : public ServerSession {
   int fd_;
   std::string target_;
   std::vector<Header> headers_;
+  std::vector<std::string> pongs_;  // the session's thread only
 };
 
 }  // namespace

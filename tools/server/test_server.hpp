@@ -44,6 +44,10 @@ class ServerSession {
   virtual Error close(CloseFrame frame) = 0;
   /// Drops the TCP connection without a close frame.
   virtual void drop() = 0;
+  /// Sends a ping frame with this payload (at most 125 bytes).
+  virtual Error ping(std::string_view payload) = 0;
+  /// The payloads of the pongs read so far (pongs are read while read() runs).
+  virtual std::vector<std::string> pongs() const = 0;
   /// Waits until the client sent something, without consuming it. A read that
   /// times out breaks a Beast stream, so scripts that only maybe expect a message
   /// wait here first. (Plain connections; TLS may hold bytes this cannot see.)
