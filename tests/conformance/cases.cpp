@@ -2,6 +2,7 @@
 // cases: framing, pings, reserved bits, opcodes, fragmentation, UTF-8, close,
 // opening handshake, compression.
 #include <set>
+#include <tuple>
 
 #include "fuzzing_server.hpp"
 
@@ -198,20 +199,73 @@ Case echo_case(std::string id, std::string title, std::string rfc, std::vector<s
           }};
 }
 
+/// How the frames that must fail the connection are written, with a ping after them.
+enum class Delivery {
+  alone,         ///< the violation, in its own writes (no ping follows)
+  with_ping,     ///< the violation and a ping that follows it, in one write
+  byte_by_byte,  ///< the violation and the ping, one byte per write
+};
+
+/// The client must fail the connection; when `strict`, a pong for the ping that came
+/// after the violation fails the case (RFC 6455 §5.5.2, §7.1.7: after a failure the
+/// client sends its close frame and nothing else).
+Result expect_failure_in_order(Session& s, std::set<std::uint16_t> codes, bool strict) {
+  if (!strict) return expect_failure(s, codes);
+  for (;;) {
+    auto in = next(s, 5s);
+    if (in.kind == Incoming::pong && in.payload == "after the violation")
+      return failed("answered the ping that followed the violation before failing the connection");
+    if (in.kind == Incoming::pong || in.kind == Incoming::ping) continue;
+    if (in.kind == Incoming::close) {
+      // Nothing may follow the close frame but the end of the connection.
+      auto after = next(s, 300ms);
+      if (after.kind == Incoming::pong) return failed("sent a pong after its close frame");
+    }
+    switch (in.kind) {
+      case Incoming::message:
+        return failed("did not fail the connection: " + in.describe());
+      case Incoming::close:
+        if (in.code && codes.count(*in.code)) return ok("failed the connection with close " + std::to_string(*in.code));
+        return non_strict("failed the connection with " + in.describe());
+      case Incoming::eof:
+        return non_strict("dropped TCP without a close frame");
+      case Incoming::timeout:
+        return failed("kept the connection open");
+      default:
+        return failed(in.payload);
+    }
+  }
+}
+
 /// `good` frames are echoed first (as `expected`), then `bad` must fail it.
 Case fail_case(std::string id, std::string title, std::string rfc, std::vector<std::string> good, Expected expected,
-               std::vector<std::string> bad, std::set<std::uint16_t> codes, std::vector<std::string> client_args = {}) {
+               std::vector<std::string> bad, std::set<std::uint16_t> codes, std::vector<std::string> client_args = {},
+               Delivery delivery = Delivery::alone) {
+  std::optional<FailSpec> spec;
+  if (delivery == Delivery::alone) spec = FailSpec{good, expected, bad, codes};
   return {std::move(id), std::move(title), std::move(rfc), std::move(client_args),
-          [good, expected, bad, codes](Session& s) {
+          [good, expected, bad, codes, delivery](Session& s) {
             if (!open(s)) return failed("no opening handshake");
             for (const auto& f : good) s.send_raw(f);
             if (!expected.empty()) {
               auto r = expect_messages(s, expected);
               if (r.verdict != Verdict::ok) return r;
             }
-            for (const auto& f : bad) s.send_raw(f);
-            return expect_failure(s, codes);
-          }};
+            if (delivery == Delivery::alone) {
+              for (const auto& f : bad) s.send_raw(f);
+            } else {
+              std::string all;
+              for (const auto& f : bad) all += f;
+              all += ping("after the violation");
+              if (delivery == Delivery::with_ping) {
+                s.send_raw(all);
+              } else {
+                for (char byte : all) s.send_raw(std::string(1, byte));
+              }
+            }
+            return expect_failure_in_order(s, codes, delivery != Delivery::alone);
+          },
+          std::move(spec)};
 }
 
 /// A forged opening-handshake response: the client must not open the connection.
@@ -376,6 +430,12 @@ std::vector<Case> make_cases() {
   }
   c.push_back(fail_case("6.5", "invalid UTF-8 in the first fragment", "§8.1", {}, {},
                         {text("\xed\xa0\x80", false), continuation("rest", true)}, invalid_payload));
+  c.push_back(fail_case("6.6.1", "fragmented text whose last fragment ends inside a 3-byte code point", "§8.1",
+                        {text("fine")}, {{1, "fine"}}, {text("ab", false), continuation("c\xe2\x82", true)},
+                        invalid_payload));
+  c.push_back(fail_case("6.6.2", "fragmented text whose last fragment ends inside a 2-byte code point", "§8.1", {},
+                        {}, {text("h\xc3\xa9", false), continuation("", false), continuation("\xc3", true)},
+                        invalid_payload));
 
   // 7 Close.
   c.push_back(echo_case("7.1", "close 1000 after a message: the reply comes at once", "§5.5.1, §7.1.2", {text("last")},
@@ -431,6 +491,30 @@ std::vector<Case> make_cases() {
                  if (in.kind == Incoming::message) return failed("echoed data sent after the close: " + in.describe());
                  return ok("replied to the close and ignored the data after it");
                }});
+  // After the server's close frame, only the close reply (§5.5.1): a ping behind it is
+  // not answered, whether it comes in the same write or byte by byte.
+  for (auto [id, bytewise] : {std::pair{"7.12", false}, std::pair{"7.13", true}}) {
+    c.push_back({id,
+                 bytewise ? "a ping after the server's close, one byte per write"
+                          : "a ping after the server's close, in the same write",
+                 "§5.5.1, §5.5.2",
+                 {},
+                 [bytewise](Session& s) {
+                   if (!open(s)) return failed("no opening handshake");
+                   const std::string both = close_frame(1000) + ping("after the close");
+                   if (bytewise) {
+                     for (char byte : both) s.send_raw(std::string(1, byte));
+                   } else {
+                     s.send_raw(both);
+                   }
+                   auto in = next(s, 5s);
+                   if (in.kind == Incoming::pong) return failed("answered the ping that came after the close");
+                   if (in.kind != Incoming::close) return failed("no close reply; got " + in.describe());
+                   in = next(s, 300ms);  // a pong would come right behind the close reply
+                   if (in.kind == Incoming::pong) return failed("sent a pong after its close reply");
+                   return ok("replied to the close and nothing else");
+                 }});
+  }
   c.push_back({"7.11", "the server closes but keeps TCP open", "§7.1.1", {}, [](Session& s) {
                  if (!open(s)) return failed("no opening handshake");
                  s.send_raw(close_frame(1000));
@@ -529,8 +613,25 @@ std::vector<Case> make_cases() {
 
 }  // namespace
 
+// Every case that must fail the connection again, with a ping right behind the
+// violation: in one write ("<id>.p") and one byte per write ("<id>.b").
+std::vector<Case> with_ordered_variants(std::vector<Case> cases) {
+  std::vector<Case> out;
+  for (auto& c : cases) {
+    out.push_back(c);
+    if (!c.fail) continue;
+    auto spec = *c.fail;
+    for (auto [suffix, delivery, how] : {std::tuple{".p", Delivery::with_ping, "; a ping follows in the same write"},
+                                         std::tuple{".b", Delivery::byte_by_byte, "; a ping follows; one byte per write"}}) {
+      out.push_back(fail_case(c.id + suffix, c.title + how, c.rfc + ", §5.5.2", spec.good, spec.expected, spec.bad,
+                              spec.codes, c.client_args, delivery));
+    }
+  }
+  return out;
+}
+
 const std::vector<Case>& all_cases() {
-  static const std::vector<Case> cases = make_cases();
+  static const std::vector<Case> cases = with_ordered_variants(make_cases());
   return cases;
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -83,6 +84,15 @@ struct Result {
   std::string observed;  ///< what the client did, in a few words
 };
 
+/// What a case that must fail the connection sends: `good` frames echoed as
+/// `expected`, then `bad` frames, which must fail it with one of `codes`.
+struct FailSpec {
+  std::vector<std::string> good;
+  std::vector<std::pair<std::uint8_t, std::string>> expected;
+  std::vector<std::string> bad;
+  std::set<std::uint16_t> codes;
+};
+
 /// One test case.
 struct Case {
   std::string id;                        ///< "1.1.3", grouped as in Autobahn
@@ -90,6 +100,7 @@ struct Case {
   std::string rfc;                       ///< the section that decides
   std::vector<std::string> client_args;  ///< extra flags for the client (e.g. --compress)
   std::function<Result(Session&)> play;
+  std::optional<FailSpec> fail;  ///< for cases that must fail the connection: what they send
 };
 
 /// Every case, in order.

@@ -5,6 +5,7 @@
 #include <wscengine/beast/detail/frame_scanner.hpp>
 
 #include <string>
+#include <vector>
 
 using wscengine::beast::detail::FrameScanner;
 
@@ -134,7 +135,7 @@ TEST(FrameScanner, ReportsThePlainDataFrameItIsInAndCountsSkippedPayload) {
   EXPECT_EQ(s.payload_total(), 3u);
   EXPECT_EQ(s.payload_total() - s.payload_remaining(), 1u);  // seen so far
   EXPECT_EQ(s.events(), 1u);
-  s.skip_payload(2);  // received into another buffer
+  s.skip_payload(reinterpret_cast<const unsigned char*>("ab"), 2);  // received into another buffer
   EXPECT_FALSE(s.in_plain_data_payload());
   EXPECT_EQ(s.events(), 2u);
   EXPECT_EQ(s.bytes_since_event(), 0u);
@@ -146,4 +147,69 @@ TEST(FrameScanner, ReportsThePlainDataFrameItIsInAndCountsSkippedPayload) {
     EXPECT_FALSE(t.in_plain_data_payload()) << int(first);
     EXPECT_EQ(t.payload_total(), 3u);
   }
+}
+
+// Strict order: a ping after a frame that fails the connection, or after the server's
+// close frame, is never taken (so never answered); it stays in the stream, behind the
+// frame that ends it. Each violation is fed alone with the ping in one piece
+// (coalesced), byte by byte, and in every chunk size in between; the pings before the
+// violation are still taken.
+TEST(FrameScanner, NoPingIsTakenAfterAViolationOrTheServersClose) {
+  struct Violation {
+    const char* what;
+    std::string frames;
+  };
+  std::string masked = text("m");
+  masked[1] = static_cast<char>(masked[1] | 0x80);
+  masked.insert(2, "\x01\x02\x03\x04", 4);
+  const std::vector<Violation> violations = {
+      {"RSV1 without an extension", frame(0xc1, "rsv")},
+      {"RSV3 on a binary frame", frame(0x92, "rsv")},
+      {"reserved data opcode 3", frame(0x83, "x")},
+      {"reserved control opcode 11", frame(0x8b, "x")},
+      {"fragmented ping", frame(0x09, "frag")},
+      {"ping of 126 bytes", std::string("\x89\x7e\x00\x7e", 4) + std::string(126, 'p')},
+      {"continuation with no message begun", cont("orphan", true)},
+      {"new data frame inside a fragmented one", text("one", false) + text("two")},
+      {"masked frame from the server", masked},
+      {"the server's close frame", frame(0x88, "\x03\xe8")},
+  };
+  for (const auto& v : violations) {
+    const std::string stream = ping("before") + v.frames + ping("after") + text("later");
+    for (std::size_t chunk : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{5}, stream.size()}) {
+      FrameScanner s;
+      std::string kept = feed(s, stream, chunk);
+      auto pings = s.take_pings();
+      ASSERT_EQ(pings.size(), 1u) << v.what << ", chunk " << chunk;
+      EXPECT_EQ(pings[0], "before") << v.what;
+      EXPECT_TRUE(s.stopped()) << v.what;
+      EXPECT_EQ(kept, v.frames + ping("after") + text("later")) << v.what << ": only the ping before it left the stream";
+    }
+  }
+}
+
+TEST(FrameScanner, PingsBetweenFragmentsAndAfterWholeMessagesAreStillTaken) {
+  const std::string stream =
+      text("a", false) + ping("1") + cont("b", false) + ping("2") + cont("c", true) + ping("3") + text("d");
+  for (std::size_t chunk : {std::size_t{1}, std::size_t{4}, stream.size()}) {
+    FrameScanner s;
+    feed(s, stream, chunk);
+    auto pings = s.take_pings();
+    EXPECT_EQ(pings.size(), 3u) << "chunk " << chunk;
+    EXPECT_FALSE(s.stopped());
+    EXPECT_EQ(s.events(), 2u);
+  }
+}
+
+TEST(FrameScanner, Rsv1IsAllowedOnlyOnTheFirstFrameOfACompressedMessage) {
+  FrameScanner negotiated;
+  negotiated.set_compression(true);
+  feed(negotiated, frame(0xc1, "deflated") + frame(0x41, "first") + cont("rest", true) + ping("p"), 3);
+  EXPECT_FALSE(negotiated.stopped());
+  EXPECT_EQ(negotiated.take_pings().size(), 1u);
+  FrameScanner on_continuation;
+  on_continuation.set_compression(true);
+  feed(on_continuation, text("a", false) + frame(0xc0, "b") + ping("p"), 1);
+  EXPECT_TRUE(on_continuation.broken());
+  EXPECT_TRUE(on_continuation.take_pings().empty());
 }

@@ -385,6 +385,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     answer.compression = deflate.value();
     error_code ignored;
     lowest().socket().non_blocking(true, ignored);
+    ws_->next_layer().scanner().set_compression(answer.compression);
     beast_messages_ = ws_->next_layer().start_scanning();
     // Compressed frames need Beast's inflate state: every read goes through Beast.
     direct_reads_ = !answer.compression;
@@ -592,12 +593,16 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     layer.pump(options_.read_chunk, read_limit_);
     answer_pings_locked();
   }
+  // In order, and only the pings every frame before which was accepted (the scanner
+  // holds back those behind a compressed message until it was read).
   void answer_pings_locked() {
     auto& scanner = ws_->next_layer().scanner();
-    if (!scanner.has_pings()) return;
+    if (!scanner.has_pings() || !open_) return;
+    auto pings = scanner.take_pings(consumed_);
+    if (pings.empty()) return;
     auto deadline = lowest().write_deadline;
     lowest().write_deadline = Clock::time_point::max();
-    for (const auto& payload : scanner.take_pings()) {
+    for (const auto& payload : pings) {
       error_code ec;
       ws_->pong(ws::ping_data(payload.data(), payload.size()), ec);
       if (ec) break;  // the connection failed: the next read reports it
@@ -682,9 +687,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     read_buffer_.clear();
     error_code ec;
     ws_->read(read_buffer_, ec);
-    answer_pings_locked();  // pings that came in while Beast waited for the rest
     if (!ec) {
       ++consumed_;
+      answer_pings_locked();  // pings that came meanwhile, or behind this message
       out.type = ws_->got_text() ? MessageType::text : MessageType::binary;
       auto data = read_buffer_.cdata();
       out.payload.assign(static_cast<const char*>(data.data()), data.size());

@@ -86,6 +86,9 @@ struct Events {
   std::function<void(DialOutcome)> dialled;
   std::function<bool(bool text, std::string&& payload)> message;
   std::function<void(std::string&& payload)> pong;
+  /// Whether to answer this ping (false once the connection is failing: after a
+  /// violation the client sends its close frame and nothing else).
+  std::function<bool()> answer_ping;
   std::function<void(Ending)> ended;
 };
 

@@ -79,6 +79,20 @@ Error dial_error(const bridge::DialOutcome& o, const DialRequest& dial) {
   return Error(errc::io_error, request + ": " + o.detail);
 }
 
+// websocketpp 0.8 checks the UTF-8 of every fragment but not that a fragmented text
+// message ends between code points: true when `text` stops inside one.
+bool ends_inside_code_point(std::string_view text) {
+  std::size_t i = text.size(), continuation = 0;
+  while (i > 0 && continuation < 4 && (static_cast<unsigned char>(text[i - 1]) & 0xc0) == 0x80) {
+    --i;
+    ++continuation;
+  }
+  if (i == 0) return continuation != 0;
+  const auto lead = static_cast<unsigned char>(text[i - 1]);
+  const std::size_t needed = lead >= 0xf0 ? 3 : lead >= 0xe0 ? 2 : lead >= 0xc0 ? 1 : 0;
+  return continuation < needed;
+}
+
 /// The connection's state, shared with the library's handlers (which hold it weakly).
 class State final : public std::enable_shared_from_this<State> {
  public:
@@ -154,6 +168,10 @@ class State final : public std::enable_shared_from_this<State> {
     };
     events.pong = [weak](std::string&& payload) {
       if (auto self = weak.lock()) self->on_pong(payload);
+    };
+    events.answer_ping = [weak] {
+      auto self = weak.lock();
+      return self && self->is_open();
     };
     events.ended = [weak](bridge::Ending e) {
       if (auto self = weak.lock()) self->on_ended(std::move(e));
@@ -331,12 +349,23 @@ class State final : public std::enable_shared_from_this<State> {
     if (waiting) waiting({});
   }
 
-  // The engine is done with the connection: drop it unless it already ended.
+  // The engine is done with the connection: drop it unless it already ended. A close
+  // handshake this side began (failing the connection) is let finish first, for up to
+  // 2 s, so that the close frame is not lost to the drop.
   void release() noexcept {
     std::shared_ptr<bridge::Bridge> b;
+    bool closing = false;
     {
       std::lock_guard lock(mutex_);
       if (!ended_) b = bridge_;
+      closing = closing_;
+    }
+    if (b && closing) {
+      net::post(strand_, [self = shared_from_this(), b] {
+        self->timer_.expires_after(std::chrono::seconds(2));
+        self->timer_.async_wait([self, b](const boost::system::error_code&) { b->abort(); });
+      });
+      return;
     }
     if (b) b->abort();
     cancel_timer();
@@ -419,8 +448,10 @@ class State final : public std::enable_shared_from_this<State> {
   bool on_message(bool text, std::string&& payload) {
     bool keep_reading = true;
     Connection::WaitHandler waiting;
+    if (text && ends_inside_code_point(payload)) return fail_invalid_utf8();
     {
       std::lock_guard lock(mutex_);
+      if (!open_) return true;  // failed by this side meanwhile: dropped (reading goes on for the close reply)
       queued_bytes_ += payload.size();
       InboundMessage m;
       m.type = text ? MessageType::text : MessageType::binary;
@@ -435,6 +466,28 @@ class State final : public std::enable_shared_from_this<State> {
     changed_.notify_all();
     if (waiting) waiting({});
     return keep_reading;
+  }
+
+  // The client fails the connection with 1007 (RFC 6455 §8.1): the reader gets
+  // errc::invalid_utf8 after the messages before it; websocketpp sends the close frame.
+  bool fail_invalid_utf8() {
+    std::shared_ptr<bridge::Bridge> b;
+    Connection::WaitHandler waiting;
+    {
+      std::lock_guard lock(mutex_);
+      if (!open_) return true;
+      open_ = false;
+      closing_ = true;
+      last_close_ = {close_code::invalid_payload, {}};
+      closed_detail_ = "connection failed by this side";
+      failure_ = Error(errc::invalid_utf8, "text message is not valid UTF-8 (it ends inside a code point)");
+      b = bridge_;
+      waiting = std::exchange(wait_done_, nullptr);
+    }
+    b->close(close_code::invalid_payload, "invalid UTF-8");
+    changed_.notify_all();
+    if (waiting) waiting({});
+    return true;  // websocketpp reads on for the server's close reply
   }
 
   void on_pong(const std::string& payload) {
@@ -456,6 +509,7 @@ class State final : public std::enable_shared_from_this<State> {
 
   void on_ended(bridge::Ending e) {
     Connection::WaitHandler waiting;
+    cancel_timer();  // a linger after release() (or the dial's timer) is over
     {
       std::lock_guard lock(mutex_);
       ended_ = true;

@@ -44,6 +44,66 @@ struct FrameHeader {
   return h;
 }
 
+/// An incremental UTF-8 check (RFC 3629 as RFC 6455 §8.1 requires: no overlong
+/// forms, no surrogates, nothing above U+10FFFF), fed in pieces of any size. ASCII
+/// runs are checked eight bytes at a time. A plain value.
+class Utf8Check {
+ public:
+  /// Checks `n` more bytes; false at the first byte that cannot be UTF-8.
+  bool write(const unsigned char* p, std::size_t n) noexcept {
+    std::size_t i = 0;
+    while (i < n) {
+      if (need_ == 0) {
+        // Between code points: skip ASCII eight bytes at a time.
+        while (i + 8 <= n) {
+          std::uint64_t w;
+          std::memcpy(&w, p + i, 8);
+          if ((w & 0x8080808080808080ull) != 0) break;
+          i += 8;
+        }
+        if (i == n) break;
+        unsigned char b = p[i++];
+        if (b < 0x80) continue;
+        if (!start(b)) return false;
+        continue;
+      }
+      unsigned char b = p[i++];
+      if (b < low_ || b > high_) return false;
+      --need_;
+      low_ = 0x80;
+      high_ = 0xbf;
+    }
+    return true;
+  }
+  /// True when the bytes so far end between code points.
+  bool complete() const noexcept { return need_ == 0; }
+
+ private:
+  // The first byte of a multi-byte sequence: how many follow, and the range of the
+  // next byte (narrower after E0, ED, F0 and F4: overlong forms, surrogates, > U+10FFFF).
+  bool start(unsigned char b) noexcept {
+    low_ = 0x80;
+    high_ = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) {
+      need_ = 1;
+    } else if (b >= 0xe0 && b <= 0xef) {
+      need_ = 2;
+      if (b == 0xe0) low_ = 0xa0;
+      if (b == 0xed) high_ = 0x9f;
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      need_ = 3;
+      if (b == 0xf0) low_ = 0x90;
+      if (b == 0xf4) high_ = 0x8f;
+    } else {
+      return false;  // a continuation byte, C0, C1, or F5..FF
+    }
+    return true;
+  }
+
+  unsigned need_ = 0;  // continuation bytes still to come
+  unsigned char low_ = 0x80, high_ = 0xbf;
+};
+
 /// Counts, in a server-to-client byte stream: complete data messages and close
 /// frames ("events": each ends one read) and pong frames. A malformed header makes
 /// it `broken()`: a read must then run so the library reports the violation.
@@ -52,6 +112,17 @@ struct FrameHeader {
 /// answers a ping only while it reads a message, so an idle connection would never
 /// answer its server's pings (and servers drop clients that do not). The adapter
 /// answers the pings it is given by `take_pings()` at once instead.
+///
+/// Strict order (RFC 6455 §5.5.2, §7.1.7): once a frame fails the connection (a
+/// header that breaks a rule: RSV bits, a reserved opcode, a fragmented or long
+/// control frame, a masked frame, a continuation with no message begun, a new data
+/// frame inside a fragmented one) or the server's close frame has begun, no later
+/// ping is taken: after a violation the client sends its close frame and nothing
+/// else; after the server's close, only the close reply. Text that is not valid
+/// UTF-8 (RFC 6455 §8.1) is such a frame too: the scanner checks the UTF-8 of every
+/// uncompressed text message as its bytes arrive. A compressed message can only be
+/// checked by inflating it, which the reader does: a ping behind one is handed out
+/// (take_pings) only once the reader has read that message.
 /// Thread safety: none; the owner serialises calls.
 class FrameScanner {
  public:
@@ -69,6 +140,7 @@ class FrameScanner {
       if (payload_remaining_ != 0) {
         std::size_t take = payload_remaining_ < n ? static_cast<std::size_t>(payload_remaining_) : n;
         if (ping_frame_) ping_payload_.append(reinterpret_cast<const char*>(in), take);
+        if (checking_utf8_ && !utf8_.write(in, take)) broken_ = true;
         if (!strip_current_) {
           if (out != in) std::memmove(out, in, take);
           out += take;
@@ -85,7 +157,7 @@ class FrameScanner {
       ++bytes_since_event_;
       header_[header_length_++] = byte;
       if (header_length_ == 1) {
-        held_ = strip_pings && byte == 0x89;  // FIN + ping, no RSV: decided at the next byte
+        held_ = strip_pings && byte == 0x89 && !stopped();  // FIN + ping, no RSV: decided at the next byte
         if (!held_) *out++ = byte;
       } else {
         if (header_length_ == 2) {
@@ -93,7 +165,7 @@ class FrameScanner {
           bool masked = (header_[1] & 0x80) != 0;
           header_needed_ = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
           // Only a well-formed ping is taken out: FIN, no RSV bits, unmasked, <= 125 bytes.
-          ping_frame_ = header_[0] == 0x89 && !masked && len7 <= 125;
+          ping_frame_ = header_[0] == 0x89 && !masked && len7 <= 125 && !stopped();
           strip_current_ = ping_frame_ && held_;
           if (held_ && !strip_current_) *out++ = header_[0];
           held_ = false;
@@ -105,6 +177,10 @@ class FrameScanner {
     return static_cast<std::size_t>(out - begin);
   }
 
+  /// permessage-deflate was negotiated: RSV1 on a message's first frame is allowed.
+  /// Set before the first byte is fed.
+  void set_compression(bool negotiated) noexcept { compression_ = negotiated; }
+
   /// True while the first byte of a possible ping is held back: the next feed may
   /// write one byte more than it reads, so its output must start one byte early.
   bool holding() const noexcept { return held_; }
@@ -112,6 +188,10 @@ class FrameScanner {
   std::uint64_t events() const noexcept { return events_; }
   std::uint64_t pongs() const noexcept { return pongs_; }
   bool broken() const noexcept { return broken_; }
+  /// The server's close frame has begun: nothing after it is answered.
+  bool close_seen() const noexcept { return close_seen_; }
+  /// No ping is taken any more (broken, or after the server's close).
+  bool stopped() const noexcept { return broken_ || close_seen_; }
   /// Bytes scanned since the end of the last event (a partial or a control frame).
   std::uint64_t bytes_since_event() const noexcept { return bytes_since_event_; }
   /// In the middle of a frame header (or holding a possible ping's first byte).
@@ -127,16 +207,26 @@ class FrameScanner {
   }
   /// The payload length of the current frame (while in its payload).
   std::uint64_t payload_total() const noexcept { return peek_frame_header(header_, sizeof header_).payload; }
-  /// Counts `n` payload bytes of the current data frame that the caller received
-  /// into a buffer of its own (not a ping: those are always fed).
-  void skip_payload(std::uint64_t n) noexcept {
+  /// Counts `n` payload bytes (at `data`) of the current data frame that the caller
+  /// received into a buffer of its own (not a ping: those are always fed).
+  void skip_payload(const unsigned char* data, std::size_t n) noexcept {
+    if (checking_utf8_ && !utf8_.write(data, n)) broken_ = true;
     payload_remaining_ -= n;
     bytes_since_event_ += n;
     if (payload_remaining_ == 0) frame_done();
   }
 
-  /// The payloads of the pings taken out of the stream since the last call.
-  std::deque<std::string> take_pings() { return std::exchange(pings_, {}); }
+  /// The payloads of the pings taken out of the stream and not yet handed out, in
+  /// order, up to the first one behind a compressed message the reader has not read
+  /// yet (`events_read`: how many events the reader has taken; see events()).
+  std::deque<std::string> take_pings(std::uint64_t events_read = ~std::uint64_t{0}) {
+    std::deque<std::string> out;
+    while (!pings_.empty() && pings_.front().events_needed <= events_read) {
+      out.push_back(std::move(pings_.front().payload));
+      pings_.pop_front();
+    }
+    return out;
+  }
   bool has_pings() const noexcept { return !pings_.empty(); }
 
  private:
@@ -153,8 +243,25 @@ class FrameScanner {
     bool control = (opcode_ & 0x8) != 0;
     bool known = opcode_ <= 2 || opcode_ == 8 || opcode_ == 9 || opcode_ == 10;
     bool masked = (header_[1] & 0x80) != 0;  // RFC 6455 §5.1: a server never masks
-    bool reserved_bits = (header_[0] & 0x30) != 0 || (control && (header_[0] & 0x40) != 0);
-    if (!known || (control && (len > 125 || !fin_)) || (len >> 63) != 0 || masked || reserved_bits) broken_ = true;
+    // RSV1 marks a compressed message (RFC 7692 §6): only on the first frame of a data
+    // message, and only when permessage-deflate was negotiated.
+    bool reserved_bits = (header_[0] & 0x30) != 0 ||
+                         ((header_[0] & 0x40) != 0 && (control || opcode_ == 0 || !compression_));
+    // §5.4: a continuation continues a fragmented message; a new one waits for its end.
+    bool out_of_sequence = !control && (opcode_ == 0 ? !in_fragmented_ : in_fragmented_);
+    if (!known || (control && (len > 125 || !fin_)) || (len >> 63) != 0 || masked || reserved_bits ||
+        (known && out_of_sequence))
+      broken_ = true;
+    if (!control && known) {
+      in_fragmented_ = !fin_;
+      if (opcode_ != 0) {  // a new message: is it text to check, or compressed?
+        const bool deflated = (header_[0] & 0x40) != 0;
+        checking_utf8_ = opcode_ == 1 && !deflated;
+        utf8_ = {};
+        if (deflated) unread_until_ = events_ + 1;  // checked by the reader, who inflates it
+      }
+    }
+    if (opcode_ == 8) close_seen_ = true;
     header_length_ = 0;
     header_needed_ = 0;
     payload_remaining_ = len;
@@ -163,7 +270,7 @@ class FrameScanner {
 
   void frame_done() noexcept {
     if (ping_frame_) {
-      pings_.push_back(std::move(ping_payload_));
+      pings_.push_back({std::move(ping_payload_), unread_until_});
       ping_payload_.clear();
       ping_frame_ = false;
       bool stripped = strip_current_;
@@ -176,6 +283,8 @@ class FrameScanner {
     } else if (opcode_ == 10) {
       ++pongs_;
     } else if (opcode_ <= 2 && fin_) {
+      if (checking_utf8_ && !utf8_.complete()) broken_ = true;  // ends inside a code point
+      checking_utf8_ = false;
       ++events_;
       bytes_since_event_ = 0;
     }
@@ -191,11 +300,21 @@ class FrameScanner {
   std::uint64_t pongs_ = 0;
   std::uint64_t bytes_since_event_ = 0;
   bool broken_ = false;
+  bool compression_ = false;    // RSV1 allowed on a message's first frame
+  bool close_seen_ = false;     // the server's close frame began
+  bool in_fragmented_ = false;  // a fragmented data message has begun and not ended
   bool ping_frame_ = false;     // the current frame is a well-formed ping
   bool strip_current_ = false;  // ... and its bytes are taken out of the stream
   bool held_ = false;           // the first byte of a possible ping is not written yet
   std::string ping_payload_;
-  std::deque<std::string> pings_;
+  struct Ping {
+    std::string payload;
+    std::uint64_t events_needed = 0;  // events the reader must have read before its pong
+  };
+  std::deque<Ping> pings_;
+  std::uint64_t unread_until_ = 0;  // events up to the last compressed message begun
+  bool checking_utf8_ = false;      // the current data message is uncompressed text
+  Utf8Check utf8_;
 };
 
 }  // namespace wscengine::beast::detail

@@ -433,8 +433,8 @@ class ScanLayer {
     std::size_t n = next_.read_some(net::buffer(diverted_.data() + diverted_filled_, want), ec);
     lowest().no_wait = false;
     if (n == 0) return 0;
+    scanner_.skip_payload(reinterpret_cast<const unsigned char*>(diverted_.data()) + diverted_filled_, n);
     diverted_filled_ += n;
-    scanner_.skip_payload(n);
     if (diverted_filled_ == total) {
       diverted_.resize(total);
       diverting_ = false;
