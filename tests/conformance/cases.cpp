@@ -164,10 +164,18 @@ Result close_normally(Session& s, Result so_far) {
   return so_far;
 }
 
-/// The client must fail the connection, with one of `codes` in its close frame.
-Result expect_failure(Session& s, std::set<std::uint16_t> codes, std::chrono::milliseconds timeout = 5s) {
+/// The client must fail the connection, with one of `codes` in its close frame. With
+/// `strict`, a pong for the ping sent right after the violation fails the case, and so
+/// does a pong after the client's close frame (RFC 6455 §5.5.2, §7.1.7: after a failure
+/// the client sends its close frame and nothing else).
+Result expect_failure(Session& s, std::set<std::uint16_t> codes, std::chrono::milliseconds timeout = 5s,
+                      bool strict = false) {
   for (;;) {
     auto in = next(s, timeout);
+    if (strict && in.kind == Incoming::pong && in.payload == "after the violation")
+      return failed("answered the ping that followed the violation before failing the connection");
+    if (strict && in.kind == Incoming::close && next(s, 300ms).kind == Incoming::pong)
+      return failed("sent a pong after its close frame");
     switch (in.kind) {
       case Incoming::pong:
       case Incoming::ping:
@@ -206,37 +214,6 @@ enum class Delivery {
   byte_by_byte,  ///< the violation and the ping, one byte per write
 };
 
-/// The client must fail the connection; when `strict`, a pong for the ping that came
-/// after the violation fails the case (RFC 6455 §5.5.2, §7.1.7: after a failure the
-/// client sends its close frame and nothing else).
-Result expect_failure_in_order(Session& s, std::set<std::uint16_t> codes, bool strict) {
-  if (!strict) return expect_failure(s, codes);
-  for (;;) {
-    auto in = next(s, 5s);
-    if (in.kind == Incoming::pong && in.payload == "after the violation")
-      return failed("answered the ping that followed the violation before failing the connection");
-    if (in.kind == Incoming::pong || in.kind == Incoming::ping) continue;
-    if (in.kind == Incoming::close) {
-      // Nothing may follow the close frame but the end of the connection.
-      auto after = next(s, 300ms);
-      if (after.kind == Incoming::pong) return failed("sent a pong after its close frame");
-    }
-    switch (in.kind) {
-      case Incoming::message:
-        return failed("did not fail the connection: " + in.describe());
-      case Incoming::close:
-        if (in.code && codes.count(*in.code)) return ok("failed the connection with close " + std::to_string(*in.code));
-        return non_strict("failed the connection with " + in.describe());
-      case Incoming::eof:
-        return non_strict("dropped TCP without a close frame");
-      case Incoming::timeout:
-        return failed("kept the connection open");
-      default:
-        return failed(in.payload);
-    }
-  }
-}
-
 /// `good` frames are echoed first (as `expected`), then `bad` must fail it.
 Case fail_case(std::string id, std::string title, std::string rfc, std::vector<std::string> good, Expected expected,
                std::vector<std::string> bad, std::set<std::uint16_t> codes, std::vector<std::string> client_args = {},
@@ -263,7 +240,7 @@ Case fail_case(std::string id, std::string title, std::string rfc, std::vector<s
                 for (char byte : all) s.send_raw(std::string(1, byte));
               }
             }
-            return expect_failure_in_order(s, codes, delivery != Delivery::alone);
+            return expect_failure(s, codes, 5s, delivery != Delivery::alone);
           },
           std::move(spec)};
 }
