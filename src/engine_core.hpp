@@ -176,8 +176,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::shared_ptr<Session> current_;
   std::shared_ptr<Attempt> attempt_;
   std::optional<boost::asio::steady_timer> retry_timer_;
-  std::uint32_t retry_count_ = 0;    // failed attempts in a row (OnRestartError, max_attempts)
-  RestartBackoff backoff_;           // (m) the delays between attempts
+  std::uint32_t retry_count_ = 0;  // failed attempts in a row (OnRestartError, max_attempts)
+  RestartBackoff backoff_;         // (m) the delays between attempts
   std::atomic<std::uint64_t> session_counter_{0};
   TraceContext start_trace_;     // (m) parent of the first attempt of a start
   TraceContext last_run_trace_;  // (m) parent of the restart after a session

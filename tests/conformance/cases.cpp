@@ -220,7 +220,10 @@ Case fail_case(std::string id, std::string title, std::string rfc, std::vector<s
                Delivery delivery = Delivery::alone) {
   std::optional<FailSpec> spec;
   if (delivery == Delivery::alone) spec = FailSpec{good, expected, bad, codes};
-  return {std::move(id), std::move(title), std::move(rfc), std::move(client_args),
+  return {std::move(id),
+          std::move(title),
+          std::move(rfc),
+          std::move(client_args),
           [good, expected, bad, codes, delivery](Session& s) {
             if (!open(s)) return failed("no opening handshake");
             for (const auto& f : good) s.send_raw(f);
@@ -410,8 +413,8 @@ std::vector<Case> make_cases() {
   c.push_back(fail_case("6.6.1", "fragmented text whose last fragment ends inside a 3-byte code point", "§8.1",
                         {text("fine")}, {{1, "fine"}}, {text("ab", false), continuation("c\xe2\x82", true)},
                         invalid_payload));
-  c.push_back(fail_case("6.6.2", "fragmented text whose last fragment ends inside a 2-byte code point", "§8.1", {},
-                        {}, {text("h\xc3\xa9", false), continuation("", false), continuation("\xc3", true)},
+  c.push_back(fail_case("6.6.2", "fragmented text whose last fragment ends inside a 2-byte code point", "§8.1", {}, {},
+                        {text("h\xc3\xa9", false), continuation("", false), continuation("\xc3", true)},
                         invalid_payload));
 
   // 7 Close.
@@ -598,8 +601,9 @@ std::vector<Case> with_ordered_variants(std::vector<Case> cases) {
     out.push_back(c);
     if (!c.fail) continue;
     auto spec = *c.fail;
-    for (auto [suffix, delivery, how] : {std::tuple{".p", Delivery::with_ping, "; a ping follows in the same write"},
-                                         std::tuple{".b", Delivery::byte_by_byte, "; a ping follows; one byte per write"}}) {
+    for (auto [suffix, delivery, how] :
+         {std::tuple{".p", Delivery::with_ping, "; a ping follows in the same write"},
+          std::tuple{".b", Delivery::byte_by_byte, "; a ping follows; one byte per write"}}) {
       out.push_back(fail_case(c.id + suffix, c.title + how, c.rfc + ", §5.5.2", spec.good, spec.expected, spec.bad,
                               spec.codes, c.client_args, delivery));
     }

@@ -52,7 +52,8 @@ const std::map<std::pair<std::string, std::string>, Explained> kExplained = [] {
   for (const char* id : {"8.9", "8.10", "9.1", "9.2", "9.3", "9.4", "9.5", "9.6", "9.7"}) {
     m[{"websocketpp", id}] = {Verdict::unsupported, kNoDeflate};
     if (id[0] == '9' && id[2] >= '4')
-      for (const char* variant : {".p", ".b"}) m[{"websocketpp", std::string(id) + variant}] = {Verdict::unsupported, kNoDeflate};
+      for (const char* variant : {".p", ".b"})
+        m[{"websocketpp", std::string(id) + variant}] = {Verdict::unsupported, kNoDeflate};
   }
   return m;
 }();

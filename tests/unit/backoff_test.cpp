@@ -79,8 +79,7 @@ TEST(Backoff, PartialJitterKeepsTheRestOfTheDelay) {
 TEST(Backoff, SeededDelaysAreReproducibleAndEachWithinItsRange) {
   auto seeded = [](std::uint64_t seed) {
     auto engine = std::make_shared<std::mt19937_64>(seed);
-    return RestartBackoff::Random(
-        [engine] { return std::uniform_real_distribution<double>(0.0, 1.0)(*engine); });
+    return RestartBackoff::Random([engine] { return std::uniform_real_distribution<double>(0.0, 1.0)(*engine); });
   };
   RestartBackoff a(options(0.5), seeded(42)), b(options(0.5), seeded(42));
   const ms bounds[] = {100ms, 200ms, 400ms, 800ms, 1000ms, 1000ms, 1000ms, 1000ms, 1000ms, 1000ms};

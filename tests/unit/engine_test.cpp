@@ -566,8 +566,7 @@ TEST_F(EngineTest, TheSlotLimitHoldsOnARuntimeWithMoreCallbackThreadsThanSlots) 
     });
   }
   EXPECT_TRUE(sync->cv.wait_for(lock, 10s, [&] { return sync->spare_running == kSpare; }))
-      << "a spare callback thread stayed busy: " << sync->running << " OnMessage running with " << kSlots
-      << " slots";
+      << "a spare callback thread stayed busy: " << sync->running << " OnMessage running with " << kSlots << " slots";
   EXPECT_EQ(sync->running, static_cast<int>(kSlots));
   lock.unlock();
   sync->release();

@@ -183,7 +183,8 @@ TEST(FrameScanner, NoPingIsTakenAfterAViolationOrTheServersClose) {
       ASSERT_EQ(pings.size(), 1u) << v.what << ", chunk " << chunk;
       EXPECT_EQ(pings[0], "before") << v.what;
       EXPECT_TRUE(s.stopped()) << v.what;
-      EXPECT_EQ(kept, v.frames + ping("after") + text("later")) << v.what << ": only the ping before it left the stream";
+      EXPECT_EQ(kept, v.frames + ping("after") + text("later"))
+          << v.what << ": only the ping before it left the stream";
     }
   }
 }

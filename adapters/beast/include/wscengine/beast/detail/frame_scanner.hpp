@@ -245,8 +245,8 @@ class FrameScanner {
     bool masked = (header_[1] & 0x80) != 0;  // RFC 6455 §5.1: a server never masks
     // RSV1 marks a compressed message (RFC 7692 §6): only on the first frame of a data
     // message, and only when permessage-deflate was negotiated.
-    bool reserved_bits = (header_[0] & 0x30) != 0 ||
-                         ((header_[0] & 0x40) != 0 && (control || opcode_ == 0 || !compression_));
+    bool reserved_bits =
+        (header_[0] & 0x30) != 0 || ((header_[0] & 0x40) != 0 && (control || opcode_ == 0 || !compression_));
     // §5.4: a continuation continues a fragmented message; a new one waits for its end.
     bool out_of_sequence = !control && (opcode_ == 0 ? !in_fragmented_ : in_fragmented_);
     if (!known || (control && (len > 125 || !fin_)) || (len >> 63) != 0 || masked || reserved_bits ||
