@@ -198,6 +198,8 @@ class State final : public std::enable_shared_from_this<State> {
           reading_paused_ = false;
           resume = true;
         }
+      } else if (failing_ && !ended_) {
+        result = Error(errc::would_block);  // the close handshake this side began is not over
       } else if (failure_ && !failure_reported_) {
         failure_reported_ = true;
         result = *failure_;
@@ -468,25 +470,23 @@ class State final : public std::enable_shared_from_this<State> {
     return keep_reading;
   }
 
-  // The client fails the connection with 1007 (RFC 6455 §8.1): the reader gets
-  // errc::invalid_utf8 after the messages before it; websocketpp sends the close frame.
+  // The client fails the connection with 1007 (RFC 6455 §8.1): websocketpp sends the
+  // close frame; the reader gets errc::invalid_utf8 after the messages before it, once
+  // the close handshake is over (see readable_locked).
   bool fail_invalid_utf8() {
     std::shared_ptr<bridge::Bridge> b;
-    Connection::WaitHandler waiting;
     {
       std::lock_guard lock(mutex_);
       if (!open_) return true;
       open_ = false;
       closing_ = true;
+      failing_ = true;
       last_close_ = {close_code::invalid_payload, {}};
       closed_detail_ = "connection failed by this side";
       failure_ = Error(errc::invalid_utf8, "text message is not valid UTF-8 (it ends inside a code point)");
       b = bridge_;
-      waiting = std::exchange(wait_done_, nullptr);
     }
     b->close(close_code::invalid_payload, "invalid UTF-8");
-    changed_.notify_all();
-    if (waiting) waiting({});
     return true;  // websocketpp reads on for the server's close reply
   }
 
@@ -547,7 +547,12 @@ class State final : public std::enable_shared_from_this<State> {
 
   // ------------------------------------------------------------ helpers
 
-  bool readable_locked() const { return !queue_.empty() || !open_ || (failure_ && !failure_reported_); }
+  // After fail_invalid_utf8() the failure waits for the end of the close handshake:
+  // the engine ends the session (and a CLI its process) once the reader sees it, and
+  // websocketpp writes the close frame later, on its strand.
+  bool readable_locked() const {
+    return !queue_.empty() || ended_ || (!failing_ && (!open_ || (failure_ && !failure_reported_)));
+  }
 
   std::shared_ptr<bridge::Bridge> open_bridge() {
     std::lock_guard lock(mutex_);
@@ -591,6 +596,7 @@ class State final : public std::enable_shared_from_this<State> {
   bool open_ = false;
   bool closing_ = false;  // close() was called
   bool ended_ = false;    // websocketpp reported the end of the connection
+  bool failing_ = false;  // this side failed the connection (fail_invalid_utf8)
   std::deque<InboundMessage> queue_;
   std::size_t queued_bytes_ = 0;
   bool reading_paused_ = false;
