@@ -401,9 +401,13 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
                         : Error(errc::open_failed, open_error.message());
     if (s->end_requested_in_open == EndReason::exit) exit_requested_ = true;
     lock.unlock();
-    if (s->connection->is_open())
-      (void)s->connection->close({close_code::going_away, "OnOpen failed"}, options_.close_timeout);
-    return attempt_failed(attempt, std::move(e));
+    if (!s->connection->is_open()) return attempt_failed(attempt, std::move(e));
+    // The close handshake holds no thread; the attempt fails once it is over.
+    s->connection->async_close({close_code::going_away, "OnOpen failed"}, options_.close_timeout,
+                               counted([this, attempt, s, e = std::move(e)](Error) mutable {
+                                 post([this, attempt, e = std::move(e)]() mutable { attempt_failed(attempt, std::move(e)); });
+                               }));
+    return;
   }
   attempt_.reset();
   current_ = s;
@@ -451,12 +455,14 @@ void EngineCore::schedule_heartbeat_locked(const std::shared_ptr<Session>& s) {
   if (!s->heartbeat) s->heartbeat.emplace(runtime_->impl().io);
   s->heartbeat->expires_after(options_.ping_interval);
   s->heartbeat->async_wait(counted([this, s](const boost::system::error_code& ec) {
-    if (!ec) post([this, s] { heartbeat(s); });
+    if (!ec) heartbeat(s);
   }));
 }
 
-// On a callback thread: the ping may wait up to pong_timeout. Adapters answer pings
-// and take pongs even when no reader runs (OnMessage busy, pause lock held).
+// On an I/O thread, and no thread waits for the pong: the adapter's async_ping
+// completes when it comes, when pong_timeout passes, or when the connection ends. So
+// any number of dead peers costs no thread, and each is found within ping_interval +
+// pong_timeout. Adapters answer pings and take pongs even when no reader runs.
 void EngineCore::heartbeat(const std::shared_ptr<Session>& s) {
   std::uint64_t read_before = 0;
   {
@@ -464,7 +470,14 @@ void EngineCore::heartbeat(const std::shared_ptr<Session>& s) {
     if (s->ending || !s->current) return;
     read_before = s->next_sequence.load(std::memory_order_relaxed);
   }
-  Error error = s->connection->ping({}, options_.pong_timeout);
+  traced(s->run_trace, [&] {
+    s->connection->async_ping({}, options_.pong_timeout, counted([this, s, read_before](Error error) {
+      heartbeat_answered(s, read_before, std::move(error));
+    }));
+  });
+}
+
+void EngineCore::heartbeat_answered(const std::shared_ptr<Session>& s, std::uint64_t read_before, Error error) {
   Lock lock(mutex_);
   if (s->ending) return;
   if (!error) return schedule_heartbeat_locked(s);
@@ -875,22 +888,43 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
     Lock lock(mutex_);
     reason = s->end_reason;  // exit/stop may have come during OnClose
   }
-  if (s->connection->is_open()) {
-    CloseFrame frame = reply.value_or(reason == EndReason::stop ? CloseFrame{close_code::normal, {}}
-                                                                : CloseFrame{close_code::going_away, {}});
-    if (Error invalid = validate_close_frame(frame)) {
-      report_close_error(ctx, shutdown_span, invalid);
-      frame = CloseFrame{close_code::going_away, {}};
+  if (!s->connection->is_open()) return after_close(std::move(s), std::move(shutdown_span), reason, {});
+  CloseFrame frame = reply.value_or(reason == EndReason::stop ? CloseFrame{close_code::normal, {}}
+                                                              : CloseFrame{close_code::going_away, {}});
+  if (Error invalid = validate_close_frame(frame)) {
+    report_close_error(ctx, shutdown_span.get(), invalid);
+    frame = CloseFrame{close_code::going_away, {}};
+  }
+  if (shutdown_span) shutdown_span->set_attribute("wscengine.close.sent_code", static_cast<std::int64_t>(frame.code));
+  // The close handshake holds no thread: the rest runs on a callback thread once the
+  // peer answered, close_timeout passed, or the connection dropped.
+  const TraceContext shutdown_trace = trace_of(shutdown_span);
+  std::shared_ptr<Span> span(std::move(shutdown_span));
+  traced(shutdown_trace, [&] {
+    s->connection->async_close(frame, options_.close_timeout, counted([this, s, span, reason](Error close_error) mutable {
+      post([this, s = std::move(s), span = std::move(span), reason, close_error = std::move(close_error)]() mutable {
+        after_close(std::move(s), std::move(span), reason, std::move(close_error));
+      });
+    }));
+  });
+}
+
+// On a callback thread, after the close handshake (or with none): OnCloseError if it
+// failed, then stop or restart.
+void EngineCore::after_close(std::shared_ptr<Session> s, std::shared_ptr<Span> shutdown_span, EndReason reason,
+                             Error close_error) {
+  if (close_error && !close_error.is(errc::closed)) {
+    if (shutdown_span) shutdown_span->set_error(close_error);
+    Context ctx(*this, s.get());
+    {
+      Lock lock(mutex_);
+      ctx.set_initiator(s->initiator);
     }
-    if (shutdown_span) {
-      shutdown_span->set_attribute("wscengine.close.sent_code", static_cast<std::int64_t>(frame.code));
-    }
-    Error close_error =
-        traced(trace_of(shutdown_span), [&] { return s->connection->close(frame, options_.close_timeout); });
-    if (close_error && !close_error.is(errc::closed)) {
-      if (shutdown_span) shutdown_span->set_error(close_error);
-      report_close_error(ctx, shutdown_span, close_error);
-    }
+    report_close_error(ctx, shutdown_span.get(), close_error);
+  }
+  {
+    Lock lock(mutex_);
+    reason = s->end_reason;  // exit/stop may have come meanwhile
   }
   if (shutdown_span && (reason == EndReason::exit || reason == EndReason::stop)) {
     shutdown_span->add_event(reason == EndReason::exit ? "engine exit" : "engine stop");
@@ -913,8 +947,8 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
   post([this, generation = generation_] { begin_attempt(true, generation); });
 }
 
-void EngineCore::report_close_error(Context& ctx, const std::unique_ptr<Span>& shutdown_span, const Error& error) {
-  auto span = start_span("wscengine.on_close_error", trace_of(shutdown_span));
+void EngineCore::report_close_error(Context& ctx, Span* shutdown_span, const Error& error) {
+  auto span = start_span("wscengine.on_close_error", shutdown_span ? shutdown_span->context() : TraceContext{});
   if (span) {
     span->set_error(error);
     ctx.set_trace_context(span->context());

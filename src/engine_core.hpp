@@ -128,6 +128,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void kick_reader_locked(const std::shared_ptr<Session>& s);
   void schedule_heartbeat_locked(const std::shared_ptr<Session>& s);
   void heartbeat(const std::shared_ptr<Session>& s);
+  void heartbeat_answered(const std::shared_ptr<Session>& s, std::uint64_t read_before, Error error);
   void report_read_error(const std::shared_ptr<Session>& s, const Error& error);
   /// Whether a reader may start or go on reading for `s` (nothing stops it).
   bool reader_may_run_locked(const Session& s) const;
@@ -137,7 +138,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
                                CloseInitiator who);
   void maybe_finish_locked(const std::shared_ptr<Session>& s);
   void finish_session(std::shared_ptr<Session> s);
-  void report_close_error(Context& ctx, const std::unique_ptr<Span>& shutdown_span, const Error& error);
+  void after_close(std::shared_ptr<Session> s, std::shared_ptr<Span> shutdown_span, EndReason reason, Error close_error);
+  void report_close_error(Context& ctx, Span* shutdown_span, const Error& error);
   void set_stopped_locked(Error result);
 
   template <class F>

@@ -129,6 +129,26 @@ class InstrumentedConnection final : public Connection {
     return error;
   }
 
+  void async_ping(std::string_view payload, std::chrono::milliseconds timeout, DoneHandler done) override {
+    std::shared_ptr<Span> span = start("wscengine.ping");  // ends when the pong (or the timeout) came
+    inner_->async_ping(payload, timeout, [span, done = std::move(done)](Error error) {
+      if (span && error) record_outcome(*span, error);
+      done(std::move(error));
+    });
+  }
+
+  void async_close(const CloseFrame& frame, std::chrono::milliseconds timeout, DoneHandler done) override {
+    std::shared_ptr<Span> span = start("wscengine.close");
+    if (span) {
+      span->set_attribute("wscengine.close.sent_code", static_cast<std::int64_t>(frame.code));
+      if (!frame.reason.empty()) span->set_attribute("wscengine.close.sent_reason", frame.reason);
+    }
+    inner_->async_close(frame, timeout, [span, done = std::move(done)](Error error) {
+      if (span && error) record_outcome(*span, error);
+      done(std::move(error));
+    });
+  }
+
   void abort() noexcept override { inner_->abort(); }
   bool is_open() const noexcept override { return inner_->is_open(); }
   Underlying underlying() noexcept override { return inner_->underlying(); }

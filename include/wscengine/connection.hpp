@@ -130,6 +130,8 @@ class Connection {
   using DialHandler = std::function<void(Result<HandshakeResponse>)>;
   /// Receives the outcome of async_wait_readable, once.
   using WaitHandler = std::function<void(Error)>;
+  /// Receives the outcome of async_ping or async_close, once.
+  using DoneHandler = std::function<void(Error)>;
 
   virtual ~Connection() = default;
 
@@ -160,6 +162,19 @@ class Connection {
   /// Sends a close frame, waits up to `timeout` for the peer's, and drops the
   /// connection. On an already-closed connection: `errc::closed`.
   virtual Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) = 0;
+  /// The form of ping() the engine's heartbeat uses: `done` gets what ping() would
+  /// return. An adapter waits for the pong without holding a thread (a wait on the
+  /// socket and a timer on the I/O threads), so that any number of silent peers costs
+  /// no thread. The default calls ping() on the calling thread: adapters override it.
+  virtual void async_ping(std::string_view payload, std::chrono::milliseconds timeout, DoneHandler done) {
+    done(ping(payload, timeout));
+  }
+  /// The form of close() the engine uses: `done` gets what close() would return.
+  /// As for async_ping, an adapter waits for the peer's close without holding a
+  /// thread; the default calls close() on the calling thread.
+  virtual void async_close(const CloseFrame& frame, std::chrono::milliseconds timeout, DoneHandler done) {
+    done(close(frame, timeout));
+  }
   /// Drops the connection at once (no close frame) and wakes every blocked call.
   virtual void abort() noexcept = 0;
   /// True from a successful dial until the connection is closed or dropped.

@@ -27,6 +27,7 @@
 #include <openssl/x509.h>
 
 #include <array>
+#include <future>
 #include <atomic>
 #include <cstring>
 #include <mutex>
@@ -269,7 +270,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     connect_duration_ = std::chrono::steady_clock::now() - dial_started_;
     error_code ignored;
     if (ep.protocol().family() != AF_UNIX) lowest().socket().set_option(net::ip::tcp::no_delay(true), ignored);
-    lowest().write_timeout = write_timeout_;
+    lowest().owner = this->weak_from_this();
     fd_ = lowest().socket().native_handle();
     if (aborted_) ::shutdown(fd_, SHUT_RDWR);
     if (request_.proxy && request_.url.unix_socket.empty()) return open_tunnel();
@@ -432,7 +433,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   Error try_read(InboundMessage& out) override {
     std::lock_guard lock(mutex_);
-    if (!open_) return Error::closed(last_close_, "connection is closed");
+    if (!open_) return closed_error_locked();
     if (!ready_locked()) {
       pump_locked();
       if (!ready_locked()) return Error(errc::would_block);
@@ -490,89 +491,107 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   // ------------------------------------------------------------ writing, ping, close
 
+  // The frame goes to the socket without waiting (what the kernel does not take now
+  // waits in the outbox): the stream lock is held only while Beast encodes it, so
+  // reads and pongs go on while the peer is slow to read. This caller then waits until
+  // its bytes were handed to the kernel, failing after write_timeout without progress.
   Error write(MessageType type, std::string_view payload) override {
-    std::lock_guard lock(mutex_);
-    if (!open_) return Error::closed(last_close_, "write on a closed connection");
-    lowest().write_deadline = Clock::time_point::max();  // write_timeout once it blocks
-    ws_->text(type == MessageType::text);
-    error_code ec;
-    ws_->write(net::buffer(payload.data(), payload.size()), ec);
-    if (!ec) return {};
-    // A failed write may have sent part of a frame: the connection is unusable.
-    fail_locked();
-    if (ec == net::error::timed_out) {
-      return Error(errc::timeout,
-                   "write made no progress for " + std::to_string(write_timeout_.count()) + " ms (peer not reading)");
+    std::uint64_t end = 0;
+    {
+      std::lock_guard lock(mutex_);
+      if (!open_) return Error::closed(last_close_, "write on a closed connection");
+      ws_->text(type == MessageType::text);
+      error_code ec;
+      ws_->write(net::buffer(payload.data(), payload.size()), ec);
+      if (ec) {
+        fail_locked();
+        return Error::closed(last_close_, "write failed: " + ec.message());
+      }
+      end = queued_locked();
     }
-    return Error::closed(last_close_, "write failed: " + ec.message());
+    return wait_delivered(end);
+  }
+
+  void async_ping(std::string_view payload, std::chrono::milliseconds timeout, DoneHandler done) override {
+    Error refused;
+    {
+      std::lock_guard lock(mutex_);
+      if (!open_) {
+        refused = Error::closed(last_close_, "ping on a closed connection");
+      } else if (payload.size() > 125) {
+        refused = Error(errc::invalid_option, "ping payload over 125 bytes");
+      } else {
+        error_code ec;
+        ws_->ping(ws::ping_data(payload.data(), payload.size()), ec);
+        if (!ec) {
+          auto w = std::make_shared<Waiter>();
+          w->done = std::move(done);
+          w->pongs_before = ws_->next_layer().scanner().pongs();
+          w->what = "no pong within " + std::to_string(timeout.count()) + " ms";
+          return start_waiter_locked(std::move(w), timeout);
+        }
+        fail_locked();
+        refused = Error::closed(last_close_, "ping failed: " + ec.message());
+      }
+    }
+    done(std::move(refused));
   }
 
   Error ping(std::string_view payload, std::chrono::milliseconds timeout) override {
-    auto deadline = Clock::now() + timeout;
-    std::uint64_t pongs_before = 0;
-    {
-      std::lock_guard lock(mutex_);
-      if (!open_) return Error::closed(last_close_, "ping on a closed connection");
-      if (payload.size() > 125) return Error(errc::invalid_option, "ping payload over 125 bytes");
-      pongs_before = ws_->next_layer().scanner().pongs();
-      lowest().write_deadline = deadline;
-      error_code ec;
-      ws_->ping(ws::ping_data(payload.data(), payload.size()), ec);
-      if (ec) {
-        fail_locked();
-        return Error::closed(last_close_, "ping failed: " + ec.message());
-      }
-    }
-    for (;;) {
-      bool buffered_message = false;
-      {
-        std::lock_guard lock(mutex_);
-        if (!open_) return Error::closed(last_close_, "closed while waiting for a pong");
-        auto& layer = ws_->next_layer();
-        pump_locked();
-        if (layer.scanner().pongs() > pongs_before) return wake_reader_locked();
-        if (layer.transport_error())
-          return Error::closed({close_code::abnormal, {}}, "connection dropped while waiting for a pong");
-        if (layer.buffered() >= read_limit_) return wake_reader_locked();  // data flows: the peer is alive
-        buffered_message = ready_locked();
-      }
-      if (buffered_message) wake_reader();
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return Error(errc::timeout, "no pong within " + std::to_string(timeout.count()) + " ms");
-      pollfd p{fd_, POLLIN, 0};
-      ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
-    }
+    std::promise<Error> result;
+    async_ping(payload, timeout, [&result](Error e) { result.set_value(std::move(e)); });
+    return result.get_future().get();
   }
 
-  Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) override {
+  // The close frame goes out (through the outbox); the peer's close is then awaited
+  // without holding a thread: a wait on the socket and a timer, on the I/O threads.
+  void async_close(const CloseFrame& frame, std::chrono::milliseconds timeout, DoneHandler done) override {
     Error result;
     {
       std::lock_guard lock(mutex_);
-      if (!ws_ || !open_) return Error::closed(last_close_, "connection already closed");
-      auto deadline = Clock::now() + timeout;
-      lowest().read_deadline = deadline;
-      lowest().write_deadline = deadline;
-      error_code ec;
-      ws::close_reason reason;
-      reason.code = frame.code;
-      reason.reason = frame.reason;
-      ws_->close(reason, ec);
-      if (ec == net::error::timed_out) {
-        result = Error(errc::timeout,
-                       "peer did not answer the close frame within " + std::to_string(timeout.count()) + " ms");
-      } else if (ec && !is_drop(ec) && ec != ws::error::closed) {
-        result = Error(errc::io_error, "close handshake: " + ec.message());
+      if (!ws_ || !open_) {
+        result = Error::closed(last_close_, "connection already closed");
+      } else {
+        open_ = false;  // nothing more is read or written but the close handshake
+        last_close_ = frame;
+        ws::close_reason reason;
+        reason.code = frame.code;
+        reason.reason = frame.reason;
+        error_code ec;
+        lowest().no_wait = true;  // Beast reads for the answer: only what is here already
+        ws_->close(reason, ec);
+        lowest().no_wait = false;
+        if (ec == net::error::would_block) {
+          auto w = std::make_shared<Waiter>();
+          w->done = std::move(done);
+          w->close = true;
+          w->what = "peer did not answer the close frame within " + std::to_string(timeout.count()) + " ms";
+          start_waiter_locked(w, timeout);
+          settle_waiters_locked();  // the answer may be among the bytes read already
+          return;
+        }
+        if (ec && !is_drop(ec) && ec != ws::error::closed) result = Error(errc::io_error, "close handshake: " + ec.message());
+        fail_locked();
       }
-      last_close_ = frame;
-      fail_locked();
     }
     complete_wait({});
-    return result;
+    done(std::move(result));
+  }
+
+  Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) override {
+    std::promise<Error> result;
+    async_close(frame, timeout, [&result](Error e) { result.set_value(std::move(e)); });
+    return result.get_future().get();
   }
 
   void abort() noexcept override {
     aborted_ = true;
-    open_ = false;
+    {
+      std::lock_guard lock(mutex_);
+      open_ = false;
+      for (auto& w : std::vector<std::shared_ptr<Waiter>>(waiters_))
+        finish_waiter_locked(w, Error::closed({close_code::abnormal, {}}, "connection aborted"));
+    }
     if (int fd = fd_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
     auto self = this->shared_from_this();
     net::post(strand_, [self] { self->cancel_dial_ops(); });
@@ -592,22 +611,18 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     auto& layer = ws_->next_layer();
     layer.pump(options_.read_chunk, read_limit_);
     answer_pings_locked();
+    if (!waiters_.empty()) settle_waiters_locked();
   }
   // In order, and only the pings every frame before which was accepted (the scanner
   // holds back those behind a compressed message until it was read).
   void answer_pings_locked() {
     auto& scanner = ws_->next_layer().scanner();
     if (!scanner.has_pings() || !open_) return;
-    auto pings = scanner.take_pings(consumed_);
-    if (pings.empty()) return;
-    auto deadline = lowest().write_deadline;
-    lowest().write_deadline = Clock::time_point::max();
-    for (const auto& payload : pings) {
+    for (const auto& payload : scanner.take_pings(consumed_)) {
       error_code ec;
-      ws_->pong(ws::ping_data(payload.data(), payload.size()), ec);
+      ws_->pong(ws::ping_data(payload.data(), payload.size()), ec);  // never waits (the outbox)
       if (ec) break;  // the connection failed: the next read reports it
     }
-    lowest().write_deadline = deadline;
   }
 
   bool ready_locked() const {
@@ -678,8 +693,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   Error read_locked(InboundMessage& out) {
     if (read_whole_frame_locked(out)) return {};
-    lowest().read_deadline = Clock::time_point::min();   // everything needed is buffered
-    lowest().write_deadline = Clock::time_point::max();  // pong or close replies: write_timeout
+    lowest().read_deadline = Clock::time_point::min();  // everything needed is buffered
     // Beast reads into a flat_buffer, then the payload is copied out. Reading into
     // the string directly costs more for small messages: a dynamic string buffer
     // grows by resize(), which zero-fills every chunk Beast prepares (a memset of
@@ -735,7 +749,156 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   void fail_locked() {
     open_ = false;
     half_closed_ = true;
-    if (int fd = fd_.load(); fd >= 0) ::shutdown(fd, SHUT_WR);
+    if (fd_.load() >= 0) lowest().shutdown_write();  // after what waits in the outbox
+  }
+
+  // ------------------------------------------------------------ waiting without a thread
+
+  // A ping waiting for its pong, or a close for the peer's close: completed on the
+  // I/O threads by what the socket brings (settle_waiters_locked), by its timer, or by
+  // abort(). Each holds the connection until it completes.
+  struct Waiter {
+    Connection::DoneHandler done;
+    std::uint64_t pongs_before = 0;
+    bool close = false;
+    bool finished = false;                      // (mutex_)
+    std::optional<net::steady_timer> timer;     // strand_
+    std::string what;                           // the timeout's message
+  };
+
+  void start_waiter_locked(std::shared_ptr<Waiter> w, std::chrono::milliseconds timeout) {
+    waiters_.push_back(w);
+    auto self = this->shared_from_this();
+    net::post(strand_, [self, w, timeout] {
+      {
+        std::lock_guard lock(self->mutex_);
+        if (w->finished) return;  // its completion, posted after this, finds no timer
+      }
+      w->timer.emplace(self->strand_);
+      w->timer->expires_after(timeout);
+      w->timer->async_wait([self, w](const error_code& ec) {
+        if (ec) return;
+        std::lock_guard lock(self->mutex_);
+        if (w->close) self->fail_locked();
+        self->finish_waiter_locked(w, Error(errc::timeout, w->what));
+      });
+    });
+    watch_locked();
+  }
+
+  // Completes `w` once: its handler runs on the strand, never under the stream lock.
+  void finish_waiter_locked(const std::shared_ptr<Waiter>& w, Error e) {
+    if (w->finished) return;
+    w->finished = true;
+    std::erase(waiters_, w);
+    if (w->close) fail_locked();
+    net::post(strand_, [self = this->shared_from_this(), w, e = std::move(e)]() mutable {
+      if (w->timer) w->timer->cancel();
+      auto done = std::move(w->done);
+      done(std::move(e));
+      if (w->close) self->complete_wait({});
+    });
+  }
+
+  // What the bytes read so far decide for the waiters.
+  void settle_waiters_locked() {
+    auto& layer = ws_->next_layer();
+    for (auto& w : std::vector<std::shared_ptr<Waiter>>(waiters_)) {
+      if (w->close) {
+        if (layer.scanner().close_seen() || layer.transport_error()) finish_waiter_locked(w, {});
+        else if (layer.buffered() >= read_limit_) layer.discard(layer.buffered());  // nobody reads it any more
+      } else if (layer.scanner().pongs() > w->pongs_before || layer.buffered() >= read_limit_) {
+        finish_waiter_locked(w, {});  // a pong, or data flowing: the peer is alive
+      } else if (layer.transport_error()) {
+        finish_waiter_locked(w, Error::closed({close_code::abnormal, {}}, "connection dropped while waiting for a pong"));
+      }
+    }
+  }
+
+  // One wait on the socket for all waiters; what it brings is read into the scan
+  // buffer (the reader takes the messages from there).
+  void watch_locked() {
+    if (watching_ || waiters_.empty()) return;
+    watching_ = true;
+    auto self = this->shared_from_this();
+    lowest().socket().async_wait(net::socket_base::wait_read, [self](const error_code& ec) {
+      std::lock_guard lock(self->mutex_);
+      self->watching_ = false;
+      if (ec) {
+        for (auto& w : std::vector<std::shared_ptr<Waiter>>(self->waiters_))
+          self->finish_waiter_locked(w, Error::closed({close_code::abnormal, {}}, "connection dropped: " + ec.message()));
+        return;
+      }
+      self->pump_locked();
+      (void)self->wake_reader_locked();  // the reader's own wait may have lost these bytes to this pump
+      self->watch_locked();
+    });
+  }
+
+  std::uint64_t queued_locked() {
+    auto& outbox = *lowest().outbox();
+    std::lock_guard lock(outbox.mutex);
+    return outbox.queued;
+  }
+
+  // Waits (on the writer's thread, no stream lock held) until the kernel took every
+  // byte up to `end`; write_timeout without progress fails the connection.
+  Error wait_delivered(std::uint64_t end) {
+    std::shared_ptr<detail::Outbox> outbox;
+    {
+      std::lock_guard lock(mutex_);
+      outbox = lowest().outbox();
+    }
+    std::unique_lock lock(outbox->mutex);
+    auto last = outbox->delivered;
+    auto since = Clock::now();
+    for (;;) {
+      if (outbox->delivered >= end) return {};
+      if (outbox->failure) return closed_error("write failed: " + outbox->failure.message());
+      if (write_timeout_.count() == 0) {
+        outbox->progress.wait(lock);
+        continue;
+      }
+      outbox->progress.wait_until(lock, since + write_timeout_);
+      if (outbox->delivered != last) {
+        last = outbox->delivered;
+        since = Clock::now();
+      } else if (outbox->delivered < end && !outbox->failure && Clock::now() >= since + write_timeout_) {
+        lock.unlock();
+        Error e(errc::timeout,
+                "write made no progress for " + std::to_string(write_timeout_.count()) + " ms (peer not reading)");
+        fail_for(e);
+        return e;
+      }
+    }
+  }
+
+  // This side gives up on the connection (a write that made no progress): dropped, and
+  // the reader gets `why` once before the close (1006).
+  void fail_for(Error why) {
+    {
+      std::lock_guard lock(mutex_);
+      if (!failure_) failure_ = std::move(why);
+      open_ = false;
+      last_close_ = CloseFrame{close_code::abnormal, {}};
+      for (auto& w : std::vector<std::shared_ptr<Waiter>>(waiters_))
+        finish_waiter_locked(w, Error::closed(last_close_, "connection failed: " + failure_->message()));
+    }
+    if (int fd = fd_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    complete_wait({});
+  }
+
+  Error closed_error_locked() {
+    if (failure_) {
+      Error e = std::move(*failure_);
+      failure_.reset();
+      return e;
+    }
+    return Error::closed(last_close_, "connection is closed");
+  }
+  Error closed_error(std::string what) {
+    std::lock_guard lock(mutex_);
+    return Error::closed(last_close_, std::move(what));
   }
 
   const BeastOptions options_;
@@ -766,6 +929,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   mutable std::mutex mutex_;                         // the WebSocket stream and its layers
   std::uint64_t consumed_ = 0;                       // read events taken (mutex_)
+  std::vector<std::shared_ptr<Waiter>> waiters_;     // pings and a close waiting (mutex_)
+  bool watching_ = false;                            // a socket wait for them is armed (mutex_)
+  std::optional<Error> failure_;                     // why this side dropped it, reported once (mutex_)
   std::uint64_t beast_messages_ = 0;                 // messages Beast's own buffer began (mutex_)
   bool direct_reads_ = false;                        // read_whole_frame_locked may run (mutex_)
   CloseFrame last_close_{close_code::abnormal, {}};  // (mutex_)

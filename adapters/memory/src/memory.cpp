@@ -1,4 +1,10 @@
 #include <wscengine/memory.hpp>
+#include <wscengine/asio.hpp>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
 
 #include <condition_variable>
 #include <deque>
@@ -27,6 +33,18 @@ struct Pipe {
   CloseFrame last_close{close_code::abnormal, {}};
   Connection::WaitHandler waiter;
   Connection::DialHandler hanging_dial;
+  // Pings to a peer that does not answer: ended by their timer or by the connection's
+  // end, on the runtime's I/O context (no thread waits).
+  boost::asio::io_context* io = nullptr;
+  std::vector<std::shared_ptr<Connection::DoneHandler>> unanswered_pings;
+
+  // The connection is over: pings waiting for a pong end with `closed`.
+  void end_locked() {
+    open = false;
+    for (auto& ping : std::exchange(unanswered_pings, {})) {
+      boost::asio::post(*io, [ping, frame = last_close] { (*ping)(Error::closed(frame, "closed during ping")); });
+    }
+  }
 
   // Takes the waiter to call once the lock is released.
   Connection::WaitHandler push(Event e) {
@@ -53,8 +71,10 @@ namespace {
 
 class MemoryConnection final : public Connection {
  public:
-  explicit MemoryConnection(std::shared_ptr<ServerState> server)
-      : server_(std::move(server)), pipe_(std::make_shared<Pipe>()) {}
+  MemoryConnection(std::shared_ptr<ServerState> server, boost::asio::io_context& io)
+      : server_(std::move(server)), pipe_(std::make_shared<Pipe>()) {
+    pipe_->io = &io;
+  }
 
   void async_dial(DialRequest request, DialHandler done) override {
     {
@@ -144,12 +164,38 @@ class MemoryConnection final : public Connection {
     return pipe_->open ? Error(errc::timeout, "no pong") : Error::closed(pipe_->last_close, "closed during ping");
   }
 
+  void async_ping(std::string_view payload, std::chrono::milliseconds timeout, DoneHandler done) override {
+    if (payload.size() > 125) return done(Error(errc::invalid_option, "ping payload over 125 bytes"));
+    std::unique_lock lock(pipe_->mutex);
+    if (!pipe_->open) {
+      Error e = Error::closed(pipe_->last_close, "ping on a closed in-memory connection");
+      lock.unlock();
+      return done(std::move(e));
+    }
+    if (pipe_->answer_pings) {
+      lock.unlock();
+      return done({});
+    }
+    auto ping = std::make_shared<DoneHandler>(std::move(done));
+    pipe_->unanswered_pings.push_back(ping);
+    auto timer = std::make_shared<boost::asio::steady_timer>(*pipe_->io, timeout);
+    timer->async_wait([timer, ping, pipe = pipe_](const boost::system::error_code&) {
+      {
+        std::lock_guard lock(pipe->mutex);
+        auto at = std::find(pipe->unanswered_pings.begin(), pipe->unanswered_pings.end(), ping);
+        if (at == pipe->unanswered_pings.end()) return;  // the connection ended first
+        pipe->unanswered_pings.erase(at);
+      }
+      (*ping)(Error(errc::timeout, "no pong"));
+    });
+  }
+
   Error close(const CloseFrame& frame, std::chrono::milliseconds) override {
     std::lock_guard lock(pipe_->mutex);
     if (!pipe_->open) return Error::closed(pipe_->last_close, "close on a closed in-memory connection");
-    pipe_->open = false;
     pipe_->client_close = frame;
     pipe_->last_close = frame;
+    pipe_->end_locked();
     pipe_->cv.notify_all();
     return {};
   }
@@ -160,7 +206,7 @@ class MemoryConnection final : public Connection {
     {
       std::lock_guard lock(pipe_->mutex);
       aborted_ = true;
-      pipe_->open = false;
+      pipe_->end_locked();
       pipe_->cv.notify_all();
       waiter = std::exchange(pipe_->waiter, nullptr);
       dial = std::exchange(pipe_->hanging_dial, nullptr);
@@ -186,7 +232,7 @@ class MemoryConnection final : public Connection {
     pipe_->inbound.pop_front();
     if (auto* m = std::get_if<InboundMessage>(&e)) {
       if (m->payload.size() > pipe_->max_message_size) {  // as a library fails it: close 1009
-        pipe_->open = false;
+        pipe_->end_locked();
         pipe_->client_close = CloseFrame{close_code::too_big, "message too big"};
         pipe_->inbound.clear();
         pipe_->cv.notify_all();
@@ -198,22 +244,22 @@ class MemoryConnection final : public Connection {
       return {};
     }
     if (auto* frame = std::get_if<CloseFrame>(&e)) {
-      pipe_->open = false;  // the library answers the close frame by itself
       pipe_->last_close = *frame;
+      pipe_->end_locked();  // the library answers the close frame by itself
       pipe_->inbound.clear();
       pipe_->cv.notify_all();
       return Error::closed(*frame, "peer closed");
     }
     if (std::holds_alternative<Drop>(e)) {
-      pipe_->open = false;
       pipe_->last_close = CloseFrame{close_code::abnormal, {}};
+      pipe_->end_locked();
       pipe_->inbound.clear();
       pipe_->cv.notify_all();
       return Error::closed(pipe_->last_close, "connection dropped without a close frame");
     }
     auto& injected = std::get<InjectedError>(e);
     if (injected.fail_connection) {
-      pipe_->open = false;
+      pipe_->end_locked();
       pipe_->cv.notify_all();
     }
     return injected.error;
@@ -228,7 +274,9 @@ class MemoryConnection final : public Connection {
 class MemoryConnector final : public Connector {
  public:
   explicit MemoryConnector(std::shared_ptr<ServerState> server) : server_(std::move(server)) {}
-  std::unique_ptr<Connection> make_connection(Runtime&) override { return std::make_unique<MemoryConnection>(server_); }
+  std::unique_ptr<Connection> make_connection(Runtime& runtime) override {
+    return std::make_unique<MemoryConnection>(server_, io_context(runtime));
+  }
   std::string_view name() const noexcept override { return "memory"; }
   // The in-memory server answers an offer as set_handshake_response() says.
   AdapterCapabilities capabilities() const noexcept override {

@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <optional>
 
@@ -277,55 +278,69 @@ class State final : public std::enable_shared_from_this<State> {
     return {};
   }
 
-  Error ping(std::string_view payload, std::chrono::milliseconds timeout) {
-    if (payload.size() > 125) return Error(errc::invalid_option, "ping payload over 125 bytes");
-    std::uint64_t before = 0;
+  // The pong is awaited without holding a thread: websocketpp's pong handler or a
+  // timer on the strand completes it.
+  void async_ping(std::string_view payload, std::chrono::milliseconds timeout, Connection::DoneHandler done) {
+    if (payload.size() > 125) return done(Error(errc::invalid_option, "ping payload over 125 bytes"));
     std::shared_ptr<bridge::Bridge> b;
+    auto w = std::make_shared<Waiter>();
     {
       std::lock_guard lock(mutex_);
-      if (!open_) return Error::closed(last_close_, "ping on a closed connection");
-      before = pongs_;
+      if (!open_) return done(Error::closed(last_close_, "ping on a closed connection"));
+      w->pongs_before = pongs_;
+      w->done = std::move(done);
+      w->what = "no pong within " + std::to_string(timeout.count()) + " ms";
+      waiters_.push_back(w);
       b = bridge_;
     }
+    start_timer(w, timeout);
     auto failed = b->ping(payload);
-    if (!failed.empty()) return closed_error("ping failed: " + failed);
-    std::unique_lock lock(mutex_);
-    bool done = changed_.wait_for(lock, timeout, [&] { return pongs_ > before || !open_; });
-    if (!open_) return Error::closed(last_close_, "closed while waiting for a pong");
-    if (!done) return Error(errc::timeout, "no pong within " + std::to_string(timeout.count()) + " ms");
-    return {};
+    if (!failed.empty()) finish(w, closed_error("ping failed: " + failed));
   }
 
-  Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) {
+  Error ping(std::string_view payload, std::chrono::milliseconds timeout) {
+    std::promise<Error> result;
+    async_ping(payload, timeout, [&result](Error e) { result.set_value(std::move(e)); });
+    return result.get_future().get();
+  }
+
+  // The close frame goes out; websocketpp's close handler (the end of the connection)
+  // or a timer on the strand completes it.
+  void async_close(const CloseFrame& frame, std::chrono::milliseconds timeout, Connection::DoneHandler done) {
     std::shared_ptr<bridge::Bridge> b;
+    auto w = std::make_shared<Waiter>();
+    Connection::WaitHandler waiting;
     {
       std::lock_guard lock(mutex_);
-      if (!open_ || closing_) return Error::closed(last_close_, "connection already closed");
+      if (!open_ || closing_) return done(Error::closed(last_close_, "connection already closed"));
       closing_ = true;
-      b = bridge_;
-    }
-    // An error here means the peer's close crossed ours: websocketpp is already
-    // closing. Either way the end comes through the close handler.
-    b->close(frame.code, frame.reason);
-    Error result;
-    Connection::WaitHandler waiting;
-    bool drop = false;
-    {
-      std::unique_lock lock(mutex_);
-      if (!changed_.wait_for(lock, timeout, [&] { return ended_; })) {
-        result = Error(errc::timeout,
-                       "peer did not answer the close frame within " + std::to_string(timeout.count()) + " ms");
-        drop = true;
-      }
       open_ = false;
       last_close_ = frame;
       closed_detail_ = "connection closed by this side";
       waiting = std::exchange(wait_done_, nullptr);
+      b = bridge_;
+      w->close = true;
+      w->done = std::move(done);
+      w->what = "peer did not answer the close frame within " + std::to_string(timeout.count()) + " ms";
+      if (ended_) {
+        w->finished = true;
+      } else {
+        waiters_.push_back(w);
+      }
     }
-    if (drop) b->abort();
     changed_.notify_all();
     if (waiting) waiting({});
-    return result;
+    if (w->finished) return w->done({});
+    start_timer(w, timeout);
+    // An error here means the peer's close crossed ours: websocketpp is already
+    // closing. Either way the end comes through the close handler.
+    b->close(frame.code, frame.reason);
+  }
+
+  Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) {
+    std::promise<Error> result;
+    async_close(frame, timeout, [&result](Error e) { result.set_value(std::move(e)); });
+    return result.get_future().get();
   }
 
   void abort() noexcept {
@@ -347,6 +362,7 @@ class State final : public std::enable_shared_from_this<State> {
     if (b) b->abort();
     cancel_timer();
     changed_.notify_all();
+    finish_all(Error::closed({close_code::abnormal, {}}, "connection aborted"));
     if (dialling) dialling(Error(errc::cancelled, "dial aborted"));
     if (waiting) waiting({});
   }
@@ -491,9 +507,12 @@ class State final : public std::enable_shared_from_this<State> {
   }
 
   void on_pong(const std::string& payload) {
+    std::vector<std::shared_ptr<Waiter>> answered;
     {
       std::lock_guard lock(mutex_);
       ++pongs_;
+      for (auto& w : waiters_)
+        if (!w->close && pongs_ > w->pongs_before) answered.push_back(w);
       // A pong may answer only the latest of several pings (RFC 6455 §5.5.3): it
       // acknowledges every marker up to its own.
       if (payload.rfind(kMarkerPrefix, 0) == 0) {
@@ -505,6 +524,7 @@ class State final : public std::enable_shared_from_this<State> {
       }
     }
     changed_.notify_all();
+    for (auto& w : answered) finish(w, {});
   }
 
   void on_ended(bridge::Ending e) {
@@ -542,7 +562,70 @@ class State final : public std::enable_shared_from_this<State> {
       waiting = std::exchange(wait_done_, nullptr);
     }
     changed_.notify_all();
+    finish_all({});  // a close waiting for the end has it; a ping gets `closed`
     if (waiting) waiting({});
+  }
+
+  // ------------------------------------------------------------ waiting without a thread
+
+  // A ping waiting for its pong, or a close for the end of the connection.
+  struct Waiter {
+    Connection::DoneHandler done;
+    std::uint64_t pongs_before = 0;
+    bool close = false;
+    bool finished = false;                   // (mutex_)
+    std::optional<net::steady_timer> timer;  // strand_
+    std::string what;                        // the timeout's message
+  };
+
+  void start_timer(const std::shared_ptr<Waiter>& w, std::chrono::milliseconds timeout) {
+    net::post(strand_, [self = shared_from_this(), w, timeout] {
+      {
+        std::lock_guard lock(self->mutex_);
+        if (w->finished) return;
+      }
+      w->timer.emplace(self->strand_);
+      w->timer->expires_after(timeout);
+      w->timer->async_wait([self, w](const boost::system::error_code& ec) {
+        if (ec) return;
+        if (w->close) {
+          std::shared_ptr<bridge::Bridge> b;
+          {
+            std::lock_guard lock(self->mutex_);
+            b = self->bridge_;
+          }
+          if (b) b->abort();  // no answer: drop it
+        }
+        self->finish(w, Error(errc::timeout, w->what));
+      });
+    });
+  }
+
+  // Completes `w` once, on the strand (never under mutex_).
+  void finish(const std::shared_ptr<Waiter>& w, Error e) {
+    {
+      std::lock_guard lock(mutex_);
+      if (w->finished) return;
+      w->finished = true;
+      std::erase(waiters_, w);
+    }
+    net::post(strand_, [w, e = std::move(e)]() mutable {
+      if (w->timer) w->timer->cancel();
+      auto done = std::move(w->done);
+      done(std::move(e));
+    });
+  }
+
+  // The connection ended: a close has what it waited for (`close_result`); pings end `closed`.
+  void finish_all(Error close_result) {
+    std::vector<std::shared_ptr<Waiter>> all;
+    Error closed;
+    {
+      std::lock_guard lock(mutex_);
+      all = waiters_;
+      closed = Error::closed(last_close_, "closed while waiting for a pong");
+    }
+    for (auto& w : all) finish(w, w->close ? close_result : closed);
   }
 
   // ------------------------------------------------------------ helpers
@@ -603,6 +686,7 @@ class State final : public std::enable_shared_from_this<State> {
   std::optional<Error> failure_;  // why websocketpp failed the connection, once
   bool failure_reported_ = false;
   std::uint64_t pongs_ = 0;
+  std::vector<std::shared_ptr<Waiter>> waiters_;  // pings and a close waiting
   // Write acknowledgement by marker pings (see write()).
   std::uint64_t sent_bytes_ = 0;
   std::uint64_t acked_bytes_ = 0;
@@ -632,6 +716,12 @@ class WebsocketppConnection final : public Connection {
   }
   Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) override {
     return state_->close(frame, timeout);
+  }
+  void async_ping(std::string_view payload, std::chrono::milliseconds timeout, DoneHandler done) override {
+    state_->async_ping(payload, timeout, std::move(done));
+  }
+  void async_close(const CloseFrame& frame, std::chrono::milliseconds timeout, DoneHandler done) override {
+    state_->async_close(frame, timeout, std::move(done));
   }
   void abort() noexcept override { state_->abort(); }
   bool is_open() const noexcept override { return state_->is_open(); }

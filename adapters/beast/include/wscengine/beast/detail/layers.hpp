@@ -2,8 +2,10 @@
 //
 //   websocket::stream< ScanLayer< [ssl::stream<] SocketLayer [>] > >
 //
-// SocketLayer does synchronous I/O on a non-blocking socket with poll() and a
-// deadline, so a blocked read or write can time out and be woken by abort().
+// SocketLayer does synchronous I/O on a non-blocking socket. A write never waits:
+// what the kernel does not take at once goes to its outbox, which Asio sends as the
+// socket becomes writable (no thread waits for a peer that does not read, and reads
+// go on meanwhile: full duplex). A read waits only when asked to (with a deadline).
 // ScanLayer buffers received bytes and runs the FrameScanner over them, so the
 // adapter knows when a whole message is buffered; `pump()` reads what the socket
 // has without waiting.
@@ -20,6 +22,9 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -48,9 +53,26 @@ std::size_t or_throw(Op op) {
 /// ws+unix:// URLs (a generic stream socket holds either).
 using Socket = net::generic::stream_protocol::socket;
 
-/// Synchronous reads and writes on a non-blocking stream socket, waiting with
-/// poll() up to a deadline; asynchronous ones go to Asio (used by the handshake).
-/// Thread safety: one reader and one writer may use it at once.
+/// Bytes written that the kernel did not take at once, sent by Asio as the socket
+/// becomes writable. Shared with the wait that sends them. Thread safety: `mutex`.
+struct Outbox {
+  std::mutex mutex;
+  std::condition_variable progress;  // bytes went out, or the socket failed
+  std::string bytes;                 // waiting to be sent, from `sent` on
+  std::size_t sent = 0;
+  std::uint64_t queued = 0;     // every byte written so far
+  std::uint64_t delivered = 0;  // ... of which the kernel took this many
+  bool flushing = false;        // a wait for writability is armed
+  bool shut_after = false;      // shut the sending side once everything is sent
+  error_code failure;           // the socket failed while sending
+  bool empty() const noexcept { return sent == bytes.size(); }
+};
+
+/// Synchronous reads and writes on a non-blocking stream socket. Writes never wait
+/// (see Outbox); a read that would wait returns would_block when `no_wait` is set,
+/// else waits with poll() up to `read_deadline`. Asynchronous operations go to Asio
+/// (the handshake). Thread safety: one reader and one writer may use it at once;
+/// the outbox has its own lock.
 class SocketLayer {
  public:
   using executor_type = Socket::executor_type;
@@ -61,14 +83,13 @@ class SocketLayer {
   executor_type get_executor() noexcept { return socket_.get_executor(); }
   lowest_layer_type& lowest_layer() noexcept { return socket_; }
   Socket& socket() noexcept { return socket_; }
+  const std::shared_ptr<Outbox>& outbox() const noexcept { return outbox_; }
+  /// Keeps the socket alive while the outbox's wait runs (the connection owning it).
+  std::weak_ptr<void> owner;
 
   /// When set, a read that would wait returns net::error::would_block at once.
   bool no_wait = false;
   Clock::time_point read_deadline = Clock::time_point::max();
-  /// max() means: `write_timeout` from the moment a write would block (0 = never).
-  /// So the per-message path sets no deadline and reads no clock.
-  Clock::time_point write_deadline = Clock::time_point::max();
-  std::chrono::milliseconds write_timeout{0};
 
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers, error_code& ec) {
@@ -100,25 +121,37 @@ class SocketLayer {
     return or_throw([&](error_code& ec) { return read_some(buffers, ec); });
   }
 
+  /// Takes the whole first buffer: what the kernel does not take now waits in the
+  /// outbox, behind what waits there already.
   template <class ConstBuffers>
   std::size_t write_some(const ConstBuffers& buffers, error_code& ec) {
     auto b = *net::buffer_sequence_begin(buffers);
-    auto deadline = write_deadline;
-    for (;;) {
-      ssize_t n = ::send(socket_.native_handle(), b.data(), b.size(), MSG_NOSIGNAL);
-      if (n >= 0) {
-        ec = {};
-        return static_cast<std::size_t>(n);
-      }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        ec = error_code(errno, boost::system::system_category());
+    const auto* data = static_cast<const char*>(b.data());
+    std::lock_guard lock(outbox_->mutex);
+    if (outbox_->failure) {
+      ec = outbox_->failure;
+      return 0;
+    }
+    std::size_t n = 0;
+    if (outbox_->empty()) {
+      n = send_now(socket_.native_handle(), data, b.size(), ec);
+      if (ec) {
+        outbox_->failure = ec;
         return 0;
       }
-      if (deadline == Clock::time_point::max() && write_timeout.count() > 0)
-        deadline = Clock::now() + write_timeout;  // the first time this write blocks
-      if (!wait(POLLOUT, deadline, ec)) return 0;
     }
+    outbox_->queued += b.size();
+    outbox_->delivered += n;
+    if (n < b.size()) {
+      if (outbox_->empty()) {
+        outbox_->bytes.clear();
+        outbox_->sent = 0;
+      }
+      outbox_->bytes.append(data + n, b.size() - n);
+      flush_later_locked();
+    }
+    ec = {};
+    return b.size();
   }
   template <class ConstBuffers>
   std::size_t write_some(const ConstBuffers& buffers) {
@@ -134,7 +167,68 @@ class SocketLayer {
     return socket_.async_write_some(buffers, std::forward<Handler>(handler));
   }
 
+  /// Half-closes (FIN) once the outbox is sent, so that a close frame still waiting
+  /// there goes out first.
+  void shutdown_write() {
+    std::lock_guard lock(outbox_->mutex);
+    if (outbox_->empty() || outbox_->failure) {
+      ::shutdown(socket_.native_handle(), SHUT_WR);
+    } else {
+      outbox_->shut_after = true;
+    }
+  }
+
  private:
+  // Sends what the kernel takes now, without waiting.
+  static std::size_t send_now(int fd, const char* data, std::size_t size, error_code& ec) {
+    std::size_t done = 0;
+    while (done < size) {
+      ssize_t n = ::send(fd, data + done, size - done, MSG_NOSIGNAL);
+      if (n >= 0) {
+        done += static_cast<std::size_t>(n);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) ec = error_code(errno, boost::system::system_category());
+      break;
+    }
+    return done;
+  }
+
+  // Arms one wait for writability (outbox mutex held); its handler sends what it can
+  // and waits again while bytes are left.
+  void flush_later_locked() {
+    if (outbox_->flushing) return;
+    outbox_->flushing = true;
+    socket_.async_wait(net::socket_base::wait_write,
+                       [outbox = outbox_, owner = owner, this](const error_code& waited) {
+                         auto alive = owner.lock();  // the socket lives while this runs
+                         std::lock_guard lock(outbox->mutex);
+                         outbox->flushing = false;
+                         if (waited || !alive) {
+                           if (!outbox->failure) outbox->failure = waited ? waited : net::error::operation_aborted;
+                           outbox->progress.notify_all();
+                           return;
+                         }
+                         error_code ec;
+                         std::size_t n = send_now(socket_.native_handle(), outbox->bytes.data() + outbox->sent,
+                                                  outbox->bytes.size() - outbox->sent, ec);
+                         outbox->sent += n;
+                         outbox->delivered += n;
+                         if (ec) {
+                           outbox->failure = ec;
+                         } else if (outbox->empty()) {
+                           outbox->bytes.clear();
+                           outbox->sent = 0;
+                           if (outbox->shut_after) ::shutdown(socket_.native_handle(), SHUT_WR);
+                           if (outbox->bytes.capacity() > (1u << 20)) std::string().swap(outbox->bytes);
+                         } else {
+                           flush_later_locked();
+                         }
+                         outbox->progress.notify_all();
+                       });
+  }
+
   bool wait(short events, Clock::time_point deadline, error_code& ec) {
     for (;;) {
       auto now = Clock::now();
@@ -145,7 +239,7 @@ class SocketLayer {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
       pollfd p{socket_.native_handle(), events, 0};
       int r = ::poll(&p, 1, left > 60'000 ? 60'000 : static_cast<int>(left));
-      if (r > 0) return true;  // readable, writable, or an error/hangup the next call reports
+      if (r > 0) return true;  // readable, or an error/hangup the next call reports
       if (r < 0 && errno != EINTR) {
         ec = error_code(errno, boost::system::system_category());
         return false;
@@ -154,6 +248,7 @@ class SocketLayer {
   }
 
   Socket socket_;
+  std::shared_ptr<Outbox> outbox_ = std::make_shared<Outbox>();
 };
 
 // Beast closes the lowest layer when one of its own timeouts fires.
@@ -165,12 +260,12 @@ inline void beast_close_socket(SocketLayer& s) {
 // Half-close only: the peer's close reply may still be in flight, and shutting the
 // reading side too would answer it with a reset that loses our close frame.
 inline void teardown(boost::beast::role_type, SocketLayer& s, error_code& ec) {
-  ::shutdown(s.socket().native_handle(), SHUT_WR);
+  s.shutdown_write();
   ec = {};
 }
 template <class Handler>
 void async_teardown(boost::beast::role_type, SocketLayer& s, Handler&& handler) {
-  ::shutdown(s.socket().native_handle(), SHUT_WR);
+  s.shutdown_write();
   net::post(s.get_executor(), [h = std::forward<Handler>(handler)]() mutable { h(error_code{}); });
 }
 
