@@ -988,6 +988,14 @@ class BeastConnection final : public Connection {
   Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) override {
     return stream_ ? stream_->close(frame, timeout) : not_dialled();
   }
+  void async_ping(std::string_view payload, std::chrono::milliseconds timeout, DoneHandler done) override {
+    if (stream_) return stream_->async_ping(payload, timeout, std::move(done));
+    done(not_dialled());
+  }
+  void async_close(const CloseFrame& frame, std::chrono::milliseconds timeout, DoneHandler done) override {
+    if (stream_) return stream_->async_close(frame, timeout, std::move(done));
+    done(not_dialled());
+  }
   void abort() noexcept override {
     std::shared_ptr<Connection> s;
     {
