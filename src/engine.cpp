@@ -403,10 +403,11 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
     lock.unlock();
     if (!s->connection->is_open()) return attempt_failed(attempt, std::move(e));
     // The close handshake holds no thread; the attempt fails once it is over.
-    s->connection->async_close({close_code::going_away, "OnOpen failed"}, options_.close_timeout,
-                               counted([this, attempt, s, e = std::move(e)](Error) mutable {
-                                 post([this, attempt, e = std::move(e)]() mutable { attempt_failed(attempt, std::move(e)); });
-                               }));
+    s->connection->async_close(
+        {close_code::going_away, "OnOpen failed"}, options_.close_timeout,
+        counted([this, attempt, s, e = std::move(e)](Error) mutable {
+          post([this, attempt, e = std::move(e)]() mutable { attempt_failed(attempt, std::move(e)); });
+        }));
     return;
   }
   attempt_.reset();
@@ -472,8 +473,8 @@ void EngineCore::heartbeat(const std::shared_ptr<Session>& s) {
   }
   traced(s->run_trace, [&] {
     s->connection->async_ping({}, options_.pong_timeout, counted([this, s, read_before](Error error) {
-      heartbeat_answered(s, read_before, std::move(error));
-    }));
+                                heartbeat_answered(s, read_before, std::move(error));
+                              }));
   });
 }
 
@@ -901,11 +902,13 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
   const TraceContext shutdown_trace = trace_of(shutdown_span);
   std::shared_ptr<Span> span(std::move(shutdown_span));
   traced(shutdown_trace, [&] {
-    s->connection->async_close(frame, options_.close_timeout, counted([this, s, span, reason](Error close_error) mutable {
-      post([this, s = std::move(s), span = std::move(span), reason, close_error = std::move(close_error)]() mutable {
-        after_close(std::move(s), std::move(span), reason, std::move(close_error));
-      });
-    }));
+    s->connection->async_close(
+        frame, options_.close_timeout, counted([this, s, span, reason](Error close_error) mutable {
+          post(
+              [this, s = std::move(s), span = std::move(span), reason, close_error = std::move(close_error)]() mutable {
+                after_close(std::move(s), std::move(span), reason, std::move(close_error));
+              });
+        }));
   });
 }
 

@@ -138,7 +138,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
                                CloseInitiator who);
   void maybe_finish_locked(const std::shared_ptr<Session>& s);
   void finish_session(std::shared_ptr<Session> s);
-  void after_close(std::shared_ptr<Session> s, std::shared_ptr<Span> shutdown_span, EndReason reason, Error close_error);
+  void after_close(std::shared_ptr<Session> s, std::shared_ptr<Span> shutdown_span, EndReason reason,
+                   Error close_error);
   void report_close_error(Context& ctx, Span* shutdown_span, const Error& error);
   void set_stopped_locked(Error result);
 

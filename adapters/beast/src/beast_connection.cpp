@@ -27,9 +27,9 @@
 #include <openssl/x509.h>
 
 #include <array>
-#include <future>
 #include <atomic>
 #include <cstring>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <sstream>
@@ -570,7 +570,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
           settle_waiters_locked();  // the answer may be among the bytes read already
           return;
         }
-        if (ec && !is_drop(ec) && ec != ws::error::closed) result = Error(errc::io_error, "close handshake: " + ec.message());
+        if (ec && !is_drop(ec) && ec != ws::error::closed)
+          result = Error(errc::io_error, "close handshake: " + ec.message());
         fail_locked();
       }
     }
@@ -621,7 +622,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     for (const auto& payload : scanner.take_pings(consumed_)) {
       error_code ec;
       ws_->pong(ws::ping_data(payload.data(), payload.size()), ec);  // never waits (the outbox)
-      if (ec) break;  // the connection failed: the next read reports it
+      if (ec) break;                                                 // the connection failed: the next read reports it
     }
   }
 
@@ -761,9 +762,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     Connection::DoneHandler done;
     std::uint64_t pongs_before = 0;
     bool close = false;
-    bool finished = false;                      // (mutex_)
-    std::optional<net::steady_timer> timer;     // strand_
-    std::string what;                           // the timeout's message
+    bool finished = false;                   // (mutex_)
+    std::optional<net::steady_timer> timer;  // strand_
+    std::string what;                        // the timeout's message
   };
 
   void start_waiter_locked(std::shared_ptr<Waiter> w, std::chrono::milliseconds timeout) {
@@ -805,12 +806,15 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     auto& layer = ws_->next_layer();
     for (auto& w : std::vector<std::shared_ptr<Waiter>>(waiters_)) {
       if (w->close) {
-        if (layer.scanner().close_seen() || layer.transport_error()) finish_waiter_locked(w, {});
-        else if (layer.buffered() >= read_limit_) layer.discard(layer.buffered());  // nobody reads it any more
+        if (layer.scanner().close_seen() || layer.transport_error())
+          finish_waiter_locked(w, {});
+        else if (layer.buffered() >= read_limit_)
+          layer.discard(layer.buffered());  // nobody reads it any more
       } else if (layer.scanner().pongs() > w->pongs_before || layer.buffered() >= read_limit_) {
         finish_waiter_locked(w, {});  // a pong, or data flowing: the peer is alive
       } else if (layer.transport_error()) {
-        finish_waiter_locked(w, Error::closed({close_code::abnormal, {}}, "connection dropped while waiting for a pong"));
+        finish_waiter_locked(w,
+                             Error::closed({close_code::abnormal, {}}, "connection dropped while waiting for a pong"));
       }
     }
   }
@@ -826,7 +830,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       self->watching_ = false;
       if (ec) {
         for (auto& w : std::vector<std::shared_ptr<Waiter>>(self->waiters_))
-          self->finish_waiter_locked(w, Error::closed({close_code::abnormal, {}}, "connection dropped: " + ec.message()));
+          self->finish_waiter_locked(w,
+                                     Error::closed({close_code::abnormal, {}}, "connection dropped: " + ec.message()));
         return;
       }
       self->pump_locked();

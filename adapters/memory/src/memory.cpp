@@ -1,5 +1,5 @@
-#include <wscengine/memory.hpp>
 #include <wscengine/asio.hpp>
+#include <wscengine/memory.hpp>
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>

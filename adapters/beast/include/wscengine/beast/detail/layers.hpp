@@ -22,12 +22,12 @@
 #include <sys/socket.h>
 
 #include <algorithm>
-#include <condition_variable>
-#include <memory>
-#include <mutex>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <type_traits>
 
@@ -200,33 +200,32 @@ class SocketLayer {
   void flush_later_locked() {
     if (outbox_->flushing) return;
     outbox_->flushing = true;
-    socket_.async_wait(net::socket_base::wait_write,
-                       [outbox = outbox_, owner = owner, this](const error_code& waited) {
-                         auto alive = owner.lock();  // the socket lives while this runs
-                         std::lock_guard lock(outbox->mutex);
-                         outbox->flushing = false;
-                         if (waited || !alive) {
-                           if (!outbox->failure) outbox->failure = waited ? waited : net::error::operation_aborted;
-                           outbox->progress.notify_all();
-                           return;
-                         }
-                         error_code ec;
-                         std::size_t n = send_now(socket_.native_handle(), outbox->bytes.data() + outbox->sent,
-                                                  outbox->bytes.size() - outbox->sent, ec);
-                         outbox->sent += n;
-                         outbox->delivered += n;
-                         if (ec) {
-                           outbox->failure = ec;
-                         } else if (outbox->empty()) {
-                           outbox->bytes.clear();
-                           outbox->sent = 0;
-                           if (outbox->shut_after) ::shutdown(socket_.native_handle(), SHUT_WR);
-                           if (outbox->bytes.capacity() > (1u << 20)) std::string().swap(outbox->bytes);
-                         } else {
-                           flush_later_locked();
-                         }
-                         outbox->progress.notify_all();
-                       });
+    socket_.async_wait(net::socket_base::wait_write, [outbox = outbox_, owner = owner, this](const error_code& waited) {
+      auto alive = owner.lock();  // the socket lives while this runs
+      std::lock_guard lock(outbox->mutex);
+      outbox->flushing = false;
+      if (waited || !alive) {
+        if (!outbox->failure) outbox->failure = waited ? waited : net::error::operation_aborted;
+        outbox->progress.notify_all();
+        return;
+      }
+      error_code ec;
+      std::size_t n = send_now(socket_.native_handle(), outbox->bytes.data() + outbox->sent,
+                               outbox->bytes.size() - outbox->sent, ec);
+      outbox->sent += n;
+      outbox->delivered += n;
+      if (ec) {
+        outbox->failure = ec;
+      } else if (outbox->empty()) {
+        outbox->bytes.clear();
+        outbox->sent = 0;
+        if (outbox->shut_after) ::shutdown(socket_.native_handle(), SHUT_WR);
+        if (outbox->bytes.capacity() > (1u << 20)) std::string().swap(outbox->bytes);
+      } else {
+        flush_later_locked();
+      }
+      outbox->progress.notify_all();
+    });
   }
 
   bool wait(short events, Clock::time_point deadline, error_code& ec) {

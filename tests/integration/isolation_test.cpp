@@ -1,0 +1,208 @@
+// Connections on one Runtime are independent: dead peers are each found in time, a
+// healthy feed beside them keeps flowing, and many silent peers stop together within
+// the close timeout. On every real adapter, over real sockets, with the runtime's
+// default thread counts (one I/O thread, two callback threads).
+//
+// The full sizes run in the release preset; under the sanitizers (several times
+// slower) the peer counts are scaled down, the time bounds are the same.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <atomic>
+#include <barrier>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <wscengine/wscengine.hpp>
+
+#include "support/real_adapters.hpp"
+#include "test_server.hpp"
+
+using namespace wscengine;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr std::size_t kSilentBesideTheFeed = 16;
+constexpr std::size_t kSilentStoppedTogether = 100;
+#else
+constexpr std::size_t kSilentBesideTheFeed = 64;
+constexpr std::size_t kSilentStoppedTogether = 1000;
+#endif
+
+// Each connection needs two descriptors in this process (client and server side).
+void allow_descriptors(std::size_t needed) {
+  rlimit limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &limit), 0);
+  if (limit.rlim_cur < needed) {
+    limit.rlim_cur = std::min<rlim_t>(limit.rlim_max, needed);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &limit), 0);
+  }
+  ASSERT_GE(limit.rlim_cur, needed) << "the hard limit on open files is too low for this test";
+}
+
+// Holds the server's silent sessions (accepted, then never reading or writing)
+// until the test lets them go.
+class SilentPeers {
+ public:
+  void hold(tools::ServerSession&) {
+    std::unique_lock lock(mutex_);
+    changed_.wait_for(lock, 60s, [&] { return released_; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    released_ = true;
+    changed_.notify_all();
+  }
+  bool released() const {
+    std::lock_guard lock(mutex_);
+    return released_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  bool released_ = false;
+};
+
+// When a connection opened and when its heartbeat declared it dead.
+struct Detection {
+  std::mutex mutex;
+  Clock::time_point opened{}, failed{};
+  Error error;
+};
+
+}  // namespace
+
+class Isolation : public ::testing::TestWithParam<test::RealAdapter> {};
+
+// Issue 15: 16 silent peers held the callback threads for 16 × pong_timeout, and the
+// healthy feed beside them got nothing for 14 s.
+TEST_P(Isolation, EverySilentPeerIsFoundInTimeAndAFeedBesideThemFlows) {
+  allow_descriptors(4 * kSilentBesideTheFeed + 256);
+  SilentPeers silent;
+  tools::TestServer server;
+  server.on_session = [&](tools::ServerSession& s) {
+    if (s.target() != "/feed") return silent.hold(s);
+    // 1,000 messages a second until the test ends.
+    for (int i = 0; !silent.released() && i < 120'000; ++i) {
+      if (s.send(MessageType::text, "tick " + std::to_string(i))) return;
+      std::this_thread::sleep_for(1ms);
+    }
+  };
+  server.start();
+  auto runtime = Runtime::create();
+
+  std::mutex feed_mutex;
+  std::vector<Clock::time_point> arrivals;
+  auto feed_client = std::make_shared<LambdaClient>();
+  feed_client->message = [&](Context&, const Message&) {
+    std::lock_guard lock(feed_mutex);
+    arrivals.push_back(Clock::now());
+  };
+  EngineOptions feed_options;
+  feed_options.url = server.url("/feed");
+  Engine feed(feed_options, feed_client, GetParam().make(), runtime);
+  ASSERT_FALSE(feed.start());
+
+  std::vector<std::unique_ptr<Detection>> detections;
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (std::size_t i = 0; i < kSilentBesideTheFeed; ++i) {
+    auto& d = *detections.emplace_back(std::make_unique<Detection>());
+    auto client = std::make_shared<LambdaClient>();
+    client->open = [&d](Context&, const HandshakeResponse&, bool) {
+      std::lock_guard lock(d.mutex);
+      d.opened = Clock::now();
+      return Error{};
+    };
+    client->message = [](Context&, const Message&) {};
+    client->read_error = [&d](Context&, const Error& e) {
+      std::lock_guard lock(d.mutex);
+      if (d.failed == Clock::time_point{}) {
+        d.failed = Clock::now();
+        d.error = e;
+      }
+    };
+    EngineOptions o;
+    o.url = server.url("/silent");
+    o.ping_interval = 1s;
+    o.pong_timeout = 2s;
+    o.auto_reconnect = false;
+    engines.push_back(std::make_unique<Engine>(o, client, GetParam().make(), runtime));
+    ASSERT_FALSE(engines.back()->start());
+  }
+  const auto all_started = Clock::now();
+  for (auto& e : engines) EXPECT_FALSE(e->wait_stopped(20s)) << "a silent peer was never found dead";
+  const auto all_found = Clock::now();
+
+  for (std::size_t i = 0; i < detections.size(); ++i) {
+    auto& d = *detections[i];
+    std::lock_guard lock(d.mutex);
+    ASSERT_NE(d.failed, Clock::time_point{}) << "silent peer " << i << " ended without OnReadError";
+    EXPECT_TRUE(d.error.is(errc::timeout)) << d.error.message();
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(d.failed - d.opened);
+    EXPECT_LE(took, 4500ms) << "silent peer " << i << " found dead " << took.count()
+                            << " ms after it opened (ping 1 s + pong 2 s)";
+  }
+  // The feed's largest gap while the silent peers were open and being found dead.
+  std::vector<Clock::time_point> window;
+  {
+    std::lock_guard lock(feed_mutex);
+    for (auto t : arrivals)
+      if (t >= all_started && t <= all_found) window.push_back(t);
+  }
+  ASSERT_GT(window.size(), 1000u) << "the feed did not flow";
+  Clock::duration largest{};
+  for (std::size_t i = 1; i < window.size(); ++i) largest = std::max(largest, window[i] - window[i - 1]);
+  EXPECT_LT(largest, 100ms) << "the feed stalled for "
+                            << std::chrono::duration_cast<std::chrono::milliseconds>(largest).count() << " ms";
+  silent.release();
+  EXPECT_FALSE(feed.stop());
+  server.stop();
+}
+
+// Every stop waits for a close reply that never comes: each must end at its own
+// close_timeout, not queue behind the others on the callback threads.
+TEST_P(Isolation, SilentPeersStoppedTogetherAllReturnWithinTheCloseTimeout) {
+  allow_descriptors(4 * kSilentStoppedTogether + 256);
+  SilentPeers silent;
+  tools::TestServer server;
+  server.on_session = [&](tools::ServerSession& s) { silent.hold(s); };
+  server.start();
+  auto runtime = Runtime::create();
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (std::size_t i = 0; i < kSilentStoppedTogether; ++i) {
+    auto client = std::make_shared<LambdaClient>();
+    client->message = [](Context&, const Message&) {};
+    EngineOptions o;
+    o.url = server.url("/silent");
+    o.close_timeout = 1s;
+    engines.push_back(std::make_unique<Engine>(o, client, GetParam().make(), runtime));
+    ASSERT_FALSE(engines.back()->start()) << "engine " << i;
+  }
+  std::vector<Clock::duration> took(engines.size());
+  std::barrier together(static_cast<std::ptrdiff_t>(engines.size()));
+  {
+    std::vector<std::jthread> stoppers;
+    for (std::size_t i = 0; i < engines.size(); ++i) {
+      stoppers.emplace_back([&, i] {
+        together.arrive_and_wait();
+        auto t0 = Clock::now();
+        (void)engines[i]->stop();
+        took[i] = Clock::now() - t0;
+      });
+    }
+  }
+  auto longest = *std::max_element(took.begin(), took.end());
+  EXPECT_LE(longest, 2s) << "a stop took " << std::chrono::duration_cast<std::chrono::milliseconds>(longest).count()
+                         << " ms (close_timeout 1 s)";
+  engines.clear();
+  silent.release();
+  server.stop();
+}
+
+INSTANTIATE_TEST_SUITE_P(Adapters, Isolation, ::testing::ValuesIn(test::real_adapters()), test::AdapterName());
