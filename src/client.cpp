@@ -34,7 +34,23 @@ Error no_session() { return Error(errc::not_connected, "the session is over"); }
 
 Error SessionConnection::send(MessageType type, std::string_view payload) const {
   auto s = session_.lock();
-  return s ? s->connection->write(type, payload) : no_session();
+  return s ? s->sends->send(*s->connection, type, payload, nullptr) : no_session();
+}
+Error SessionConnection::async_send(MessageType type, std::string_view payload, SendHandler done) const {
+  if (!done) return Error(errc::invalid_option, "async_send needs a handler");
+  auto s = session_.lock();
+  return s ? s->sends->send(*s->connection, type, payload, std::move(done)) : no_session();
+}
+std::future<Error> SessionConnection::async_send(MessageType type, std::string_view payload) const {
+  auto promise = std::make_shared<std::promise<Error>>();
+  auto outcome = promise->get_future();
+  if (Error e = async_send(type, payload, [promise](Error e) { promise->set_value(std::move(e)); }))
+    promise->set_value(std::move(e));
+  return outcome;
+}
+std::size_t SessionConnection::buffered_amount() const noexcept {
+  auto s = session_.lock();
+  return s ? s->sends->buffered_amount() : 0;
 }
 Error SessionConnection::read(InboundMessage& out, std::chrono::milliseconds timeout) const {
   auto s = session_.lock();

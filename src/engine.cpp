@@ -373,6 +373,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
     restarting = opened_in_run_;
     s = std::make_shared<Session>(session_counter_ + 1, std::move(attempt->connection), runtime_);
     s->handle = SessionConnection(s);
+    s->sends = std::make_shared<SendQueue>(options_.send_queue_bytes, options_.send_queue_messages, runtime_);
     session_counter_.store(s->id);
     attempt->session = s;
   }
@@ -903,7 +904,7 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
   std::shared_ptr<Span> span(std::move(shutdown_span));
   traced(shutdown_trace, [&] {
     s->connection->async_close(
-        frame, options_.close_timeout, counted([this, s, span, reason](Error close_error) mutable {
+        frame, options_.close_timeout, counted([this, s, span = std::move(span), reason](Error close_error) mutable {
           post(
               [this, s = std::move(s), span = std::move(span), reason, close_error = std::move(close_error)]() mutable {
                 after_close(std::move(s), std::move(span), reason, std::move(close_error));
@@ -990,14 +991,73 @@ std::shared_ptr<Session> EngineCore::current_session() const {
   return current_;
 }
 
-Error EngineCore::send(MessageType type, std::string_view payload) {
+Error EngineCore::send(MessageType type, std::string_view payload, SendHandler done,
+                       std::chrono::milliseconds room_timeout) {
   std::shared_ptr<Session> s;
   {
     Lock lock(mutex_);
     s = current_;
   }
   if (!s) return Error(errc::not_connected, "no open session");
-  return traced_per_message(s->run_trace, [&] { return s->connection->write(type, payload); });
+  return traced_per_message(
+      s->run_trace, [&] { return s->sends->send(*s->connection, type, payload, std::move(done), room_timeout); });
+}
+
+std::size_t EngineCore::buffered_amount() const {
+  auto s = current_session();
+  return s ? s->sends->buffered_amount() : 0;
+}
+
+// ---------------------------------------------------------------- the send queue
+
+Error SendQueue::send(Connection& connection, MessageType type, std::string_view payload, SendHandler done,
+                      std::chrono::milliseconds room_timeout) {
+  const std::size_t size = payload.size();
+  {
+    std::unique_lock lock(mutex_);
+    auto has_room = [&] { return messages_ < max_messages_ && (messages_ == 0 || bytes_ + size <= max_bytes_); };
+    if (!has_room() && (room_timeout.count() <= 0 || !room_.wait_for(lock, room_timeout, has_room))) {
+      return Error(errc::send_queue_full, std::to_string(messages_) + " messages (" + std::to_string(bytes_) +
+                                              " bytes) wait to be sent; limits " + std::to_string(max_messages_) +
+                                              " messages, " + std::to_string(max_bytes_) + " bytes");
+    }
+    ++messages_;
+    bytes_ += size;
+  }
+  // The adapter may complete inline: then a send without a handler returns its error.
+  struct Inline {
+    bool done = false;
+    Error error;
+  };
+  auto now = std::make_shared<Inline>();
+  const bool has_handler = static_cast<bool>(done);
+  auto finish = [queue = shared_from_this(), size, now, done = std::move(done)](Error e) mutable {
+    queue->finished(size);
+    if (done) {
+      boost::asio::post(queue->runtime_->impl().callbacks,
+                        [done = std::move(done), e = std::move(e)]() mutable { done(std::move(e)); });
+    } else if (!now->done) {
+      now->error = std::move(e);
+    }
+    now->done = true;
+  };
+  connection.async_write(type, payload, std::move(finish));
+  if (has_handler) return {};
+  return now->done ? now->error : Error{};
+}
+
+void SendQueue::finished(std::size_t size) {
+  {
+    std::lock_guard lock(mutex_);
+    --messages_;
+    bytes_ -= size;
+  }
+  room_.notify_all();
+}
+
+std::size_t SendQueue::buffered_amount() const {
+  std::lock_guard lock(mutex_);
+  return bytes_;
 }
 
 }  // namespace detail
@@ -1030,6 +1090,21 @@ PauseGuard Engine::pause() {
   return PauseGuard(core_);
 }
 Error Engine::send(MessageType type, std::string_view payload) { return core_->send(type, payload); }
+Error Engine::send(MessageType type, std::string_view payload, std::chrono::milliseconds room_timeout) {
+  return core_->send(type, payload, nullptr, room_timeout);
+}
+Error Engine::async_send(MessageType type, std::string_view payload, SendHandler done) {
+  if (!done) return Error(errc::invalid_option, "async_send needs a handler");
+  return core_->send(type, payload, std::move(done));
+}
+std::future<Error> Engine::async_send(MessageType type, std::string_view payload) {
+  auto promise = std::make_shared<std::promise<Error>>();
+  auto outcome = promise->get_future();
+  if (Error e = core_->send(type, payload, [promise](Error e) { promise->set_value(std::move(e)); }))
+    promise->set_value(std::move(e));
+  return outcome;
+}
+std::size_t Engine::buffered_amount() const { return core_->buffered_amount(); }
 SessionConnection Engine::connection() const { return SessionConnection(core_->current_session()); }
 EngineState Engine::state() const noexcept { return core_->state(); }
 std::uint64_t Engine::session_id() const noexcept { return core_->session_id(); }

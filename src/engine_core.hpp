@@ -24,6 +24,35 @@ namespace wscengine::detail {
 /// Why a session ends; decides what follows its OnClose.
 enum class EndReason { stop, exit, restart, peer_closed, failed };
 
+/// A session's send queue: messages handed to the adapter whose bytes have not all
+/// reached the kernel yet (EngineOptions::send_queue_bytes / send_queue_messages).
+/// Shared with the completions of the adapter's async_write, which may outlive the
+/// session. Thread safety: its own mutex.
+class SendQueue : public std::enable_shared_from_this<SendQueue> {
+ public:
+  SendQueue(std::size_t max_bytes, std::size_t max_messages, std::shared_ptr<Runtime> runtime)
+      : max_bytes_(max_bytes), max_messages_(max_messages), runtime_(std::move(runtime)) {}
+
+  /// Queues one message on `connection`, or refuses it at once (`errc::send_queue_full`,
+  /// or the adapter's error when it knows the outcome at once and there is no handler).
+  /// `done`, when set, gets the outcome on a callback thread. With `room_timeout` > 0 a
+  /// full queue is waited on for up to that long (never on a callback thread).
+  Error send(Connection& connection, MessageType type, std::string_view payload, SendHandler done,
+             std::chrono::milliseconds room_timeout = std::chrono::milliseconds(0));
+  /// Payload bytes queued and not yet handed to the kernel.
+  std::size_t buffered_amount() const;
+
+ private:
+  void finished(std::size_t size);
+
+  mutable std::mutex mutex_;
+  std::condition_variable room_;
+  std::size_t bytes_ = 0;     // (mutex_)
+  std::size_t messages_ = 0;  // (mutex_)
+  const std::size_t max_bytes_, max_messages_;
+  const std::shared_ptr<Runtime> runtime_;  // its callback threads run the send handlers
+};
+
 /// One opened connection, from OnOpen to OnClose. Fields marked (m) are guarded by
 /// EngineCore::mutex_.
 class Session : public std::enable_shared_from_this<Session> {
@@ -36,6 +65,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const std::shared_ptr<Runtime> runtime;
   const std::unique_ptr<Connection> connection;
   std::stop_source stop;
+  std::shared_ptr<SendQueue> sends;  // set right after construction, then read-only
   // What Context::connection() returns: made once, so a callback's Context costs no
   // reference counting (set right after construction, then read-only).
   SessionConnection handle;
@@ -93,7 +123,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void pause();
   void resume();
   bool reader_inside_on_this_thread() const noexcept;
-  Error send(MessageType type, std::string_view payload);
+  Error send(MessageType type, std::string_view payload, SendHandler done = nullptr,
+             std::chrono::milliseconds room_timeout = std::chrono::milliseconds(0));
+  std::size_t buffered_amount() const;
   std::shared_ptr<Session> current_session() const;
   EngineState state() const noexcept;
   std::uint64_t session_id() const noexcept { return session_counter_.load(); }

@@ -62,6 +62,8 @@ class Category final : public std::error_category {
         return "reconnect attempts exhausted";
       case errc::proxy_failed:
         return "HTTP proxy refused the tunnel";
+      case errc::send_queue_full:
+        return "send queue full";
     }
     return "unknown wscengine error";
   }
@@ -156,6 +158,8 @@ std::string_view to_string(errc e) noexcept {
       return "connection_lost";
     case errc::proxy_failed:
       return "proxy_failed";
+    case errc::send_queue_full:
+      return "send_queue_full";
   }
   return "unknown";
 }

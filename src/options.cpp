@@ -30,6 +30,8 @@ Error EngineOptions::validate() const {
   if (!positive(close_timeout)) return invalid("close_timeout must be > 0");
   if (!positive(stop_timeout)) return invalid("stop_timeout must be > 0");
   if (!positive(write_timeout)) return invalid("write_timeout must be > 0");
+  if (send_queue_bytes == 0) return invalid("send_queue_bytes must be > 0");
+  if (send_queue_messages == 0) return invalid("send_queue_messages must be > 0");
   if (ping_interval.count() < 0) return invalid("ping_interval must be >= 0 (0 = no heartbeat)");
   if (ping_interval.count() > 0 && !positive(pong_timeout)) return invalid("pong_timeout must be > 0");
   if (backoff.initial_delay.count() < 0) return invalid("backoff.initial_delay must be >= 0");

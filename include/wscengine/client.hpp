@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <stop_token>
@@ -56,6 +57,9 @@ class PauseGuard {
   std::shared_ptr<detail::EngineCore> core_;
 };
 
+/// Receives the outcome of an asynchronous send, once, on a callback thread.
+using SendHandler = std::function<void(Error)>;
+
 /// The connection of one session, for sending and (in OnOpen or while paused)
 /// reading by hand. Copyable; a copy does not keep the session alive: once the
 /// session is over every call fails (`errc::not_connected`, or `errc::closed` while
@@ -71,8 +75,15 @@ class SessionConnection {
   /// Engine-internal: the engine binds connections to their sessions.
   explicit SessionConnection(std::weak_ptr<detail::Session> session);
 
-  /// Sends one whole message; blocks while the peer does not read, up to write_timeout.
+  /// Queues one whole message and returns at once (see Engine::send): never waits
+  /// for the network; `errc::send_queue_full` when the session's queue is at its limit.
   Error send(MessageType type, std::string_view payload) const;
+  /// As Engine::async_send, on this session.
+  Error async_send(MessageType type, std::string_view payload, SendHandler done) const;
+  /// As Engine::async_send with a future, on this session.
+  std::future<Error> async_send(MessageType type, std::string_view payload) const;
+  /// Payload bytes sent on this session and not yet handed to the kernel.
+  std::size_t buffered_amount() const noexcept;
   /// send() of a text message.
   Error send_text(std::string_view text) const { return send(MessageType::text, text); }
   /// send() of a binary message.

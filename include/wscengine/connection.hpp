@@ -130,7 +130,7 @@ class Connection {
   using DialHandler = std::function<void(Result<HandshakeResponse>)>;
   /// Receives the outcome of async_wait_readable, once.
   using WaitHandler = std::function<void(Error)>;
-  /// Receives the outcome of async_ping or async_close, once.
+  /// Receives the outcome of async_write, async_ping or async_close, once.
   using DoneHandler = std::function<void(Error)>;
 
   virtual ~Connection() = default;
@@ -175,6 +175,15 @@ class Connection {
   virtual void async_close(const CloseFrame& frame, std::chrono::milliseconds timeout, DoneHandler done) {
     done(close(frame, timeout));
   }
+  /// The form of write() the engine's send pipeline uses: queues one whole message
+  /// and returns without waiting for the network; `done` gets what write() would
+  /// return, once: no error when the message's last byte was handed to the kernel
+  /// (or, for adapters whose library does not say so, to the library). The payload
+  /// is copied if it must wait. Control frames (pongs, the close frame) go ahead of
+  /// messages still waiting. `done` may run before async_write returns, on the
+  /// calling thread, or later on an I/O thread; it must not block. The default calls
+  /// write() on the calling thread: adapters override it.
+  virtual void async_write(MessageType type, std::string_view payload, DoneHandler done) { done(write(type, payload)); }
   /// Drops the connection at once (no close frame) and wakes every blocked call.
   virtual void abort() noexcept = 0;
   /// True from a successful dial until the connection is closed or dropped.

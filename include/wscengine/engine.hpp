@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <stdexcept>
 #include <string_view>
@@ -76,8 +77,25 @@ class Engine {
   void exit();
   /// Takes the read lock (see PauseGuard).
   PauseGuard pause();
-  /// Sends on the current session; `errc::not_connected` between sessions.
+  /// Queues one message on the current session's send queue and returns at once,
+  /// from any thread, callbacks included: it never waits for the network. Errors
+  /// known at once: `errc::not_connected` between sessions, `errc::send_queue_full`
+  /// (see EngineOptions::send_queue_bytes), `errc::closed`. A message that fails
+  /// later (the connection drops, `write_timeout`) is reported by async_send only;
+  /// the connection's end reaches OnReadError / OnClose as usual.
   Error send(MessageType type, std::string_view payload);
+  /// send(), but a full queue is waited on for up to `room_timeout` (then
+  /// `errc::send_queue_full`). For threads of your own: never call it from a callback.
+  Error send(MessageType type, std::string_view payload, std::chrono::milliseconds room_timeout);
+  /// Queues one message; `done` gets the outcome once, on a callback thread: no error
+  /// when its last byte was handed to the kernel, or why it was not sent (the
+  /// connection failed or closed first, the close timeout cut it off). Returns an
+  /// error, and never calls `done`, when the message is refused at once (as send()).
+  Error async_send(MessageType type, std::string_view payload, SendHandler done);
+  /// async_send() with a future: ready with the outcome, or at once with the refusal.
+  std::future<Error> async_send(MessageType type, std::string_view payload);
+  /// Payload bytes sent on the current session and not yet handed to the kernel.
+  std::size_t buffered_amount() const;
   /// send() of a text message.
   Error send_text(std::string_view text) { return send(MessageType::text, text); }
   /// send() of a binary message.

@@ -42,6 +42,7 @@ enum class errc {
   attempts_exhausted,       ///< the restart loop reached its attempt limit
   connection_lost,          ///< the connection ended before the answer to a request came
   proxy_failed,             ///< the HTTP proxy refused the tunnel; `Error::http_status` holds its status
+  send_queue_full,          ///< the session's send queue is at its limit (EngineOptions::send_queue_bytes/messages)
 };
 
 /// The enumerator's name ("connection_refused"): a stable token for logs and

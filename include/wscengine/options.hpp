@@ -87,8 +87,17 @@ struct EngineOptions {
   std::chrono::milliseconds close_timeout = 5s;
   /// Stop() returns after this even if the engine has not stopped yet.
   std::chrono::milliseconds stop_timeout = 15s;
-  /// A write that cannot make progress (peer not reading) fails after this.
+  /// A write that cannot make progress (peer not reading) fails the connection after
+  /// this: messages waiting to be sent fail with `errc::timeout`, and so does the next
+  /// read (OnReadError) before OnClose with 1006. Reading goes on until then.
   std::chrono::milliseconds write_timeout = 10s;
+  /// The send queue of a session: messages sent and not yet handed to the kernel.
+  /// A send that would take it over either limit fails at once with
+  /// `errc::send_queue_full` (nothing is queued, nothing blocks). A message larger
+  /// than `send_queue_bytes` is still taken when the queue is empty.
+  std::size_t send_queue_bytes = 16u << 20;
+  /// See send_queue_bytes.
+  std::size_t send_queue_messages = 65536;
   /// Heartbeat: send a ping this long after the last one was answered; zero (the
   /// default) sends none. A ping with neither a pong nor any message read within
   /// `pong_timeout` means the connection is dead (a half-open TCP connection sends no error, ever): the engine

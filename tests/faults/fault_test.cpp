@@ -463,20 +463,18 @@ TEST_P(Faults, APeerThatStopsReadingCannotHangAWriter) {
   ASSERT_FALSE(engine->start());
   std::string chunk(64 * 1024, 'w');
   auto t0 = std::chrono::steady_clock::now();
-  if (GetParam().make()->capabilities().write_backpressure) {
-    // The socket buffers fill, then a write makes no progress: it fails after write_timeout.
-    Error e;
-    for (int i = 0; i < 4096 && !e; ++i) e = engine->send_binary(chunk);  // up to 256 MiB
-    ASSERT_TRUE(e) << "every write succeeded with nobody reading";
-    EXPECT_TRUE(e.is(errc::timeout)) << e.message();
-    EXPECT_THAT(e.message(), HasSubstr("peer not reading"));
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, 60s);
-  } else {
-    // Documented (AdapterCapabilities::write_backpressure = false): writes are queued
-    // and return at once; they never block the writer.
-    for (int i = 0; i < 64; ++i) ASSERT_FALSE(engine->send_binary(chunk));
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
-  }
+  // Sends fill the session's send queue (16 MiB by default), then fail at once;
+  // nothing blocks the sender.
+  Error e;
+  for (int i = 0; i < 4096 && !e; ++i) e = engine->send_binary(chunk);  // up to 256 MiB
+  ASSERT_TRUE(e) << "every send was taken with nobody reading";
+  EXPECT_TRUE(e.is(errc::send_queue_full)) << e.message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 400ms) << "a send waited (write_timeout is 500 ms)";
+  // Then the write that makes no progress fails the connection: OnReadError says why.
+  ASSERT_TRUE(client->wait_count(Event::read_error, 1, 10s));
+  auto failure = client->events_of(Event::read_error)[0].error;
+  EXPECT_TRUE(failure.is(errc::timeout)) << failure.message();
+  EXPECT_THAT(failure.message(), HasSubstr("peer not reading"));
   release = true;
   EXPECT_FALSE(engine->stop());
   client->mark_stopped();

@@ -13,6 +13,7 @@
 #include <barrier>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <wscengine/wscengine.hpp>
@@ -202,6 +203,77 @@ TEST_P(Isolation, SilentPeersStoppedTogetherAllReturnWithinTheCloseTimeout) {
                          << " ms (close_timeout 1 s)";
   engines.clear();
   silent.release();
+  server.stop();
+}
+
+// Issue 15: a peer that sent a tick every 10 ms and never read stopped our reads for
+// write_timeout once the socket buffers were full (a blocked write held the lock that
+// reading shared). Now sends fail at once when the queue is full, ticks keep coming,
+// and write_timeout fails the connection with its own error.
+TEST_P(Isolation, APeerThatDoesNotReadNeitherBlocksSendsNorStopsReads) {
+  std::atomic<bool> done{false};
+  tools::TestServer server;
+  server.on_session = [&](tools::ServerSession& s) {
+    for (int i = 0; !done && i < 3000; ++i) {  // never reads
+      if (s.send(MessageType::text, "tick")) return;
+      std::this_thread::sleep_for(10ms);
+    }
+  };
+  server.start();
+  std::mutex mutex;
+  std::vector<Clock::time_point> ticks;
+  std::optional<Clock::time_point> failed_at;
+  Error failure;
+  auto client = std::make_shared<LambdaClient>();
+  client->message = [&](Context&, const Message&) {
+    std::lock_guard lock(mutex);
+    ticks.push_back(Clock::now());
+  };
+  client->read_error = [&](Context&, const Error& e) {
+    std::lock_guard lock(mutex);
+    if (!failed_at) {
+      failed_at = Clock::now();
+      failure = e;
+    }
+  };
+  EngineOptions o;
+  o.url = server.url("/");
+  o.write_timeout = 2s;
+  o.send_queue_bytes = 8u << 20;
+  o.auto_reconnect = false;
+  Engine engine(o, client, GetParam().make());
+  ASSERT_FALSE(engine.start());
+
+  const std::string megabyte(1 << 20, 'm');
+  const auto started = Clock::now();
+  Clock::duration slowest{};
+  Error refused;
+  for (int i = 0; i < 1000 && !refused; ++i) {
+    auto t0 = Clock::now();
+    refused = engine.send_binary(megabyte);
+    slowest = std::max(slowest, Clock::now() - t0);
+  }
+  EXPECT_TRUE(refused.is(errc::send_queue_full)) << refused.message();
+  EXPECT_GT(engine.buffered_amount(), 0u);
+  EXPECT_LT(slowest, 100ms) << "a send waited for the network";
+  ASSERT_FALSE(engine.wait_stopped(20s)) << "write_timeout did not end the connection";
+  done = true;
+
+  std::lock_guard lock(mutex);
+  ASSERT_TRUE(failed_at) << "no OnReadError";
+  EXPECT_TRUE(failure.is(errc::timeout)) << failure.message();
+  EXPECT_NE(failure.message().find("peer not reading"), std::string::npos) << failure.message();
+  EXPECT_GE(*failed_at - started, 1900ms) << "failed before write_timeout";
+  // Ticks flowed until the failure: no gap over 100 ms.
+  std::vector<Clock::time_point> window;
+  for (auto t : ticks)
+    if (t >= started && t <= *failed_at) window.push_back(t);
+  ASSERT_GT(window.size(), 50u) << "ticks stopped while the peer did not read";
+  Clock::duration largest = window.front() - started;
+  for (std::size_t i = 1; i < window.size(); ++i) largest = std::max(largest, window[i] - window[i - 1]);
+  largest = std::max(largest, *failed_at - window.back());
+  EXPECT_LT(largest, 100ms) << "reads stalled for "
+                            << std::chrono::duration_cast<std::chrono::milliseconds>(largest).count() << " ms";
   server.stop();
 }
 

@@ -63,7 +63,7 @@ TEST(Url, RejectsWithReason) {
 TEST(ErrorNames, EveryKindHasItsEnumeratorName) {
   EXPECT_EQ(wscengine::to_string(wscengine::errc::connection_refused), "connection_refused");
   EXPECT_EQ(wscengine::to_string(wscengine::errc::attempts_exhausted), "attempts_exhausted");
-  for (int v = static_cast<int>(wscengine::errc::invalid_url); v <= static_cast<int>(wscengine::errc::proxy_failed);
+  for (int v = static_cast<int>(wscengine::errc::invalid_url); v <= static_cast<int>(wscengine::errc::send_queue_full);
        ++v) {
     EXPECT_NE(wscengine::to_string(static_cast<wscengine::errc>(v)), "unknown") << v;
   }

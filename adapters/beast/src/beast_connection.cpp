@@ -29,6 +29,7 @@
 #include <array>
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -90,9 +91,12 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
  public:
   StreamImpl(net::io_context& io, const BeastOptions& options)
-      : options_(options), strand_(net::make_strand(io)), resolver_(strand_), timer_(strand_) {}
+      : options_(options), strand_(net::make_strand(io)), resolver_(strand_), timer_(strand_), write_watch_(strand_) {}
 
   ~StreamImpl() override {
+    Completions ready;
+    fail_sends_locked(Error(errc::cancelled, "not sent: connection destroyed"), ready);  // no other owner is left
+    run(ready);
     complete_wait({});
     complete_dial(Error(errc::cancelled, "connection destroyed while dialling"));
     if (ws_ && lowest().socket().is_open()) {
@@ -271,6 +275,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     error_code ignored;
     if (ep.protocol().family() != AF_UNIX) lowest().socket().set_option(net::ip::tcp::no_delay(true), ignored);
     lowest().owner = this->weak_from_this();
+    lowest().outbox()->on_progress = [weak = this->weak_from_this()] {
+      if (auto self = weak.lock()) self->on_outbox_progress();
+    };
     fd_ = lowest().socket().native_handle();
     if (aborted_) ::shutdown(fd_, SHUT_RDWR);
     if (request_.proxy && request_.url.unix_socket.empty()) return open_tunnel();
@@ -491,25 +498,36 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   // ------------------------------------------------------------ writing, ping, close
 
-  // The frame goes to the socket without waiting (what the kernel does not take now
-  // waits in the outbox): the stream lock is held only while Beast encodes it, so
-  // reads and pongs go on while the peer is slow to read. This caller then waits until
-  // its bytes were handed to the kernel, failing after write_timeout without progress.
-  Error write(MessageType type, std::string_view payload) override {
-    std::uint64_t end = 0;
+  // The send pipeline. A message is encoded into the socket at once when nothing
+  // waits before it (what the kernel does not take goes to the outbox, sent by the
+  // I/O thread as the socket becomes writable); else it waits in pending_, as
+  // plaintext, and is encoded when the outbox has drained. So the outbox holds at
+  // most the rest of one message, and pongs and the close frame, written straight
+  // into it, go ahead of every message still pending (under TLS too: records are
+  // encrypted in the order they go out). The stream lock is held only while Beast
+  // encodes: reads and pongs go on while the peer is slow to read (full duplex).
+  void async_write(MessageType type, std::string_view payload, DoneHandler done) override {
+    std::optional<Error> now;
     {
       std::lock_guard lock(mutex_);
-      if (!open_) return Error::closed(last_close_, "write on a closed connection");
-      ws_->text(type == MessageType::text);
-      error_code ec;
-      ws_->write(net::buffer(payload.data(), payload.size()), ec);
-      if (ec) {
-        fail_locked();
-        return Error::closed(last_close_, "write failed: " + ec.message());
+      if (!open_) {
+        now = Error::closed(last_close_, "write on a closed connection");
+      } else if (pending_.empty() && outbox_empty_locked()) {
+        now = encode_locked(type, payload, done);
+      } else {
+        pending_.push_back({type, std::string(payload), std::move(done)});
       }
-      end = queued_locked();
     }
-    return wait_delivered(end);
+    if (now) done(std::move(*now));
+  }
+
+  // Waits (on the caller's thread, never on an I/O thread) until the message reached
+  // the kernel; a peer that does not read fails it after write_timeout.
+  Error write(MessageType type, std::string_view payload) override {
+    std::promise<Error> result;
+    auto outcome = result.get_future();
+    async_write(type, payload, [&result](Error e) { result.set_value(std::move(e)); });
+    return outcome.get();
   }
 
   void async_ping(std::string_view payload, std::chrono::milliseconds timeout, DoneHandler done) override {
@@ -547,11 +565,16 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // without holding a thread: a wait on the socket and a timer, on the I/O threads.
   void async_close(const CloseFrame& frame, std::chrono::milliseconds timeout, DoneHandler done) override {
     Error result;
+    Completions ready;
+    bool waiting = false;
     {
       std::lock_guard lock(mutex_);
       if (!ws_ || !open_) {
         result = Error::closed(last_close_, "connection already closed");
       } else {
+        // A graceful close sends what is queued first; what the close timeout cuts
+        // off is reported to its sender.
+        while (!pending_.empty()) encode_next_locked(ready);
         open_ = false;  // nothing more is read or written but the close handshake
         last_close_ = frame;
         ws::close_reason reason;
@@ -568,13 +591,16 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
           w->what = "peer did not answer the close frame within " + std::to_string(timeout.count()) + " ms";
           start_waiter_locked(w, timeout);
           settle_waiters_locked();  // the answer may be among the bytes read already
-          return;
+          waiting = true;
+        } else {
+          if (ec && !is_drop(ec) && ec != ws::error::closed)
+            result = Error(errc::io_error, "close handshake: " + ec.message());
+          fail_locked();
         }
-        if (ec && !is_drop(ec) && ec != ws::error::closed)
-          result = Error(errc::io_error, "close handshake: " + ec.message());
-        fail_locked();
       }
     }
+    run(ready);
+    if (waiting) return;
     complete_wait({});
     done(std::move(result));
   }
@@ -587,12 +613,15 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   void abort() noexcept override {
     aborted_ = true;
+    Completions ready;
     {
       std::lock_guard lock(mutex_);
       open_ = false;
       for (auto& w : std::vector<std::shared_ptr<Waiter>>(waiters_))
         finish_waiter_locked(w, Error::closed({close_code::abnormal, {}}, "connection aborted"));
+      fail_sends_locked(Error::closed({close_code::abnormal, {}}, "not sent: connection aborted"), ready);
     }
+    run(ready);
     if (int fd = fd_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
     auto self = this->shared_from_this();
     net::post(strand_, [self] { self->cancel_dial_ops(); });
@@ -840,56 +869,136 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     });
   }
 
-  std::uint64_t queued_locked() {
+  // ------------------------------------------------------------ the send pipeline
+
+  struct PendingWrite {
+    MessageType type;
+    std::string payload;
+    DoneHandler done;
+  };
+  struct Delivery {
+    std::uint64_t end;  // the outbox's byte count once the message's last byte is in it
+    DoneHandler done;
+  };
+  using Completions = std::vector<std::pair<DoneHandler, Error>>;
+  static void run(Completions& ready) {
+    for (auto& [done, e] : ready) done(std::move(e));
+  }
+
+  bool outbox_empty_locked() {
     auto& outbox = *lowest().outbox();
     std::lock_guard lock(outbox.mutex);
-    return outbox.queued;
+    return outbox.empty();
   }
 
-  // Waits (on the writer's thread, no stream lock held) until the kernel took every
-  // byte up to `end`; write_timeout without progress fails the connection.
-  Error wait_delivered(std::uint64_t end) {
-    std::shared_ptr<detail::Outbox> outbox;
+  // Encodes one message into the socket layer. Returns its outcome when it is known
+  // now (the kernel took it all, or the connection failed); else `done` waits in
+  // deliveries_ for the outbox to drain past it.
+  std::optional<Error> encode_locked(MessageType type, std::string_view payload, DoneHandler& done) {
+    ws_->text(type == MessageType::text);
+    error_code ec;
+    ws_->write(net::buffer(payload.data(), payload.size()), ec);
+    if (ec) {
+      // A failed write may have sent part of a frame: the connection is unusable.
+      fail_locked();
+      return Error::closed(last_close_, "write failed: " + ec.message());
+    }
+    auto& outbox = *lowest().outbox();
+    std::lock_guard lock(outbox.mutex);
+    if (outbox.delivered >= outbox.queued) return Error{};
+    deliveries_.push_back({outbox.queued, std::move(done)});
+    arm_write_watch_locked();
+    return std::nullopt;
+  }
+  void encode_next_locked(Completions& ready) {
+    auto next = std::move(pending_.front());
+    pending_.pop_front();
+    if (auto now = encode_locked(next.type, next.payload, next.done)) ready.emplace_back(std::move(next.done), *now);
+  }
+
+  // The kernel took bytes from the outbox, or the socket failed (on the strand).
+  void on_outbox_progress() {
+    Completions ready;
     {
       std::lock_guard lock(mutex_);
-      outbox = lowest().outbox();
-    }
-    std::unique_lock lock(outbox->mutex);
-    auto last = outbox->delivered;
-    auto since = Clock::now();
-    for (;;) {
-      if (outbox->delivered >= end) return {};
-      if (outbox->failure) return closed_error("write failed: " + outbox->failure.message());
-      if (write_timeout_.count() == 0) {
-        outbox->progress.wait(lock);
-        continue;
+      std::uint64_t delivered = 0;
+      error_code failure;
+      {
+        auto& outbox = *lowest().outbox();
+        std::lock_guard box(outbox.mutex);
+        delivered = outbox.delivered;
+        failure = outbox.failure;
       }
-      outbox->progress.wait_until(lock, since + write_timeout_);
-      if (outbox->delivered != last) {
-        last = outbox->delivered;
-        since = Clock::now();
-      } else if (outbox->delivered < end && !outbox->failure && Clock::now() >= since + write_timeout_) {
-        lock.unlock();
-        Error e(errc::timeout,
-                "write made no progress for " + std::to_string(write_timeout_.count()) + " ms (peer not reading)");
-        fail_for(e);
-        return e;
+      while (!deliveries_.empty() && deliveries_.front().end <= delivered) {
+        ready.emplace_back(std::move(deliveries_.front().done), Error{});
+        deliveries_.pop_front();
+      }
+      if (failure) {
+        fail_locked();
+        fail_sends_locked(Error::closed(last_close_, "write failed: " + failure.message()), ready);
+      } else {
+        // One message at a time while the kernel takes each at once.
+        while (!pending_.empty() && open_ && outbox_empty_locked()) encode_next_locked(ready);
       }
     }
+    run(ready);
   }
 
-  // This side gives up on the connection (a write that made no progress): dropped, and
-  // the reader gets `why` once before the close (1006).
+  // Every message not yet handed to the kernel fails with `why`.
+  void fail_sends_locked(const Error& why, Completions& ready) {
+    for (auto& d : deliveries_) ready.emplace_back(std::move(d.done), why);
+    deliveries_.clear();
+    for (auto& p : pending_) ready.emplace_back(std::move(p.done), why);
+    pending_.clear();
+  }
+
+  // write_timeout: a timer on the strand while bytes wait in the outbox; it fails the
+  // connection when the kernel took nothing for that long (the peer does not read).
+  void arm_write_watch_locked() {
+    if (write_watch_armed_ || write_timeout_.count() == 0) return;
+    write_watch_armed_ = true;
+    net::post(strand_, [self = this->shared_from_this()] { self->watch_writes(self->write_timeout_); });
+  }
+  void watch_writes(Clock::duration wait) {
+    write_watch_.expires_after(wait);
+    write_watch_.async_wait([weak = this->weak_from_this()](const error_code& ec) {
+      if (auto self = weak.lock(); self && !ec) self->check_write_progress();
+    });
+  }
+  void check_write_progress() {
+    Clock::time_point last;
+    {
+      std::lock_guard lock(mutex_);
+      auto& outbox = *lowest().outbox();
+      std::lock_guard box(outbox.mutex);
+      if (outbox.empty() || outbox.failure || aborted_) {
+        write_watch_armed_ = false;
+        return;
+      }
+      last = outbox.last_progress;
+    }
+    auto due = last + write_timeout_;
+    if (auto now = Clock::now(); now < due) return watch_writes(due - now);
+    fail_for(Error(errc::timeout,
+                   "write made no progress for " + std::to_string(write_timeout_.count()) + " ms (peer not reading)"));
+  }
+
+  // This side gives up on the connection (a write that made no progress): dropped,
+  // every send still waiting fails with `why`, and the reader gets `why` once before
+  // the close (1006).
   void fail_for(Error why) {
+    Completions ready;
     {
       std::lock_guard lock(mutex_);
-      if (!failure_) failure_ = std::move(why);
+      if (!failure_) failure_ = why;
       open_ = false;
       last_close_ = CloseFrame{close_code::abnormal, {}};
+      fail_sends_locked(why, ready);
       for (auto& w : std::vector<std::shared_ptr<Waiter>>(waiters_))
         finish_waiter_locked(w, Error::closed(last_close_, "connection failed: " + failure_->message()));
     }
     if (int fd = fd_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    run(ready);
     complete_wait({});
   }
 
@@ -935,6 +1044,10 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   mutable std::mutex mutex_;                         // the WebSocket stream and its layers
   std::uint64_t consumed_ = 0;                       // read events taken (mutex_)
   std::vector<std::shared_ptr<Waiter>> waiters_;     // pings and a close waiting (mutex_)
+  std::deque<PendingWrite> pending_;                 // messages not encoded yet (mutex_)
+  std::deque<Delivery> deliveries_;                  // encoded, not all in the kernel (mutex_)
+  bool write_watch_armed_ = false;                   // (mutex_)
+  net::steady_timer write_watch_;                    // write_timeout (strand_)
   bool watching_ = false;                            // a socket wait for them is armed (mutex_)
   std::optional<Error> failure_;                     // why this side dropped it, reported once (mutex_)
   std::uint64_t beast_messages_ = 0;                 // messages Beast's own buffer began (mutex_)
@@ -992,6 +1105,10 @@ class BeastConnection final : public Connection {
   }
   Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) override {
     return stream_ ? stream_->close(frame, timeout) : not_dialled();
+  }
+  void async_write(MessageType type, std::string_view payload, DoneHandler done) override {
+    if (stream_) return stream_->async_write(type, payload, std::move(done));
+    done(not_dialled());
   }
   void async_ping(std::string_view payload, std::chrono::milliseconds timeout, DoneHandler done) override {
     if (stream_) return stream_->async_ping(payload, timeout, std::move(done));

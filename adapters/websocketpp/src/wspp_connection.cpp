@@ -98,7 +98,7 @@ bool ends_inside_code_point(std::string_view text) {
 class State final : public std::enable_shared_from_this<State> {
  public:
   State(net::io_context& io, WebsocketppOptions options)
-      : io_(io), options_(options), strand_(net::make_strand(io)), timer_(strand_) {}
+      : io_(io), options_(options), strand_(net::make_strand(io)), timer_(strand_), write_watch_(strand_) {}
 
   // ------------------------------------------------------------ dial
 
@@ -276,6 +276,37 @@ class State final : public std::enable_shared_from_this<State> {
     }
     if (!marker.empty()) b->ping(marker);
     return {};
+  }
+
+  // The send pipeline's write: handed to websocketpp's queue at once. websocketpp
+  // never says when bytes left, so (with max_unacknowledged_bytes) `done` waits for
+  // the peer's pong to a marker ping sent after the message: a message counts as sent
+  // once the peer has it. No acknowledgement for write_timeout fails the connection.
+  void async_write(MessageType type, std::string_view payload, Connection::DoneHandler done) {
+    std::shared_ptr<bridge::Bridge> b;
+    {
+      std::lock_guard lock(mutex_);
+      if (!open_) return done(Error::closed(last_close_, "write on a closed connection"));
+      b = bridge_;
+    }
+    auto failed = b->send(type == MessageType::text, payload);
+    if (!failed.empty()) return done(closed_error("write failed: " + failed));
+    if (options_.max_unacknowledged_bytes == 0) return done({});
+    std::string marker;
+    bool watch = false;
+    {
+      std::lock_guard lock(mutex_);
+      sent_bytes_ += payload.size();
+      if (unacked_writes_.empty()) {
+        last_ack_ = std::chrono::steady_clock::now();
+        watch = !write_watch_armed_;
+        write_watch_armed_ = true;
+      }
+      unacked_writes_.push_back({sent_bytes_, std::move(done)});
+      marker = next_marker_locked(false);
+    }
+    if (!marker.empty()) b->ping(marker);
+    if (watch) watch_writes(request_.write_timeout);
   }
 
   // The pong is awaited without holding a thread: websocketpp's pong handler or a
@@ -508,6 +539,9 @@ class State final : public std::enable_shared_from_this<State> {
 
   void on_pong(const std::string& payload) {
     std::vector<std::shared_ptr<Waiter>> answered;
+    std::vector<Connection::DoneHandler> sent;
+    std::string marker;
+    std::shared_ptr<bridge::Bridge> b;
     {
       std::lock_guard lock(mutex_);
       ++pongs_;
@@ -521,10 +555,64 @@ class State final : public std::enable_shared_from_this<State> {
           acked_bytes_ = std::max(acked_bytes_, markers_.front().second);
           markers_.pop_front();
         }
+        while (!unacked_writes_.empty() && unacked_writes_.front().first <= acked_bytes_) {
+          sent.push_back(std::move(unacked_writes_.front().second));
+          unacked_writes_.pop_front();
+          last_ack_ = std::chrono::steady_clock::now();
+        }
+        marker = next_marker_locked(false);
+        b = bridge_;
       }
     }
     changed_.notify_all();
     for (auto& w : answered) finish(w, {});
+    for (auto& done : sent) done({});
+    if (!marker.empty() && b) b->ping(marker);
+  }
+
+  // A marker ping when writes wait for one: none is outstanding, or a quarter of the
+  // limit was sent since the last (`always`: one in any case). Empty: none needed.
+  std::string next_marker_locked(bool always) {
+    const bool needed =
+        always || (!unacked_writes_.empty() &&
+                   (markers_.empty() || sent_bytes_ - last_marker_at_ >= options_.max_unacknowledged_bytes / 4));
+    if (!needed || last_marker_at_ == sent_bytes_) return {};
+    last_marker_at_ = sent_bytes_;
+    markers_.push_back({++marker_count_, sent_bytes_});
+    return kMarkerPrefix + std::to_string(marker_count_);
+  }
+
+  // write_timeout for async_write: a timer on the strand while writes wait for their
+  // acknowledgement; none for that long fails the connection.
+  void watch_writes(std::chrono::steady_clock::duration wait) {
+    net::post(strand_, [weak = weak_from_this(), wait] {
+      auto self = weak.lock();
+      if (!self) return;
+      self->write_watch_.expires_after(wait);
+      self->write_watch_.async_wait([weak](const boost::system::error_code& ec) {
+        if (auto self = weak.lock(); self && !ec) self->check_write_progress();
+      });
+    });
+  }
+  void check_write_progress() {
+    std::chrono::steady_clock::time_point due;
+    {
+      std::lock_guard lock(mutex_);
+      if (unacked_writes_.empty() || !open_) {
+        write_watch_armed_ = false;
+        return;
+      }
+      due = last_ack_ + request_.write_timeout;
+      if (std::chrono::steady_clock::now() < due) {
+        auto wait = due - std::chrono::steady_clock::now();
+        write_watch_armed_ = true;
+        return watch_writes(wait);
+      }
+      failure_ = Error(errc::timeout, "write made no progress for " + std::to_string(request_.write_timeout.count()) +
+                                          " ms: nothing acknowledged (peer not reading)");
+      failure_reported_ = false;
+    }
+    abort();  // part of the queue may never go: the connection is unusable
   }
 
   void on_ended(bridge::Ending e) {
@@ -619,13 +707,17 @@ class State final : public std::enable_shared_from_this<State> {
   // The connection ended: a close has what it waited for (`close_result`); pings end `closed`.
   void finish_all(Error close_result) {
     std::vector<std::shared_ptr<Waiter>> all;
-    Error closed;
+    std::deque<std::pair<std::uint64_t, Connection::DoneHandler>> unsent;
+    Error closed, not_sent;
     {
       std::lock_guard lock(mutex_);
       all = waiters_;
       closed = Error::closed(last_close_, "closed while waiting for a pong");
+      not_sent = failure_ ? *failure_ : Error::closed(last_close_, "not acknowledged before the connection ended");
+      unsent.swap(unacked_writes_);
     }
     for (auto& w : all) finish(w, w->close ? close_result : closed);
+    for (auto& [end, done] : unsent) done(not_sent);
   }
 
   // ------------------------------------------------------------ helpers
@@ -693,6 +785,11 @@ class State final : public std::enable_shared_from_this<State> {
   std::uint64_t last_marker_at_ = 0;
   std::uint64_t marker_count_ = 0;
   std::deque<std::pair<std::uint64_t, std::uint64_t>> markers_;  // (id, sent_bytes_ when sent)
+  // async_write: (sent_bytes_ after the message, its handler), until a marker covers it.
+  std::deque<std::pair<std::uint64_t, Connection::DoneHandler>> unacked_writes_;
+  std::chrono::steady_clock::time_point last_ack_;  // the last acknowledgement (or the first wait)
+  bool write_watch_armed_ = false;
+  net::steady_timer write_watch_;  // (strand_)
   CloseFrame last_close_{close_code::abnormal, {}};
   std::string closed_detail_ = "connection is closed";
 };
@@ -716,6 +813,9 @@ class WebsocketppConnection final : public Connection {
   }
   Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) override {
     return state_->close(frame, timeout);
+  }
+  void async_write(MessageType type, std::string_view payload, DoneHandler done) override {
+    state_->async_write(type, payload, std::move(done));
   }
   void async_ping(std::string_view payload, std::chrono::milliseconds timeout, DoneHandler done) override {
     state_->async_ping(payload, timeout, std::move(done));

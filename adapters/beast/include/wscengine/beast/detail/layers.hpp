@@ -24,8 +24,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -57,14 +57,17 @@ using Socket = net::generic::stream_protocol::socket;
 /// becomes writable. Shared with the wait that sends them. Thread safety: `mutex`.
 struct Outbox {
   std::mutex mutex;
-  std::condition_variable progress;  // bytes went out, or the socket failed
-  std::string bytes;                 // waiting to be sent, from `sent` on
+  std::string bytes;  // waiting to be sent, from `sent` on
   std::size_t sent = 0;
-  std::uint64_t queued = 0;     // every byte written so far
-  std::uint64_t delivered = 0;  // ... of which the kernel took this many
-  bool flushing = false;        // a wait for writability is armed
-  bool shut_after = false;      // shut the sending side once everything is sent
-  error_code failure;           // the socket failed while sending
+  std::uint64_t queued = 0;         // every byte written so far
+  std::uint64_t delivered = 0;      // ... of which the kernel took this many
+  Clock::time_point last_progress;  // the kernel last took bytes, or the outbox filled
+  bool flushing = false;            // a wait for writability is armed
+  bool shut_after = false;          // shut the sending side once everything is sent
+  error_code failure;               // the socket failed while sending
+  /// Runs on the socket's executor, without the outbox lock, after the kernel took
+  /// bytes from the outbox or the socket failed (set once, before the first write).
+  std::function<void()> on_progress;
   bool empty() const noexcept { return sent == bytes.size(); }
 };
 
@@ -146,6 +149,7 @@ class SocketLayer {
       if (outbox_->empty()) {
         outbox_->bytes.clear();
         outbox_->sent = 0;
+        outbox_->last_progress = Clock::now();  // write_timeout counts from here
       }
       outbox_->bytes.append(data + n, b.size() - n);
       flush_later_locked();
@@ -196,35 +200,37 @@ class SocketLayer {
   }
 
   // Arms one wait for writability (outbox mutex held); its handler sends what it can
-  // and waits again while bytes are left.
+  // and waits again while bytes are left, then tells the owner (on_progress).
   void flush_later_locked() {
     if (outbox_->flushing) return;
     outbox_->flushing = true;
     socket_.async_wait(net::socket_base::wait_write, [outbox = outbox_, owner = owner, this](const error_code& waited) {
       auto alive = owner.lock();  // the socket lives while this runs
-      std::lock_guard lock(outbox->mutex);
-      outbox->flushing = false;
-      if (waited || !alive) {
-        if (!outbox->failure) outbox->failure = waited ? waited : net::error::operation_aborted;
-        outbox->progress.notify_all();
-        return;
+      {
+        std::lock_guard lock(outbox->mutex);
+        outbox->flushing = false;
+        if (waited || !alive) {
+          if (!outbox->failure) outbox->failure = waited ? waited : net::error::operation_aborted;
+        } else {
+          error_code ec;
+          std::size_t n = send_now(socket_.native_handle(), outbox->bytes.data() + outbox->sent,
+                                   outbox->bytes.size() - outbox->sent, ec);
+          outbox->sent += n;
+          outbox->delivered += n;
+          if (n != 0) outbox->last_progress = Clock::now();
+          if (ec) {
+            outbox->failure = ec;
+          } else if (outbox->empty()) {
+            outbox->bytes.clear();
+            outbox->sent = 0;
+            if (outbox->shut_after) ::shutdown(socket_.native_handle(), SHUT_WR);
+            if (outbox->bytes.capacity() > (1u << 20)) std::string().swap(outbox->bytes);
+          } else {
+            flush_later_locked();
+          }
+        }
       }
-      error_code ec;
-      std::size_t n = send_now(socket_.native_handle(), outbox->bytes.data() + outbox->sent,
-                               outbox->bytes.size() - outbox->sent, ec);
-      outbox->sent += n;
-      outbox->delivered += n;
-      if (ec) {
-        outbox->failure = ec;
-      } else if (outbox->empty()) {
-        outbox->bytes.clear();
-        outbox->sent = 0;
-        if (outbox->shut_after) ::shutdown(socket_.native_handle(), SHUT_WR);
-        if (outbox->bytes.capacity() > (1u << 20)) std::string().swap(outbox->bytes);
-      } else {
-        flush_later_locked();
-      }
-      outbox->progress.notify_all();
+      if (alive && outbox->on_progress) outbox->on_progress();
     });
   }
 
