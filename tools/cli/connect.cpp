@@ -242,9 +242,16 @@ int run_connect(const Args& args) {
   std::thread([pump, &status] {
     std::string line;
     while (std::getline(std::cin, line)) {
-      std::lock_guard lock(pump->mutex);
-      if (!pump->engine) return;
-      if (Error e = pump->engine->send_text(line)) status.warn("not sent: " + e.message());
+      // A full send queue holds stdin back (as a pipe would), without holding the
+      // engine: the lock is let go between tries so that exit can withdraw it.
+      for (;;) {
+        std::lock_guard lock(pump->mutex);
+        if (!pump->engine) return;
+        Error e = pump->engine->send(MessageType::text, line, std::chrono::milliseconds(100));
+        if (e.is(errc::send_queue_full)) continue;
+        if (e) status.warn("not sent: " + e.message());
+        break;
+      }
     }
     pump->eof = true;
   }).detach();  // blocked in getline until input or exit; it only touches `pump`
