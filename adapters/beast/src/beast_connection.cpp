@@ -944,9 +944,16 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     run(ready);
   }
 
-  // Every message not yet handed to the kernel fails with `why`.
+  // Every message not yet handed to the kernel fails with `why` (those the kernel took
+  // meanwhile succeed: a message is never reported failed after it went out whole).
   void fail_sends_locked(const Error& why, Completions& ready) {
-    for (auto& d : deliveries_) ready.emplace_back(std::move(d.done), why);
+    std::uint64_t delivered = 0;
+    if (ws_) {
+      auto& outbox = *lowest().outbox();
+      std::lock_guard box(outbox.mutex);
+      delivered = outbox.delivered;
+    }
+    for (auto& d : deliveries_) ready.emplace_back(std::move(d.done), d.end <= delivered ? Error{} : why);
     deliveries_.clear();
     for (auto& p : pending_) ready.emplace_back(std::move(p.done), why);
     pending_.clear();

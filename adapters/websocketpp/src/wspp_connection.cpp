@@ -294,17 +294,24 @@ class State final : public std::enable_shared_from_this<State> {
     if (options_.max_unacknowledged_bytes == 0) return done({});
     std::string marker;
     bool watch = false;
+    std::optional<Error> ended;
     {
       std::lock_guard lock(mutex_);
-      sent_bytes_ += payload.size();
-      if (unacked_writes_.empty()) {
-        last_ack_ = std::chrono::steady_clock::now();
-        watch = !write_watch_armed_;
-        write_watch_armed_ = true;
+      if (ended_ || aborted_) {
+        // It ended meanwhile (finish_all has run): nothing will acknowledge this one.
+        ended = failure_ ? *failure_ : Error::closed(last_close_, "the connection ended before the peer had it");
+      } else {
+        sent_bytes_ += payload.size();
+        if (unacked_writes_.empty()) {
+          last_ack_ = std::chrono::steady_clock::now();
+          watch = !write_watch_armed_;
+          write_watch_armed_ = true;
+        }
+        unacked_writes_.push_back({sent_bytes_, std::move(done)});
+        marker = next_marker_locked(false);
       }
-      unacked_writes_.push_back({sent_bytes_, std::move(done)});
-      marker = next_marker_locked(false);
     }
+    if (ended) return done(std::move(*ended));
     if (!marker.empty()) b->ping(marker);
     if (watch) watch_writes(request_.write_timeout);
   }
