@@ -28,6 +28,7 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
 #include <future>
@@ -479,21 +480,42 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     if (done) done(std::move(e));
   }
 
+  // Reading by hand (OnOpen, under a PauseGuard): reads what is buffered; waits for
+  // more with an asynchronous wait on the socket, completed on an I/O thread, so the
+  // caller's thread sleeps on a condition (portable: no poll()). Never on an I/O thread.
   Error read(InboundMessage& out, std::chrono::milliseconds timeout) override {
     auto deadline = Clock::now() + timeout;
     for (;;) {
       {
         std::lock_guard lock(mutex_);
-        if (!open_) return Error::closed(last_close_, "connection is closed");
+        if (!open_) return closed_error_locked();
         if (ready_locked()) return read_locked(out);
         pump_locked();
         if (ready_locked()) return read_locked(out);
       }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-      if (left <= 0) return Error(errc::timeout, "no message within " + std::to_string(timeout.count()) + " ms");
-      pollfd p{fd_, POLLIN, 0};
-      ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000)));
+      if (Clock::now() >= deadline || !wait_readable_until(deadline))
+        return Error(errc::timeout, "no message within " + std::to_string(timeout.count()) + " ms");
     }
+  }
+
+  // True when the socket became readable (or failed) before `deadline`. A wait that
+  // outlives it completes later into a state nobody watches.
+  bool wait_readable_until(Clock::time_point deadline) {
+    struct Signal {
+      std::mutex mutex;
+      std::condition_variable cv;
+      bool fired = false;
+    };
+    auto signal = std::make_shared<Signal>();
+    net::post(strand_, [self = this->shared_from_this(), signal] {
+      self->lowest().socket().async_wait(net::socket_base::wait_read, [signal](const error_code&) {
+        std::lock_guard lock(signal->mutex);
+        signal->fired = true;
+        signal->cv.notify_all();
+      });
+    });
+    std::unique_lock lock(signal->mutex);
+    return signal->cv.wait_until(lock, deadline, [&] { return signal->fired; });
   }
 
   // ------------------------------------------------------------ writing, ping, close
@@ -723,7 +745,6 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   Error read_locked(InboundMessage& out) {
     if (read_whole_frame_locked(out)) return {};
-    lowest().read_deadline = Clock::time_point::min();  // everything needed is buffered
     // Beast reads into a flat_buffer, then the payload is copied out. Reading into
     // the string directly costs more for small messages: a dynamic string buffer
     // grows by resize(), which zero-fills every chunk Beast prepares (a memset of

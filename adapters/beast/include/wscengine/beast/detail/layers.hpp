@@ -5,7 +5,8 @@
 // SocketLayer does synchronous I/O on a non-blocking socket. A write never waits:
 // what the kernel does not take at once goes to its outbox, which Asio sends as the
 // socket becomes writable (no thread waits for a peer that does not read, and reads
-// go on meanwhile: full duplex). A read waits only when asked to (with a deadline).
+// go on meanwhile: full duplex). A read never waits either: waiting for data is an
+// asynchronous wait on the socket (Asio's, so the code stays portable).
 // ScanLayer buffers received bytes and runs the FrameScanner over them, so the
 // adapter knows when a whole message is buffered; `pump()` reads what the socket
 // has without waiting.
@@ -18,11 +19,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/beast/websocket/teardown.hpp>
 
-#include <poll.h>
-#include <sys/socket.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -71,9 +68,9 @@ struct Outbox {
   bool empty() const noexcept { return sent == bytes.size(); }
 };
 
-/// Synchronous reads and writes on a non-blocking stream socket. Writes never wait
-/// (see Outbox); a read that would wait returns would_block when `no_wait` is set,
-/// else waits with poll() up to `read_deadline`. Asynchronous operations go to Asio
+/// Synchronous reads and writes on a non-blocking stream socket that never wait:
+/// writes go to the outbox when the kernel does not take them (see Outbox); a read
+/// with nothing to read fails (see read_some). Asynchronous operations go to Asio
 /// (the handshake). Thread safety: one reader and one writer may use it at once;
 /// the outbox has its own lock.
 class SocketLayer {
@@ -92,32 +89,17 @@ class SocketLayer {
 
   /// When set, a read that would wait returns net::error::would_block at once.
   bool no_wait = false;
-  Clock::time_point read_deadline = Clock::time_point::max();
 
+  /// Never waits: what the socket (non-blocking) has now, else would_block when
+  /// `no_wait` is set and timed_out when not (Beast read a frame the scanner said was
+  /// whole: a missing byte means the stream is broken).
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers, error_code& ec) {
     auto b = *net::buffer_sequence_begin(buffers);
-    for (;;) {
-      ssize_t n = ::recv(socket_.native_handle(), b.data(), b.size(), 0);
-      if (n > 0) {
-        ec = {};
-        return static_cast<std::size_t>(n);
-      }
-      if (n == 0) {
-        ec = net::error::eof;
-        return 0;
-      }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        ec = error_code(errno, boost::system::system_category());
-        return 0;
-      }
-      if (no_wait) {
-        ec = net::error::would_block;
-        return 0;
-      }
-      if (!wait(POLLIN, read_deadline, ec)) return 0;
-    }
+    std::size_t n = socket_.read_some(net::buffer(b.data(), b.size()), ec);
+    if (ec == net::error::would_block || ec == net::error::try_again)
+      ec = no_wait ? error_code(net::error::would_block) : error_code(net::error::timed_out);
+    return n;
   }
   template <class MutableBuffers>
   std::size_t read_some(const MutableBuffers& buffers) {
@@ -137,7 +119,7 @@ class SocketLayer {
     }
     std::size_t n = 0;
     if (outbox_->empty()) {
-      n = send_now(socket_.native_handle(), data, b.size(), ec);
+      n = send_now(data, b.size(), ec);
       if (ec) {
         outbox_->failure = ec;
         return 0;
@@ -176,25 +158,25 @@ class SocketLayer {
   void shutdown_write() {
     std::lock_guard lock(outbox_->mutex);
     if (outbox_->empty() || outbox_->failure) {
-      ::shutdown(socket_.native_handle(), SHUT_WR);
+      error_code ignored;
+      socket_.shutdown(net::socket_base::shutdown_send, ignored);
     } else {
       outbox_->shut_after = true;
     }
   }
 
  private:
-  // Sends what the kernel takes now, without waiting.
-  static std::size_t send_now(int fd, const char* data, std::size_t size, error_code& ec) {
+  // Sends what the kernel takes now, without waiting (the socket is non-blocking).
+  std::size_t send_now(const char* data, std::size_t size, error_code& ec) {
     std::size_t done = 0;
     while (done < size) {
-      ssize_t n = ::send(fd, data + done, size - done, MSG_NOSIGNAL);
-      if (n >= 0) {
-        done += static_cast<std::size_t>(n);
-        continue;
+      std::size_t n = socket_.write_some(net::buffer(data + done, size - done), ec);
+      done += n;
+      if (ec == net::error::would_block || ec == net::error::try_again) {
+        ec = {};
+        break;
       }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) ec = error_code(errno, boost::system::system_category());
-      break;
+      if (ec) break;
     }
     return done;
   }
@@ -213,8 +195,7 @@ class SocketLayer {
           if (!outbox->failure) outbox->failure = waited ? waited : net::error::operation_aborted;
         } else {
           error_code ec;
-          std::size_t n = send_now(socket_.native_handle(), outbox->bytes.data() + outbox->sent,
-                                   outbox->bytes.size() - outbox->sent, ec);
+          std::size_t n = send_now(outbox->bytes.data() + outbox->sent, outbox->bytes.size() - outbox->sent, ec);
           outbox->sent += n;
           outbox->delivered += n;
           if (n != 0) outbox->last_progress = Clock::now();
@@ -223,7 +204,10 @@ class SocketLayer {
           } else if (outbox->empty()) {
             outbox->bytes.clear();
             outbox->sent = 0;
-            if (outbox->shut_after) ::shutdown(socket_.native_handle(), SHUT_WR);
+            if (outbox->shut_after) {
+              error_code ignored;
+              socket_.shutdown(net::socket_base::shutdown_send, ignored);
+            }
             if (outbox->bytes.capacity() > (1u << 20)) std::string().swap(outbox->bytes);
           } else {
             flush_later_locked();
@@ -232,24 +216,6 @@ class SocketLayer {
       }
       if (alive && outbox->on_progress) outbox->on_progress();
     });
-  }
-
-  bool wait(short events, Clock::time_point deadline, error_code& ec) {
-    for (;;) {
-      auto now = Clock::now();
-      if (now >= deadline) {
-        ec = net::error::timed_out;
-        return false;
-      }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now).count() + 1;
-      pollfd p{socket_.native_handle(), events, 0};
-      int r = ::poll(&p, 1, left > 60'000 ? 60'000 : static_cast<int>(left));
-      if (r > 0) return true;  // readable, or an error/hangup the next call reports
-      if (r < 0 && errno != EINTR) {
-        ec = error_code(errno, boost::system::system_category());
-        return false;
-      }
-    }
   }
 
   Socket socket_;
