@@ -13,6 +13,7 @@
 #include <barrier>
 #include <condition_variable>
 #include <cstdio>
+#include <future>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -387,6 +388,85 @@ TEST_P(Isolation, ConcurrentSendsAcrossReconnectsAreSentOnceWholeOrReportedFaile
   EXPECT_GT(sent, 0);
   std::printf("sent %d, failed or refused %d, seen by the server %zu, sessions %d\n", sent, failed, seen.size(),
               opens.load());
+}
+
+// A graceful stop sends what is queued before its close frame: a server that starts
+// reading late gets every message, then the close (1000); each async_send succeeds.
+TEST_P(Isolation, AGracefulStopSendsWhatIsQueuedBeforeItsCloseFrame) {
+  std::atomic<bool> may_read{false};
+  std::promise<std::pair<int, std::optional<CloseFrame>>> server_saw;
+  tools::TestServer server;
+  server.on_session = [&](tools::ServerSession& s) {
+    for (int i = 0; i < 500 && !may_read; ++i) std::this_thread::sleep_for(10ms);
+    int messages = 0;
+    for (;;) {
+      InboundMessage m;
+      Error e = s.read(m, 10s);
+      if (e) {
+        server_saw.set_value({messages, e.close});
+        return;
+      }
+      if (m.payload.size() == (1u << 20)) ++messages;
+    }
+  };
+  server.start();
+  auto client = std::make_shared<LambdaClient>();
+  client->message = [](Context&, const Message&) {};
+  EngineOptions o;
+  o.url = server.url("/");
+  o.close_timeout = 10s;
+  Engine engine(o, client, GetParam().make());
+  ASSERT_FALSE(engine.start());
+  std::vector<std::future<Error>> outcomes;
+  for (int i = 0; i < 8; ++i) outcomes.push_back(engine.async_send(MessageType::binary, std::string(1 << 20, 'q')));
+  EXPECT_GT(engine.buffered_amount(), 0u) << "nothing was left in the queue to test";
+  std::thread late_reader([&] {
+    std::this_thread::sleep_for(300ms);
+    may_read = true;
+  });
+  EXPECT_FALSE(engine.stop());
+  late_reader.join();
+  for (auto& f : outcomes) {
+    ASSERT_EQ(f.wait_for(0s), std::future_status::ready) << "stop() returned with a send still open";
+    Error e = f.get();
+    EXPECT_FALSE(e) << e.message();
+  }
+  auto seen = server_saw.get_future();
+  ASSERT_EQ(seen.wait_for(10s), std::future_status::ready);
+  auto [messages, close] = seen.get();
+  EXPECT_EQ(messages, 8) << "the close frame went ahead of queued messages";
+  ASSERT_TRUE(close);
+  EXPECT_EQ(close->code, close_code::normal);
+  server.stop();
+}
+
+// What close_timeout cuts off (a peer that never reads) is reported to its sender,
+// and stop() still returns in time.
+TEST_P(Isolation, WhatTheCloseTimeoutCutsOffIsReportedNotSent) {
+  SilentPeers silent;
+  tools::TestServer server;
+  server.on_session = [&](tools::ServerSession& s) { silent.hold(s); };
+  server.start();
+  auto client = std::make_shared<LambdaClient>();
+  client->message = [](Context&, const Message&) {};
+  EngineOptions o;
+  o.url = server.url("/");
+  o.close_timeout = 500ms;
+  Engine engine(o, client, GetParam().make());
+  ASSERT_FALSE(engine.start());
+  std::vector<std::future<Error>> outcomes;
+  for (int i = 0; i < 12; ++i) outcomes.push_back(engine.async_send(MessageType::binary, std::string(1 << 20, 'c')));
+  auto t0 = Clock::now();
+  EXPECT_FALSE(engine.stop());
+  EXPECT_LT(Clock::now() - t0, 1500ms);
+  int not_sent = 0;
+  for (auto& f : outcomes) {
+    ASSERT_EQ(f.wait_for(5s), std::future_status::ready) << "a cut-off send never got its outcome";
+    if (f.get()) ++not_sent;
+  }
+  EXPECT_GT(not_sent, 0) << "12 MiB cannot all have reached a peer that never reads";
+  silent.release();
+  server.stop();
 }
 
 INSTANTIATE_TEST_SUITE_P(Adapters, Isolation, ::testing::ValuesIn(test::real_adapters()), test::AdapterName());

@@ -829,9 +829,20 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       w->timer->expires_after(timeout);
       w->timer->async_wait([self, w](const error_code& ec) {
         if (ec) return;
-        std::lock_guard lock(self->mutex_);
-        if (w->close) self->fail_locked();
-        self->finish_waiter_locked(w, Error(errc::timeout, w->what));
+        Completions unsent;
+        {
+          std::lock_guard lock(self->mutex_);
+          if (w->close && !w->finished) {
+            // No answer in time: the connection is dropped, and what is still queued
+            // (a peer that does not read) is reported not sent.
+            self->fail_locked();
+            self->fail_sends_locked(
+                Error::closed({close_code::abnormal, {}}, "not sent: the close handshake timed out"), unsent);
+            if (int fd = self->fd_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+          }
+          self->finish_waiter_locked(w, Error(errc::timeout, w->what));
+        }
+        run(unsent);
       });
     });
     watch_locked();

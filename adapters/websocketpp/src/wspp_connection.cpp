@@ -100,6 +100,11 @@ class State final : public std::enable_shared_from_this<State> {
   State(net::io_context& io, WebsocketppOptions options)
       : io_(io), options_(options), strand_(net::make_strand(io)), timer_(strand_), write_watch_(strand_) {}
 
+  // Sends still waiting for their acknowledgement get their outcome (nobody else can).
+  ~State() {
+    for (auto& [end, done] : unacked_writes_) done(Error(errc::cancelled, "not acknowledged: connection released"));
+  }
+
   // ------------------------------------------------------------ dial
 
   void async_dial(DialRequest request, Connection::DialHandler done) {
@@ -628,6 +633,8 @@ class State final : public std::enable_shared_from_this<State> {
     {
       std::lock_guard lock(mutex_);
       ended_ = true;
+      // This side's close frame was answered: the peer read everything sent before it.
+      if (closing_ && !failing_ && e.close_received) acknowledged_by_close_ = true;
       if (open_ && !closing_) {
         open_ = false;
         if (e.close_received) {
@@ -720,7 +727,9 @@ class State final : public std::enable_shared_from_this<State> {
       std::lock_guard lock(mutex_);
       all = waiters_;
       closed = Error::closed(last_close_, "closed while waiting for a pong");
-      not_sent = failure_ ? *failure_ : Error::closed(last_close_, "not acknowledged before the connection ended");
+      not_sent = acknowledged_by_close_ ? Error{}
+                 : failure_             ? *failure_
+                                        : Error::closed(last_close_, "not acknowledged before the connection ended");
       unsent.swap(unacked_writes_);
     }
     for (auto& w : all) finish(w, w->close ? close_result : closed);
@@ -796,7 +805,8 @@ class State final : public std::enable_shared_from_this<State> {
   std::deque<std::pair<std::uint64_t, Connection::DoneHandler>> unacked_writes_;
   std::chrono::steady_clock::time_point last_ack_;  // the last acknowledgement (or the first wait)
   bool write_watch_armed_ = false;
-  net::steady_timer write_watch_;  // (strand_)
+  bool acknowledged_by_close_ = false;  // the peer answered our close: it had every message
+  net::steady_timer write_watch_;       // (strand_)
   CloseFrame last_close_{close_code::abnormal, {}};
   std::string closed_detail_ = "connection is closed";
 };
