@@ -1025,25 +1025,27 @@ Error SendQueue::send(Connection& connection, MessageType type, std::string_view
     bytes_ += size;
   }
   // The adapter may complete inline: then a send without a handler returns its error.
-  struct Inline {
-    bool done = false;
-    Error error;
-  };
-  auto now = std::make_shared<Inline>();
-  const bool has_handler = static_cast<bool>(done);
-  auto finish = [queue = shared_from_this(), size, now, done = std::move(done)](Error e) mutable {
-    queue->finished(size);
-    if (done) {
+  if (done) {
+    connection.async_write(type, payload, [queue = shared_from_this(), size, done = std::move(done)](Error e) mutable {
+      queue->finished(size);
       boost::asio::post(queue->runtime_->impl().callbacks,
                         [done = std::move(done), e = std::move(e)]() mutable { done(std::move(e)); });
-    } else if (!now->done) {
-      now->error = std::move(e);
-    }
-    now->done = true;
+    });
+    return {};
+  }
+  // Without a handler, an outcome the adapter knows at once (it completed inline) is
+  // send()'s result; a later one reaches nobody (the connection's end is reported).
+  struct Inline {
+    Error error;
+    std::atomic<bool> done{false};
   };
-  connection.async_write(type, payload, std::move(finish));
-  if (has_handler) return {};
-  return now->done ? now->error : Error{};
+  auto now = std::make_shared<Inline>();
+  connection.async_write(type, payload, [queue = shared_from_this(), size, now](Error e) {
+    queue->finished(size);
+    now->error = std::move(e);
+    now->done.store(true, std::memory_order_release);
+  });
+  return now->done.load(std::memory_order_acquire) ? now->error : Error{};
 }
 
 void SendQueue::finished(std::size_t size) {

@@ -530,17 +530,33 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // encodes: reads and pongs go on while the peer is slow to read (full duplex).
   void async_write(MessageType type, std::string_view payload, DoneHandler done) override {
     std::optional<Error> now;
+    bool must_wait = false;
     {
       std::lock_guard lock(mutex_);
       if (!open_) {
         now = Error::closed(last_close_, "write on a closed connection");
       } else if (pending_.empty() && outbox_empty_locked()) {
-        now = encode_locked(type, payload, done);
+        now = encode_locked(type, payload, done);  // nullopt: `done` waits in deliveries_
       } else {
-        pending_.push_back({type, std::string(payload), std::move(done)});
+        must_wait = true;
       }
     }
-    if (now) done(std::move(*now));
+    if (now) return done(std::move(*now));
+    if (!must_wait) return;
+    // It must wait: the copy is made outside the stream lock (readers need it), then
+    // queued; the outbox may have drained meanwhile, so encode what now can go.
+    PendingWrite queued{type, std::string(payload), std::move(done)};
+    Completions ready;
+    {
+      std::lock_guard lock(mutex_);
+      if (!open_) {
+        ready.emplace_back(std::move(queued.done), Error::closed(last_close_, "write on a closed connection"));
+      } else {
+        pending_.push_back(std::move(queued));
+        while (!pending_.empty() && outbox_empty_locked()) encode_next_locked(ready);
+      }
+    }
+    run(ready);
   }
 
   // Waits (on the caller's thread, never on an I/O thread) until the message reached
