@@ -91,6 +91,8 @@ class Engine {
   /// when its last byte was handed to the kernel, or why it was not sent (the
   /// connection failed or closed first, the close timeout cut it off). Returns an
   /// error, and never calls `done`, when the message is refused at once (as send()).
+  /// The outcome of a message the end of a session decided may run just after
+  /// stop() returned: keep what `done` uses alive until it ran.
   Error async_send(MessageType type, std::string_view payload, SendHandler done);
   /// async_send() with a future: ready with the outcome, or at once with the refusal.
   std::future<Error> async_send(MessageType type, std::string_view payload);
