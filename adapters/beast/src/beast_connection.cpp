@@ -9,6 +9,7 @@
 #include <wscengine/beast.hpp>
 #include <wscengine/beast/underlying.hpp>
 #include <wscengine/detail/client_tls.hpp>
+#include <wscengine/detail/control_waiter.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -821,17 +822,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   // ------------------------------------------------------------ waiting without a thread
 
-  // A ping waiting for its pong, or a close for the peer's close: completed on the
-  // I/O threads by what the socket brings (settle_waiters_locked), by its timer, or by
-  // abort(). Each holds the connection until it completes.
-  struct Waiter {
-    Connection::DoneHandler done;
-    std::uint64_t pongs_before = 0;
-    bool close = false;
-    bool finished = false;                   // (mutex_)
-    std::optional<net::steady_timer> timer;  // strand_
-    std::string what;                        // the timeout's message
-  };
+  // Completed by settle_waiters_locked, its timer, or abort(); each holds the
+  // connection until it completes.
+  using Waiter = wscengine::detail::ControlWaiter;
 
   void start_waiter_locked(std::shared_ptr<Waiter> w, std::chrono::milliseconds timeout) {
     waiters_.push_back(w);

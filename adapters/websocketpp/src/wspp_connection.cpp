@@ -6,6 +6,7 @@
 // reads while the queue holds `read_ahead_limit` bytes, so that a paused or slow
 // engine applies back-pressure to the peer instead of buffering without limit.
 #include <wscengine/asio.hpp>
+#include <wscengine/detail/control_waiter.hpp>
 #include <wscengine/websocketpp.hpp>
 
 #include <boost/asio/ip/address.hpp>
@@ -670,15 +671,8 @@ class State final : public std::enable_shared_from_this<State> {
 
   // ------------------------------------------------------------ waiting without a thread
 
-  // A ping waiting for its pong, or a close for the end of the connection.
-  struct Waiter {
-    Connection::DoneHandler done;
-    std::uint64_t pongs_before = 0;
-    bool close = false;
-    bool finished = false;                   // (mutex_)
-    std::optional<net::steady_timer> timer;  // strand_
-    std::string what;                        // the timeout's message
-  };
+  // Completed by on_pong, on_ended (finish_all), its timer, or abort().
+  using Waiter = wscengine::detail::ControlWaiter;
 
   void start_timer(const std::shared_ptr<Waiter>& w, std::chrono::milliseconds timeout) {
     net::post(strand_, [self = shared_from_this(), w, timeout] {
