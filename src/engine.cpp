@@ -106,6 +106,29 @@ auto EngineCore::counted(F&& f) {
   };
 }
 
+Connection::DoneHandler EngineCore::send_outcome(SendHandler done) {
+  // Shared by the copies std::function may make; the count ends with the last copy,
+  // after the user's handler (and what it captured) is gone.
+  struct Pending {
+    Pending(EngineCore* core, SendHandler done) : core(core), done(std::move(done)) {}
+    Pending(const Pending&) = delete;
+    Pending& operator=(const Pending&) = delete;
+    EngineCore* const core;
+    SendHandler done;
+    ~Pending() {
+      done = nullptr;
+      core->task_done();
+    }
+  };
+  pending_tasks_.fetch_add(1, std::memory_order_relaxed);
+  auto pending = std::make_shared<Pending>(this, std::move(done));
+  return [pending](Error e) {
+    if (!pending->done) return;
+    pending->core->post([done = std::move(pending->done), e = std::move(e)]() mutable { done(std::move(e)); });
+    pending->done = nullptr;
+  };
+}
+
 void EngineCore::join_tasks() {
   while (pending_tasks_.load(std::memory_order_acquire) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
@@ -373,7 +396,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
     restarting = opened_in_run_;
     s = std::make_shared<Session>(session_counter_ + 1, std::move(attempt->connection), runtime_);
     s->handle = SessionConnection(s);
-    s->sends = std::make_shared<SendQueue>(options_.send_queue_bytes, options_.send_queue_messages, runtime_);
+    s->sends = std::make_shared<SendQueue>(options_.send_queue_bytes, options_.send_queue_messages, *this);
     session_counter_.store(s->id);
     attempt->session = s;
   }
@@ -1026,11 +1049,11 @@ Error SendQueue::send(Connection& connection, MessageType type, std::string_view
   }
   // The adapter may complete inline: then a send without a handler returns its error.
   if (done) {
-    connection.async_write(type, payload, [queue = shared_from_this(), size, done = std::move(done)](Error e) mutable {
-      queue->finished(size);
-      boost::asio::post(queue->runtime_->impl().callbacks,
-                        [done = std::move(done), e = std::move(e)]() mutable { done(std::move(e)); });
-    });
+    connection.async_write(type, payload,
+                           [queue = shared_from_this(), size, outcome = core_.send_outcome(std::move(done))](Error e) {
+                             queue->finished(size);
+                             outcome(std::move(e));
+                           });
     return {};
   }
   // Without a handler, an outcome the adapter knows at once (it completed inline) is

@@ -24,14 +24,17 @@ namespace wscengine::detail {
 /// Why a session ends; decides what follows its OnClose.
 enum class EndReason { stop, exit, restart, peer_closed, failed };
 
+class EngineCore;
+
 /// A session's send queue: messages handed to the adapter whose bytes have not all
 /// reached the kernel yet (EngineOptions::send_queue_bytes / send_queue_messages).
 /// Shared with the completions of the adapter's async_write, which may outlive the
-/// session. Thread safety: its own mutex.
+/// session. It holds no runtime: a completion the adapter destroys on an I/O thread
+/// must not end the runtime there. Thread safety: its own mutex.
 class SendQueue : public std::enable_shared_from_this<SendQueue> {
  public:
-  SendQueue(std::size_t max_bytes, std::size_t max_messages, std::shared_ptr<Runtime> runtime)
-      : max_bytes_(max_bytes), max_messages_(max_messages), runtime_(std::move(runtime)) {}
+  SendQueue(std::size_t max_bytes, std::size_t max_messages, EngineCore& core)
+      : max_bytes_(max_bytes), max_messages_(max_messages), core_(core) {}
 
   /// Queues one message on `connection`, or refuses it at once (`errc::send_queue_full`,
   /// or the adapter's error when it knows the outcome at once and there is no handler).
@@ -50,7 +53,7 @@ class SendQueue : public std::enable_shared_from_this<SendQueue> {
   std::size_t bytes_ = 0;     // (mutex_)
   std::size_t messages_ = 0;  // (mutex_)
   const std::size_t max_bytes_, max_messages_;
-  const std::shared_ptr<Runtime> runtime_;  // its callback threads run the send handlers
+  EngineCore& core_;  // posts the send handlers; waits for them before it is destroyed
 };
 
 /// One opened connection, from OnOpen to OnClose. Fields marked (m) are guarded by
@@ -132,6 +135,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   const EngineOptions& options() const noexcept { return options_; }
   /// Waits until no task of this engine is queued or running (destruction).
   void join_tasks();
+  /// Wraps an async_send handler for the adapter: called on an adapter thread, it
+  /// posts `done` to the callback threads. Counted from now until it has been called
+  /// or destroyed, so that the engine's destruction waits for every send outcome.
+  Connection::DoneHandler send_outcome(SendHandler done);
 
  private:
   using Lock = std::unique_lock<std::mutex>;

@@ -52,6 +52,8 @@ class Engine {
   /// engine makes its own (one I/O thread, max(2, reader_slots) callback threads).
   Engine(EngineOptions options, std::shared_ptr<Client> client, std::shared_ptr<Connector> connector,
          std::shared_ptr<Runtime> runtime = nullptr);
+  /// Stops the engine (as stop()), then waits until every task it posted, and every
+  /// async_send handler, has run. Never destroy an engine inside its own callbacks.
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -92,7 +94,8 @@ class Engine {
   /// connection failed or closed first, the close timeout cut it off). Returns an
   /// error, and never calls `done`, when the message is refused at once (as send()).
   /// The outcome of a message the end of a session decided may run just after
-  /// stop() returned: keep what `done` uses alive until it ran.
+  /// stop() returned: keep what `done` uses alive until it ran. The engine's
+  /// destructor returns only after every `done` has run.
   Error async_send(MessageType type, std::string_view payload, SendHandler done);
   /// async_send() with a future: ready with the outcome, or at once with the refusal.
   std::future<Error> async_send(MessageType type, std::string_view payload);

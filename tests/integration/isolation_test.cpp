@@ -370,7 +370,9 @@ TEST_P(Isolation, ConcurrentSendsAcrossReconnectsAreSentOnceWholeOrReportedFaile
   int sent = 0, failed = 0;
   for (int k = 0; k < kThreads * kPerThread; ++k) {
     ASSERT_NE(outcome[k].load(), 0) << "message " << k << " has no outcome";
-    if (outcome[k] != 3) EXPECT_EQ(calls[k].load(), 1) << "message " << k;
+    if (outcome[k] != 3) {
+      EXPECT_EQ(calls[k].load(), 1) << "message " << k;
+    }
     sent += outcome[k] == 1;
     failed += outcome[k] != 1;
   }
@@ -383,8 +385,9 @@ TEST_P(Isolation, ConcurrentSendsAcrossReconnectsAreSentOnceWholeOrReportedFaile
   }
   for (int k = 0; k < kThreads * kPerThread; ++k) {
     EXPECT_LE(times_seen[k], 1) << "message " << k << " arrived twice";
-    if (times_seen[k] == 1 && GetParam().name == "beast")
+    if (times_seen[k] == 1 && GetParam().name == "beast") {
       EXPECT_EQ(outcome[k].load(), 1) << "message " << k << " arrived but was reported " << outcome[k];
+    }
   }
   EXPECT_GT(opens.load(), 2) << "the server's drops did not make the engine reconnect";
   EXPECT_GT(sent, 0);
@@ -468,6 +471,33 @@ TEST_P(Isolation, WhatTheCloseTimeoutCutsOffIsReportedNotSent) {
     if (f.get()) ++not_sent;
   }
   EXPECT_GT(not_sent, 0) << "12 MiB cannot all have reached a peer that never reads";
+  silent.release();
+  server.stop();
+}
+
+// The engine's destructor waits for every send outcome: none runs later, on a
+// thread of a runtime being destroyed (it once ended the engine's own runtime on its
+// I/O thread, an abort), and none is lost.
+TEST_P(Isolation, DestroyingTheEngineWaitsForEverySendOutcome) {
+  SilentPeers silent;
+  tools::TestServer server;
+  server.on_session = [&](tools::ServerSession& s) { silent.hold(s); };
+  server.start();
+  auto client = std::make_shared<LambdaClient>();
+  client->message = [](Context&, const Message&) {};
+  EngineOptions o;
+  o.url = server.url("/");
+  o.close_timeout = 300ms;
+  constexpr int kSends = 12;
+  auto outcomes = std::make_shared<std::atomic<int>>(0);
+  auto engine = std::make_unique<Engine>(o, client, GetParam().make());
+  ASSERT_FALSE(engine->start());
+  for (int i = 0; i < kSends; ++i) {
+    ASSERT_FALSE(engine->async_send(MessageType::binary, std::string(1 << 20, 'd'),
+                                    [outcomes](Error) { outcomes->fetch_add(1); }));
+  }
+  engine.reset();  // no stop() first: the destructor stops
+  EXPECT_EQ(outcomes->load(), kSends) << "a send outcome was lost or came after the engine was destroyed";
   silent.release();
   server.stop();
 }

@@ -414,14 +414,20 @@ class State final : public std::enable_shared_from_this<State> {
   // The engine is done with the connection: drop it unless it already ended. A close
   // handshake this side began (failing the connection) is let finish first, for up to
   // 2 s, so that the close frame is not lost to the drop.
+  // The engine let go of the connection: sends still unacknowledged get their
+  // outcome now (the engine waits for them before it can be destroyed), not when
+  // websocketpp lets go of this state.
   void release() noexcept {
     std::shared_ptr<bridge::Bridge> b;
     bool closing = false;
+    std::deque<std::pair<std::uint64_t, Connection::DoneHandler>> unacked;
     {
       std::lock_guard lock(mutex_);
       if (!ended_) b = bridge_;
       closing = closing_;
+      unacked.swap(unacked_writes_);
     }
+    for (auto& [end, done] : unacked) done(Error(errc::cancelled, "not acknowledged: connection released"));
     if (b && closing) {
       net::post(strand_, [self = shared_from_this(), b] {
         self->timer_.expires_after(std::chrono::seconds(2));
