@@ -106,12 +106,12 @@ class SocketLayer {
     return or_throw([&](error_code& ec) { return read_some(buffers, ec); });
   }
 
-  /// Takes the whole first buffer: what the kernel does not take now waits in the
-  /// outbox, behind what waits there already.
+  /// Takes every buffer: one gathering write (a frame's header and its payload in
+  /// one system call), and what the kernel does not take now waits in the outbox,
+  /// behind what waits there already.
   template <class ConstBuffers>
   std::size_t write_some(const ConstBuffers& buffers, error_code& ec) {
-    auto b = *net::buffer_sequence_begin(buffers);
-    const auto* data = static_cast<const char*>(b.data());
+    const std::size_t size = net::buffer_size(buffers);
     std::lock_guard lock(outbox_->mutex);
     if (outbox_->failure) {
       ec = outbox_->failure;
@@ -119,25 +119,25 @@ class SocketLayer {
     }
     std::size_t n = 0;
     if (outbox_->empty()) {
-      n = send_now(data, b.size(), ec);
+      n = send_now(buffers, ec);
       if (ec) {
         outbox_->failure = ec;
         return 0;
       }
     }
-    outbox_->queued += b.size();
+    outbox_->queued += size;
     outbox_->delivered += n;
-    if (n < b.size()) {
+    if (n < size) {
       if (outbox_->empty()) {
         outbox_->bytes.clear();
         outbox_->sent = 0;
         outbox_->last_progress = Clock::now();  // write_timeout counts from here
       }
-      outbox_->bytes.append(data + n, b.size() - n);
+      append_from(buffers, n, outbox_->bytes);
       flush_later_locked();
     }
     ec = {};
-    return b.size();
+    return size;
   }
   template <class ConstBuffers>
   std::size_t write_some(const ConstBuffers& buffers) {
@@ -166,19 +166,28 @@ class SocketLayer {
   }
 
  private:
-  // Sends what the kernel takes now, without waiting (the socket is non-blocking).
-  std::size_t send_now(const char* data, std::size_t size, error_code& ec) {
-    std::size_t done = 0;
-    while (done < size) {
-      std::size_t n = socket_.write_some(net::buffer(data + done, size - done), ec);
-      done += n;
-      if (ec == net::error::would_block || ec == net::error::try_again) {
-        ec = {};
-        break;
-      }
-      if (ec) break;
-    }
+  // Sends what the kernel takes now, in one system call, without waiting (the
+  // socket is non-blocking). Less than `size` means the kernel's buffer is full: the
+  // rest waits for writability.
+  template <class ConstBuffers>
+  std::size_t send_now(const ConstBuffers& buffers, error_code& ec) {
+    std::size_t done = socket_.write_some(buffers, ec);
+    if (ec == net::error::would_block || ec == net::error::try_again) ec = {};
     return done;
+  }
+
+  // Appends the bytes of `buffers` from offset `skip` on to `out`.
+  template <class ConstBuffers>
+  static void append_from(const ConstBuffers& buffers, std::size_t skip, std::string& out) {
+    for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it) {
+      net::const_buffer b = *it;
+      if (skip >= b.size()) {
+        skip -= b.size();
+        continue;
+      }
+      out.append(static_cast<const char*>(b.data()) + skip, b.size() - skip);
+      skip = 0;
+    }
   }
 
   // Arms one wait for writability (outbox mutex held); its handler sends what it can
@@ -195,7 +204,8 @@ class SocketLayer {
           if (!outbox->failure) outbox->failure = waited ? waited : net::error::operation_aborted;
         } else {
           error_code ec;
-          std::size_t n = send_now(outbox->bytes.data() + outbox->sent, outbox->bytes.size() - outbox->sent, ec);
+          std::size_t n =
+              send_now(net::buffer(outbox->bytes.data() + outbox->sent, outbox->bytes.size() - outbox->sent), ec);
           outbox->sent += n;
           outbox->delivered += n;
           if (n != 0) outbox->last_progress = Clock::now();
