@@ -74,9 +74,13 @@ EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, st
 
 EngineCore::~EngineCore() = default;
 
-// The decrement is the last touch of `this`: once it reaches zero the engine may be
-// destroyed (join_tasks), so nothing (not even a notify) may follow it.
-void EngineCore::task_done() noexcept { pending_tasks_.fetch_sub(1, std::memory_order_acq_rel); }
+// Decrements under tasks_mutex_ and notifies before unlocking: join_tasks sees zero
+// only once it holds the mutex, so the unlock is the last touch of `this` (once the
+// count is zero the engine may be destroyed).
+void EngineCore::task_done() noexcept {
+  std::lock_guard lock(tasks_mutex_);
+  if (pending_tasks_.fetch_sub(1, std::memory_order_acq_rel) == 1) tasks_idle_.notify_all();
+}
 
 // Safe to call with mutex_ held. The task's captures (sessions, attempts) are
 // destroyed before it counts as done: once the count reaches zero the engine may be
@@ -130,7 +134,8 @@ Connection::DoneHandler EngineCore::send_outcome(SendHandler done) {
 }
 
 void EngineCore::join_tasks() {
-  while (pending_tasks_.load(std::memory_order_acquire) != 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::unique_lock lock(tasks_mutex_);
+  tasks_idle_.wait(lock, [&] { return pending_tasks_.load(std::memory_order_acquire) == 0; });
 }
 
 std::unique_ptr<Span> EngineCore::start_span(std::string_view name, const TraceContext& parent) const {

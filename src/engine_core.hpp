@@ -223,8 +223,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::atomic<std::uint64_t> session_counter_{0};
   TraceContext start_trace_;     // (m) parent of the first attempt of a start
   TraceContext last_run_trace_;  // (m) parent of the restart after a session
+  // Tasks and handlers not yet run. Increments need no mutex: while join_tasks
+  // waits, only tasks that are counted themselves add more.
   std::atomic<std::size_t> pending_tasks_{0};
-  std::uint64_t generation_ = 0;  // one per start(): stale tasks of an earlier run do nothing
+  std::mutex tasks_mutex_;              // decrements and join_tasks
+  std::condition_variable tasks_idle_;  // pending_tasks_ reached zero
+  std::uint64_t generation_ = 0;        // one per start(): stale tasks of an earlier run do nothing
 
   // The read lock: a user's PauseGuard or a reader inside try_read/on_read_error.
   // reader_inside_ and pausers_waiting_ change under mutex_, except that a reader
