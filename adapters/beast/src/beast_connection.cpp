@@ -31,7 +31,6 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstring>
-#include <deque>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -1092,8 +1091,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   mutable std::mutex mutex_;                         // the WebSocket stream and its layers
   std::uint64_t consumed_ = 0;                       // read events taken (mutex_)
   std::vector<std::shared_ptr<Waiter>> waiters_;     // pings and a close waiting (mutex_)
-  std::deque<PendingWrite> pending_;                 // messages not encoded yet (mutex_)
-  std::deque<Delivery> deliveries_;                  // encoded, not all in the kernel (mutex_)
+  detail::Fifo<PendingWrite> pending_;               // messages not encoded yet (mutex_)
+  detail::Fifo<Delivery> deliveries_;                // encoded, not all in the kernel (mutex_)
   bool write_watch_armed_ = false;                   // (mutex_)
   net::steady_timer write_watch_;                    // write_timeout (strand_)
   bool watching_ = false;                            // a socket wait for them is armed (mutex_)

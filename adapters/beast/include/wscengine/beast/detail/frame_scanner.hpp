@@ -7,9 +7,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <string>
 #include <utility>
+#include <vector>
+
+#include <wscengine/beast/detail/fifo.hpp>
 
 namespace wscengine::beast::detail {
 
@@ -219,8 +221,8 @@ class FrameScanner {
   /// The payloads of the pings taken out of the stream and not yet handed out, in
   /// order, up to the first one behind a compressed message the reader has not read
   /// yet (`events_read`: how many events the reader has taken; see events()).
-  std::deque<std::string> take_pings(std::uint64_t events_read = ~std::uint64_t{0}) {
-    std::deque<std::string> out;
+  std::vector<std::string> take_pings(std::uint64_t events_read = ~std::uint64_t{0}) {
+    std::vector<std::string> out;
     while (!pings_.empty() && pings_.front().events_needed <= events_read) {
       out.push_back(std::move(pings_.front().payload));
       pings_.pop_front();
@@ -311,7 +313,7 @@ class FrameScanner {
     std::string payload;
     std::uint64_t events_needed = 0;  // events the reader must have read before its pong
   };
-  std::deque<Ping> pings_;
+  Fifo<Ping> pings_;
   std::uint64_t unread_until_ = 0;  // events up to the last compressed message begun
   bool checking_utf8_ = false;      // the current data message is uncompressed text
   Utf8Check utf8_;
