@@ -1025,6 +1025,9 @@ Error EngineCore::send(MessageType type, std::string_view payload, SendHandler d
   {
     Lock lock(mutex_);
     s = current_;
+    if (!s && (state_ == EngineState::idle || state_ == EngineState::stopped)) {
+      return Error(errc::not_running, "the engine is not running: start() it first");
+    }
   }
   if (!s) return Error(errc::not_connected, "no open session");
   return traced_per_message(

@@ -81,7 +81,8 @@ class Engine {
   PauseGuard pause();
   /// Queues one message on the current session's send queue and returns at once,
   /// from any thread, callbacks included: it never waits for the network. Errors
-  /// known at once: `errc::not_connected` between sessions, `errc::send_queue_full`
+  /// known at once: `errc::not_running` before start() and once stopped,
+  /// `errc::not_connected` between sessions, `errc::send_queue_full`
   /// (see EngineOptions::send_queue_bytes), `errc::closed`. A message that fails
   /// later (the connection drops, `write_timeout`) is reported by async_send only;
   /// the connection's end reaches OnReadError / OnClose as usual.

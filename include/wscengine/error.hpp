@@ -35,7 +35,7 @@ enum class errc {
   cancelled,                ///< the operation was cancelled (stop, restart, abort)
   open_failed,              ///< the user's OnOpen returned an error
   already_started,          ///< Start on an engine that is running
-  not_running,              ///< an operation that needs a running engine
+  not_running,              ///< the engine is not started, or stopped (Engine::send)
   would_deadlock,           ///< a blocking call made where it could never return
   io_error,                 ///< another transport error; `Error::detail` says which
   unsupported,              ///< this adapter cannot do what was asked

@@ -16,8 +16,6 @@
 
 namespace wscengine {
 
-using namespace std::chrono_literals;
-
 /// When and how often the restart loop tries again. The delay at backoff level k
 /// (k = 1 after the first failure) is `min(max_delay, initial_delay * factor^(k-1))`,
 /// then reduced by a random part of up to `jitter` of itself (1.0, the default, is
@@ -29,14 +27,14 @@ using namespace std::chrono_literals;
 /// hammered); a connection that stayed up that long resets it, and its end is
 /// followed by an immediate reconnect. A plain value.
 struct BackoffOptions {
-  std::chrono::milliseconds initial_delay = 100ms;  ///< the first delay before jitter
-  double factor = 2.0;                              ///< each level multiplies the delay by this
-  std::chrono::milliseconds max_delay = 30s;        ///< the delay never grows beyond this
-  double jitter = 1.0;                              ///< in [0, 1]
-  std::uint32_t max_attempts = 0;                   ///< failed attempts in a row; 0 = no limit
-  std::chrono::milliseconds reset_after = 30s;      ///< a connection up this long resets the backoff
+  std::chrono::milliseconds initial_delay = std::chrono::milliseconds(100);  ///< the first delay before jitter
+  double factor = 2.0;                                               ///< each level multiplies the delay by this
+  std::chrono::milliseconds max_delay = std::chrono::seconds(30);    ///< the delay never grows beyond this
+  double jitter = 1.0;                                               ///< in [0, 1]
+  std::uint32_t max_attempts = 0;                                    ///< failed attempts in a row; 0 = no limit
+  std::chrono::milliseconds reset_after = std::chrono::seconds(30);  ///< a connection up this long resets the backoff
   /// A server's Retry-After (429, 503) is honoured up to this long.
-  std::chrono::milliseconds max_retry_after = 10min;
+  std::chrono::milliseconds max_retry_after = std::chrono::minutes(10);
 };
 
 /// What the restart loop does after a failed attempt. A plain value.
@@ -82,15 +80,15 @@ struct EngineOptions {
   /// Reconnect after a peer close or a drop. Restart requests reconnect regardless.
   bool auto_reconnect = true;
   /// Dial + handshake + OnOpen must finish within this.
-  std::chrono::milliseconds open_timeout = 10s;
+  std::chrono::milliseconds open_timeout = std::chrono::seconds(10);
   /// The close handshake (send close, wait for the peer's) must finish within this.
-  std::chrono::milliseconds close_timeout = 5s;
+  std::chrono::milliseconds close_timeout = std::chrono::seconds(5);
   /// Stop() returns after this even if the engine has not stopped yet.
-  std::chrono::milliseconds stop_timeout = 15s;
+  std::chrono::milliseconds stop_timeout = std::chrono::seconds(15);
   /// A write that cannot make progress (peer not reading) fails the connection after
   /// this: messages waiting to be sent fail with `errc::timeout`, and so does the next
   /// read (OnReadError) before OnClose with 1006. Reading goes on until then.
-  std::chrono::milliseconds write_timeout = 10s;
+  std::chrono::milliseconds write_timeout = std::chrono::seconds(10);
   /// The send queue of a session: messages sent and not yet handed to the kernel.
   /// A send that would take it over either limit fails at once with
   /// `errc::send_queue_full` (nothing is queued, nothing blocks). A message larger
@@ -105,8 +103,8 @@ struct EngineOptions {
   /// reconnects as after any drop. It works while OnMessage is busy and while the
   /// pause lock is held (the ping waits on a callback thread of the runtime).
   std::chrono::milliseconds ping_interval{0};
-  std::chrono::milliseconds pong_timeout = 10s;  ///< see ping_interval
-  BackoffOptions backoff;                        ///< delays between reconnect attempts
+  std::chrono::milliseconds pong_timeout = std::chrono::seconds(10);  ///< see ping_interval
+  BackoffOptions backoff;                                             ///< delays between reconnect attempts
   /// Decides after each failed attempt (after OnRestartError) whether to try again.
   /// Empty: default_retry_policy. Runs on a callback thread.
   std::function<RetryDecision(const Error& error, std::uint32_t retry)> retry_policy;

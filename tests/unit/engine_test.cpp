@@ -681,9 +681,25 @@ TEST_F(EngineTest, WritesFromManyThreadsArriveWhole) {
   }
 }
 
-TEST_F(EngineTest, SendBetweenSessionsIsNotConnected) {
+// not_running: nothing will send it until start(); not_connected: the engine is
+// between sessions and a later send may succeed.
+TEST_F(EngineTest, SendOutsideARunIsNotRunningAndBetweenSessionsNotConnected) {
   make();
-  EXPECT_TRUE(engine->send_text("x").is(errc::not_connected));
+  EXPECT_TRUE(engine->send_text("x").is(errc::not_running)) << "before start()";
+  auto peer = start_and_accept();
+  ASSERT_TRUE(peer);
+  server->hang_next_dials();  // the next session never opens: the engine stays between sessions
+  peer->drop();
+  ASSERT_TRUE(client->wait_count(Event::close, 1));
+  // The session is over once the next dial began (bounded wait for that signal).
+  for (int i = 0; i < 5000 && server->dial_count() < 2; ++i) std::this_thread::sleep_for(1ms);
+  ASSERT_EQ(server->dial_count(), 2u);
+  Error between = engine->send_text("x");
+  EXPECT_TRUE(between.is(errc::not_connected)) << between.message();
+  EXPECT_EQ(engine->state(), EngineState::restarting);
+  EXPECT_FALSE(engine->stop());
+  Error after = engine->send_text("x");
+  EXPECT_TRUE(after.is(errc::not_running)) << "after stop(): " << after.message();
 }
 
 TEST_F(EngineTest, ManyEnginesShareOneRuntime) {

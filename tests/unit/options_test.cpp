@@ -6,6 +6,7 @@
 #include "support/recorder.hpp"
 
 using namespace wscengine;
+using namespace std::chrono_literals;
 
 namespace {
 EngineOptions valid() {

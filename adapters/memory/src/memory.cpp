@@ -82,6 +82,9 @@ class MemoryConnection final : public Connection {
       if (dialed_) return done(Error(errc::already_connected, "dial on a connected in-memory connection"));
       dialed_ = true;
     }
+    if (request.offer_compression) {
+      return done(Error(errc::unsupported, "the in-memory adapter has no permessage-deflate: offer_compression"));
+    }
     std::unique_lock lock(server_->mutex);
     ++server_->dials;
     server_->requests.push_back(request);
@@ -278,9 +281,10 @@ class MemoryConnector final : public Connector {
     return std::make_unique<MemoryConnection>(server_, io_context(runtime));
   }
   std::string_view name() const noexcept override { return "memory"; }
-  // The in-memory server answers an offer as set_handshake_response() says.
+  // No DEFLATE, and a write is queued for the peer at once, however much waits:
+  // neither compression nor back-pressure.
   AdapterCapabilities capabilities() const noexcept override {
-    return {.compression = true, .write_backpressure = true};
+    return {.compression = false, .write_backpressure = false};
   }
 
  private:
