@@ -204,6 +204,22 @@ TEST(Cli, PythonPeerBinaryHeadersAndCloseCodes) {
   EXPECT_THAT(last_line(closed.err), HasSubstr("\"close_code\":4002"));
 }
 
+// A violation fails the connection with 1002: with reconnect off that is an error
+// (exit 1), and the status line and --stats name 1002, the code that was sent.
+TEST(Cli, AProtocolViolationExits1AndNamesTheCodeSent) {
+  auto peer = python();
+  ASSERT_FALSE(peer.url().empty()) << "the Python websockets server did not start";
+  for (const char* adapter : {"beast", "websocketpp"}) {
+    auto r = cli({"connect", peer.url() + "/violate", "--no-reconnect", "--stats", "--adapter", adapter});
+    EXPECT_EQ(r.exit_code, 1) << adapter << ": " << r.err;
+    EXPECT_EQ(r.out, "hello\n") << adapter << ": the message before the violation is delivered";
+    EXPECT_THAT(r.err, HasSubstr("read error: ")) << adapter;
+    EXPECT_THAT(r.err, HasSubstr("failed the connection with code 1002")) << adapter;
+    EXPECT_THAT(r.err, Not(HasSubstr("closing (code 1000)"))) << adapter;
+    EXPECT_THAT(last_line(r.err), HasSubstr("\"close_code\":1002")) << adapter;
+  }
+}
+
 TEST(Cli, NodePeerEchoSubprotocolAndDrop) {
   auto peer = node();
   ASSERT_FALSE(peer.url().empty()) << "the Node ws server did not start (scripts/setup-debian.sh tests installs it)";

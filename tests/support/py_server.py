@@ -5,6 +5,8 @@ domain socket instead and prints ws+unix://PATH:. What a connection gets depends
   /echo            echo every message with its type
   /close/CODE      send one message "hello", then close with CODE and reason "bye from python"
   /drop            send one message "hello", then drop the TCP connection (no close frame)
+  /violate         send one message "hello" and, in the same write, a frame with the reserved
+                   opcode 3 (RFC 6455 §5.2: the client must fail with 1002); then echo
   /subprotocol     echo; the server selects the first subprotocol offered
   /header/NAME     send the value of request header NAME (or "<none>"), then echo
   /binary          send 20 bytes 0..19 as a binary message, then echo
@@ -26,14 +28,20 @@ async def handler(ws, path=None):
         await ws.send("hello")
         ws.transport.abort()
         return
+    if path == "/violate":
+        # Written below websockets, which would never send such a frame itself.
+        ws.transport.write(b"\x81\x05hello" + b"\x83\x00")
     if path == "/headers":
         await ws.send(ws.request_headers.get("X-Test", "<none>"))
     if path == "/binary":
         await ws.send(bytes(range(20)))
     if path.startswith("/header/"):
         await ws.send(ws.request_headers.get(path[len("/header/"):], "<none>"))
-    async for message in ws:
-        await ws.send(message)
+    try:
+        async for message in ws:
+            await ws.send(message)
+    except websockets.ConnectionClosed:
+        pass  # the client failed or dropped the connection: what some tests do
 
 
 async def main():

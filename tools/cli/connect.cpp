@@ -107,6 +107,15 @@ class CliClient final : public Client {
   }
 
   std::optional<CloseFrame> on_close(Context& ctx, const std::optional<CloseFrame>& received) override {
+    if (int code = failed_with_.exchange(0); code != 0 && !received) {
+      // The client failed the connection (on_read_error): its close frame, or the
+      // drop, is what went on the wire, not the 1000 of a closing client.
+      last_close_code = code;
+      status_.warn(code == close_code::abnormal
+                       ? std::string("closed: the client dropped the connection (code 1006)")
+                       : "closed: the client failed the connection with code " + std::to_string(code));
+      return std::nullopt;
+    }
     if (received) {  // by the server, or a drop (1006) the server or the heartbeat found
       last_close_code = received->code;
       std::string text = ctx.initiator() == CloseInitiator::peer ? "closed by the server: code " : "closed: code ";
@@ -121,7 +130,10 @@ class CliClient final : public Client {
     return CloseFrame{close_code::normal, {}};
   }
 
-  void on_read_error(Context&, const Error& error) override { status_.warn("read error: " + error.message()); }
+  void on_read_error(Context& ctx, const Error& error) override {
+    status_.warn("read error: " + error.message());
+    if (!ctx.connection().is_open()) failed_with_ = close_code_sent_for(error);
+  }
   void on_close_error(Context&, const Error& error) override { status_.warn("close: " + error.message()); }
   void on_restart_error(Context&, const Error& error, std::uint32_t retry) override {
     status_.warn("reconnect attempt " + std::to_string(retry) + " failed: " + error.message() + "; retrying");
@@ -132,6 +144,17 @@ class CliClient final : public Client {
   std::atomic<bool> count_reached{false};
 
  private:
+  // The close code the adapter sent when a read error failed the connection; a
+  // failure without a close frame of its own (a write timeout, an I/O error) is a drop.
+  static int close_code_sent_for(const Error& error) {
+    if (error.is(errc::protocol_error)) return close_code::protocol_error;
+    if (error.is(errc::invalid_utf8)) return close_code::invalid_payload;
+    if (error.is(errc::message_too_big)) return close_code::too_big;
+    return close_code::abnormal;
+  }
+
+  std::atomic<int> failed_with_{0};  // set by on_read_error for the session's on_close
+
   const ConnectSettings settings_;
   const Status& status_;
   std::mutex output_mutex_;
@@ -273,7 +296,7 @@ int run_connect(const Args& args) {
 
   int close_code = client->last_close_code;
   bool normal = user_stop || client->count_reached || close_code == close_code::normal;
-  if (!normal) status.bad("connection lost (close code " + std::to_string(close_code) + ") and reconnect is off");
+  if (!normal) status.bad("connection ended (close code " + std::to_string(close_code) + ") and reconnect is off");
   if (args.has("--stats")) {
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     std::fprintf(stderr, "{\"messages\":%llu,\"bytes\":%llu,\"seconds\":%.3f,\"reconnects\":%llu,\"close_code\":%d}\n",
