@@ -182,7 +182,8 @@ class Client {
   /// Closing the connection failed during shutdown.
   virtual void on_close_error(Context& ctx, const Error& error);
   /// A reconnect attempt failed; `retry_count` counts failed attempts in a row.
-  /// Call ctx.exit() to stop retrying. When the restart loop gives up after this
+  /// Call ctx.exit() to stop retrying; ctx.restart() does nothing here (there is no
+  /// connection to close, and the next attempt follows the backoff). When the restart loop gives up after this
   /// (the retry policy said so — by default on HTTP 401/403/404 or a certificate
   /// that does not verify — or `backoff.max_attempts` is reached), the error's
   /// detail ends with "not retried: <why>" and the engine stops after it returns.

@@ -124,8 +124,9 @@ struct EngineOptions {
 
   /// Runs before every dial attempt (the first and each reconnect), on a callback
   /// thread; may change the URL, headers or anything else in the request (fresh
-  /// tokens after a reconnect). `attempt` is 0 for the first dial of a start and
-  /// counts retries after. Returning an error fails the attempt with it.
+  /// tokens after a reconnect). `attempt` counts the failed attempts in a row before
+  /// this one: 0 for the first dial of a start and for the first redial after a
+  /// session ended (a success resets it). Returning an error fails the attempt with it.
   std::function<Error(DialRequest& request, std::uint32_t attempt)> before_dial;
 
   /// Tracing and metrics (see docs/observability.md). All null by default: no

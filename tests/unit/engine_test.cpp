@@ -196,6 +196,28 @@ TEST_F(EngineTest, StartTwiceIsAnError) {
   EXPECT_TRUE(engine->start().is(errc::already_started));
 }
 
+// There is no connection to restart: the loop goes on by its backoff, no attempt is
+// added or skipped.
+TEST_F(EngineTest, RestartInsideOnRestartErrorChangesNothing) {
+  server->fail_next_dials(Error(errc::connection_refused, "not yet"), 2);
+  client->on_restart_error_hook = [](Context& ctx, const Error&, std::uint32_t) { ctx.restart(); };
+  make();
+  EXPECT_FALSE(engine->start_background());
+  ASSERT_TRUE(client->wait_count(Event::open, 1));
+  auto errors = client->events_of(Event::restart_error);
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0].retry, 1u);
+  EXPECT_EQ(errors[1].retry, 2u);
+  // The session stays: a message after it arrives on session 1, and no dial followed.
+  auto peer = server->accept(5s);
+  ASSERT_TRUE(peer);
+  peer->send(MessageType::text, "still here");
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  EXPECT_EQ(server->dial_count(), 3u);
+  EXPECT_EQ(engine->session_id(), 1u);
+  EXPECT_EQ(client->count(Event::close), 0u);
+}
+
 TEST_F(EngineTest, BackgroundStartRetriesUntilTheServerAnswers) {
   server->fail_next_dials(Error(errc::connection_refused, "not yet"), 3);
   make();
