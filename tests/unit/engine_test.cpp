@@ -785,3 +785,127 @@ TEST_F(EngineTest, ConnectionIsTheCurrentSessionsAndStaysBoundToIt) {
   EXPECT_EQ(engine->connection().session_id(), 2u);
   EXPECT_TRUE(first.send_text("late")) << "the kept connection belongs to session 1";
 }
+
+// ------------------------------------------------------------ from inside every callback
+
+// Each of the six callbacks calls each engine operation that could wait for the
+// engine: every call returns (stop/exit/restart ask and return, pause takes the
+// read lock or an empty guard, send never waits, wait_stopped is refused with
+// would_deadlock), and the test thread can still stop and destroy the engine.
+namespace {
+
+enum class Where { on_open, on_message, on_read_error, on_close, on_close_error, on_restart_error };
+enum class What { stop, exit, restart, pause, send, wait_stopped };
+
+std::string name_of(Where w) {
+  const char* names[] = {"OnOpen", "OnMessage", "OnReadError", "OnClose", "OnCloseError", "OnRestartError"};
+  return names[static_cast<int>(w)];
+}
+std::string name_of(What w) {
+  const char* names[] = {"Stop", "Exit", "Restart", "Pause", "Send", "WaitStopped"};
+  return names[static_cast<int>(w)];
+}
+
+// What the operation did, "ok" when it did what the contract says.
+std::string perform(Engine& engine, What what) {
+  switch (what) {
+    case What::stop:
+      return engine.stop() ? "stop() failed" : "ok";
+    case What::exit:
+      engine.exit();
+      return "ok";
+    case What::restart:
+      engine.restart();
+      return "ok";
+    case What::pause: {
+      PauseGuard guard = engine.pause();
+      return "ok";
+    }
+    case What::send: {
+      Error e = engine.send_text("from a callback");
+      return !e || e.is(errc::not_connected) || e.is(errc::closed) ? "ok" : "send: " + e.message();
+    }
+    case What::wait_stopped: {
+      Error e = engine.wait_stopped(std::chrono::seconds(10));
+      return e.is(errc::would_deadlock) ? "ok" : "wait_stopped: " + e.message();
+    }
+  }
+  return "?";
+}
+
+class FromInsideEveryCallback : public ::testing::TestWithParam<std::tuple<Where, What>> {};
+
+}  // namespace
+
+TEST_P(FromInsideEveryCallback, TheCallReturnsAndTheEngineStillStops) {
+  const auto [where, what] = GetParam();
+  auto server = memory::Server::create();
+  auto client = std::make_shared<LambdaClient>();
+  std::unique_ptr<Engine> engine;
+  std::promise<std::string> outcome;
+  std::atomic<bool> acted{false};
+  auto act = [&](Where here) {
+    if (here != where || acted.exchange(true)) return;
+    outcome.set_value(perform(*engine, what));
+  };
+  client->open = [&](Context&, const HandshakeResponse&, bool) {
+    act(Where::on_open);
+    return Error{};
+  };
+  client->message = [&](Context&, const Message&) { act(Where::on_message); };
+  client->read_error = [&](Context&, const Error&) { act(Where::on_read_error); };
+  client->close = [&](Context&, const std::optional<CloseFrame>&) -> std::optional<CloseFrame> {
+    act(Where::on_close);
+    if (where == Where::on_close_error) return CloseFrame{close_code::abnormal, "not sendable"};
+    return std::nullopt;
+  };
+  client->close_error = [&](Context&, const Error&) { act(Where::on_close_error); };
+  client->restart_error = [&](Context&, const Error&, std::uint32_t) { act(Where::on_restart_error); };
+
+  EngineOptions o;
+  o.url = "ws://memory.test/feed";
+  o.backoff.initial_delay = 1ms;
+  o.backoff.max_delay = 5ms;
+  o.open_timeout = 5s;
+  o.stop_timeout = 5s;
+  engine = std::make_unique<Engine>(o, client, server->connector());
+  (void)engine->start();  // stop, exit or restart inside OnOpen may fail the start itself
+  auto peer = server->accept(5s);
+  switch (where) {
+    case Where::on_open:
+      break;
+    case Where::on_message:
+      ASSERT_TRUE(peer);
+      peer->send(MessageType::text, "x");
+      break;
+    case Where::on_read_error:
+      ASSERT_TRUE(peer);
+      peer->inject_read_error(Error(errc::io_error, "transient"));
+      break;
+    case Where::on_close:
+      ASSERT_TRUE(peer);
+      peer->drop();
+      break;
+    case Where::on_close_error:
+      engine->restart();  // OnClose answers with an unsendable code: OnCloseError
+      break;
+    case Where::on_restart_error:
+      ASSERT_TRUE(peer);
+      server->fail_next_dials(Error(errc::connection_refused, "refused"), 3);
+      peer->drop();
+      break;
+  }
+  auto result = outcome.get_future();
+  ASSERT_EQ(result.wait_for(10s), std::future_status::ready) << "the callback never ran, or its call never returned";
+  EXPECT_EQ(result.get(), "ok");
+  EXPECT_FALSE(engine->stop()) << "the engine could not be stopped afterwards";
+  engine.reset();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Engine, FromInsideEveryCallback,
+    ::testing::Combine(::testing::Values(Where::on_open, Where::on_message, Where::on_read_error, Where::on_close,
+                                         Where::on_close_error, Where::on_restart_error),
+                       ::testing::Values(What::stop, What::exit, What::restart, What::pause, What::send,
+                                         What::wait_stopped)),
+    [](const auto& info) { return name_of(std::get<0>(info.param)) + name_of(std::get<1>(info.param)); });
