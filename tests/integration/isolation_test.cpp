@@ -74,6 +74,28 @@ class SilentPeers {
   bool released_ = false;
 };
 
+// A server whose every session is silent; its peers are let go, and the server
+// stopped, when it goes out of scope (after the engines of the test, declared later).
+struct SilentServer {
+  SilentPeers silent;
+  tools::TestServer server;
+  SilentServer() {
+    server.on_session = [this](tools::ServerSession& s) { silent.hold(s); };
+    server.start();
+  }
+  ~SilentServer() {
+    silent.release();
+    server.stop();
+  }
+};
+
+// A client that ignores what it receives.
+std::shared_ptr<LambdaClient> ignoring_client() {
+  auto client = std::make_shared<LambdaClient>();
+  client->message = [](Context&, const Message&) {};
+  return client;
+}
+
 // When a connection opened and when its heartbeat declared it dead.
 struct Detection {
   std::mutex mutex;
@@ -174,19 +196,14 @@ TEST_P(Isolation, EverySilentPeerIsFoundInTimeAndAFeedBesideThemFlows) {
 // close_timeout, not queue behind the others on the callback threads.
 TEST_P(Isolation, SilentPeersStoppedTogetherAllReturnWithinTheCloseTimeout) {
   allow_descriptors(4 * kSilentStoppedTogether + 256);
-  SilentPeers silent;
-  tools::TestServer server;
-  server.on_session = [&](tools::ServerSession& s) { silent.hold(s); };
-  server.start();
+  SilentServer silent;
   auto runtime = Runtime::create();
   std::vector<std::unique_ptr<Engine>> engines;
   for (std::size_t i = 0; i < kSilentStoppedTogether; ++i) {
-    auto client = std::make_shared<LambdaClient>();
-    client->message = [](Context&, const Message&) {};
     EngineOptions o;
-    o.url = server.url("/silent");
+    o.url = silent.server.url("/silent");
     o.close_timeout = 1s;
-    engines.push_back(std::make_unique<Engine>(o, client, GetParam().make(), runtime));
+    engines.push_back(std::make_unique<Engine>(o, ignoring_client(), GetParam().make(), runtime));
     ASSERT_FALSE(engines.back()->start()) << "engine " << i;
   }
   std::vector<Clock::duration> took(engines.size());
@@ -206,8 +223,6 @@ TEST_P(Isolation, SilentPeersStoppedTogetherAllReturnWithinTheCloseTimeout) {
   EXPECT_LE(longest, 2s) << "a stop took " << std::chrono::duration_cast<std::chrono::milliseconds>(longest).count()
                          << " ms (close_timeout 1 s)";
   engines.clear();
-  silent.release();
-  server.stop();
 }
 
 // Issue 15: a peer that sent a tick every 10 ms and never read stopped our reads for
@@ -449,16 +464,11 @@ TEST_P(Isolation, AGracefulStopSendsWhatIsQueuedBeforeItsCloseFrame) {
 // What close_timeout cuts off (a peer that never reads) is reported to its sender,
 // and stop() still returns in time.
 TEST_P(Isolation, WhatTheCloseTimeoutCutsOffIsReportedNotSent) {
-  SilentPeers silent;
-  tools::TestServer server;
-  server.on_session = [&](tools::ServerSession& s) { silent.hold(s); };
-  server.start();
-  auto client = std::make_shared<LambdaClient>();
-  client->message = [](Context&, const Message&) {};
+  SilentServer silent;
   EngineOptions o;
-  o.url = server.url("/");
+  o.url = silent.server.url("/");
   o.close_timeout = 500ms;
-  Engine engine(o, client, GetParam().make());
+  Engine engine(o, ignoring_client(), GetParam().make());
   ASSERT_FALSE(engine.start());
   std::vector<std::future<Error>> outcomes;
   for (int i = 0; i < 12; ++i) outcomes.push_back(engine.async_send(MessageType::binary, std::string(1 << 20, 'c')));
@@ -471,26 +481,19 @@ TEST_P(Isolation, WhatTheCloseTimeoutCutsOffIsReportedNotSent) {
     if (f.get()) ++not_sent;
   }
   EXPECT_GT(not_sent, 0) << "12 MiB cannot all have reached a peer that never reads";
-  silent.release();
-  server.stop();
 }
 
 // The engine's destructor waits for every send outcome: none runs later, on a
 // thread of a runtime being destroyed (it once ended the engine's own runtime on its
 // I/O thread, an abort), and none is lost.
 TEST_P(Isolation, DestroyingTheEngineWaitsForEverySendOutcome) {
-  SilentPeers silent;
-  tools::TestServer server;
-  server.on_session = [&](tools::ServerSession& s) { silent.hold(s); };
-  server.start();
-  auto client = std::make_shared<LambdaClient>();
-  client->message = [](Context&, const Message&) {};
+  SilentServer silent;
   EngineOptions o;
-  o.url = server.url("/");
+  o.url = silent.server.url("/");
   o.close_timeout = 300ms;
   constexpr int kSends = 12;
   auto outcomes = std::make_shared<std::atomic<int>>(0);
-  auto engine = std::make_unique<Engine>(o, client, GetParam().make());
+  auto engine = std::make_unique<Engine>(o, ignoring_client(), GetParam().make());
   ASSERT_FALSE(engine->start());
   for (int i = 0; i < kSends; ++i) {
     ASSERT_FALSE(engine->async_send(MessageType::binary, std::string(1 << 20, 'd'),
@@ -498,8 +501,6 @@ TEST_P(Isolation, DestroyingTheEngineWaitsForEverySendOutcome) {
   }
   engine.reset();  // no stop() first: the destructor stops
   EXPECT_EQ(outcomes->load(), kSends) << "a send outcome was lost or came after the engine was destroyed";
-  silent.release();
-  server.stop();
 }
 
 INSTANTIATE_TEST_SUITE_P(Adapters, Isolation, ::testing::ValuesIn(test::real_adapters()), test::AdapterName());
