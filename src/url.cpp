@@ -8,7 +8,13 @@ namespace wscengine {
 namespace {
 
 Error bad(std::string_view text, std::string why) {
-  return Error(errc::invalid_url, "'" + std::string(text) + "': " + std::move(why));
+  std::string message;  // appended: "'" + std::string(...) trips GCC 12's -Wrestrict
+  message.reserve(text.size() + why.size() + 4);
+  message += '\'';
+  message += text;
+  message += "': ";
+  message += why;
+  return Error(errc::invalid_url, std::move(message));
 }
 
 Error set_target(std::string_view text, std::string_view tail, Url& url) {
