@@ -798,7 +798,7 @@ void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage
   }
   std::chrono::steady_clock::time_point started;
   if (metrics_) started = std::chrono::steady_clock::now();
-  std::exception_ptr thrown;  // a pointer: an optional<Error> here cost 20 instructions a message
+  std::exception_ptr thrown;  // a pointer, not an optional<Error>: see bench/profile.md
   try {
     call_user(span, [&] { client_->on_message(ctx, message); });
   } catch (...) {
