@@ -101,7 +101,8 @@ struct EngineOptions {
   /// `pong_timeout` means the connection is dead (a half-open TCP connection sends no error, ever): the engine
   /// drops it, calls OnReadError with `errc::timeout`, then OnClose with 1006, and
   /// reconnects as after any drop. It works while OnMessage is busy and while the
-  /// pause lock is held (the ping waits on a callback thread of the runtime).
+  /// pause lock is held: the ping, and the wait for its pong, run on the runtime's
+  /// I/O threads, and no callback thread waits for them.
   std::chrono::milliseconds ping_interval{0};
   std::chrono::milliseconds pong_timeout = std::chrono::seconds(10);  ///< see ping_interval
   BackoffOptions backoff;                                             ///< delays between reconnect attempts

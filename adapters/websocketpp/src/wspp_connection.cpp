@@ -413,21 +413,23 @@ class State final : public std::enable_shared_from_this<State> {
 
   // The engine is done with the connection: drop it unless it already ended. A close
   // handshake this side began (failing the connection) is let finish first, for up to
-  // 2 s, so that the close frame is not lost to the drop.
-  // The engine let go of the connection: sends still unacknowledged get their
-  // outcome now (the engine waits for them before it can be destroyed), not when
-  // websocketpp lets go of this state.
+  // 2 s, so that the close frame is not lost to the drop. Sends still unacknowledged
+  // get their outcome now (the engine waits for them before it can be destroyed), not
+  // when websocketpp lets go of this state.
   void release() noexcept {
     std::shared_ptr<bridge::Bridge> b;
     bool closing = false;
-    std::deque<std::pair<std::uint64_t, Connection::DoneHandler>> unacked;
+    UnackedWrites unacked;
+    Error not_sent;
     {
       std::lock_guard lock(mutex_);
       if (!ended_) b = bridge_;
       closing = closing_;
       unacked.swap(unacked_writes_);
+      // As in finish_all: a peer that answered our close had every message.
+      if (!acknowledged_by_close_) not_sent = Error(errc::cancelled, "not acknowledged: connection released");
     }
-    for (auto& [end, done] : unacked) done(Error(errc::cancelled, "not acknowledged: connection released"));
+    for (auto& [end, done] : unacked) done(not_sent);
     if (b && closing) {
       net::post(strand_, [self = shared_from_this(), b] {
         self->timer_.expires_after(std::chrono::seconds(2));
@@ -721,7 +723,7 @@ class State final : public std::enable_shared_from_this<State> {
   // The connection ended: a close has what it waited for (`close_result`); pings end `closed`.
   void finish_all(Error close_result) {
     std::vector<std::shared_ptr<Waiter>> all;
-    std::deque<std::pair<std::uint64_t, Connection::DoneHandler>> unsent;
+    UnackedWrites unsent;
     Error closed, not_sent;
     {
       std::lock_guard lock(mutex_);
@@ -802,7 +804,9 @@ class State final : public std::enable_shared_from_this<State> {
   std::uint64_t marker_count_ = 0;
   std::deque<std::pair<std::uint64_t, std::uint64_t>> markers_;  // (id, sent_bytes_ when sent)
   // async_write: (sent_bytes_ after the message, its handler), until a marker covers it.
-  std::deque<std::pair<std::uint64_t, Connection::DoneHandler>> unacked_writes_;
+  // Sends waiting for their acknowledgement: (sent_bytes_ at their end, handler).
+  using UnackedWrites = std::deque<std::pair<std::uint64_t, Connection::DoneHandler>>;
+  UnackedWrites unacked_writes_;
   std::chrono::steady_clock::time_point last_ack_;  // the last acknowledgement (or the first wait)
   bool write_watch_armed_ = false;
   bool acknowledged_by_close_ = false;  // the peer answered our close: it had every message
