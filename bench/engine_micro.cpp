@@ -1,6 +1,6 @@
 // In-process costs of the engine with Google Benchmark, over the in-memory adapter (no
 // sockets): what the engine itself adds per message, per pause and per write.
-//   BM_DispatchPerMessage  messages queued, then read and handed to OnMessage (one slot)
+//   BM_DispatchPerMessage  messages queued, then read and handed to on_message (one slot)
 //   BM_PauseAndResume      Engine::pause() then release, on a running engine
 //   BM_WritePath           Engine::send of a 64 B text message to the in-memory peer
 //   BM_ChooseProxy         the per-dial proxy choice with HTTPS_PROXY and NO_PROXY set

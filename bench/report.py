@@ -71,7 +71,7 @@ for c, (p50, p90, p99) in lat.items():
     lines.append("| %s | %.1f | %.1f | %.1f | %+.1f µs | %+.1f µs |" % (
         c, p50, p90, p99, p50 - base[0] if base else 0, p99 - base[2] if base else 0))
 
-lines += ["", "## Reader slots: 20 µs of CPU in each OnMessage, 64 B messages", "", "![slots](bench-slots.png)", "",
+lines += ["", "## Reader slots: 20 µs of CPU in each on_message, 64 B messages", "", "![slots](bench-slots.png)", "",
           "| reader slots N | messages/s (median) | speed-up vs N = 1 |", "|---|---|---|"]
 slots = {}
 for n in (1, 2, 4, 8):
@@ -82,7 +82,7 @@ for n, med in slots.items():
     lines.append("| %d | %.0f | %.2f |" % (n, med, med / slots[1] if 1 in slots else 0))
 lines += ["", "(The client is not pinned here; %d cores, one of them also running the server: beyond that, "
           "slots only wait for a core.)" % os.cpu_count(), "",
-          "## Reconnect: from the server's drop (OnClose 1006) to OnOpen, no backoff", "",
+          "## Reconnect: from the server's drop (on_close 1006) to on_open, no backoff", "",
           "| client | drops | p50 µs | p99 µs |", "|---|---|---|---|"]
 for c in ("engine_beast", "engine_websocketpp"):
     rs = runs("reconnect", c)
@@ -96,7 +96,7 @@ if scale:
               "One `Runtime` (2 I/O threads, 2 callback threads), one engine per connection on the Beast adapter, "
               "against the Node `ws` server (`bench/peers/scale_server.js`). RSS per connection = (RSS with all "
               "connections open − RSS before) / connections, idle, no compression. A broadcast round: the server "
-              "sends one 64 B message to every connection; time until every OnMessage ran.", "",
+              "sends one 64 B message to every connection; time until every on_message ran.", "",
               "| connections | time to open all | RSS per idle connection | threads | broadcast round |",
               "|---|---|---|---|---|"]
     for s in scale:
@@ -168,7 +168,7 @@ if scale:
 for c in ("engine_beast", "engine_websocketpp"):
     rs = runs("reconnect", c)
     if rs:
-        targets.append("| reconnect, %s: drop to OnOpen over %d drops | p50 %.0f µs, p99 %.0f µs | reported |" % (
+        targets.append("| reconnect, %s: drop to on_open over %d drops | p50 %.0f µs, p99 %.0f µs | reported |" % (
             c, rs[0].get("count", 0), statistics.median([x["p50_us"] for x in rs]),
             statistics.median([x["p99_us"] for x in rs])))
 wanted = [r for r in telemetry if r[0].startswith(("telemetry compiled out", "OpenTelemetry, no provider",
@@ -190,7 +190,7 @@ if micro_file and os.path.exists(micro_file):
     if table:
         lines += ["", "## In-process costs (Google Benchmark, `bench/engine_micro`, in-memory adapter)", "",
                   "What the engine itself costs per operation, without sockets: dispatch of a queued 64 B message to "
-                  "OnMessage (one reader slot; time per batch of 10,000), taking and releasing the pause lock, "
+                  "on_message (one reader slot; time per batch of 10,000), taking and releasing the pause lock, "
                   "Engine::send of 64 B into the in-memory peer, and the proxy choice made at every dial.", "",
                   "```"] + table + ["```"]
 

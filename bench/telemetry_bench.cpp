@@ -81,7 +81,7 @@ class CountingClient final : public Client {
 };
 
 // One measurement: N messages queued while the engine is paused, then timed from
-// the release of the pause until OnMessage has seen the last one.
+// the release of the pause until on_message has seen the last one.
 double messages_per_second(const Config& config, const TelemetryOptions& telemetry) {
   auto server = memory::Server::create();
   auto client = std::make_shared<CountingClient>();

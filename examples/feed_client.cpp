@@ -1,4 +1,4 @@
-// A feed client: subscribes in OnOpen (and again after every reconnect), prints
+// A feed client: subscribes in on_open (and again after every reconnect), prints
 // each tick, and shows what the engine does when the server drops the connection.
 // With OpenTelemetry it traces and measures everything; each tick is handled in a
 // span of its own, a child of the engine's on_message span.

@@ -1,5 +1,5 @@
 // CPU-heavy processing with N reader slots and results in arrival order: up to N
-// OnMessage run at once on the engine's callback threads; each result is stored by
+// on_message run at once on the engine's callback threads; each result is stored by
 // the message's sequence number and released in order by a small reorder buffer.
 // Against `wscengine serve --mode feed --count N --rate 0`.
 //

@@ -1,7 +1,7 @@
 // Request/response without ids: the protocol has no way to tell which message
 // answers which request, so the client takes the read lock (a PauseGuard), sends,
 // reads the answer by hand, and lets the readers go on. Messages that arrive while
-// paused stay queued for OnMessage. Against `wscengine serve --mode echo`.
+// paused stay queued for on_message. Against `wscengine serve --mode echo`.
 //
 //   pause_request ws://127.0.0.1:PORT/
 #include <cstdio>
@@ -46,6 +46,6 @@ int main(int argc, char** argv) {
     if (answer.payload == question) ++answered;
   }  // each PauseGuard released: readers resume
   (void)engine.stop();
-  std::printf("pause_request: %d of 5 answered by hand, %d messages went to OnMessage\n", answered, background.load());
+  std::printf("pause_request: %d of 5 answered by hand, %d messages went to on_message\n", answered, background.load());
   return answered == 5 && background == 0 ? 0 : 1;
 }

@@ -58,7 +58,8 @@ int main(int argc, char** argv) {
   // All requests in flight at once; the answers may come in any order.
   std::vector<std::future<Result<InboundMessage>>> answers;
   for (int i = 0; i < requests; ++i) {
-    std::string id = "r" + std::to_string(i);
+    std::string id = "r";
+    id += std::to_string(i);
     answers.push_back(rpc.request(session, id, R"({"id":")" + id + R"(","op":"square","x":)" + std::to_string(i) + "}",
                                   std::chrono::seconds(5)));
   }

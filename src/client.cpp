@@ -1,3 +1,4 @@
+#include <wscengine/adapter.hpp>
 #include <wscengine/client.hpp>
 
 #include <algorithm>

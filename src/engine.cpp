@@ -32,11 +32,11 @@ Error validate_close_frame(const CloseFrame& frame) {
   auto code = frame.code;
   bool sendable = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) || (code >= 3000 && code <= 4999);
   if (!sendable) {
-    return Error(errc::invalid_option, "OnClose returned close code " + std::to_string(code) +
+    return Error(errc::invalid_option, "on_close returned close code " + std::to_string(code) +
                                            ", which may not be sent (RFC 6455 §7.4); sent 1001 instead");
   }
   if (frame.reason.size() > 123) {
-    return Error(errc::invalid_option, "OnClose returned a close reason of " + std::to_string(frame.reason.size()) +
+    return Error(errc::invalid_option, "on_close returned a close reason of " + std::to_string(frame.reason.size()) +
                                            " bytes (at most 123); sent 1001 instead");
   }
   return {};
@@ -281,7 +281,7 @@ void EngineCore::request_end(const std::shared_ptr<Session>& s, EndReason reason
     std::shared_ptr<Session> target = s ? s : current_;
     if (!target) return;  // between sessions: exit is recorded, restart has nothing to do
     if (attempt_ && attempt_->session == target) {
-      // During OnOpen: acted on once OnOpen returns.
+      // During on_open: acted on once on_open returns.
       if (!target->end_requested_in_open || reason == EndReason::exit) target->end_requested_in_open = reason;
       target->stop.request_stop();
       return;
@@ -307,7 +307,7 @@ void EngineCore::set_stopped_locked(Error result) {
 // ---------------------------------------------------------------- attempts
 
 void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
-  auto attempt = std::make_shared<Attempt>(runtime_->impl().io);
+  auto attempt = std::make_shared<Attempt>(RuntimeAccess::impl(*runtime_).io);
   attempt->restarting = restarting;
   {
     Lock lock(mutex_);
@@ -368,7 +368,7 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
       attempt->timed_out = true;
       if (attempt->connection) attempt->connection->abort();
       if (attempt->session) {
-        attempt->session->connection->abort();  // wakes a blocked read in OnOpen
+        attempt->session->connection->abort();  // wakes a blocked read in on_open
         auto s = attempt->session;
         lock.unlock();
         s->stop.request_stop();
@@ -416,7 +416,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
   try {
     open_error = call_user(open_span, [&] { return client_->on_open(ctx, result.value(), restarting); });
   } catch (...) {
-    open_error = Error(errc::io_error, "OnOpen threw: " + what_of(std::current_exception()));
+    open_error = Error(errc::io_error, "on_open threw: " + what_of(std::current_exception()));
   }
   attempt->timer.cancel();
   if (open_span && open_error) open_span->set_error(open_error);
@@ -425,7 +425,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
   bool timed_out = attempt->timed_out;
   attempt->session.reset();
   if (timed_out || open_error) {
-    Error e = timed_out ? Error(errc::timeout, "dial + handshake + OnOpen did not finish within open_timeout (" +
+    Error e = timed_out ? Error(errc::timeout, "dial + handshake + on_open did not finish within open_timeout (" +
                                                    std::to_string(options_.open_timeout.count()) + " ms)")
                         : Error(errc::open_failed, open_error.message());
     if (s->end_requested_in_open == EndReason::exit) exit_requested_ = true;
@@ -433,7 +433,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
     if (!s->connection->is_open()) return attempt_failed(attempt, std::move(e));
     // The close handshake holds no thread; the attempt fails once it is over.
     s->connection->async_close(
-        {close_code::going_away, "OnOpen failed"}, options_.close_timeout,
+        {close_code::going_away, "on_open failed"}, options_.close_timeout,
         counted([this, attempt, s, e = std::move(e)](Error) mutable {
           post([this, attempt, e = std::move(e)]() mutable { attempt_failed(attempt, std::move(e)); });
         }));
@@ -482,7 +482,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
 
 void EngineCore::schedule_heartbeat_locked(const std::shared_ptr<Session>& s) {
   if (options_.ping_interval.count() == 0 || s->ending) return;
-  if (!s->heartbeat) s->heartbeat.emplace(runtime_->impl().io);
+  if (!s->heartbeat) s->heartbeat.emplace(RuntimeAccess::impl(*runtime_).io);
   s->heartbeat->expires_after(options_.ping_interval);
   s->heartbeat->async_wait(counted([this, s](const boost::system::error_code& ec) {
     if (!ec) heartbeat(s);
@@ -537,7 +537,7 @@ void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error e
   std::uint32_t retry = ++retry_count_;
   state_ = EngineState::restarting;
   lock.unlock();
-  // Decide first, so that OnRestartError hears whether this was the last attempt.
+  // Decide first, so that on_restart_error hears whether this was the last attempt.
   RetryDecision decision;
   try {
     decision = options_.retry_policy ? options_.retry_policy(error, retry)
@@ -573,7 +573,7 @@ void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error e
 
 // Called with mutex_ held.
 void EngineCore::schedule_retry(std::chrono::milliseconds delay) {
-  retry_timer_.emplace(runtime_->impl().io);
+  retry_timer_.emplace(RuntimeAccess::impl(*runtime_).io);
   retry_timer_->expires_after(delay);
   retry_timer_->async_wait(counted([this, generation = generation_](const boost::system::error_code&) {
     post([this, generation] { begin_attempt(true, generation); });  // it stops if Stop/exit came first
@@ -583,7 +583,7 @@ void EngineCore::schedule_retry(std::chrono::milliseconds delay) {
 // ---------------------------------------------------------------- reading
 
 // Messages read ahead while their key is busy, at most: beyond, reading pauses until
-// an OnMessage of a busy key returns (memory stays bounded behind one slow key).
+// an on_message of a busy key returns (memory stays bounded behind one slow key).
 constexpr std::size_t kMaxParkedMessages = 1024;
 
 bool EngineCore::reader_may_run_locked(const Session& s) const {
@@ -609,7 +609,7 @@ void EngineCore::kick_reader_locked(const std::shared_ptr<Session>& s) {
 
 void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
   // One slot and no keys (the default): the reader keeps slot 0 and its buffer from one
-  // message to the next, so a message costs one engine lock round (after OnMessage)
+  // message to the next, so a message costs one engine lock round (after on_message)
   // instead of two; the read lock is let go after the read with an atomic store.
   const bool keeps_slot = options_.reader_slots == 1 && !options_.message_key;
   std::unique_ptr<InboundMessage> buffer;
@@ -624,7 +624,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
         return maybe_finish_locked(s);
       }
       if (s->in_flight >= options_.reader_slots || s->parked >= kMaxParkedMessages) {
-        s->reader_running = false;  // resumed when an OnMessage returns
+        s->reader_running = false;  // resumed when an on_message returns
         return;
       }
       if (user_paused_) {
@@ -806,7 +806,7 @@ void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage
   }
   if (metrics_) metrics_->on_message_duration(std::chrono::steady_clock::now() - started);
   if (thrown) {
-    Error error(errc::io_error, "OnMessage threw: " + what_of(thrown));
+    Error error(errc::io_error, "on_message threw: " + what_of(thrown));
     if (span) span->set_error(error);
     if (metrics_) metrics_->read_error(error);
     try {
@@ -897,7 +897,7 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
     reason = s->end_reason;
     dead = s->dead;
   }
-  // No reader runs any more: the heartbeat's verdict reaches OnReadError first.
+  // No reader runs any more: the heartbeat's verdict reaches on_read_error first.
   if (dead) report_read_error(s, *dead);
   if (shutdown_span) {
     shutdown_span->set_attribute("wscengine.session_id", static_cast<std::int64_t>(s->id));
@@ -916,7 +916,7 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
   close_span.reset();
   {
     Lock lock(mutex_);
-    reason = s->end_reason;  // exit/stop may have come during OnClose
+    reason = s->end_reason;  // exit/stop may have come during on_close
   }
   if (!s->connection->is_open()) return after_close(std::move(s), std::move(shutdown_span), reason, {});
   CloseFrame frame = reply.value_or(reason == EndReason::stop ? CloseFrame{close_code::normal, {}}
@@ -941,7 +941,7 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
   });
 }
 
-// On a callback thread, after the close handshake (or with none): OnCloseError if it
+// On a callback thread, after the close handshake (or with none): on_close_error if it
 // failed, then stop or restart.
 void EngineCore::after_close(std::shared_ptr<Session> s, std::shared_ptr<Span> shutdown_span, EndReason reason,
                              Error close_error) {

@@ -15,13 +15,14 @@
 #include <unordered_map>
 #include <vector>
 
+#include <wscengine/adapter.hpp>
 #include <wscengine/engine.hpp>
 
 #include "backoff.hpp"
 
 namespace wscengine::detail {
 
-/// Why a session ends; decides what follows its OnClose.
+/// Why a session ends; decides what follows its on_close.
 enum class EndReason { stop, exit, restart, peer_closed, failed };
 
 class EngineCore;
@@ -56,7 +57,7 @@ class SendQueue : public std::enable_shared_from_this<SendQueue> {
   EngineCore& core_;  // posts the send handlers; waits for them before it is destroyed
 };
 
-/// One opened connection, from OnOpen to OnClose. Fields marked (m) are guarded by
+/// One opened connection, from on_open to on_close. Fields marked (m) are guarded by
 /// EngineCore::mutex_.
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -76,22 +77,22 @@ class Session : public std::enable_shared_from_this<Session> {
   bool current = false;                                // (m) the engine's running session
   bool ending = false;                                 // (m) shutdown requested
   EndReason end_reason = EndReason::restart;           // (m)
-  std::optional<EndReason> end_requested_in_open;      // (m) restart/exit asked during OnOpen
+  std::optional<EndReason> end_requested_in_open;      // (m) restart/exit asked during on_open
   std::optional<CloseFrame> received_close;            // (m)
   CloseInitiator initiator = CloseInitiator::client;   // (m)
   bool reader_running = false;                         // (m) a reader task runs or its wait is armed
-  bool finish_scheduled = false;                       // (m) OnClose posted
-  std::size_t in_flight = 0;                           // (m) OnMessage running
+  bool finish_scheduled = false;                       // (m) on_close posted
+  std::size_t in_flight = 0;                           // (m) on_message running
   std::optional<boost::asio::steady_timer> heartbeat;  // (m) next ping, when ping_interval > 0
   std::optional<Error> dead;                           // (m) why the heartbeat declared it dead
-  std::unique_ptr<Span> run_span;                      // from OnOpen's success to the end of shutdown
+  std::unique_ptr<Span> run_span;                      // from on_open's success to the end of shutdown
   TraceContext run_trace;                              // parent of the session's callback spans
   std::atomic<std::uint64_t> next_sequence{0};         // written by the reader in the read lock, read by heartbeat()
   std::vector<std::unique_ptr<InboundMessage>> free_buffers;  // (m)
-  std::vector<std::uint32_t> free_slots;                      // (m) reader slots not in OnMessage
+  std::vector<std::uint32_t> free_slots;                      // (m) reader slots not in on_message
 
   // Keyed dispatch (EngineOptions::message_key): a key is in the map while one
-  // OnMessage of it runs; messages of that key read meanwhile wait in its queue and
+  // on_message of it runs; messages of that key read meanwhile wait in its queue and
   // run on the same slot, in sequence order, when it returns.
   struct Parked {
     std::unique_ptr<InboundMessage> buffer;
@@ -101,12 +102,12 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t parked = 0;                                         // (m) messages waiting in busy_keys
 };
 
-/// One dial attempt: dial + handshake + OnOpen under open_timeout.
+/// One dial attempt: dial + handshake + on_open under open_timeout.
 struct Attempt {
   explicit Attempt(boost::asio::io_context& io) : timer(io) {}
   bool restarting = false;                 // a reconnect attempt (not the first dial of a start)
   std::unique_ptr<Connection> connection;  // until the session takes it
-  std::shared_ptr<Session> session;        // during OnOpen
+  std::shared_ptr<Session> session;        // during on_open
   bool timed_out = false;                  // (m)
   boost::asio::steady_timer timer;
   std::unique_ptr<Span> span;  // wscengine.open / wscengine.restart
@@ -213,12 +214,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   bool stop_requested_ = false;
   bool exit_requested_ = false;
   bool background_ = false;
-  bool opened_in_run_ = false;         // a session opened since start(): later OnOpen are restarts
+  bool opened_in_run_ = false;         // a session opened since start(): later on_open are restarts
   std::optional<Error> start_result_;  // set when a blocking start has its answer
   std::shared_ptr<Session> current_;
   std::shared_ptr<Attempt> attempt_;
   std::optional<boost::asio::steady_timer> retry_timer_;
-  std::uint32_t retry_count_ = 0;  // failed attempts in a row (OnRestartError, max_attempts)
+  std::uint32_t retry_count_ = 0;  // failed attempts in a row (on_restart_error, max_attempts)
   RestartBackoff backoff_;         // (m) the delays between attempts
   std::atomic<std::uint64_t> session_counter_{0};
   TraceContext start_trace_;     // (m) parent of the first attempt of a start

@@ -45,7 +45,7 @@ class Category final : public std::error_category {
       case errc::cancelled:
         return "cancelled";
       case errc::open_failed:
-        return "OnOpen failed";
+        return "on_open failed";
       case errc::already_started:
         return "engine already started";
       case errc::not_running:

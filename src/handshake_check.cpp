@@ -1,5 +1,5 @@
 // Checks of the server's opening-handshake answer that some libraries leave out.
-#include <wscengine/connection.hpp>
+#include <wscengine/adapter.hpp>
 
 #include <set>
 

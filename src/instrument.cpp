@@ -1,4 +1,5 @@
 // The instrumenting decorator: spans and metrics around any adapter's connection.
+#include <wscengine/adapter.hpp>
 #include <wscengine/telemetry.hpp>
 #include <wscengine/url.hpp>
 

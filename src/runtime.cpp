@@ -69,6 +69,6 @@ void Runtime::post(std::function<void()> task) {
 bool Runtime::on_callback_thread() const noexcept { return t_callback_runtime == impl_.get(); }
 bool Runtime::on_io_thread() const noexcept { return t_io_runtime == impl_.get(); }
 
-boost::asio::io_context& io_context(Runtime& runtime) noexcept { return runtime.impl().io; }
+boost::asio::io_context& io_context(Runtime& runtime) noexcept { return detail::RuntimeAccess::impl(runtime).io; }
 
 }  // namespace wscengine

@@ -24,4 +24,9 @@ struct RuntimeImpl {
   boost::asio::thread_pool callbacks;
 };
 
+/// The engine's way into a Runtime's implementation (Runtime befriends it).
+struct RuntimeAccess {
+  static RuntimeImpl& impl(Runtime& runtime) noexcept { return *runtime.impl_; }
+};
+
 }  // namespace wscengine::detail

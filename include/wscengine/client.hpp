@@ -23,9 +23,11 @@ class EngineCore;
 class Session;
 }  // namespace detail
 
+class Engine;
+
 /// Who closed a session.
 enum class CloseInitiator {
-  client,  ///< Stop, restart, exit, or a failed heartbeat
+  client,  ///< stop(), restart(), exit(), or a failed heartbeat
   peer,    ///< the server's close frame, or the network (drop)
 };
 
@@ -40,8 +42,6 @@ class PauseGuard {
  public:
   /// An empty guard that holds nothing.
   PauseGuard() = default;
-  /// Engine-internal: Engine::pause() and Context::pause() make guards.
-  explicit PauseGuard(std::shared_ptr<detail::EngineCore> core);
   /// Takes over `other`'s lock; `other` becomes empty.
   PauseGuard(PauseGuard&& other) noexcept;
   /// Releases this guard's lock, then takes over `other`'s.
@@ -54,26 +54,28 @@ class PauseGuard {
   bool owns_lock() const noexcept { return core_ != nullptr; }
 
  private:
+  friend class Engine;   // Engine::pause()
+  friend class Context;  // Context::pause()
+  explicit PauseGuard(std::shared_ptr<detail::EngineCore> core);
+
   std::shared_ptr<detail::EngineCore> core_;
 };
 
 /// Receives the outcome of an asynchronous send, once, on a callback thread.
 using SendHandler = std::function<void(Error)>;
 
-/// The connection of one session, for sending and (in OnOpen or while paused)
+/// The connection of one session, for sending and (in on_open or while paused)
 /// reading by hand. Copyable; a copy does not keep the session alive: once the
 /// session is over every call fails (`errc::not_connected`, or `errc::closed` while
 /// the ended session is still being released).
 ///
 /// Thread safety: send and ping may be called from any thread at any time; whole
 /// messages never interleave. read must be called only where no reader runs
-/// (OnOpen, OnClose, or under a PauseGuard).
+/// (on_open, on_close, or under a PauseGuard).
 class SessionConnection {
  public:
   /// Bound to no session: every call fails with `errc::not_connected`.
   SessionConnection() = default;
-  /// Engine-internal: the engine binds connections to their sessions.
-  explicit SessionConnection(std::weak_ptr<detail::Session> session);
 
   /// Queues one whole message and returns at once (see Engine::send): never waits
   /// for the network; `errc::send_queue_full` when the session's queue is at its limit.
@@ -88,12 +90,12 @@ class SessionConnection {
   Error send_text(std::string_view text) const { return send(MessageType::text, text); }
   /// send() of a binary message.
   Error send_binary(std::string_view bytes) const { return send(MessageType::binary, bytes); }
-  /// Reads the next message by hand (OnOpen, OnClose, or under a PauseGuard).
+  /// Reads the next message by hand (on_open, on_close, or under a PauseGuard).
   Error read(InboundMessage& out, std::chrono::milliseconds timeout) const;
   /// Sends a ping and waits for a pong.
   Error ping(std::string_view payload, std::chrono::milliseconds timeout) const;
   /// Drops the connection at once, without a close handshake: for a peer found
-  /// dead (no pong). The session then ends as a drop (OnClose with 1006) and the
+  /// dead (no pong). The session then ends as a drop (on_close with 1006) and the
   /// engine reconnects if auto_reconnect is on.
   void abort() const noexcept;
   /// True while the session's connection is open.
@@ -104,6 +106,10 @@ class SessionConnection {
   Underlying underlying() const noexcept;
 
  private:
+  friend class Engine;              // Engine::connection()
+  friend class detail::EngineCore;  // binds each session's connection
+  explicit SessionConnection(std::weak_ptr<detail::Session> session);
+
   std::weak_ptr<detail::Session> session_;
 };
 
@@ -115,17 +121,13 @@ class SessionConnection {
 /// be called from other threads through Engine.
 class Context {
  public:
-  /// Engine-internal: the engine makes one per callback and keeps `session` alive
-  /// while it runs (a Context holds no reference of its own: none per message).
-  Context(detail::EngineCore& core, detail::Session* session);
-
-  /// The session's connection (empty in OnRestartError, whose attempt failed).
+  /// The session's connection (empty in on_restart_error, whose attempt failed).
   const SessionConnection& connection() const noexcept { return *connection_; }
   /// Sessions are numbered 1, 2, … per engine; 0 when there is none.
   std::uint64_t session_id() const noexcept;
   /// The trace context of the span running this callback.
   const TraceContext& trace_context() const noexcept { return trace_; }
-  /// Requested when the session starts to shut down; OnClose's token is already
+  /// Requested when the session starts to shut down; on_close's token is already
   /// requested. Blocking work in callbacks should watch it.
   std::stop_token stop_token() const noexcept;
   /// stop_token().stop_requested().
@@ -138,15 +140,17 @@ class Context {
   /// Takes the read lock (see PauseGuard).
   PauseGuard pause();
 
-  /// OnClose only: who closed the session.
+  /// on_close only: who closed the session.
   CloseInitiator initiator() const noexcept { return initiator_; }
 
-  /// Engine-internal: sets what initiator() returns.
+ private:
+  friend class detail::EngineCore;  // makes one per callback and sets what it reports
+  // The engine keeps `session` alive while the callback runs (a Context holds no
+  // reference of its own: none per message).
+  Context(detail::EngineCore& core, detail::Session* session);
   void set_initiator(CloseInitiator who) noexcept { initiator_ = who; }
-  /// Engine-internal: sets what trace_context() returns.
   void set_trace_context(const TraceContext& trace) noexcept { trace_ = trace; }
 
- private:
   detail::EngineCore* core_;
   detail::Session* session_;
   const SessionConnection* connection_;
@@ -177,7 +181,7 @@ class Client {
   virtual void on_read_error(Context& ctx, const Error& error);
   /// Exactly once per opened session. `received` is the peer's close frame, 1006
   /// for a drop, or nullopt when the engine closes. Return the frame to send, or
-  /// nullopt for the default (1000 for Stop, 1001 otherwise).
+  /// nullopt for the default (1000 for stop(), 1001 otherwise).
   virtual std::optional<CloseFrame> on_close(Context& ctx, const std::optional<CloseFrame>& received);
   /// Closing the connection failed during shutdown.
   virtual void on_close_error(Context& ctx, const Error& error);
@@ -194,13 +198,13 @@ class Client {
 /// Thread safety: as Client.
 class LambdaClient final : public Client {
  public:
-  std::function<Error(Context&, const HandshakeResponse&, bool)> open;  ///< OnOpen
-  std::function<void(Context&, const Message&)> message;                ///< OnMessage
-  std::function<void(Context&, const Error&)> read_error;               ///< OnReadError
-  /// OnClose
-  std::function<std::optional<CloseFrame>(Context&, const std::optional<CloseFrame>&)> close;
-  std::function<void(Context&, const Error&)> close_error;                   ///< OnCloseError
-  std::function<void(Context&, const Error&, std::uint32_t)> restart_error;  ///< OnRestartError
+  std::function<Error(Context&, const HandshakeResponse&, bool)> open{};  ///< on_open
+  std::function<void(Context&, const Message&)> message{};                ///< on_message
+  std::function<void(Context&, const Error&)> read_error{};               ///< on_read_error
+  /// on_close
+  std::function<std::optional<CloseFrame>(Context&, const std::optional<CloseFrame>&)> close{};
+  std::function<void(Context&, const Error&)> close_error{};                   ///< on_close_error
+  std::function<void(Context&, const Error&, std::uint32_t)> restart_error{};  ///< on_restart_error
 
   Error on_open(Context& ctx, const HandshakeResponse& r, bool restarting) override;
   void on_message(Context& ctx, const Message& m) override;

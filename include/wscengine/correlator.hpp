@@ -1,6 +1,6 @@
 // wscengine — request/response over a WebSocket for protocols whose messages carry
 // a request id: register a request, get a future (or a callback), match answers in
-// OnMessage.
+// on_message.
 #pragma once
 
 #include <chrono>
@@ -19,13 +19,13 @@ namespace wscengine {
 
 /// Matches answers to requests by id. Every registered request ends exactly once:
 /// with its answer, with `errc::timeout` when none came in time, with
-/// `errc::connection_lost` when connection_lost() is called (from OnClose), or with
+/// `errc::connection_lost` when connection_lost() is called (from on_close), or with
 /// `errc::cancelled` when the correlator is destroyed. Nothing is kept after that.
 ///
 /// Typical use:
 ///   Correlator rpc([](const Message& m) { return id_of(m.payload); });
-///   // OnMessage:  if (rpc.deliver(message)) return;   // an answer: consumed
-///   // OnClose:    rpc.connection_lost();
+///   // on_message:  if (rpc.deliver(message)) return;   // an answer: consumed
+///   // on_close:    rpc.connection_lost();
 ///   auto answer = rpc.request(ctx.connection(), "42", R"({"id":"42","op":"ping"})", 2s);
 ///   Result<InboundMessage> r = answer.get();
 ///
@@ -58,11 +58,11 @@ class Correlator {
   std::future<Result<InboundMessage>> request(const SessionConnection& connection, std::string id,
                                               std::string_view payload, std::chrono::milliseconds timeout);
 
-  /// Call from OnMessage: if the message answers a pending request, ends it and
+  /// Call from on_message: if the message answers a pending request, ends it and
   /// returns true (the message is consumed); else returns false.
   bool deliver(const Message& message);
 
-  /// Call from OnClose: every pending request ends with `errc::connection_lost`.
+  /// Call from on_close: every pending request ends with `errc::connection_lost`.
   void connection_lost();
 
   /// Requests still waiting.

@@ -15,6 +15,8 @@
 
 namespace wscengine {
 
+class Connector;  // wscengine/adapter.hpp
+
 /// Thrown by the Engine constructor when EngineOptions::validate() fails; `error()`
 /// names the field. Thread safety: a plain exception object.
 class InvalidOptions : public std::invalid_argument {
@@ -31,10 +33,10 @@ class InvalidOptions : public std::invalid_argument {
 /// Where an engine is in its life (see docs/engine-operations.md).
 enum class EngineState {
   idle,        ///< constructed, never started
-  starting,    ///< first dial + OnOpen in progress
+  starting,    ///< first dial + on_open in progress
   running,     ///< a session is open and readers run
   restarting,  ///< between sessions: shutting down, waiting, or re-dialling
-  stopping,    ///< Stop/exit in progress
+  stopping,    ///< stop() or exit() in progress
   stopped,     ///< stopped; start() may be called again
 };
 
@@ -58,18 +60,18 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  /// Blocks until the first connection is open, OnOpen returned and the readers
-  /// run; or returns the error (dial, TLS, HTTP status, OnOpen's error, timeout).
+  /// Blocks until the first connection is open, on_open returned and the readers
+  /// run; or returns the error (dial, TLS, HTTP status, on_open's error, timeout).
   /// No restart loop on failure. `errc::already_started` if running.
   Error start();
   /// Returns at once; dials in the background and keeps retrying with backoff
   /// (each failure goes to on_restart_error) until connected, exit or stop.
   Error start_background();
-  /// Graceful and idempotent: stop reading, OnClose (client-initiated), close
+  /// Graceful and idempotent: stop reading, on_close (client-initiated), close
   /// handshake, then return once stopped or after stop_timeout (`errc::timeout`).
   /// From inside a callback of this engine it does not wait.
   Error stop();
-  /// Blocks until the engine is stopped (by exit, Stop, a peer close without
+  /// Blocks until the engine is stopped (by exit(), stop(), a peer close without
   /// auto-reconnect, or an exhausted restart loop) or the timeout passes
   /// (`errc::timeout`). From a callback of this engine: `errc::would_deadlock`.
   Error wait_stopped(std::chrono::milliseconds timeout);
@@ -85,7 +87,7 @@ class Engine {
   /// `errc::not_connected` between sessions, `errc::send_queue_full`
   /// (see EngineOptions::send_queue_bytes), `errc::closed`. A message that fails
   /// later (the connection drops, `write_timeout`) is reported by async_send only;
-  /// the connection's end reaches OnReadError / OnClose as usual.
+  /// the connection's end reaches on_read_error / on_close as usual.
   Error send(MessageType type, std::string_view payload);
   /// send(), but a full queue is waited on for up to `room_timeout` (then
   /// `errc::send_queue_full`). For threads of your own: never call it from a callback.

@@ -14,6 +14,9 @@ namespace wscengine {
 
 /// Every failure the engine or an adapter reports, by kind. The category is
 /// `wscengine::error_category()`; compare with `std::error_code == errc::x`.
+/// Two kinds are adapter-only: `would_block` and `already_connected` pass between an
+/// adapter and the engine (wscengine/adapter.hpp) and never reach an engine's user,
+/// neither in a callback nor from an Engine or SessionConnection call.
 enum class errc {
   invalid_url = 1,          ///< the URL cannot be parsed or its scheme is not ws/wss
   invalid_option,           ///< an option failed validation
@@ -29,12 +32,12 @@ enum class errc {
   message_too_big,          ///< a message exceeded the maximum size (close code 1009)
   invalid_utf8,             ///< a text message was not valid UTF-8 (close code 1007)
   protocol_error,           ///< the peer violated RFC 6455 (close code 1002)
-  already_connected,        ///< dial on a connection that is already connected
+  already_connected,        ///< adapter-only: dial on a connection that is already connected
   not_connected,            ///< an operation that needs an open connection
-  would_block,              ///< no complete message is buffered (adapter try_read)
+  would_block,              ///< adapter-only: no complete message is buffered (Connection::try_read)
   cancelled,                ///< the operation was cancelled (stop, restart, abort)
-  open_failed,              ///< the user's OnOpen returned an error
-  already_started,          ///< Start on an engine that is running
+  open_failed,              ///< the user's on_open returned an error
+  already_started,          ///< start() on an engine that is running
   not_running,              ///< the engine is not started, or stopped (Engine::send)
   would_deadlock,           ///< a blocking call made where it could never return
   io_error,                 ///< another transport error; `Error::detail` says which
@@ -72,15 +75,15 @@ inline constexpr std::uint16_t internal_error = 1011;    ///< the server met an 
 /// A plain value; thread safety as for any value type.
 struct CloseFrame {
   std::uint16_t code = close_code::normal;  ///< the status code (RFC 6455 §7.4)
-  std::string reason;                       ///< UTF-8, possibly empty
+  std::string reason{};                     ///< UTF-8, possibly empty
   /// Same code and reason.
   friend bool operator==(const CloseFrame&, const CloseFrame&) = default;
 };
 
 /// One HTTP header field. A plain value.
 struct Header {
-  std::string name;   ///< as written; HTTP compares names case-insensitively
-  std::string value;  ///< without surrounding white space
+  std::string name{};   ///< as written; HTTP compares names case-insensitively
+  std::string value{};  ///< without surrounding white space
   /// Same name (case-sensitively) and value.
   friend bool operator==(const Header&, const Header&) = default;
 };
@@ -90,11 +93,11 @@ struct Header {
 /// frame of a closed connection. A default-constructed Error means success.
 /// A plain value; thread safety as for any value type.
 struct Error {
-  std::error_code code;              ///< the kind: an `errc` of error_category(), or a system error
-  std::string detail;                ///< what happened and where, for people
-  int http_status = 0;               ///< set when code == errc::http_status or errc::proxy_failed
-  std::vector<Header> http_headers;  ///< the refusal's response headers (Retry-After…)
-  std::optional<CloseFrame> close;   ///< set when code == errc::closed
+  std::error_code code{};              ///< the kind: an `errc` of error_category(), or a system error
+  std::string detail{};                ///< what happened and where, for people
+  int http_status = 0;                 ///< set when code == errc::http_status or errc::proxy_failed
+  std::vector<Header> http_headers{};  ///< the refusal's response headers (Retry-After…)
+  std::optional<CloseFrame> close{};   ///< set when code == errc::closed
 
   /// Success.
   Error() = default;

@@ -19,20 +19,20 @@ enum class MessageType : std::uint8_t { text, binary };
 /// Thread safety: a plain value, not shared.
 struct InboundMessage {
   MessageType type = MessageType::text;  ///< text (UTF-8) or binary
-  std::string payload;                   ///< the whole message
+  std::string payload{};                 ///< the whole message
   /// The span that read it (set by the tracing decorator, see instrument());
   /// invalid when adapter operations are not traced.
-  TraceContext trace;
+  TraceContext trace{};
 };
 
-/// A message handed to OnMessage. The payload view is valid only until OnMessage
+/// A message handed to on_message. The payload view is valid only until on_message
 /// returns; copy it to keep it. `sequence` counts messages read in the session,
 /// starting at 0 and growing by one per message.
 /// Thread safety: read-only during the callback.
 struct Message {
   MessageType type = MessageType::text;  ///< text (UTF-8) or binary
   std::uint64_t sequence = 0;            ///< 0, 1, 2, … within the session
-  std::string_view payload;              ///< the whole message; valid during OnMessage only
+  std::string_view payload{};            ///< the whole message; valid during on_message only
 
   /// True for a text message.
   bool is_text() const noexcept { return type == MessageType::text; }

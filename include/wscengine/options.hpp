@@ -43,7 +43,7 @@ struct RetryDecision {
   /// Wait at least this long before the next attempt (the backoff delay applies too).
   std::chrono::milliseconds at_least{0};
   /// Why not, when `retry` is false: becomes part of the error the engine stops with.
-  std::string reason;
+  std::string reason{};
 
   /// Try again, waiting at least `at_least` (and the backoff delay).
   static RetryDecision again(std::chrono::milliseconds at_least = {}) { return {true, at_least, {}}; }
@@ -66,28 +66,28 @@ RetryDecision default_retry_policy(const Error& error, std::uint32_t retry, cons
 /// `validate()` is called by the Engine constructor. A plain value.
 struct EngineOptions {
   /// ws:// or wss:// URL of the server.
-  std::string url;
-  /// Reader slots N: at most N OnMessage run at once; N = 1 keeps arrival order.
+  std::string url{};
+  /// Reader slots N: at most N on_message run at once; N = 1 keeps arrival order.
   std::size_t reader_slots = 1;
   /// Keyed in-order dispatch for N > 1: messages with the same key (an instrument,
   /// a room, a device) run one at a time in sequence order; different keys run in
   /// parallel across the slots. Called once per message by the reader, before
-  /// OnMessage, with the message's sequence; keep it cheap and pure. A key
+  /// on_message, with the message's sequence; keep it cheap and pure. A key
   /// extractor that throws puts the message under the empty key. Messages read
   /// while their key is busy wait (at most 1024 in all; then reading pauses).
   /// Empty (the default): no keys, any N messages may run at once.
-  std::function<std::string(const Message& message)> message_key;
-  /// Reconnect after a peer close or a drop. Restart requests reconnect regardless.
+  std::function<std::string(const Message& message)> message_key{};
+  /// Reconnect after a peer close or a drop. restart() requests reconnect regardless.
   bool auto_reconnect = true;
-  /// Dial + handshake + OnOpen must finish within this.
+  /// Dial + handshake + on_open must finish within this.
   std::chrono::milliseconds open_timeout = std::chrono::seconds(10);
   /// The close handshake (send close, wait for the peer's) must finish within this.
   std::chrono::milliseconds close_timeout = std::chrono::seconds(5);
-  /// Stop() returns after this even if the engine has not stopped yet.
+  /// stop() returns after this even if the engine has not stopped yet.
   std::chrono::milliseconds stop_timeout = std::chrono::seconds(15);
   /// A write that cannot make progress (peer not reading) fails the connection after
   /// this: messages waiting to be sent fail with `errc::timeout`, and so does the next
-  /// read (OnReadError) before OnClose with 1006. Reading goes on until then.
+  /// read (on_read_error) before on_close with 1006. Reading goes on until then.
   std::chrono::milliseconds write_timeout = std::chrono::seconds(10);
   /// The send queue of a session: messages sent and not yet handed to the kernel.
   /// A send that would take it over either limit fails at once with
@@ -99,40 +99,40 @@ struct EngineOptions {
   /// Heartbeat: send a ping this long after the last one was answered; zero (the
   /// default) sends none. A ping with neither a pong nor any message read within
   /// `pong_timeout` means the connection is dead (a half-open TCP connection sends no error, ever): the engine
-  /// drops it, calls OnReadError with `errc::timeout`, then OnClose with 1006, and
-  /// reconnects as after any drop. It works while OnMessage is busy and while the
+  /// drops it, calls on_read_error with `errc::timeout`, then on_close with 1006, and
+  /// reconnects as after any drop. It works while on_message is busy and while the
   /// pause lock is held: the ping, and the wait for its pong, run on the runtime's
   /// I/O threads, and no callback thread waits for them.
   std::chrono::milliseconds ping_interval{0};
   std::chrono::milliseconds pong_timeout = std::chrono::seconds(10);  ///< see ping_interval
-  BackoffOptions backoff;                                             ///< delays between reconnect attempts
-  /// Decides after each failed attempt (after OnRestartError) whether to try again.
+  BackoffOptions backoff{};                                           ///< delays between reconnect attempts
+  /// Decides after each failed attempt (after on_restart_error) whether to try again.
   /// Empty: default_retry_policy. Runs on a callback thread.
-  std::function<RetryDecision(const Error& error, std::uint32_t retry)> retry_policy;
+  std::function<RetryDecision(const Error& error, std::uint32_t retry)> retry_policy{};
 
-  std::vector<Header> headers;               ///< extra handshake headers
-  std::vector<std::string> subprotocols;     ///< offered subprotocols
+  std::vector<Header> headers{};             ///< extra handshake headers
+  std::vector<std::string> subprotocols{};   ///< offered subprotocols
   bool offer_compression = false;            ///< offer permessage-deflate
   std::size_t max_message_size = 16u << 20;  ///< larger inbound messages close with 1009
-  TlsOptions tls;                            ///< certificate verification, mutual TLS, minimum version
+  TlsOptions tls{};                          ///< certificate verification, mutual TLS, minimum version
   /// HTTP CONNECT proxy: an explicit one, or (the default) HTTPS_PROXY /
   /// HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment, read at every dial.
   /// The choice lands in DialRequest::proxy, which before_dial may change.
-  ProxyOptions proxy;
+  ProxyOptions proxy{};
   /// Connect to these addresses instead of resolving the URL's host (see
   /// DialRequest::addresses). Empty = DNS.
-  std::vector<std::string> addresses;
+  std::vector<std::string> addresses{};
 
   /// Runs before every dial attempt (the first and each reconnect), on a callback
   /// thread; may change the URL, headers or anything else in the request (fresh
   /// tokens after a reconnect). `attempt` counts the failed attempts in a row before
   /// this one: 0 for the first dial of a start and for the first redial after a
   /// session ended (a success resets it). Returning an error fails the attempt with it.
-  std::function<Error(DialRequest& request, std::uint32_t attempt)> before_dial;
+  std::function<Error(DialRequest& request, std::uint32_t attempt)> before_dial{};
 
   /// Tracing and metrics (see docs/observability.md). All null by default: no
   /// telemetry and no cost. wscengine::otel provides both over OpenTelemetry.
-  TelemetryOptions telemetry;
+  TelemetryOptions telemetry{};
 
   /// Checks every field; the error names the field and the rule.
   Error validate() const;

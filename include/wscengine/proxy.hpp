@@ -17,10 +17,10 @@ namespace wscengine {
 /// server, for wss://; the proxy sees only the host and port.
 /// Thread safety: a plain value.
 struct HttpProxy {
-  std::string host;        ///< name or address, no brackets
+  std::string host{};      ///< name or address, no brackets
   std::uint16_t port = 0;  ///< explicit, or 80
-  std::string username;    ///< Basic proxy authentication (RFC 7617) when not empty
-  std::string password;    ///< with `username`
+  std::string username{};  ///< Basic proxy authentication (RFC 7617) when not empty
+  std::string password{};  ///< with `username`
 
   /// "http://host:port", without credentials: safe to log.
   std::string to_string() const;
@@ -39,7 +39,7 @@ Result<HttpProxy> parse_proxy_url(std::string_view text);
 struct ProxyOptions {
   /// A proxy for every connection ("http://user:pw@proxy:3128"). Empty: see
   /// `from_environment`.
-  std::string url;
+  std::string url{};
   /// With `url` empty, take the proxy from the environment as curl does:
   /// `https_proxy` / `HTTPS_PROXY` for wss://, `http_proxy` / `HTTP_PROXY` for
   /// ws://, then `all_proxy` / `ALL_PROXY` for both (lower-case first), unless

@@ -9,14 +9,15 @@ namespace wscengine {
 
 namespace detail {
 struct RuntimeImpl;
-}
+struct RuntimeAccess;
+}  // namespace detail
 
 /// Sizes of a Runtime's two thread groups.
 struct RuntimeOptions {
   /// Threads that wait on sockets and timers. One serves thousands of connections.
   std::size_t io_threads = 1;
   /// Threads that run user callbacks. At least the largest reader_slots of the
-  /// engines sharing the runtime, so that N OnMessage can really run at once.
+  /// engines sharing the runtime, so that N on_message can really run at once.
   std::size_t callback_threads = 2;
 };
 
@@ -44,10 +45,10 @@ class Runtime {
   /// True on one of this runtime's I/O threads.
   bool on_io_thread() const noexcept;
 
-  /// For adapters (see wscengine/asio.hpp): the runtime's implementation.
-  detail::RuntimeImpl& impl() noexcept { return *impl_; }
+  // Adapters reach the I/O context through io_context() in wscengine/asio.hpp.
 
  private:
+  friend struct detail::RuntimeAccess;  // the engine and io_context(): the implementation
   explicit Runtime(RuntimeOptions options);
   std::unique_ptr<detail::RuntimeImpl> impl_;
 };

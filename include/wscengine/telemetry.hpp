@@ -9,12 +9,13 @@
 #include <memory>
 #include <string_view>
 
-#include <wscengine/connection.hpp>
 #include <wscengine/error.hpp>
 #include <wscengine/message.hpp>
 #include <wscengine/trace_context.hpp>
 
 namespace wscengine {
+
+class Connector;  // wscengine/adapter.hpp
 
 /// While alive, makes a span the thread's current one in the tracing library (so a
 /// span the user starts without a parent becomes its child). Thread safety: created
@@ -66,9 +67,9 @@ class Tracer {
 /// Where a connection stands, for the connection-state metric.
 enum class ConnectionState : std::uint8_t {
   none,     ///< no connection (stopped, or waiting to retry)
-  dialing,  ///< dial + handshake + OnOpen
-  open,     ///< reading; OnMessage may run
-  closing,  ///< shutdown: OnClose and the close handshake
+  dialing,  ///< dial + handshake + on_open
+  open,     ///< reading; on_message may run
+  closing,  ///< shutdown: on_close and the close handshake
 };
 
 /// Receives the engine's measurements (see docs/observability.md for the
@@ -83,11 +84,11 @@ class Metrics {
   virtual void message_sent(MessageType type, std::size_t bytes) noexcept = 0;
   /// A dial attempt after the first of a start (a reconnect or a retry).
   virtual void reconnect_attempt() noexcept = 0;
-  /// A reconnect attempt that opened a session (OnOpen succeeded).
+  /// A reconnect attempt that opened a session (on_open succeeded).
   virtual void reconnect_success() noexcept = 0;
-  /// A read error handed to OnReadError (not a close).
+  /// A read error handed to on_read_error (not a close).
   virtual void read_error(const Error& error) noexcept = 0;
-  /// How long one OnMessage ran.
+  /// How long one on_message ran.
   virtual void on_message_duration(std::chrono::nanoseconds duration) noexcept = 0;
   /// One dial: DNS + TCP + TLS + HTTP upgrade; `error` empty on success.
   virtual void dial_duration(std::chrono::nanoseconds duration, const Error& error) noexcept = 0;
@@ -114,9 +115,9 @@ enum class TraceGrouping : std::uint8_t {
 /// What an engine traces and measures. A plain value.
 struct TelemetryOptions {
   /// Spans for every engine step and callback. Null: no tracing, no cost.
-  std::shared_ptr<Tracer> tracer;
+  std::shared_ptr<Tracer> tracer{};
   /// Counters, histograms and the connection state. Null: no metrics, no cost.
-  std::shared_ptr<Metrics> metrics;
+  std::shared_ptr<Metrics> metrics{};
   /// With a tracer: also span each adapter operation (dial, read, write, ping,
   /// close) through the decorator of instrument(). One extra span per message.
   bool trace_connection = true;

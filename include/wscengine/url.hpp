@@ -15,11 +15,11 @@ namespace wscengine {
 /// ':', the target follows; the Host header is then "localhost".
 /// Thread safety: a plain value.
 struct Url {
-  bool secure = false;      ///< wss:// or wss+unix://
-  std::string host;         ///< host name or address, no brackets ("localhost" for a Unix socket)
-  std::uint16_t port = 0;   ///< explicit or the scheme's default (80 / 443)
-  std::string target;       ///< path and query, at least "/"
-  std::string unix_socket;  ///< the Unix domain socket's path for ws+unix://, else empty
+  bool secure = false;        ///< wss:// or wss+unix://
+  std::string host{};         ///< host name or address, no brackets ("localhost" for a Unix socket)
+  std::uint16_t port = 0;     ///< explicit or the scheme's default (80 / 443)
+  std::string target{};       ///< path and query, at least "/"
+  std::string unix_socket{};  ///< the Unix domain socket's path for ws+unix://, else empty
 
   /// The Host header value: host, bracketed if IPv6, with the port when not default.
   std::string host_header() const;

@@ -139,9 +139,9 @@ class OtelMetrics final : public Metrics {
  public:
   explicit OtelMetrics(const nostd::shared_ptr<metrics_api::Meter>& meter)
       : counts_(counts_of(meter)),
-        read_errors_(meter->CreateUInt64Counter("wscengine.read.errors", "Errors handed to OnReadError", "{error}")),
+        read_errors_(meter->CreateUInt64Counter("wscengine.read.errors", "Errors handed to on_read_error", "{error}")),
         on_message_duration_(
-            meter->CreateDoubleHistogram("wscengine.on_message.duration", "Time spent in OnMessage", "s")),
+            meter->CreateDoubleHistogram("wscengine.on_message.duration", "Time spent in on_message", "s")),
         dial_duration_(
             meter->CreateDoubleHistogram("wscengine.dial.duration", "DNS + TCP + TLS + HTTP upgrade of one dial", "s")),
         handshake_duration_(meter->CreateDoubleHistogram("wscengine.handshake.duration",

@@ -5,6 +5,7 @@
 #include <tuple>
 
 #include "fuzzing_server.hpp"
+#include "support/text.hpp"
 
 namespace wscengine::conformance {
 namespace {
@@ -304,12 +305,12 @@ std::vector<Case> make_cases() {
       "1.3.3", "100 small messages in one burst", "§5.2",
       [] {
         std::vector<std::string> f;
-        for (int i = 0; i < 100; ++i) f.push_back(text("m" + std::to_string(i)));
+        for (int i = 0; i < 100; ++i) f.push_back(text(test::cat("m", i)));
         return f;
       }(),
       [] {
         Expected e;
-        for (int i = 0; i < 100; ++i) e.push_back({1, "m" + std::to_string(i)});
+        for (int i = 0; i < 100; ++i) e.push_back({1, test::cat("m", i)});
         return e;
       }()));
 

@@ -100,7 +100,7 @@ struct Case {
   std::string rfc;                       ///< the section that decides
   std::vector<std::string> client_args;  ///< extra flags for the client (e.g. --compress)
   std::function<Result(Session&)> play;
-  std::optional<FailSpec> fail;  ///< for cases that must fail the connection: what they send
+  std::optional<FailSpec> fail{};  ///< for cases that must fail the connection: what they send
 };
 
 /// Every case, in order.

@@ -19,6 +19,7 @@
 #include "support/http_proxy.hpp"
 #include "support/process.hpp"
 #include "support/real_adapters.hpp"
+#include "support/text.hpp"
 #include "test_server.hpp"
 
 using namespace wscengine;
@@ -375,6 +376,11 @@ TEST_P(AdapterContract, DialReturnsTheResponseSendsTheHeadersAndTwiceIsAnError) 
   EXPECT_EQ(response.status, 101);
   EXPECT_TRUE(connection->is_open());
   EXPECT_EQ(harness->request_header("X-Contract"), "yes");
+  if (harness->real_network()) {  // "wscengine/0.1.0 (Boost.Beast)": the version from the one place it is set
+    auto agent = harness->request_header("User-Agent");
+    ASSERT_TRUE(agent.has_value());
+    EXPECT_EQ(agent->rfind(std::string("wscengine/") + version_string + " (", 0), 0u) << *agent;
+  }
   auto underlying = connection->underlying();
   EXPECT_NE(underlying.type, nullptr);
   EXPECT_NE(underlying.object, nullptr);
@@ -555,13 +561,13 @@ TEST_P(AdapterContract, PingTimesOutWhenThePeerDoesNotAnswer) {
 
 TEST_P(AdapterContract, APeerCloseIsReadAfterEarlierMessagesWithItsCodeAndReason) {
   open();
-  for (int i = 0; i < 3; ++i) peer->send(MessageType::text, "m" + std::to_string(i));
+  for (int i = 0; i < 3; ++i) peer->send(MessageType::text, test::cat("m", i));
   peer->close({4001, "bye"});
   InboundMessage m;
   for (int i = 0; i < 3; ++i) {
     Error e = read_next(m);
     ASSERT_FALSE(e) << e.message();
-    EXPECT_EQ(m.payload, "m" + std::to_string(i));
+    EXPECT_EQ(m.payload, test::cat("m", i));
   }
   Error e = read_next(m);
   ASSERT_TRUE(e.is(errc::closed)) << e.message();

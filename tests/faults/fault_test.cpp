@@ -22,6 +22,7 @@
 #include "support/loopback.hpp"
 #include "support/real_adapters.hpp"
 #include "support/recorder.hpp"
+#include "support/text.hpp"
 #include "test_server.hpp"
 
 using namespace wscengine;
@@ -95,11 +96,11 @@ TEST_P(Faults, OneByteWritesBothWaysStillCarryWholeMessages) {
   proxy->set(Fault::slice);
   ASSERT_FALSE(engine->start());
   std::string big(70000, 'b');
-  for (int i = 0; i < 20; ++i) ASSERT_FALSE(engine->send_text("m" + std::to_string(i)));
+  for (int i = 0; i < 20; ++i) ASSERT_FALSE(engine->send_text(test::cat("m", i)));
   ASSERT_FALSE(engine->send_binary(big));
   ASSERT_TRUE(client->wait_count(Event::message, 21, 30s));
   auto messages = client->events_of(Event::message);
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(messages[i].payload, "m" + std::to_string(i));
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(messages[i].payload, test::cat("m", i));
   EXPECT_TRUE(messages[20].payload == big);
   EXPECT_EQ(client->count(Event::read_error), 0u);
 }

@@ -18,6 +18,9 @@ void Recorder::violation(std::string what) {
 
 void Recorder::record(Event e) {
   std::lock_guard lock(mutex_);
+  // Adapter-only kinds (error.hpp) pass between an adapter and the engine, never to a user.
+  if (e.error.is(errc::would_block) || e.error.is(errc::already_connected))
+    violations_.push_back("a callback got the adapter-only error " + e.error.message());
   events_.push_back(std::move(e));
   cv_.notify_all();
 }

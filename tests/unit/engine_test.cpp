@@ -13,6 +13,7 @@
 #include "support/fake_tracer.hpp"
 #include "support/memory_engine_fixture.hpp"
 #include "support/pause_mid_stream.hpp"
+#include "support/text.hpp"
 
 using namespace wscengine;
 using namespace wscengine::test;
@@ -39,11 +40,11 @@ TEST_F(EngineTest, StartReturnsAfterOnOpenAndMessagesArriveInOrder) {
   auto peer = start_and_accept();
   EXPECT_TRUE(open_returned.load());
   EXPECT_EQ(engine->state(), EngineState::running);
-  for (int i = 0; i < 100; ++i) peer->send(MessageType::text, "m" + std::to_string(i));
+  for (int i = 0; i < 100; ++i) peer->send(MessageType::text, test::cat("m", i));
   ASSERT_TRUE(client->wait_count(Event::message, 100));
   auto messages = client->events_of(Event::message);
   for (int i = 0; i < 100; ++i) {
-    EXPECT_EQ(messages[i].payload, "m" + std::to_string(i));
+    EXPECT_EQ(messages[i].payload, test::cat("m", i));
     EXPECT_EQ(messages[i].sequence, static_cast<std::uint64_t>(i));
   }
 }
@@ -689,8 +690,7 @@ TEST_F(EngineTest, WritesFromManyThreadsArriveWhole) {
   std::vector<std::thread> writers;
   for (int t = 0; t < threads; ++t) {
     writers.emplace_back([&, t] {
-      for (int i = 0; i < per_thread; ++i)
-        ASSERT_FALSE(engine->send_text("t" + std::to_string(t) + ":" + std::to_string(i)));
+      for (int i = 0; i < per_thread; ++i) ASSERT_FALSE(engine->send_text(test::cat("t", t, ":", i)));
     });
   }
   for (auto& w : writers) w.join();

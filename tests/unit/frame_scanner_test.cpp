@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "support/text.hpp"
+
 using wscengine::beast::detail::FrameScanner;
 
 namespace {
@@ -25,7 +27,7 @@ std::string pong(const std::string& p) { return frame(0x8a, p); }
 std::string feed(FrameScanner& s, std::string bytes, std::size_t chunk, bool strip = true) {
   std::string kept;
   for (std::size_t at = 0; at < bytes.size(); at += chunk) {
-    std::string part = "_" + bytes.substr(at, chunk);
+    std::string part = wscengine::test::cat("_", bytes.substr(at, chunk));
     auto* front = reinterpret_cast<unsigned char*>(part.data());
     bool spare = strip && s.holding();  // as the adapter: shifted only while a byte is held
     auto n = s.feed(front + 1, part.size() - 1, spare ? front : front + 1, strip);

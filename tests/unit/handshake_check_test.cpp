@@ -2,7 +2,7 @@
 // checks every adapter applies to the server's opening-handshake answer.
 #include <gtest/gtest.h>
 
-#include <wscengine/connection.hpp>
+#include <wscengine/adapter.hpp>
 
 using namespace wscengine;
 

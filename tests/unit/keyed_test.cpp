@@ -15,6 +15,7 @@
 #include <wscengine/wscengine.hpp>
 
 #include "support/recorder.hpp"
+#include "support/text.hpp"
 
 using namespace wscengine;
 using namespace wscengine::test;
@@ -94,7 +95,7 @@ TEST_F(Keyed, SameKeyInOrderOneAtATimeManyKeysEightSlots) {
   std::map<std::string, int> sent;
   for (int i = 0; i < kMessages; ++i) {
     // A few hot keys and a long tail, like a market feed.
-    std::string key = "k" + std::to_string(random() % 4 == 0 ? random() % 3 : random() % kKeys);
+    std::string key = test::cat("k", random() % 4 == 0 ? random() % 3 : random() % kKeys);
     peer->send(MessageType::text, key + ":" + std::to_string(sent[key]++));
   }
   ASSERT_TRUE(wait_delivered(kMessages));
@@ -156,8 +157,7 @@ TEST_F(Keyed, StoppingDeliversWhatWasReadBeforeOnClose) {
   Engine engine(options(4), c, server->connector());
   ASSERT_FALSE(engine.start());
   auto peer = server->accept(5s);
-  for (int i = 0; i < 2000; ++i)
-    peer->send(MessageType::text, "k" + std::to_string(i % 3) + ":" + std::to_string(i / 3));
+  for (int i = 0; i < 2000; ++i) peer->send(MessageType::text, test::cat("k", i % 3, ":", i / 3));
   ASSERT_TRUE(wait_delivered(50));
   ASSERT_FALSE(engine.stop());
   EXPECT_EQ(closes, 1);

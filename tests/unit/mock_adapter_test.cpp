@@ -4,6 +4,7 @@
 
 #include <future>
 
+#include <wscengine/adapter.hpp>
 #include <wscengine/mock.hpp>
 #include <wscengine/wscengine.hpp>
 

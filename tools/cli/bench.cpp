@@ -95,14 +95,14 @@ class EchoClient final : public Client {
   const std::uint64_t count_;
   const std::string payload_;
   const MessageType type_;
-  std::vector<double> rtts_;  // one reader slot: OnMessage runs one at a time
+  std::vector<double> rtts_;  // one reader slot: on_message runs one at a time
   Clock::time_point sent_at_, start_, end_;
   std::promise<void> done_;
   Error error_;
 };
 
 /// Against a server that drops every connection after its first message: the time
-/// from each OnClose (1006) to the next OnOpen, `count` times, with no backoff.
+/// from each on_close (1006) to the next on_open, `count` times, with no backoff.
 class ReconnectClient final : public Client {
  public:
   explicit ReconnectClient(std::uint64_t count) : count_(count) { gaps_.reserve(count); }

@@ -190,7 +190,7 @@ int run_connect(const Args& args) {
   options.max_message_size = static_cast<std::size_t>(*max_size);
   options.backoff.initial_delay = std::chrono::milliseconds(250);
   options.backoff.max_delay = std::chrono::seconds(5);
-  // The engine's heartbeat: a dead peer ends as OnReadError (timeout) + OnClose 1006.
+  // The engine's heartbeat: a dead peer ends as on_read_error (timeout) + on_close 1006.
   options.ping_interval =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(*ping_interval));
   options.pong_timeout =

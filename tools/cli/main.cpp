@@ -17,7 +17,7 @@ constexpr const char* kHelp = R"(usage:
   wscengine bench feed URL [options]  receive --count messages; print {"count","bytes","secs"}
   wscengine bench echo URL [options]  --count sequential round trips of --size bytes; print
                                       {"count","secs","p50_us","p90_us","p99_us","max_us"}
-  wscengine bench reconnect URL [options]  drop-to-OnOpen times against a dropping server
+  wscengine bench reconnect URL [options]  drop-to-on_open times against a dropping server
   wscengine bench connections URL [options]  many idle connections: time, RSS, threads, broadcast
   wscengine --help | --version
 
@@ -31,7 +31,7 @@ or Ctrl-C).
   --header 'K: V'              extra handshake header (repeatable)
   --subprotocol P              offer subprotocol P (repeatable)
   --compress                   offer permessage-deflate (Beast adapter only)
-  --send TEXT                  send TEXT after every (re)connect, from OnOpen (repeatable)
+  --send TEXT                  send TEXT after every (re)connect, from on_open (repeatable)
   --ping-interval S            ping every S seconds (0 = never, the default)
   --pong-timeout S             no pong within S seconds = dead connection (default 10)
   --max-message-size BYTES     larger messages close the connection with 1009 (default 16 MiB)
@@ -79,14 +79,14 @@ bench: the engine as a measuring client (one JSON line on stdout; exit 1 if not 
                                then close 1000
   echo URL --count N --size S  N round trips, one at a time, of S bytes (--binary: binary)
   reconnect URL --count N      against a server that drops every connection (serve --mode blast
-                               --count 1 --drop-every 1): N times from OnClose to the next
-                               OnOpen, with no backoff; prints {"count","p50_us","p99_us","max_us"}
+                               --count 1 --drop-every 1): N times from on_close to the next
+                               on_open, with no backoff; prints {"count","p50_us","p99_us","max_us"}
   connections URL --count N    N engines (one connection each) on one runtime, against a server
                                that sends one message to every connection when one sends
                                "broadcast" (bench/peers/scale_server.js); raises the file limit;
                                prints {"connections","connect_secs","rss_kib",
                                "rss_per_connection_kib","threads","broadcast_ms"}
-  --work-us U                  feed: spend U µs of CPU in each OnMessage (for --workers scaling)
+  --work-us U                  feed: spend U µs of CPU in each on_message (for --workers scaling)
   --adapter, --workers         as for connect (echo needs --workers 1)
   --timeout S                  give up after S seconds (default 120)
 )";

@@ -1,7 +1,7 @@
 // wscengine-demo-server: a local feed for the demo. Every connection waits for the
 // client's "subscribe" message, then receives numbered ticks at a steady rate; after
 // every --drop-every ticks the TCP connection is dropped without a close frame, so
-// the client shows OnClose 1006, backoff and a reconnect with resubscription.
+// the client shows on_close 1006, backoff and a reconnect with resubscription.
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>

@@ -10,6 +10,7 @@
 #include <wscengine/beast/underlying.hpp>
 #include <wscengine/detail/client_tls.hpp>
 #include <wscengine/detail/control_waiter.hpp>
+#include <wscengine/version.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -48,7 +49,7 @@ using detail::ScanLayer;
 using detail::SocketLayer;
 using error_code = boost::system::error_code;
 
-constexpr const char* kUserAgent = "wscengine/0.1.0 (Boost.Beast)";
+constexpr const char* kUserAgent = "wscengine/" WSCENGINE_VERSION_STRING " (Boost.Beast)";
 
 // Most text is ASCII, which is valid UTF-8: 32 bytes per step (four words OR-ed, one
 // test), before the full check.
@@ -480,7 +481,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     if (done) done(std::move(e));
   }
 
-  // Reading by hand (OnOpen, under a PauseGuard): reads what is buffered; waits for
+  // Reading by hand (on_open, under a PauseGuard): reads what is buffered; waits for
   // more with an asynchronous wait on the socket, completed on an I/O thread, so the
   // caller's thread sleeps on a condition (portable: no poll()). Never on an I/O thread.
   Error read(InboundMessage& out, std::chrono::milliseconds timeout) override {

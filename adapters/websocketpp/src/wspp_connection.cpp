@@ -7,6 +7,7 @@
 // engine applies back-pressure to the peer instead of buffering without limit.
 #include <wscengine/asio.hpp>
 #include <wscengine/detail/control_waiter.hpp>
+#include <wscengine/version.hpp>
 #include <wscengine/websocketpp.hpp>
 
 #include <boost/asio/ip/address.hpp>
@@ -30,7 +31,7 @@ namespace {
 namespace net = boost::asio;
 namespace bridge = websocketpp_adapter::bridge;
 
-constexpr const char* kUserAgent = "wscengine/0.1.0 (websocketpp)";
+constexpr const char* kUserAgent = "wscengine/" WSCENGINE_VERSION_STRING " (websocketpp)";
 constexpr const char* kMarkerPrefix = "wscengine-ack-";
 
 bool is_address(const std::string& host) {

@@ -29,11 +29,11 @@ namespace wscengine::otel {
 struct ExportOptions {
   /// Empty: OTEL_TRACES_EXPORTER; when that is unset, "otlp" if an OTLP endpoint
   /// variable is set, else "none".
-  std::string traces;
+  std::string traces{};
   /// Empty: OTEL_METRICS_EXPORTER, with the same fallback as `traces`.
-  std::string metrics;
+  std::string metrics{};
   /// Output file of "console" and "lines"; empty = standard output.
-  std::string file;
+  std::string file{};
   /// service.name of the resource, unless OTEL_SERVICE_NAME says otherwise.
   std::string service_name = "wscengine";
   /// Period of metric exports. Zero: OTEL_METRIC_EXPORT_INTERVAL, else 10 s.

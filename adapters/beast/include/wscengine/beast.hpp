@@ -6,7 +6,7 @@
 #include <cstddef>
 #include <memory>
 
-#include <wscengine/connection.hpp>
+#include <wscengine/adapter.hpp>
 
 namespace wscengine::beast {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include <wscengine/connection.hpp>
+#include <wscengine/adapter.hpp>
 
 namespace wscengine::memory {
 

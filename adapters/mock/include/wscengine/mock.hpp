@@ -6,7 +6,7 @@
 #include <memory>
 #include <utility>
 
-#include <wscengine/connection.hpp>
+#include <wscengine/adapter.hpp>
 
 namespace wscengine::mock {
 

@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include <wscengine/connection.hpp>
+#include <wscengine/adapter.hpp>
 
 namespace wscengine::detail {
 
