@@ -90,7 +90,8 @@ class SessionConnection {
   Error send_text(std::string_view text) const { return send(MessageType::text, text); }
   /// send() of a binary message.
   Error send_binary(std::string_view bytes) const { return send(MessageType::binary, bytes); }
-  /// Reads the next message by hand (on_open, on_close, or under a PauseGuard).
+  /// Reads the next message by hand (on_open, on_close, or under a PauseGuard) into
+  /// `out`, an InboundMessage that owns its bytes (on_message gets the borrowed Message).
   Error read(InboundMessage& out, std::chrono::milliseconds timeout) const;
   /// Sends a ping and waits for a pong.
   Error ping(std::string_view payload, std::chrono::milliseconds timeout) const;

@@ -14,8 +14,11 @@ namespace wscengine {
 /// The two WebSocket data message kinds.
 enum class MessageType : std::uint8_t { text, binary };
 
-/// One complete inbound message as an adapter delivers it: the kind and the payload
-/// bytes. The engine reuses these buffers, so reading does not allocate once warm.
+/// One complete inbound message that owns its bytes: what a read by hand fills
+/// (SessionConnection::read, under a PauseGuard or in on_open) and what an adapter
+/// hands the engine. Keep it as long as you like. Its borrowed counterpart is Message,
+/// which on_message receives. Reuse one across reads: its payload's capacity is kept,
+/// so reading does not allocate once warm.
 /// Thread safety: a plain value, not shared.
 struct InboundMessage {
   MessageType type = MessageType::text;  ///< text (UTF-8) or binary
@@ -25,9 +28,11 @@ struct InboundMessage {
   TraceContext trace{};
 };
 
-/// A message handed to on_message. The payload view is valid only until on_message
-/// returns; copy it to keep it. `sequence` counts messages read in the session,
-/// starting at 0 and growing by one per message.
+/// A message handed to on_message, borrowed: the payload view is valid only until
+/// on_message returns; copy it (into a std::string or an InboundMessage) to keep it.
+/// The owned counterpart, which a read by hand fills, is InboundMessage. `sequence`
+/// counts the messages handed to on_message in the session, starting at 0 and growing
+/// by one per message; messages read by hand take no number.
 /// Thread safety: read-only during the callback.
 struct Message {
   MessageType type = MessageType::text;  ///< text (UTF-8) or binary

@@ -19,6 +19,7 @@
 
 #include "conformance/fuzzing_server.hpp"
 #include "fault_proxy.hpp"
+#include "support/fake_tracer.hpp"
 #include "support/loopback.hpp"
 #include "support/real_adapters.hpp"
 #include "support/recorder.hpp"
@@ -110,13 +111,22 @@ TEST_P(Faults, DelayedChunksDoNotFoolTheHeartbeat) {
   auto o = through_proxy();
   o.ping_interval = 100ms;
   o.pong_timeout = 3s;
+  auto tracer = std::make_shared<FakeTracer>();
+  o.telemetry.tracer = tracer;
   make(o);
   proxy->set_delay(150ms);
   proxy->set(Fault::delay);
   ASSERT_FALSE(engine->start());
-  for (int i = 0; i < 5; ++i) ASSERT_FALSE(engine->send_text("slow " + std::to_string(i)));
+  for (int i = 0; i < 5; ++i) ASSERT_FALSE(engine->send_text(test::cat("slow ", i)));
   ASSERT_TRUE(client->wait_count(Event::message, 5, 30s));
-  std::this_thread::sleep_for(500ms);  // several pings answered late, but in time
+  // Several pings answered late (each pong 300 ms on the way), but in time.
+  auto answered = [&] {
+    std::size_t n = 0;
+    for (const auto& span : tracer->named("wscengine.ping")) n += span.ended && span.error.empty();
+    return n;
+  };
+  for (int i = 0; i < 1000 && answered() < 3; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_GE(answered(), 3u) << "three pings answered through the delay";
   EXPECT_EQ(client->count(Event::read_error), 0u);
   EXPECT_EQ(client->count(Event::open), 1u);
 }

@@ -253,7 +253,10 @@ TEST_P(EngineOverSockets, PauseThenRequestResponseByHand) {
   // Hooks are set before start: callbacks read them on other threads.
   std::promise<std::string> got;
   std::atomic<bool> asked{false};
+  std::atomic<bool> paused{false};
+  std::atomic<int> dispatched_while_paused{0};
   client->on_message_hook = [&](Context& ctx, const Message& m) {
+    if (paused.load()) ++dispatched_while_paused;
     if (m.payload != "tick" || asked.exchange(true)) return;
     PauseGuard pause = ctx.pause();  // inside OnMessage with N = 1
     if (ctx.connection().send_text("ping?")) return;
@@ -268,10 +271,16 @@ TEST_P(EngineOverSockets, PauseThenRequestResponseByHand) {
   {
     // Pause from outside any callback; nothing is dispatched until it is released.
     PauseGuard pause = engine->pause();
+    paused = true;
     ASSERT_FALSE(engine->send_text("ping?"));
-    std::this_thread::sleep_for(50ms);
+    // The server answers our ping after "pong!": when the pong is back, "pong!" has
+    // reached the client and waits there, and no reader slot took it.
+    Error ping = engine->connection().ping("after pong!", 5s);
+    ASSERT_FALSE(ping) << ping.message();
     EXPECT_EQ(client->count(Event::message), 0u);
+    paused = false;
   }
+  EXPECT_EQ(dispatched_while_paused.load(), 0) << "on_message ran while the pause lock was held";
   ASSERT_TRUE(client->wait_count(Event::message, 1));
   EXPECT_EQ(client->events_of(Event::message)[0].payload, "pong!");
   ASSERT_FALSE(engine->send_text("feed"));

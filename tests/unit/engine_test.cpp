@@ -284,7 +284,10 @@ TEST_F(EngineTest, StopClosesWith1000AndIsIdempotent) {
   EXPECT_FALSE(engine->stop());
   EXPECT_EQ(engine->state(), EngineState::stopped);
   peer->send(MessageType::text, "late");  // nothing may reach the client now
-  std::this_thread::sleep_for(20ms);
+  // Destroying the engine waits for every task it posted: a callback it had let through
+  // would have run by then.
+  engine.reset();
+  EXPECT_EQ(client->count(Event::message), 0u);
 }
 
 TEST_F(EngineTest, OnCloseChoosesTheCloseCode) {
@@ -609,6 +612,11 @@ TEST_F(EngineTest, TheSlotLimitHoldsOnARuntimeWithMoreCallbackThreadsThanSlots) 
 }
 
 TEST_F(EngineTest, PauseStopsReadingAndAllowsReadingByHand) {
+  std::atomic<bool> paused{false};
+  std::atomic<int> dispatched_while_paused{0};
+  client->on_message_hook = [&](Context&, const Message&) {
+    if (paused.load()) ++dispatched_while_paused;
+  };
   make();
   auto peer = start_and_accept();
   peer->send(MessageType::text, "before");
@@ -616,17 +624,27 @@ TEST_F(EngineTest, PauseStopsReadingAndAllowsReadingByHand) {
   {
     PauseGuard pause = engine->pause();
     ASSERT_TRUE(pause.owns_lock());
+    paused = true;
     EXPECT_FALSE(engine->send_text("request"));
+    ASSERT_TRUE(peer->wait_received(1, 5s));
     peer->send(MessageType::text, "response");
+    peer->send(MessageType::text, "later");
+    // The engine holds no message back: reading by hand gets the response, then the
+    // next one, both already buffered while the readers stood still.
     InboundMessage reply;
-    // The engine holds no message back: reading by hand gets the response.
-    auto session = client->events_of(Event::open)[0];
-    (void)session;
-    std::this_thread::sleep_for(20ms);
-    EXPECT_EQ(client->count(Event::message), 1u);  // paused: nothing dispatched
+    ASSERT_FALSE(engine->connection().read(reply, 5s));
+    EXPECT_EQ(reply.payload, "response");
+    peer->send(MessageType::text, "after");
+    ASSERT_FALSE(engine->connection().read(reply, 5s));
+    EXPECT_EQ(reply.payload, "later");
+    paused = false;
   }
   ASSERT_TRUE(client->wait_count(Event::message, 2));
-  EXPECT_EQ(client->events_of(Event::message)[1].payload, "response");
+  EXPECT_EQ(dispatched_while_paused.load(), 0) << "on_message ran while the pause lock was held";
+  auto messages = client->events_of(Event::message);
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(messages[1].payload, "after");
+  EXPECT_EQ(messages[1].sequence, 1u) << "messages read by hand take no sequence number";
 }
 
 TEST_F(EngineTest, PausedUserReadsTheResponseByHand) {
