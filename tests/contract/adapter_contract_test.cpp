@@ -839,6 +839,46 @@ TEST_P(NetworkContract, LargeMessagesArriveWholeHoweverTheyAreCut) {
   expect_echo(exact, MessageType::binary);
 }
 
+// Under TLS the Beast adapter reads on while records are there: a large payload
+// received into a string of its own (diverted) can be followed in the buffer by more
+// bytes than it has, all small messages. The large message must still be its own
+// payload, not the bytes behind its header (it was: the check looked at the buffer
+// first), and everything after it whole and in order.
+TEST_P(NetworkContract, OverTlsALargeMessageFollowedByMoreThanItsSizeArrivesIntact) {
+  std::string dir = test::temp_dir();
+  ASSERT_TRUE(test::make_test_certificate(dir)) << "openssl could not make a certificate";
+  ServerSetup setup;
+  setup.options.cert_file = dir + "/cert.pem";
+  setup.options.key_file = dir + "/key.pem";
+  RealHarness secure(connector(), setup);
+  auto r = secure.request();
+  r.tls.ca_file = setup.options.cert_file;
+  auto result = dial(r);
+  ASSERT_TRUE(result) << result.error().message();
+  auto accepted = secure.accept(5s);
+  auto* raw = dynamic_cast<RealPeer*>(accepted.get());
+  ASSERT_NE(raw, nullptr);
+  using tools::server_frame;
+  std::vector<std::pair<MessageType, std::string>> expected;
+  std::string stream;
+  for (int round = 0; round < 3; ++round) {
+    std::string large(65536 + round * 1000, static_cast<char>('A' + round));
+    stream += server_frame(0x82, large);
+    expected.emplace_back(MessageType::binary, std::move(large));
+    for (int i = 0; i < 1500; ++i) {  // 1500 x 100 B: more than the large payload
+      std::string small = test::cat("r", round, " m", i);
+      small.resize(100, '.');
+      stream += server_frame(0x81, small);
+      expected.emplace_back(MessageType::text, std::move(small));
+    }
+  }
+  raw->send_raw(stream);  // one write: TLS records back to back
+  expect_messages(expected);
+  accepted->start_echo();  // answers the close
+  EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
+  connection.reset();
+}
+
 // Large frames the Beast adapter does not read itself after all go back to Beast
 // whole: invalid UTF-8 at the end of a 100 KB text, a 20 KB payload with a 64-bit
 // length (not the shortest form, RFC 6455 §5.2: a protocol error, close 1002;

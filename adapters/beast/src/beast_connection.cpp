@@ -731,9 +731,10 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       const std::size_t header = frame.length;
       const std::uint64_t len = frame.payload;
       // A large payload may have been received into a string of its own (see
-      // ScanLayer::divert_payloads): then only the header is in the buffer.
-      std::string* diverted = nullptr;
-      if (bytes.size() - header < len && (diverted = layer.diverted_payload(header)) == nullptr) return false;
+      // ScanLayer::divert_payloads): then only the header is in the buffer, and the
+      // bytes behind it (which may be as many as the payload) are the next frames.
+      std::string* diverted = layer.diverted_payload(header);
+      if (!diverted && bytes.size() - header < len) return false;
       if (p[0] == 0x8a && len <= 125) {  // a pong
         layer.discard(header + static_cast<std::size_t>(len));
         continue;

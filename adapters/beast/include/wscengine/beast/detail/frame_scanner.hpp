@@ -23,14 +23,22 @@ struct FrameHeader {
   bool minimal_length = false;  ///< the shortest length form, and under 2^63 (§5.2 requires both)
 };
 
+/// How many bytes a frame header has, from its second byte (the 7-bit length, which
+/// says whether 2 or 8 length bytes follow, and the mask bit).
+constexpr std::size_t frame_header_size(unsigned char second) noexcept {
+  const unsigned len7 = second & 0x7f;
+  return 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + ((second & 0x80) != 0 ? 4 : 0);
+}
+
 /// Reads the header at the front of `n` bytes at `p` without consuming anything.
+/// The one place a frame's length is decoded (the scanner and the adapter use it).
 // Inlined: it runs once per message on the read path.
 [[gnu::always_inline]] inline FrameHeader peek_frame_header(const unsigned char* p, std::size_t n) noexcept {
   FrameHeader h;
   if (n < 2) return h;
   unsigned len7 = p[1] & 0x7f;
   h.masked = (p[1] & 0x80) != 0;
-  std::size_t length = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (h.masked ? 4 : 0);
+  const std::size_t length = frame_header_size(p[1]);
   if (n < length) return h;
   h.length = length;
   h.payload = len7;
@@ -163,11 +171,9 @@ class FrameScanner {
         if (!held_) *out++ = byte;
       } else {
         if (header_length_ == 2) {
-          unsigned len7 = header_[1] & 0x7f;
-          bool masked = (header_[1] & 0x80) != 0;
-          header_needed_ = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) + (masked ? 4 : 0);
+          header_needed_ = static_cast<unsigned>(frame_header_size(header_[1]));
           // Only a well-formed ping is taken out: FIN, no RSV bits, unmasked, <= 125 bytes.
-          ping_frame_ = header_[0] == 0x89 && !masked && len7 <= 125 && !stopped();
+          ping_frame_ = header_[0] == 0x89 && (header_[1] & 0x80) == 0 && (header_[1] & 0x7f) <= 125 && !stopped();
           strip_current_ = ping_frame_ && held_;
           if (held_ && !strip_current_) *out++ = header_[0];
           held_ = false;
@@ -235,16 +241,11 @@ class FrameScanner {
   void parse_header() noexcept {
     fin_ = (header_[0] & 0x80) != 0;
     opcode_ = header_[0] & 0x0f;
-    std::uint64_t len = header_[1] & 0x7f;
-    if (len == 126) {
-      len = (std::uint64_t{header_[2]} << 8) | header_[3];
-    } else if (len == 127) {
-      len = 0;
-      for (int i = 2; i < 10; ++i) len = (len << 8) | header_[i];
-    }
+    const FrameHeader header = peek_frame_header(header_, header_length_);
+    const std::uint64_t len = header.payload;
     bool control = (opcode_ & 0x8) != 0;
     bool known = opcode_ <= 2 || opcode_ == 8 || opcode_ == 9 || opcode_ == 10;
-    bool masked = (header_[1] & 0x80) != 0;  // RFC 6455 §5.1: a server never masks
+    bool masked = header.masked;  // RFC 6455 §5.1: a server never masks
     // RSV1 marks a compressed message (RFC 7692 §6): only on the first frame of a data
     // message, and only when permessage-deflate was negotiated.
     bool reserved_bits =

@@ -366,9 +366,9 @@ class ScanLayer {
         auto space = buffer_.prepare(want + 1);
         auto* front = static_cast<unsigned char*>(space.data());
         auto* in = front + (scanner_.holding() ? 1 : 0);
-        lowest().no_wait = true;
+        set_no_wait(true);
         n = next_.read_some(net::buffer(in, want), ec);
-        lowest().no_wait = false;
+        set_no_wait(false);
         if (n != 0) {
           std::size_t kept = scanner_.feed(in, n, front);
           std::size_t diverted = 0;
@@ -393,6 +393,16 @@ class ScanLayer {
       }
     }
     return got;
+  }
+
+  /// While set, a read of the layer below that finds nothing fails at once with
+  /// would_block (SocketLayer::no_wait, under TLS or not; a test's fake layer has one too).
+  void set_no_wait(bool on) noexcept {
+    if constexpr (requires { next_.no_wait; }) {
+      next_.no_wait = on;
+    } else {
+      next_.next_layer().no_wait = on;
+    }
   }
 
   SocketLayer& lowest() noexcept {
@@ -505,9 +515,9 @@ class ScanLayer {
     const std::size_t need = std::min(total, diverted_filled_ + chunk);
     if (diverted_.size() < need) diverted_.resize(need);
     want = std::min(total, diverted_.size()) - diverted_filled_;
-    lowest().no_wait = true;
+    set_no_wait(true);
     std::size_t n = next_.read_some(net::buffer(diverted_.data() + diverted_filled_, want), ec);
-    lowest().no_wait = false;
+    set_no_wait(false);
     if (n == 0) return 0;
     scanner_.skip_payload(reinterpret_cast<const unsigned char*>(diverted_.data()) + diverted_filled_, n);
     diverted_filled_ += n;
