@@ -26,7 +26,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 echo "== wscengine serve: a feed at $url that drops the connection every 10 messages"
-echo "== wscengine connect: subscribes from OnOpen after every (re)connect, stops after 25 messages"
+echo "== wscengine connect: subscribes from on_open after every (re)connect, stops after 25 messages"
 "$cli" connect "$url" --send "subscribe ticks" --count 25 --trace "$telemetry" --stats 2>&1
 
 if grep -q '^span ' "$telemetry"; then

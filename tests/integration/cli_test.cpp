@@ -143,6 +143,19 @@ TEST(Cli, AFeedThatEndsNormallyIsPrintedAndCounted) {
   EXPECT_THAT(stats, HasSubstr("\"bytes\":30"));
 }
 
+// The feed server answers the client's close at once, also while the client's
+// heartbeat pings arrive between its ticks (a read for them would wait for a message).
+TEST(Cli, AFeedServerAnswersTheClientsCloseAndItsPings) {
+  auto server = serve({"--mode", "feed", "--rate", "50"});
+  for (const char* ping : {"0", "0.01"}) {
+    auto r = cli({"connect", server.url(), "--count", "3", "--ping-interval", ping, "--stats"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(lines(r.out).size(), 3u) << "ticks arrive while pings go out: " << r.out;
+    EXPECT_THAT(r.err, Not(HasSubstr("did not answer the close"))) << "--ping-interval " << ping;
+    EXPECT_THAT(last_line(r.err), HasSubstr("\"close_code\":1000"));
+  }
+}
+
 TEST(Cli, StdinLinesAndSendFlagsGoOutAndCountEndsTheRun) {
   auto server = serve({"--mode", "echo"});
   auto r = cli({"connect", server.url(), "--send", "first", "--count", "3", "--stats"}, "second\nthird\n");

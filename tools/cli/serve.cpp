@@ -29,18 +29,35 @@ struct FeedSettings {
 
 void feed_session(tools::ServerSession& session, const FeedSettings& feed, std::atomic<std::uint64_t>& ticks,
                   std::atomic<std::uint64_t>& refusals_left) {
-  // A client may subscribe first (the demo does, after every reconnect).
-  InboundMessage first;
-  if (session.wait_readable(std::chrono::milliseconds(200)) && !session.read(first, std::chrono::seconds(5)) &&
-      first.payload.rfind("subscribe", 0) == 0) {
-    auto space = first.payload.find(' ');
-    session.send(MessageType::text,
-                 "subscribed: " + (space == std::string::npos ? std::string("all") : first.payload.substr(space + 1)));
+  // A client may subscribe first (the demo does, after every reconnect): wait up to
+  // 200 ms for a message. Only for a message or a close: a read that found only the
+  // client's pings would wait for one, and a read that times out breaks the stream.
+  const auto subscribe_deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+  while (!session.message_or_close_waiting() && std::chrono::steady_clock::now() < subscribe_deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  if (session.message_or_close_waiting()) {
+    InboundMessage first;
+    if (session.read(first, std::chrono::seconds(5))) return;  // closed, or gone
+    if (first.payload.rfind("subscribe", 0) == 0) {
+      auto space = first.payload.find(' ');
+      session.send(MessageType::text, "subscribed: " + (space == std::string::npos ? std::string("all")
+                                                                                   : first.payload.substr(space + 1)));
+    }
   }
   auto period = feed.rate > 0 ? std::chrono::duration<double>(1.0 / feed.rate) : std::chrono::duration<double>(0);
   auto next = std::chrono::steady_clock::now();
   std::string payload;
+  // The client's close is answered at once (a client that leaves need not wait for its
+  // close timeout): looked for before every tick and every 20 ms between ticks. Its
+  // pings stay until a read (the ticks keep it alive); a message it sends is dropped.
+  // False: the session is over.
+  auto answer_client = [&session] {
+    if (!session.message_or_close_waiting()) return true;
+    InboundMessage ignored;
+    return !session.read(ignored, std::chrono::seconds(5));
+  };
   for (std::uint64_t sent = 0; !g_stop; ++sent) {
+    if (!answer_client()) return;
     if (feed.count != 0 && sent == feed.count) {
       session.close({close_code::normal, "feed complete"});
       return;
@@ -55,7 +72,11 @@ void feed_session(tools::ServerSession& session, const FeedSettings& feed, std::
     if (session.send(MessageType::text, payload)) return;
     if (feed.rate > 0) {
       next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(period);
-      std::this_thread::sleep_until(next);
+      for (auto now = std::chrono::steady_clock::now(); now < next; now = std::chrono::steady_clock::now()) {
+        std::this_thread::sleep_for(
+            std::min<std::chrono::steady_clock::duration>(next - now, std::chrono::milliseconds(20)));
+        if (!answer_client()) return;
+      }
     }
   }
 }

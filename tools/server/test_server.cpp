@@ -103,6 +103,23 @@ class Session final : public ServerSession {
     pollfd p{fd_, POLLIN, 0};
     return ::poll(&p, 1, static_cast<int>(timeout.count())) > 0;
   }
+  bool message_or_close_waiting() override {
+    if constexpr (!std::is_same_v<Next, Socket>) {
+      return false;  // TLS: the bytes in the kernel are encrypted
+    } else {
+      unsigned char bytes[1024];
+      const ssize_t got = ::recv(fd_, bytes, sizeof bytes, MSG_PEEK | MSG_DONTWAIT);
+      const std::size_t n = got > 0 ? static_cast<std::size_t>(got) : 0;
+      std::size_t at = 0;
+      while (at + 2 <= n) {
+        const unsigned opcode = bytes[at] & 0x0f;
+        if (opcode != 0x9 && opcode != 0xa) return true;  // data, continuation or close
+        // A ping or pong: at most 125 payload bytes, so a 7-bit length; masked (client).
+        at += 2 + ((bytes[at + 1] & 0x80) != 0 ? 4 : 0) + (bytes[at + 1] & 0x7f);
+      }
+      return false;
+    }
+  }
 
  private:
   ws::stream<Next>& ws_;

@@ -52,6 +52,11 @@ class ServerSession {
   /// times out breaks a Beast stream, so scripts that only maybe expect a message
   /// wait here first. (Plain connections; TLS may hold bytes this cannot see.)
   virtual bool wait_readable(std::chrono::milliseconds timeout) = 0;
+  /// True when what the client has sent and nobody read yet begins, after any pings
+  /// and pongs, with a data or close frame: a read() then returns at once (with the
+  /// message, or errc::closed after answering the close) instead of waiting. Never
+  /// waits. Plain connections only (false under TLS, whose bytes it cannot see).
+  virtual bool message_or_close_waiting() = 0;
 };
 
 /// A WebSocket server on a loopback port. `on_session` runs on its own thread for
