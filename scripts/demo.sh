@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job: install what is needed, build the `wscengine` tool, start its local feed
 # server (which drops the connection every 10 messages and refuses the next two upgrades)
-# and connect to it: messages flowing, the drop seen as OnClose 1006, reconnect attempts
-# backing off, OnOpen again with resubscription, then a short summary of the OpenTelemetry
+# and connect to it: messages flowing, the drop seen as on_close 1006, reconnect attempts
+# backing off, on_open again with resubscription, then a short summary of the OpenTelemetry
 # trace and metrics it recorded. Ends by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +31,7 @@ echo "== wscengine connect: subscribes from on_open after every (re)connect, sto
 
 if grep -q '^span ' "$telemetry"; then
   echo
-  echo "== one message followed from the socket into OnMessage, innermost span first; the next line"
+  echo "== one message followed from the socket into on_message, innermost span first; the next line"
   echo "   is each span's parent, or the span it links to (a message, and a reconnect, start a trace of their own)"
   id=$(grep '^span wscengine.on_message ' "$telemetry" | sed -n 12p | sed 's/.* id=\([0-9a-f]*\).*/\1/')
   for _ in $(seq 1 10); do
