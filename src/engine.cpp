@@ -616,22 +616,19 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
   bool entered = false;       // the previous round already took the read lock for this one
   bool holding_slot = false;  // keeps_slot: this reader still counts in in_flight, on `slot`
   std::uint32_t slot = 0;
+  // After a read (mutex_ held): the slot kept for it and its buffer go back.
+  auto give_back_locked = [&] {
+    if (holding_slot) release_slot_locked(*s, slot);
+    holding_slot = false;
+    s->free_buffers.push_back(std::move(buffer));
+  };
   for (;;) {
     if (!entered) {
       Lock lock(mutex_);
-      if (s->ending) {
-        s->reader_running = false;
-        return maybe_finish_locked(s);
-      }
-      if (s->in_flight >= options_.reader_slots || s->parked >= kMaxParkedMessages) {
-        s->reader_running = false;  // resumed when an on_message returns
-        return;
-      }
-      if (user_paused_) {
-        s->reader_running = false;  // resumed when the PauseGuard is released
-        parked_reader_ = s;
-        return;
-      }
+      // Ending, every slot busy or too many parked (an on_message returning starts a
+      // reader again), or paused (resume() does).
+      if (s->ending || s->in_flight >= options_.reader_slots || s->parked >= kMaxParkedMessages || user_paused_)
+        return stop_reader_locked(s);
       reader_inside_ = true;
       buffer = take_buffer_locked(*s);
     }
@@ -646,13 +643,10 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       bool keep_reading = handle_read_error(s, std::move(error));
       t_reader_engine = nullptr;
       Lock lock(mutex_);
-      if (holding_slot) release_slot_locked(*s, slot);
-      holding_slot = false;
-      s->free_buffers.push_back(std::move(buffer));
+      give_back_locked();
       leave_read_lock_locked();
       if (keep_reading) continue;
-      s->reader_running = false;
-      return maybe_finish_locked(s);
+      return stop_reader_locked(s);
     }
     t_reader_engine = nullptr;
     Lock lock(mutex_, std::defer_lock);
@@ -667,20 +661,17 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       if (!error && options_.message_key) key = message_key(*buffer, s->next_sequence.load(std::memory_order_relaxed));
       lock.lock();
       leave_read_lock_locked();
-      if (holding_slot) release_slot_locked(*s, slot);
-      holding_slot = false;
       if (error) {  // would_block: wait for the network without holding a thread
-        s->free_buffers.push_back(std::move(buffer));
-        if (s->ending) {
-          s->reader_running = false;
-          return maybe_finish_locked(s);
-        }
+        give_back_locked();
+        if (s->ending) return stop_reader_locked(s);
         s->connection->async_wait_readable(counted([this, s](Error e) {
           post(
               [this, s, e = std::move(e)]() mutable { run_reader(s, e.is(errc::cancelled) ? Error{} : std::move(e)); });
         }));
         return;
       }
+      if (holding_slot) release_slot_locked(*s, slot);
+      holding_slot = false;
       sequence = take_sequence(*s);
       if (options_.message_key) {
         auto [entry, fresh] = s->busy_keys.try_emplace(key);
@@ -730,17 +721,27 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
     }
     if (holding_slot) s->reader_running = false;  // it ran since the slot was kept
     holding_slot = false;
-    release_slot_locked(*s, slot);
+    release_slot_locked(*s, slot);  // the slot of the message just delivered
     s->free_buffers.push_back(std::move(buffer));
     if (!reader_may_run_locked(*s)) {
-      if (user_paused_ && !s->reader_running && !s->ending) parked_reader_ = s;
-      return maybe_finish_locked(s);
+      // Another thread may be the reader now (a hand-off); if none is, this one stops.
+      if (!s->reader_running) stop_reader_locked(s);
+      return;
     }
     s->reader_running = true;  // this thread becomes the reader again: no post per message
     reader_inside_ = true;
     buffer = take_buffer_locked(*s);
     entered = true;
   }
+}
+
+// The session's reader stops (mutex_ held; this thread was the reader). A paused one is
+// parked for resume(); an ending session may finish now. Otherwise an on_message that
+// returns starts a reader again.
+void EngineCore::stop_reader_locked(const std::shared_ptr<Session>& s) {
+  s->reader_running = false;
+  if (user_paused_ && !s->ending) parked_reader_ = s;
+  maybe_finish_locked(s);
 }
 
 void EngineCore::release_slot_locked(Session& s, std::uint32_t slot) {

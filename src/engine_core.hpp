@@ -160,6 +160,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence,
                std::uint32_t slot);
   std::unique_ptr<InboundMessage> take_buffer_locked(Session& s);
+  void stop_reader_locked(const std::shared_ptr<Session>& s);
   void release_slot_locked(Session& s, std::uint32_t slot);
   void leave_read_lock_locked();
   void leave_read_lock();
