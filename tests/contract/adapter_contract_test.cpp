@@ -129,6 +129,20 @@ struct ServerSetup {
   int refuse_with = 0;             ///< an HTTP status instead of the upgrade
 };
 
+/// A TLS server's setup with a fresh self-signed certificate (cert.pem and key.pem in
+/// `dir`, a new temporary directory; the certificate is its own CA). `ok` is false
+/// when openssl could not make one.
+struct TlsSetup {
+  std::string dir = test::temp_dir();
+  bool ok = test::make_test_certificate(dir);
+  ServerSetup server = [this] {
+    ServerSetup setup;
+    setup.options.cert_file = dir + "/cert.pem";
+    setup.options.key_file = dir + "/key.pem";
+    return setup;
+  }();
+};
+
 class RealHarness final : public Harness {
  public:
   explicit RealHarness(std::shared_ptr<Connector> connector, ServerSetup setup = {})
@@ -845,14 +859,11 @@ TEST_P(NetworkContract, LargeMessagesArriveWholeHoweverTheyAreCut) {
 // payload, not the bytes behind its header (it was: the check looked at the buffer
 // first), and everything after it whole and in order.
 TEST_P(NetworkContract, OverTlsALargeMessageFollowedByMoreThanItsSizeArrivesIntact) {
-  std::string dir = test::temp_dir();
-  ASSERT_TRUE(test::make_test_certificate(dir)) << "openssl could not make a certificate";
-  ServerSetup setup;
-  setup.options.cert_file = dir + "/cert.pem";
-  setup.options.key_file = dir + "/key.pem";
-  RealHarness secure(connector(), setup);
+  TlsSetup tls;
+  ASSERT_TRUE(tls.ok) << "openssl could not make a certificate";
+  RealHarness secure(connector(), tls.server);
   auto r = secure.request();
-  r.tls.ca_file = setup.options.cert_file;
+  r.tls.ca_file = tls.server.options.cert_file;
   auto result = dial(r);
   ASSERT_TRUE(result) << result.error().message();
   auto accepted = secure.accept(5s);
@@ -963,11 +974,10 @@ TEST_P(NetworkContract, InvalidUtf8TextIs1007) {
 }
 
 TEST_P(NetworkContract, TlsIsVerifiedWithSniAndHostNameAgainstTheTestsOwnCertificate) {
-  std::string dir = test::temp_dir();
-  ASSERT_TRUE(test::make_test_certificate(dir)) << "openssl could not make a certificate";
-  ServerSetup setup;
-  setup.options.cert_file = dir + "/cert.pem";
-  setup.options.key_file = dir + "/key.pem";
+  TlsSetup tls;
+  ASSERT_TRUE(tls.ok) << "openssl could not make a certificate";
+  const std::string& dir = tls.dir;
+  const ServerSetup& setup = tls.server;
   RealHarness secure(connector(), setup);
   auto r = secure.request();
   ASSERT_TRUE(r.url.secure);
