@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "frames.hpp"  // tools/server
 #include "support/text.hpp"
 
 namespace net = boost::asio;
@@ -69,19 +70,7 @@ class FakeNext {
 
 /// A server frame (unmasked) with the shortest length form for its payload.
 std::string frame(unsigned char first, const std::string& payload) {
-  std::string out(1, static_cast<char>(first));
-  const std::uint64_t n = payload.size();
-  if (n < 126) {
-    out += static_cast<char>(n);
-  } else if (n < 65536) {
-    out += static_cast<char>(126);
-    out += static_cast<char>(n >> 8);
-    out += static_cast<char>(n & 0xff);
-  } else {
-    out += static_cast<char>(127);
-    for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((n >> shift) & 0xff);
-  }
-  return out + payload;
+  return wscengine::tools::server_frame(first, payload);
 }
 
 struct Expected {

@@ -18,6 +18,7 @@
 #include <list>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace wscengine::tools {
 namespace {
@@ -107,8 +108,9 @@ class Session final : public ServerSession {
     if constexpr (!std::is_same_v<Next, Socket>) {
       return false;  // TLS: the bytes in the kernel are encrypted
     } else {
-      unsigned char bytes[1024];
-      const ssize_t got = ::recv(fd_, bytes, sizeof bytes, MSG_PEEK | MSG_DONTWAIT);
+      // Room for thousands of the client's pings queued in front of its close.
+      std::vector<unsigned char> bytes(64 * 1024);
+      const ssize_t got = ::recv(fd_, bytes.data(), bytes.size(), MSG_PEEK | MSG_DONTWAIT);
       const std::size_t n = got > 0 ? static_cast<std::size_t>(got) : 0;
       std::size_t at = 0;
       while (at + 2 <= n) {

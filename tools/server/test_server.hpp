@@ -55,7 +55,8 @@ class ServerSession {
   /// True when what the client has sent and nobody read yet begins, after any pings
   /// and pongs, with a data or close frame: a read() then returns at once (with the
   /// message, or errc::closed after answering the close) instead of waiting. Never
-  /// waits. Plain connections only (false under TLS, whose bytes it cannot see).
+  /// waits. Plain connections only (false under TLS, whose bytes it cannot see); it
+  /// looks at the first 64 KiB not yet read.
   virtual bool message_or_close_waiting() = 0;
 };
 
