@@ -2,11 +2,13 @@
 // synchronous read loop on one thread (the fastest way to use Beast 1.74; see
 // issue 7), printing the same JSON lines as `wscengine bench feed|echo`. `feed-async`
 // reads with Beast's async_read instead (one thread running the io_context, a concrete
-// executor: the asynchronous path as Beast's examples use it), for the same report.
+// executor: the asynchronous path as Beast's examples use it), for the same report;
+// `echo-async` is the round trip on that path (async_write, then async_read).
 //
 //   raw_beast_client feed ws://HOST:PORT/ N
 //   raw_beast_client feed-async ws://HOST:PORT/ N
 //   raw_beast_client echo ws://HOST:PORT/ N SIZE
+//   raw_beast_client echo-async ws://HOST:PORT/ N SIZE
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -51,11 +53,52 @@ struct OnRead {
   }
 };
 
+// The asynchronous round trip: write, then read the answer, COUNT times, each step a
+// completion handler on the one thread that runs the io_context.
+struct AsyncEcho {
+  Stream& stream;
+  boost::beast::flat_buffer& buffer;
+  const std::string& payload;
+  std::uint64_t count = 0;
+  std::vector<double>& rtts;
+  Clock::time_point sent;
+  boost::system::error_code failure;
+
+  void send() {
+    sent = Clock::now();
+    stream.async_write(net::buffer(payload), [this](const boost::system::error_code& ec, std::size_t) {
+      if (ec) {
+        failure = ec;
+        return;
+      }
+      buffer.clear();
+      stream.async_read(buffer, [this](const boost::system::error_code& ec, std::size_t) {
+        if (ec) {
+          failure = ec;
+          return;
+        }
+        rtts.push_back(std::chrono::duration<double, std::micro>(Clock::now() - sent).count());
+        if (rtts.size() < count) send();
+      });
+    });
+  }
+};
+
+void print_round_trips(std::uint64_t count, double secs, std::vector<double>& rtts) {
+  std::sort(rtts.begin(), rtts.end());
+  auto pct = [&](double p) {
+    auto at = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(rtts.size()))) - 1;
+    return rtts[std::min(at, rtts.size() - 1)];
+  };
+  std::printf("{\"count\":%llu,\"secs\":%.6f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
+              static_cast<unsigned long long>(count), secs, pct(50), pct(90), pct(99), rtts.back());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: raw_beast_client feed|echo ws://host:port/path N [SIZE]\n");
+    std::fprintf(stderr, "usage: raw_beast_client feed|feed-async|echo|echo-async ws://host:port/path N [SIZE]\n");
     return 2;
   }
   std::string kind = argv[1], url = argv[2];
@@ -97,6 +140,18 @@ int main(int argc, char** argv) {
       stream.close(ws::close_code::normal);
       std::printf("{\"count\":%llu,\"bytes\":%llu,\"secs\":%.6f}\n", static_cast<unsigned long long>(count),
                   static_cast<unsigned long long>(bytes), secs);
+    } else if (kind == "echo-async") {
+      std::string payload(size, 'e');
+      std::vector<double> rtts;
+      rtts.reserve(count);
+      auto start = Clock::now();
+      AsyncEcho echo{stream, buffer, payload, count, rtts};
+      echo.send();
+      io.run();
+      if (echo.failure) throw boost::system::system_error(echo.failure);
+      double secs = std::chrono::duration<double>(Clock::now() - start).count();
+      stream.close(ws::close_code::normal);
+      print_round_trips(count, secs, rtts);
     } else {
       std::string payload(size, 'e');
       std::vector<double> rtts;
@@ -111,13 +166,7 @@ int main(int argc, char** argv) {
       }
       double secs = std::chrono::duration<double>(Clock::now() - start).count();
       stream.close(ws::close_code::normal);
-      std::sort(rtts.begin(), rtts.end());
-      auto pct = [&](double p) {
-        auto at = static_cast<std::size_t>(std::ceil(p / 100.0 * static_cast<double>(rtts.size()))) - 1;
-        return rtts[std::min(at, rtts.size() - 1)];
-      };
-      std::printf("{\"count\":%llu,\"secs\":%.6f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
-                  static_cast<unsigned long long>(count), secs, pct(50), pct(90), pct(99), rtts.back());
+      print_round_trips(count, secs, rtts);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "raw_beast_client: %s\n", e.what());

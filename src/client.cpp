@@ -31,6 +31,14 @@ SessionConnection::SessionConnection(std::weak_ptr<detail::Session> session) : s
 
 namespace {
 Error no_session() { return Error(errc::not_connected, "the session is over"); }
+// Delivery::io_thread runs on_message on an I/O thread, which must not wait for the
+// network it serves.
+bool on_io_thread(const detail::Session& s) { return s.runtime && s.runtime->on_io_thread(); }
+Error would_stall_io(const char* what) {
+  return Error(errc::would_deadlock, std::string(what) +
+                                         " on one of the runtime's I/O threads (on_message with Delivery::io_thread) "
+                                         "would stall the I/O it waits for; call it from another thread");
+}
 }  // namespace
 
 Error SessionConnection::send(MessageType type, std::string_view payload) const {
@@ -55,11 +63,13 @@ std::size_t SessionConnection::buffered_amount() const noexcept {
 }
 Error SessionConnection::read(InboundMessage& out, std::chrono::milliseconds timeout) const {
   auto s = session_.lock();
-  return s ? s->connection->read(out, timeout) : no_session();
+  if (!s) return no_session();
+  return on_io_thread(*s) ? would_stall_io("read()") : s->connection->read(out, timeout);
 }
 Error SessionConnection::ping(std::string_view payload, std::chrono::milliseconds timeout) const {
   auto s = session_.lock();
-  return s ? s->connection->ping(payload, timeout) : no_session();
+  if (!s) return no_session();
+  return on_io_thread(*s) ? would_stall_io("ping()") : s->connection->ping(payload, timeout);
 }
 void SessionConnection::abort() const noexcept {
   if (auto s = session_.lock()) s->connection->abort();

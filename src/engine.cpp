@@ -20,6 +20,10 @@ namespace {
 // inside the read lock: lets stop()/start()/pause() avoid waiting for themselves.
 thread_local const EngineCore* t_callback_engine = nullptr;
 thread_local const EngineCore* t_reader_engine = nullptr;
+// Set while a reader arms its wait: an adapter that completes the wait at once (data
+// came meanwhile) calls the handler inside async_wait_readable, where reading inline
+// would recurse; the handler posts instead.
+thread_local bool t_arming_wait = false;
 
 struct CallbackScope {
   explicit CallbackScope(const EngineCore* core) : saved(t_callback_engine) { t_callback_engine = core; }
@@ -52,6 +56,14 @@ std::string what_of(std::exception_ptr e) {
   }
 }
 
+// The runtime of an engine made without one: on_message runs on callback threads
+// (max(2, reader_slots) of them), or with Delivery::io_thread on I/O threads (one per
+// reader slot, so that N on_message can run at once there too).
+std::shared_ptr<Runtime> own_runtime(const EngineOptions& options) {
+  if (options.delivery == Delivery::io_thread) return Runtime::create({options.reader_slots, 2});
+  return Runtime::create({1, std::max<std::size_t>(2, options.reader_slots)});
+}
+
 }  // namespace
 
 EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, std::shared_ptr<Connector> connector,
@@ -60,16 +72,17 @@ EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, st
       client_(std::move(client)),
 #ifdef WSCENGINE_NO_TELEMETRY
       connector_(std::move(connector)),
-      runtime_(runtime ? std::move(runtime) : Runtime::create({1, std::max<std::size_t>(2, options_.reader_slots)})),
+      runtime_(runtime ? std::move(runtime) : own_runtime(options_)),
 #else
       connector_(instrument(std::move(connector),
                             options_.telemetry.trace_connection ? options_.telemetry.tracer : nullptr,
                             options_.telemetry.metrics)),
-      runtime_(runtime ? std::move(runtime) : Runtime::create({1, std::max<std::size_t>(2, options_.reader_slots)})),
+      runtime_(runtime ? std::move(runtime) : own_runtime(options_)),
       tracer_(options_.telemetry.tracer.get()),
       metrics_(options_.telemetry.metrics.get()),
 #endif
-      backoff_(options_.backoff) {
+      backoff_(options_.backoff),
+      polls_(options_.busy_poll.count() > 0 && connector_->capabilities().polled_reads) {
 }
 
 EngineCore::~EngineCore() = default;
@@ -203,6 +216,9 @@ Error EngineCore::start(bool background) {
       runtime_->options().callback_threads < 2) {
     return Error(errc::would_deadlock, "blocking start() on the only callback thread; use start_background()");
   }
+  if (!background && runtime_->on_io_thread()) {
+    return Error(errc::would_deadlock, "blocking start() on one of the runtime's I/O threads; use start_background()");
+  }
   state_ = EngineState::starting;
   stop_requested_ = exit_requested_ = false;
   background_ = background;
@@ -250,6 +266,10 @@ Error EngineCore::stop() {
   }
   if (to_cancel) to_cancel->stop.request_stop();
   if (t_callback_engine == this) return {};  // acts like exit: never wait for ourselves
+  if (runtime_->on_io_thread()) {
+    return Error(errc::would_deadlock,
+                 "stop() on one of the runtime's I/O threads does not wait: the engine stops in the background");
+  }
   Lock lock(mutex_);
   if (!state_cv_.wait_for(lock, options_.stop_timeout, [&] { return state_ == EngineState::stopped; })) {
     Error e(errc::timeout, "stop() did not finish within stop_timeout (a callback still running?)");
@@ -262,6 +282,8 @@ Error EngineCore::stop() {
 Error EngineCore::wait_stopped(std::chrono::milliseconds timeout) {
   if (t_callback_engine == this)
     return Error(errc::would_deadlock, "wait_stopped() inside a callback of the same engine");
+  if (runtime_->on_io_thread())
+    return Error(errc::would_deadlock, "wait_stopped() on one of the runtime's I/O threads");
   Lock lock(mutex_);
   if (!state_cv_.wait_for(lock, timeout,
                           [&] { return state_ == EngineState::stopped || state_ == EngineState::idle; })) {
@@ -475,7 +497,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
   s->reader_running = true;
   schedule_heartbeat_locked(s);
   lock.unlock();
-  post([this, s] { run_reader(s, {}); });
+  start_reader(s);
 }
 
 // ---------------------------------------------------------------- heartbeat
@@ -604,14 +626,60 @@ std::string EngineCore::message_key(const InboundMessage& inbound, std::uint64_t
 void EngineCore::kick_reader_locked(const std::shared_ptr<Session>& s) {
   if (!reader_may_run_locked(*s)) return;
   s->reader_running = true;
-  post([this, s] { run_reader(s, {}); });
+  start_reader(s);
 }
+
+// A reader task: on a callback thread, or with Delivery::io_thread on an I/O thread
+// (so that on_message always runs on an I/O thread in that mode).
+void EngineCore::start_reader(const std::shared_ptr<Session>& s, Error wait_error) {
+  if (options_.delivery != Delivery::io_thread) {
+    return post([this, s, wait_error = std::move(wait_error)]() mutable { run_reader(s, std::move(wait_error)); });
+  }
+  boost::asio::post(RuntimeAccess::impl(*runtime_).io, counted([this, s, wait_error = std::move(wait_error)]() mutable {
+                      CallbackScope scope(this);
+                      run_reader(s, std::move(wait_error));
+                    }));
+}
+
+// The network woke a waiting reader (or its wait failed or was cancelled). By default
+// the read goes to a callback thread; with Delivery::io_thread the I/O thread that saw
+// the data reads and delivers itself. Never inline for a cancelled wait (cancel_wait
+// runs under mutex_) or inside async_wait_readable itself (t_arming_wait): then the
+// reader is posted (to the I/O context in that mode).
+void EngineCore::reader_woken(const std::shared_ptr<Session>& s, Error e) {
+  const bool cancelled = e.is(errc::cancelled);
+  Error wait_error = cancelled ? Error{} : std::move(e);
+  if (options_.delivery == Delivery::io_thread && !cancelled && !t_arming_wait && runtime_->on_io_thread()) {
+    CallbackScope scope(this);
+    return run_reader(s, std::move(wait_error));
+  }
+  start_reader(s, std::move(wait_error));
+}
+
+// EngineOptions::busy_poll: tries the read again until a message came or the time is
+// up, so that a message that follows soon is taken without a wake-up. Gives up early
+// when the session is asked to end.
+Error EngineCore::poll_briefly(Session& s, InboundMessage& buffer) {
+  const auto deadline = std::chrono::steady_clock::now() + options_.busy_poll;
+  Error e;
+  do {
+    e = s.connection->try_read(buffer);
+  } while (e.is(errc::would_block) && !s.stop.stop_requested() && std::chrono::steady_clock::now() < deadline);
+  return e;
+}
+
+// Low-latency delivery: an I/O thread reads at most this many messages of one
+// connection in a row, then lets the other handlers of its io_context run.
+constexpr std::size_t kIoThreadTurn = 16;
 
 void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
   // One slot and no keys (the default): the reader keeps slot 0 and its buffer from one
   // message to the next, so a message costs one engine lock round (after on_message)
   // instead of two; the read lock is let go after the read with an atomic store.
   const bool keeps_slot = options_.reader_slots == 1 && !options_.message_key;
+  // Delivery::io_thread, woken on an I/O thread: this turn's messages so far.
+  const bool on_io_thread = options_.delivery == Delivery::io_thread && runtime_->on_io_thread();
+  std::size_t turn = 0;
   std::unique_ptr<InboundMessage> buffer;
   bool entered = false;       // the previous round already took the read lock for this one
   bool holding_slot = false;  // keeps_slot: this reader still counts in in_flight, on `slot`
@@ -634,7 +702,11 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
     }
     entered = false;
     t_reader_engine = this;
-    Error error = traced_per_message(s->run_trace, [&] { return s->connection->try_read(*buffer); });
+    Error error = traced_per_message(s->run_trace, [&] {
+      Error e = s->connection->try_read(*buffer);
+      if (e.is(errc::would_block) && on_io_thread && polls_) e = poll_briefly(*s, *buffer);
+      return e;
+    });
     if (wait_error) {  // the wait for the network failed: report it unless data came anyway
       if (error.is(errc::would_block)) error = std::move(wait_error);
       wait_error = Error{};
@@ -664,10 +736,9 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       if (error) {  // would_block: wait for the network without holding a thread
         give_back_locked();
         if (s->ending) return stop_reader_locked(s);
-        s->connection->async_wait_readable(counted([this, s](Error e) {
-          post(
-              [this, s, e = std::move(e)]() mutable { run_reader(s, e.is(errc::cancelled) ? Error{} : std::move(e)); });
-        }));
+        t_arming_wait = true;
+        s->connection->async_wait_readable(counted([this, s](Error e) { reader_woken(s, std::move(e)); }));
+        t_arming_wait = false;
         return;
       }
       if (holding_slot) release_slot_locked(*s, slot);
@@ -687,7 +758,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       bool hand_off = s->in_flight < options_.reader_slots && !s->ending;
       if (!hand_off) s->reader_running = false;
       lock.unlock();
-      if (hand_off) post([this, s] { run_reader(s, {}); });  // another slot reads while we dispatch
+      if (hand_off) start_reader(s);  // another slot reads while we dispatch
     }
     for (;;) {
       deliver(s, *buffer, sequence, slot);
@@ -709,10 +780,13 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       kick_reader_locked(s);  // a reader stopped by the parked limit may go on
       lock.unlock();
     }
+    // An I/O thread's turn is over: the reader goes on in a fresh handler, after the
+    // others that wait on this io_context.
+    const bool turn_over = on_io_thread && ++turn == kIoThreadTurn;
     // One lock round per message: either read the next message on this slot, or return
     // the slot and the buffer and stop or enter the read lock for the next message
     // (the checks at the top of the loop, done here).
-    if (keeps_slot && !s->ending && !user_paused_) {
+    if (keeps_slot && !turn_over && !s->ending && !user_paused_) {
       s->reader_running = true;  // (for one slot, the checks of reader_may_run_locked)
       reader_inside_ = true;
       holding_slot = true;
@@ -729,6 +803,10 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       return;
     }
     s->reader_running = true;  // this thread becomes the reader again: no post per message
+    if (turn_over) {
+      start_reader(s);
+      return;
+    }
     reader_inside_ = true;
     buffer = take_buffer_locked(*s);
     entered = true;
@@ -1031,6 +1109,7 @@ Error EngineCore::send(MessageType type, std::string_view payload, SendHandler d
     }
   }
   if (!s) return Error(errc::not_connected, "no open session");
+  if (room_timeout.count() > 0 && runtime_->on_io_thread()) room_timeout = std::chrono::milliseconds(0);  // never wait
   return traced_per_message(
       s->run_trace, [&] { return s->sends->send(*s->connection, type, payload, std::move(done), room_timeout); });
 }

@@ -157,6 +157,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void task_done() noexcept;
 
   void run_reader(std::shared_ptr<Session> s, Error wait_error);
+  void start_reader(const std::shared_ptr<Session>& s, Error wait_error = {});
+  void reader_woken(const std::shared_ptr<Session>& s, Error e);
+  Error poll_briefly(Session& s, InboundMessage& buffer);
   void deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence,
                std::uint32_t slot);
   std::unique_ptr<InboundMessage> take_buffer_locked(Session& s);
@@ -222,6 +225,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::optional<boost::asio::steady_timer> retry_timer_;
   std::uint32_t retry_count_ = 0;  // failed attempts in a row (on_restart_error, max_attempts)
   RestartBackoff backoff_;         // (m) the delays between attempts
+  // busy_poll is set and the adapter's try_read can find new bytes by itself.
+  const bool polls_;
   std::atomic<std::uint64_t> session_counter_{0};
   TraceContext start_trace_;     // (m) parent of the first attempt of a start
   TraceContext last_run_trace_;  // (m) parent of the restart after a session

@@ -25,6 +25,16 @@ Error EngineOptions::validate() const {
   if (reader_slots < 1 || reader_slots > 1024) {
     return invalid("reader_slots must be in 1..1024 (got " + std::to_string(reader_slots) + ")");
   }
+  if (delivery != Delivery::callback_pool && delivery != Delivery::io_thread) {
+    return invalid("delivery must be Delivery::callback_pool or Delivery::io_thread (got " +
+                   std::to_string(static_cast<int>(delivery)) + ")");
+  }
+  if (busy_poll.count() < 0 || busy_poll > std::chrono::milliseconds(1)) {
+    return invalid("busy_poll must be in 0..1000 µs (got " + std::to_string(busy_poll.count()) + " µs)");
+  }
+  if (busy_poll.count() > 0 && delivery != Delivery::io_thread) {
+    return invalid("busy_poll needs delivery = Delivery::io_thread (a callback thread never waits for the network)");
+  }
   auto positive = [](std::chrono::milliseconds d) { return d.count() > 0; };
   if (!positive(open_timeout)) return invalid("open_timeout must be > 0");
   if (!positive(close_timeout)) return invalid("close_timeout must be > 0");

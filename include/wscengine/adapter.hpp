@@ -116,6 +116,11 @@ struct AdapterCapabilities {
   bool unix_sockets = false;
   /// DialRequest::addresses is honoured. Without it: `errc::unsupported`.
   bool chosen_addresses = false;
+  /// try_read takes bytes from the socket itself, so calling it again can find a
+  /// message that arrived meanwhile without any other thread's help. The engine's
+  /// `busy_poll` polls only such adapters (in others a message arrives through a
+  /// handler of the very I/O thread that would be polling).
+  bool polled_reads = false;
 };
 
 /// Makes connections of one adapter. Engines call it once per dial attempt.

@@ -165,8 +165,9 @@ class Context {
 /// one escaping on_message is reported to on_read_error as
 /// `errc::io_error` and reading goes on; others are swallowed.
 ///
-/// Thread safety: callbacks run on the runtime's callback threads; make the
-/// client's own state safe for reader_slots > 1.
+/// Thread safety: callbacks run on the runtime's callback threads (on_message and
+/// on_read_error on its I/O threads with Delivery::io_thread); make the client's own
+/// state safe for reader_slots > 1.
 class Client {
  public:
   virtual ~Client() = default;

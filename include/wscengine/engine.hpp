@@ -51,7 +51,8 @@ enum class EngineState {
 class Engine {
  public:
   /// Throws InvalidOptions if `options` fail validation. With no runtime, the
-  /// engine makes its own (one I/O thread, max(2, reader_slots) callback threads).
+  /// engine makes its own: one I/O thread and max(2, reader_slots) callback threads,
+  /// or with Delivery::io_thread reader_slots I/O threads and 2 callback threads.
   Engine(EngineOptions options, std::shared_ptr<Client> client, std::shared_ptr<Connector> connector,
          std::shared_ptr<Runtime> runtime = nullptr);
   /// Stops the engine (as stop()), then waits until every task it posted, and every

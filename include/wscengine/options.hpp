@@ -62,6 +62,28 @@ std::optional<std::chrono::milliseconds> retry_after(const Error& error);
 /// Thread safety: pure.
 RetryDecision default_retry_policy(const Error& error, std::uint32_t retry, const BackoffOptions& backoff);
 
+/// Which thread runs on_message (see docs/engine-operations.md, "Delivery modes").
+enum class Delivery {
+  /// The default. The I/O thread that sees data arrive hands the read to a callback
+  /// thread, which reads the message and runs on_message. I/O threads never run user
+  /// code, so a slow on_message delays only its own connection. Costs one hand-off
+  /// between threads (a wake-up) per burst of messages.
+  callback_pool,
+  /// Low latency. The I/O thread that sees data arrive reads the message and runs
+  /// on_message (and on_read_error) itself: one wake-up per message, as a blocking
+  /// read loop has, and no thread hand-off. The price: while on_message runs, that
+  /// I/O thread serves nothing else, so a slow on_message delays every connection,
+  /// timer and heartbeat that thread serves (an engine with a Runtime of its own
+  /// delays only itself). Keep on_message short, or give latency-critical engines
+  /// their own Runtime. A busy connection gives the I/O thread back to the others
+  /// after 16 messages in a row. In on_message, calls that wait for the network
+  /// (SessionConnection::read and ping, a blocking start(), stop() and
+  /// wait_stopped() of another engine) return `errc::would_deadlock` instead of
+  /// waiting (stop() still asks the engine to stop); Engine::send() with a
+  /// room_timeout does not wait for room. send() and async_send() never wait.
+  io_thread,
+};
+
 /// Everything an engine is told. Defaults are stated here once; docs quote them.
 /// `validate()` is called by the Engine constructor. A plain value.
 struct EngineOptions {
@@ -77,6 +99,18 @@ struct EngineOptions {
   /// while their key is busy wait (at most 1024 in all; then reading pauses).
   /// Empty (the default): no keys, any N messages may run at once.
   std::function<std::string(const Message& message)> message_key{};
+  /// Which thread runs on_message: a callback thread (the default) or, for the
+  /// lowest latency, the I/O thread that read it (see Delivery).
+  Delivery delivery = Delivery::callback_pool;
+  /// With Delivery::io_thread only: after a read finds nothing, the I/O thread tries
+  /// again for this long before it waits for the network (zero, the default: it
+  /// waits at once). A message that arrives meanwhile is taken without a wake-up,
+  /// which takes microseconds off a request/response round trip. The price: the I/O
+  /// thread spins (CPU while it polls, up to this long after every burst of
+  /// messages), serving nothing else meanwhile, and a pause() or a shutdown waits up
+  /// to this long for the poll. At most 1 ms. Only for adapters whose reads poll the
+  /// socket (AdapterCapabilities::polled_reads: Beast); others ignore it.
+  std::chrono::microseconds busy_poll{0};
   /// Reconnect after a peer close or a drop. restart() requests reconnect regardless.
   bool auto_reconnect = true;
   /// Dial + handshake + on_open must finish within this.

@@ -5,6 +5,8 @@
 // tests/support/real_adapters.hpp (or to kAdapters below for one without sockets).
 #include <gtest/gtest.h>
 
+#include <boost/asio/post.hpp>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -12,6 +14,7 @@
 #include <map>
 #include <thread>
 
+#include <wscengine/asio.hpp>
 #include <wscengine/memory.hpp>
 #include <wscengine/wscengine.hpp>
 
@@ -436,6 +439,31 @@ TEST_P(AdapterContract, TryReadDoesNotWaitAndTheWaitCompletesWhenDataArrives) {
   ASSERT_FALSE(read_next(m));
   EXPECT_EQ(m.type, MessageType::binary);
   EXPECT_EQ(m.payload, "abc");
+}
+
+// AdapterCapabilities::polled_reads (what busy_poll relies on): try_read, called again
+// and again on the runtime's only I/O thread, which therefore runs nothing else, finds
+// a message the peer sent. An adapter that does not claim it reads the socket in its
+// own handlers on that thread, and is not polled.
+TEST_P(AdapterContract, PolledReadsFindAMessageWhileTheOnlyIoThreadPolls) {
+  if (!harness->connector()->capabilities().polled_reads) GTEST_SKIP() << "the adapter does not claim polled_reads";
+  open();
+  std::promise<std::pair<Error, std::string>> polled;
+  boost::asio::post(io_context(*runtime), [&] {
+    InboundMessage m;
+    Error e;
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    do {
+      e = connection->try_read(m);
+    } while (e.is(errc::would_block) && std::chrono::steady_clock::now() < deadline);
+    polled.set_value({e, m.payload});
+  });
+  peer->send(MessageType::text, "polled");
+  auto f = polled.get_future();
+  ASSERT_EQ(f.wait_for(10s), std::future_status::ready);
+  auto [e, payload] = f.get();
+  ASSERT_FALSE(e) << e.message();
+  EXPECT_EQ(payload, "polled");
 }
 
 TEST_P(AdapterContract, CancelWaitCompletesThePendingWait) {

@@ -100,7 +100,8 @@ TEST(Cli, HelpDocumentsEveryFlag) {
                            "--connect-to",
                            "--unix",
                            "ws+unix://",
-                           "bench connections"}) {
+                           "bench connections",
+                           "--low-latency"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
   EXPECT_EQ(cli({"connect", "--help"}).exit_code, 0);
@@ -281,19 +282,40 @@ TEST(Cli, TheWebsocketppAdapterEchoesAndReconnects) {
   EXPECT_EQ(cli({"connect", "ws://127.0.0.1:1/", "--adapter", "curl"}).exit_code, 2);
 }
 
-TEST(Cli, BenchFeedAndEchoPrintOneJsonLineOnEitherAdapter) {
-  auto feed = serve({"--mode", "feed", "--count", "5000", "--size", "100", "--rate", "0"});
+// --low-latency: on_message on the I/O thread, on both adapters; the same lines, in order.
+TEST(Cli, LowLatencyConnectEchoesInOrderOnEitherAdapter) {
   auto echo = serve({"--mode", "echo"});
   for (const char* adapter : {"beast", "websocketpp"}) {
     SCOPED_TRACE(adapter);
-    auto r = cli({"bench", "feed", feed.url(), "--count", "5000", "--adapter", adapter});
+    auto r = cli(
+        {"connect", echo.url(), "--adapter", adapter, "--low-latency", "--send", "first", "--count", "3", "--stats"},
+        "second\nthird\n");
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_THAT(r.out, ::testing::StartsWith("{\"count\":5000,\"bytes\":500000,\"secs\":"));
-    r = cli({"bench", "echo", echo.url(), "--count", "300", "--size", "64", "--binary", "--adapter", adapter});
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_THAT(r.out, ::testing::StartsWith("{\"count\":300,\"secs\":"));
-    for (const char* key : {"\"p50_us\":", "\"p90_us\":", "\"p99_us\":", "\"max_us\":"})
-      EXPECT_THAT(r.out, HasSubstr(key));
+    EXPECT_EQ(lines(r.out), (std::vector<std::string>{"first", "second", "third"}));
+    EXPECT_THAT(last_line(r.err), HasSubstr("\"close_code\":1000"));
+  }
+}
+
+TEST(Cli, BenchFeedAndEchoPrintOneJsonLineOnEitherAdapter) {
+  auto feed = serve({"--mode", "feed", "--count", "5000", "--size", "100", "--rate", "0"});
+  auto echo = serve({"--mode", "echo"});
+  for (std::string adapter : {"beast", "websocketpp"}) {
+    for (bool low_latency : {false, true}) {
+      SCOPED_TRACE(adapter + (low_latency ? " --low-latency" : ""));
+      auto with_mode = [&](std::vector<std::string> args) {
+        if (low_latency) args.push_back("--low-latency");
+        return args;
+      };
+      auto r = cli(with_mode({"bench", "feed", feed.url(), "--count", "5000", "--adapter", adapter}));
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_THAT(r.out, ::testing::StartsWith("{\"count\":5000,\"bytes\":500000,\"secs\":"));
+      r = cli(
+          with_mode({"bench", "echo", echo.url(), "--count", "300", "--size", "64", "--binary", "--adapter", adapter}));
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_THAT(r.out, ::testing::StartsWith("{\"count\":300,\"secs\":"));
+      for (const char* key : {"\"p50_us\":", "\"p90_us\":", "\"p99_us\":", "\"max_us\":"})
+        EXPECT_THAT(r.out, HasSubstr(key));
+    }
   }
   auto dropping = serve({"--mode", "blast", "--count", "1", "--drop-every", "1"});
   auto r = cli({"bench", "reconnect", dropping.url(), "--count", "20"});

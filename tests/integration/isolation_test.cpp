@@ -21,6 +21,7 @@
 #include <wscengine/wscengine.hpp>
 
 #include "support/real_adapters.hpp"
+#include "support/text.hpp"
 #include "test_server.hpp"
 
 using namespace wscengine;
@@ -155,6 +156,7 @@ TEST_P(Isolation, EverySilentPeerIsFoundInTimeAndAFeedBesideThemFlows) {
       }
     };
     EngineOptions o;
+    o.delivery = GetParam().delivery;
     o.url = server.url("/silent");
     o.ping_interval = 1s;
     o.pong_timeout = 2s;
@@ -201,6 +203,7 @@ TEST_P(Isolation, SilentPeersStoppedTogetherAllReturnWithinTheCloseTimeout) {
   std::vector<std::unique_ptr<Engine>> engines;
   for (std::size_t i = 0; i < kSilentStoppedTogether; ++i) {
     EngineOptions o;
+    o.delivery = GetParam().delivery;
     o.url = silent.server.url("/silent");
     o.close_timeout = 1s;
     engines.push_back(std::make_unique<Engine>(o, ignoring_client(), GetParam().make(), runtime));
@@ -256,6 +259,7 @@ TEST_P(Isolation, APeerThatDoesNotReadNeitherBlocksSendsNorStopsReads) {
     }
   };
   EngineOptions o;
+  o.delivery = GetParam().delivery;
   o.url = server.url("/");
   o.write_timeout = 2s;
   o.send_queue_bytes = 8u << 20;
@@ -339,6 +343,7 @@ TEST_P(Isolation, ConcurrentSendsAcrossReconnectsAreSentOnceWholeOrReportedFaile
   };
   recorder->message = [](Context&, const Message&) {};
   EngineOptions o;
+  o.delivery = GetParam().delivery;
   o.url = server.url("/");
   o.backoff.initial_delay = 1ms;
   o.backoff.max_delay = 5ms;
@@ -433,6 +438,7 @@ TEST_P(Isolation, AGracefulStopSendsWhatIsQueuedBeforeItsCloseFrame) {
   auto client = std::make_shared<LambdaClient>();
   client->message = [](Context&, const Message&) {};
   EngineOptions o;
+  o.delivery = GetParam().delivery;
   o.url = server.url("/");
   o.close_timeout = 10s;
   Engine engine(o, client, GetParam().make());
@@ -466,6 +472,7 @@ TEST_P(Isolation, AGracefulStopSendsWhatIsQueuedBeforeItsCloseFrame) {
 TEST_P(Isolation, WhatTheCloseTimeoutCutsOffIsReportedNotSent) {
   SilentServer silent;
   EngineOptions o;
+  o.delivery = GetParam().delivery;
   o.url = silent.server.url("/");
   o.close_timeout = 500ms;
   Engine engine(o, ignoring_client(), GetParam().make());
@@ -489,6 +496,7 @@ TEST_P(Isolation, WhatTheCloseTimeoutCutsOffIsReportedNotSent) {
 TEST_P(Isolation, DestroyingTheEngineWaitsForEverySendOutcome) {
   SilentServer silent;
   EngineOptions o;
+  o.delivery = GetParam().delivery;
   o.url = silent.server.url("/");
   o.close_timeout = 300ms;
   constexpr int kSends = 12;
@@ -503,4 +511,130 @@ TEST_P(Isolation, DestroyingTheEngineWaitsForEverySendOutcome) {
   EXPECT_EQ(outcomes->load(), kSends) << "a send outcome was lost or came after the engine was destroyed";
 }
 
-INSTANTIATE_TEST_SUITE_P(Adapters, Isolation, ::testing::ValuesIn(test::real_adapters()), test::AdapterName());
+INSTANTIATE_TEST_SUITE_P(Adapters, Isolation, ::testing::ValuesIn(test::engine_variants()), test::AdapterName());
+
+// ---------------------------------------------------------------- Delivery::io_thread
+
+// What a blocked on_message delays in low-latency delivery (docs/engine-operations.md,
+// "Delivery modes"): it holds the I/O thread that runs it, and nothing else. Other
+// I/O threads of its runtime, and other runtimes, keep serving their connections.
+class LowLatencyIsolation : public ::testing::TestWithParam<test::RealAdapter> {
+ protected:
+  // Echo engines that each send `rounds` messages and count the answers.
+  struct Echoes {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::size_t answers = 0;
+    bool wait_for(std::size_t n) {
+      std::unique_lock lock(mutex);
+      return changed.wait_for(lock, 20s, [&] { return answers >= n; });
+    }
+  };
+  // An engine whose on_message holds its thread until released, after saying so.
+  struct Blocker {
+    std::mutex mutex;
+    std::condition_variable changed;
+    bool blocked = false, released = false, on_io_thread = false;
+    std::size_t messages = 0;
+    void release() {
+      std::lock_guard lock(mutex);
+      released = true;
+      changed.notify_all();
+    }
+  };
+
+  tools::TestServer server;
+  std::shared_ptr<Blocker> blocker = std::make_shared<Blocker>();
+  std::shared_ptr<Echoes> echoes = std::make_shared<Echoes>();
+
+  EngineOptions options() {
+    if (server.port() == 0) {
+      server.on_session = tools::echo_session;
+      server.start();
+    }
+    EngineOptions o;
+    o.url = server.url();
+    o.delivery = Delivery::io_thread;
+    o.busy_poll = 20us;
+    return o;
+  }
+  std::unique_ptr<Engine> blocking_engine(const std::shared_ptr<Runtime>& runtime) {
+    auto client = std::make_shared<LambdaClient>();
+    client->message = [b = blocker, runtime](Context&, const Message&) {
+      std::unique_lock lock(b->mutex);
+      ++b->messages;
+      if (b->blocked) return;
+      b->blocked = true;
+      b->on_io_thread = runtime ? runtime->on_io_thread() : false;
+      b->changed.notify_all();
+      b->changed.wait_for(lock, 30s, [&] { return b->released; });
+    };
+    return std::make_unique<Engine>(options(), client, GetParam().make(), runtime);
+  }
+  std::unique_ptr<Engine> echo_engine(const std::shared_ptr<Runtime>& runtime) {
+    auto client = std::make_shared<LambdaClient>();
+    client->message = [e = echoes](Context&, const Message&) {
+      std::lock_guard lock(e->mutex);
+      ++e->answers;
+      e->changed.notify_all();
+    };
+    return std::make_unique<Engine>(options(), client, GetParam().make(), runtime);
+  }
+  // Blocks the blocker's on_message, then checks that `others` still get every answer.
+  void others_flow_while_one_blocks(Engine& blocking, std::vector<std::unique_ptr<Engine>>& others) {
+    ASSERT_FALSE(blocking.send_text("block"));
+    {
+      std::unique_lock lock(blocker->mutex);
+      ASSERT_TRUE(blocker->changed.wait_for(lock, 10s, [&] { return blocker->blocked; }));
+    }
+    constexpr std::size_t rounds = 20;
+    for (std::size_t i = 0; i < rounds; ++i) {
+      for (auto& e : others) ASSERT_FALSE(e->send_text(test::cat("m", i)));
+      ASSERT_TRUE(echoes->wait_for((i + 1) * others.size()))
+          << "round " << i << ": " << echoes->answers << " answers while one on_message was blocked";
+    }
+    // The blocked engine reads on once its on_message returns.
+    ASSERT_FALSE(blocking.send_text("after"));
+    blocker->release();
+    std::unique_lock lock(blocker->mutex);
+    EXPECT_TRUE(blocker->changed.wait_for(lock, 10s, [&] { return blocker->messages == 2; }));
+  }
+  void TearDown() override {
+    blocker->release();
+    server.stop();
+  }
+};
+
+// On a runtime of two I/O threads, one blocked on_message holds one of them; the
+// other serves the rest of the runtime's connections.
+TEST_P(LowLatencyIsolation, ABlockedOnMessageHoldsOneIoThreadAndTheOtherServesTheRest) {
+  auto runtime = Runtime::create({2, 2});
+  auto blocking = blocking_engine(runtime);
+  std::vector<std::unique_ptr<Engine>> others;
+  for (int i = 0; i < 8; ++i) others.push_back(echo_engine(runtime));
+  ASSERT_FALSE(blocking->start());
+  for (auto& e : others) ASSERT_FALSE(e->start());
+  others_flow_while_one_blocks(*blocking, others);
+  EXPECT_TRUE(blocker->on_io_thread) << "on_message ran on a callback thread";
+  for (auto& e : others) EXPECT_FALSE(e->stop());
+  EXPECT_FALSE(blocking->stop());
+}
+
+// An engine with a runtime of its own delays only itself: engines on a shared
+// runtime with a single I/O thread keep flowing.
+TEST_P(LowLatencyIsolation, AnEngineOnItsOwnRuntimeDelaysOnlyItself) {
+  auto shared = Runtime::create({1, 2});
+  auto own = Runtime::create({1, 2});
+  auto blocking = blocking_engine(own);
+  std::vector<std::unique_ptr<Engine>> others;
+  for (int i = 0; i < 8; ++i) others.push_back(echo_engine(shared));
+  ASSERT_FALSE(blocking->start());
+  for (auto& e : others) ASSERT_FALSE(e->start());
+  others_flow_while_one_blocks(*blocking, others);
+  EXPECT_TRUE(blocker->on_io_thread) << "on_message ran on a callback thread";
+  for (auto& e : others) EXPECT_FALSE(e->stop());
+  EXPECT_FALSE(blocking->stop());
+}
+
+INSTANTIATE_TEST_SUITE_P(Adapters, LowLatencyIsolation, ::testing::ValuesIn(test::real_adapters()),
+                         test::AdapterName());

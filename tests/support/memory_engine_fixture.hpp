@@ -21,15 +21,20 @@ class MemoryEngineTest : public ::testing::Test {
   std::shared_ptr<Recorder> client = std::make_shared<Recorder>();
   std::unique_ptr<Engine> engine;
 
-  static EngineOptions options() {
+  // The delivery mode the fixture's engines use (tests parameterised by it set it).
+  Delivery delivery = Delivery::callback_pool;
+
+  EngineOptions options() const {
     EngineOptions o;
+    o.delivery = delivery;
     o.url = "ws://memory.test/feed";
     o.backoff.initial_delay = 1ms;
     o.backoff.max_delay = 5ms;
     o.open_timeout = 5s;
     return o;
   }
-  void make(EngineOptions o = options(), std::size_t slots = 1) {
+  void make() { make(options()); }
+  void make(EngineOptions o, std::size_t slots = 1) {
     o.reader_slots = slots;
     if (slots != 1) client = std::make_shared<Recorder>(slots);
     engine = std::make_unique<Engine>(o, client, server->connector());

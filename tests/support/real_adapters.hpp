@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <wscengine/beast.hpp>
+#include <wscengine/options.hpp>
 #include <wscengine/websocketpp.hpp>
 
 namespace wscengine::test {
@@ -16,6 +17,8 @@ namespace wscengine::test {
 struct RealAdapter {
   std::string name;
   std::function<std::shared_ptr<Connector>()> make;
+  /// For the engine suites: the delivery mode their engines use.
+  Delivery delivery = Delivery::callback_pool;
 };
 
 inline const std::vector<RealAdapter>& real_adapters() {
@@ -24,6 +27,20 @@ inline const std::vector<RealAdapter>& real_adapters() {
       {"websocketpp", [] { return websocketpp::make_connector(); }},
   };
   return adapters;
+}
+
+/// The engine suites run on every real adapter in every delivery mode
+/// ("beast", "beast_io_thread", …): the engine's guarantees hold in each.
+inline const std::vector<RealAdapter>& engine_variants() {
+  static const std::vector<RealAdapter> variants = [] {
+    std::vector<RealAdapter> out;
+    for (const auto& adapter : real_adapters()) {
+      out.push_back(adapter);
+      out.push_back({adapter.name + "_io_thread", adapter.make, Delivery::io_thread});
+    }
+    return out;
+  }();
+  return variants;
 }
 
 /// gtest prints the adapter by its name.

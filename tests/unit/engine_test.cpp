@@ -7,8 +7,11 @@
 #include <set>
 #include <thread>
 
+#include <wscengine/asio.hpp>
 #include <wscengine/memory.hpp>
 #include <wscengine/wscengine.hpp>
+
+#include <boost/asio/post.hpp>
 
 #include "support/fake_tracer.hpp"
 #include "support/memory_engine_fixture.hpp"
@@ -21,13 +24,20 @@ using ::testing::IsEmpty;
 
 namespace {
 
-class EngineTest : public MemoryEngineTest {};
+// Every test runs in both delivery modes (Delivery::io_thread: on_message on the
+// runtime's I/O thread, which the in-memory adapter wakes like a socket would).
+class EngineTest : public MemoryEngineTest, public ::testing::WithParamInterface<Delivery> {
+ protected:
+  EngineTest() { delivery = GetParam(); }
+};
+
+std::string delivery_name(Delivery d) { return d == Delivery::io_thread ? "IoThread" : "CallbackPool"; }
 
 }  // namespace
 
 // ------------------------------------------------------------ Start, OnOpen
 
-TEST_F(EngineTest, StartReturnsAfterOnOpenAndMessagesArriveInOrder) {
+TEST_P(EngineTest, StartReturnsAfterOnOpenAndMessagesArriveInOrder) {
   std::atomic<bool> open_returned{false};
   client->on_open_hook = [&](Context&, const HandshakeResponse& r, bool restarting) {
     EXPECT_EQ(r.status, 101);
@@ -49,7 +59,7 @@ TEST_F(EngineTest, StartReturnsAfterOnOpenAndMessagesArriveInOrder) {
   }
 }
 
-TEST_F(EngineTest, OnOpenMayReadAndWriteByHandBeforeReadersRun) {
+TEST_P(EngineTest, OnOpenMayReadAndWriteByHandBeforeReadersRun) {
   client->on_open_hook = [&](Context& ctx, const HandshakeResponse&, bool) {
     EXPECT_FALSE(ctx.connection().send_text("login"));
     InboundMessage reply;
@@ -76,7 +86,7 @@ TEST_F(EngineTest, OnOpenMayReadAndWriteByHandBeforeReadersRun) {
   EXPECT_EQ(messages[0].sequence, 0u);
 }
 
-TEST_F(EngineTest, OnOpenErrorAtStartIsReturnedWithoutRestartOrOnClose) {
+TEST_P(EngineTest, OnOpenErrorAtStartIsReturnedWithoutRestartOrOnClose) {
   client->on_open_hook = [](Context&, const HandshakeResponse&, bool) {
     return Error(errc::io_error, "login refused");
   };
@@ -93,7 +103,7 @@ TEST_F(EngineTest, OnOpenErrorAtStartIsReturnedWithoutRestartOrOnClose) {
   EXPECT_EQ(client->count(Event::restart_error), 0u);
 }
 
-TEST_F(EngineTest, DialFailureAtStartCarriesHttpStatus) {
+TEST_P(EngineTest, DialFailureAtStartCarriesHttpStatus) {
   server->fail_next_dials(Error::http(503, "GET /feed"));
   make();
   Error e = engine->start();
@@ -103,7 +113,7 @@ TEST_F(EngineTest, DialFailureAtStartCarriesHttpStatus) {
   EXPECT_EQ(engine->state(), EngineState::stopped);
 }
 
-TEST_F(EngineTest, OnOpenErrorWhileRestartingRetriesUntilItSucceeds) {
+TEST_P(EngineTest, OnOpenErrorWhileRestartingRetriesUntilItSucceeds) {
   std::atomic<int> opens{0};
   client->on_open_hook = [&](Context&, const HandshakeResponse&, bool restarting) {
     int n = ++opens;
@@ -129,7 +139,7 @@ TEST_F(EngineTest, OnOpenErrorWhileRestartingRetriesUntilItSucceeds) {
   EXPECT_TRUE(opens_ev.back().restarting);
 }
 
-TEST_F(EngineTest, ExitInOnOpenWhileRestartingStopsTheLoop) {
+TEST_P(EngineTest, ExitInOnOpenWhileRestartingStopsTheLoop) {
   std::atomic<int> opens{0};
   client->on_open_hook = [&](Context& ctx, const HandshakeResponse&, bool) {
     if (++opens == 2) {
@@ -146,7 +156,7 @@ TEST_F(EngineTest, ExitInOnOpenWhileRestartingStopsTheLoop) {
   EXPECT_EQ(client->count(Event::restart_error), 0u);
 }
 
-TEST_F(EngineTest, OpenTimeoutCoversAHangingDial) {
+TEST_P(EngineTest, OpenTimeoutCoversAHangingDial) {
   server->hang_next_dials(1);
   auto o = options();
   o.open_timeout = 200ms;
@@ -157,7 +167,7 @@ TEST_F(EngineTest, OpenTimeoutCoversAHangingDial) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, 5s);
 }
 
-TEST_F(EngineTest, OpenTimeoutCoversOnOpen) {
+TEST_P(EngineTest, OpenTimeoutCoversOnOpen) {
   auto o = options();
   o.open_timeout = 200ms;
   client->on_open_hook = [](Context& ctx, const HandshakeResponse&, bool) {
@@ -172,7 +182,7 @@ TEST_F(EngineTest, OpenTimeoutCoversOnOpen) {
   EXPECT_EQ(client->count(Event::close), 0u);
 }
 
-TEST_F(EngineTest, BeforeDialHookChangesTheRequestOnEveryAttempt) {
+TEST_P(EngineTest, BeforeDialHookChangesTheRequestOnEveryAttempt) {
   auto o = options();
   std::atomic<int> calls{0};
   o.before_dial = [&](DialRequest& r, std::uint32_t attempt) {
@@ -191,7 +201,7 @@ TEST_F(EngineTest, BeforeDialHookChangesTheRequestOnEveryAttempt) {
   EXPECT_EQ(requests[0].url.target, "/feed?attempt=0");
 }
 
-TEST_F(EngineTest, StartTwiceIsAnError) {
+TEST_P(EngineTest, StartTwiceIsAnError) {
   make();
   start_and_accept();
   EXPECT_TRUE(engine->start().is(errc::already_started));
@@ -199,7 +209,7 @@ TEST_F(EngineTest, StartTwiceIsAnError) {
 
 // There is no connection to restart: the loop goes on by its backoff, no attempt is
 // added or skipped.
-TEST_F(EngineTest, RestartInsideOnRestartErrorChangesNothing) {
+TEST_P(EngineTest, RestartInsideOnRestartErrorChangesNothing) {
   server->fail_next_dials(Error(errc::connection_refused, "not yet"), 2);
   client->on_restart_error_hook = [](Context& ctx, const Error&, std::uint32_t) { ctx.restart(); };
   make();
@@ -219,7 +229,7 @@ TEST_F(EngineTest, RestartInsideOnRestartErrorChangesNothing) {
   EXPECT_EQ(client->count(Event::close), 0u);
 }
 
-TEST_F(EngineTest, BackgroundStartRetriesUntilTheServerAnswers) {
+TEST_P(EngineTest, BackgroundStartRetriesUntilTheServerAnswers) {
   server->fail_next_dials(Error(errc::connection_refused, "not yet"), 3);
   make();
   EXPECT_FALSE(engine->start_background());
@@ -233,7 +243,7 @@ TEST_F(EngineTest, BackgroundStartRetriesUntilTheServerAnswers) {
 
 // ------------------------------------------------------------ OnClose
 
-TEST_F(EngineTest, PeerCloseReachesOnCloseAndReconnects) {
+TEST_P(EngineTest, PeerCloseReachesOnCloseAndReconnects) {
   make();
   auto peer = start_and_accept();
   peer->send_close({4000, "bye"});
@@ -248,7 +258,7 @@ TEST_F(EngineTest, PeerCloseReachesOnCloseAndReconnects) {
   EXPECT_EQ(engine->session_id(), 2u);
 }
 
-TEST_F(EngineTest, DropIsReportedAs1006) {
+TEST_P(EngineTest, DropIsReportedAs1006) {
   make();
   auto peer = start_and_accept();
   peer->drop();
@@ -259,7 +269,7 @@ TEST_F(EngineTest, DropIsReportedAs1006) {
   EXPECT_EQ(close.initiator, CloseInitiator::peer);
 }
 
-TEST_F(EngineTest, WithoutAutoReconnectAPeerCloseStopsTheEngine) {
+TEST_P(EngineTest, WithoutAutoReconnectAPeerCloseStopsTheEngine) {
   auto o = options();
   o.auto_reconnect = false;
   make(o);
@@ -270,7 +280,7 @@ TEST_F(EngineTest, WithoutAutoReconnectAPeerCloseStopsTheEngine) {
   EXPECT_EQ(server->dial_count(), 1u);
 }
 
-TEST_F(EngineTest, StopClosesWith1000AndIsIdempotent) {
+TEST_P(EngineTest, StopClosesWith1000AndIsIdempotent) {
   make();
   auto peer = start_and_accept();
   ASSERT_FALSE(engine->stop());
@@ -290,7 +300,7 @@ TEST_F(EngineTest, StopClosesWith1000AndIsIdempotent) {
   EXPECT_EQ(client->count(Event::message), 0u);
 }
 
-TEST_F(EngineTest, OnCloseChoosesTheCloseCode) {
+TEST_P(EngineTest, OnCloseChoosesTheCloseCode) {
   client->on_close_hook = [](Context&, const std::optional<CloseFrame>&) { return CloseFrame{4001, "shutting down"}; };
   make();
   auto peer = start_and_accept();
@@ -300,7 +310,7 @@ TEST_F(EngineTest, OnCloseChoosesTheCloseCode) {
   EXPECT_EQ(*peer->client_close(), (CloseFrame{4001, "shutting down"}));
 }
 
-TEST_F(EngineTest, AnUnsendableCloseCodeIsReportedAndReplacedBy1001) {
+TEST_P(EngineTest, AnUnsendableCloseCodeIsReportedAndReplacedBy1001) {
   client->on_close_hook = [](Context&, const std::optional<CloseFrame>&) { return CloseFrame{1006, "not sendable"}; };
   make();
   auto peer = start_and_accept();
@@ -313,7 +323,7 @@ TEST_F(EngineTest, AnUnsendableCloseCodeIsReportedAndReplacedBy1001) {
   EXPECT_NE(errors[0].payload.find("1006"), std::string::npos);
 }
 
-TEST_F(EngineTest, OnCloseMayStillWriteAndItsContextIsCancelled) {
+TEST_P(EngineTest, OnCloseMayStillWriteAndItsContextIsCancelled) {
   client->on_close_hook = [](Context& ctx, const std::optional<CloseFrame>&) {
     EXPECT_TRUE(ctx.cancelled());
     EXPECT_FALSE(ctx.connection().send_text("goodbye"));
@@ -327,7 +337,7 @@ TEST_F(EngineTest, OnCloseMayStillWriteAndItsContextIsCancelled) {
   EXPECT_EQ(peer->received()[0].payload, "goodbye");
 }
 
-TEST_F(EngineTest, RestartFromOnMessageClosesWith1001AndReconnects) {
+TEST_P(EngineTest, RestartFromOnMessageClosesWith1001AndReconnects) {
   client->on_message_hook = [](Context& ctx, const Message& m) {
     if (m.payload == "restart") ctx.restart();
   };
@@ -342,7 +352,7 @@ TEST_F(EngineTest, RestartFromOnMessageClosesWith1001AndReconnects) {
   EXPECT_EQ(client->events_of(Event::close)[0].initiator, CloseInitiator::client);
 }
 
-TEST_F(EngineTest, RestartAndExitFromAnotherThread) {
+TEST_P(EngineTest, RestartAndExitFromAnotherThread) {
   make();
   auto peer = start_and_accept();
   std::thread([&] { engine->restart(); }).join();
@@ -356,7 +366,7 @@ TEST_F(EngineTest, RestartAndExitFromAnotherThread) {
   EXPECT_EQ(server->dial_count(), 2u);
 }
 
-TEST_F(EngineTest, ExitFromOnMessageStops) {
+TEST_P(EngineTest, ExitFromOnMessageStops) {
   client->on_message_hook = [](Context& ctx, const Message&) { ctx.exit(); };
   make();
   auto peer = start_and_accept();
@@ -366,7 +376,7 @@ TEST_F(EngineTest, ExitFromOnMessageStops) {
   EXPECT_EQ(client->count(Event::close), 1u);
 }
 
-TEST_F(EngineTest, StopFromInsideEveryCallbackDoesNotDeadlock) {
+TEST_P(EngineTest, StopFromInsideEveryCallbackDoesNotDeadlock) {
   // OnMessage
   client->on_message_hook = [&](Context&, const Message&) { EXPECT_FALSE(engine->stop()); };
   make();
@@ -393,7 +403,7 @@ TEST_F(EngineTest, StopFromInsideEveryCallbackDoesNotDeadlock) {
   EXPECT_EQ(client->count(Event::restart_error), 1u);
 }
 
-TEST_F(EngineTest, DestroyingARunningEngineStopsIt) {
+TEST_P(EngineTest, DestroyingARunningEngineStopsIt) {
   make();
   auto peer = start_and_accept();
   engine.reset();
@@ -405,7 +415,7 @@ TEST_F(EngineTest, DestroyingARunningEngineStopsIt) {
 
 // ------------------------------------------------------------ OnReadError
 
-TEST_F(EngineTest, ReadErrorOnAnOpenConnectionKeepsReading) {
+TEST_P(EngineTest, ReadErrorOnAnOpenConnectionKeepsReading) {
   make();
   auto peer = start_and_accept();
   peer->send(MessageType::text, "a");
@@ -419,7 +429,7 @@ TEST_F(EngineTest, ReadErrorOnAnOpenConnectionKeepsReading) {
   EXPECT_EQ(client->events_of(Event::message)[1].sequence, 1u);
 }
 
-TEST_F(EngineTest, ReadErrorThatClosedTheConnectionRestarts) {
+TEST_P(EngineTest, ReadErrorThatClosedTheConnectionRestarts) {
   make();
   auto peer = start_and_accept();
   peer->inject_read_error(Error(errc::message_too_big, "2 MiB > 1 MiB"), /*fail_connection=*/true);
@@ -430,7 +440,7 @@ TEST_F(EngineTest, ReadErrorThatClosedTheConnectionRestarts) {
   EXPECT_EQ(close.initiator, CloseInitiator::client);
 }
 
-TEST_F(EngineTest, RestartRequestedInOnReadErrorRestarts) {
+TEST_P(EngineTest, RestartRequestedInOnReadErrorRestarts) {
   client->on_read_error_hook = [](Context& ctx, const Error&) { ctx.restart(); };
   make();
   auto peer = start_and_accept();
@@ -439,7 +449,7 @@ TEST_F(EngineTest, RestartRequestedInOnReadErrorRestarts) {
   ASSERT_TRUE(client->wait_count(Event::open, 2));
 }
 
-TEST_F(EngineTest, ExceptionInOnMessageBecomesAReadError) {
+TEST_P(EngineTest, ExceptionInOnMessageBecomesAReadError) {
   client->on_message_hook = [](Context&, const Message& m) {
     if (m.payload == "boom") throw std::runtime_error("handler bug");
   };
@@ -458,7 +468,7 @@ TEST_F(EngineTest, ExceptionInOnMessageBecomesAReadError) {
 
 // ------------------------------------------------------------ Restart loop
 
-TEST_F(EngineTest, RestartErrorsCountAndExitStopsTheLoop) {
+TEST_P(EngineTest, RestartErrorsCountAndExitStopsTheLoop) {
   client->on_restart_error_hook = [](Context& ctx, const Error&, std::uint32_t n) {
     if (n == 3) ctx.exit();
   };
@@ -476,7 +486,7 @@ TEST_F(EngineTest, RestartErrorsCountAndExitStopsTheLoop) {
   EXPECT_EQ(server->dial_count(), 4u);
 }
 
-TEST_F(EngineTest, AttemptLimitStopsTheLoop) {
+TEST_P(EngineTest, AttemptLimitStopsTheLoop) {
   auto o = options();
   o.backoff.max_attempts = 2;
   make(o);
@@ -487,7 +497,7 @@ TEST_F(EngineTest, AttemptLimitStopsTheLoop) {
   EXPECT_EQ(client->count(Event::restart_error), 2u);
 }
 
-TEST_F(EngineTest, StopCancelsAPendingBackoffAtOnce) {
+TEST_P(EngineTest, StopCancelsAPendingBackoffAtOnce) {
   auto o = options();
   o.backoff.initial_delay = 60s;
   o.backoff.max_delay = 60s;
@@ -506,7 +516,7 @@ TEST_F(EngineTest, StopCancelsAPendingBackoffAtOnce) {
 
 // ------------------------------------------------------------ Reader slots, pause, writes
 
-TEST_F(EngineTest, AtMostNOnMessageRunAtOnceAndNIsReached) {
+TEST_P(EngineTest, AtMostNOnMessageRunAtOnceAndNIsReached) {
   make(options(), 4);
   std::mutex m;
   std::condition_variable cv;
@@ -545,11 +555,17 @@ TEST_F(EngineTest, AtMostNOnMessageRunAtOnceAndNIsReached) {
 // all run at once, which they cannot while an extra OnMessage holds a spare thread; the
 // engine posted its hand-off before that OnMessage began, so it runs first), and every
 // OnMessage ran in a slot numbered below N, no two at once in the same slot.
-TEST_F(EngineTest, TheSlotLimitHoldsOnARuntimeWithMoreCallbackThreadsThanSlots) {
+TEST_P(EngineTest, TheSlotLimitHoldsOnARuntimeWithMoreCallbackThreadsThanSlots) {
   constexpr std::size_t kSlots = 3, kThreads = 8, kMessages = 30;
   constexpr int kSpare = static_cast<int>(kThreads - kSlots);
   auto tracer = std::make_shared<FakeTracer>();
-  auto runtime = Runtime::create({1, kThreads});
+  // The threads that run on_message: callback threads, or I/O threads (io_thread).
+  const bool on_io = delivery == Delivery::io_thread;
+  auto runtime = on_io ? Runtime::create({kThreads, 1}) : Runtime::create({1, kThreads});
+  auto post_to_spare = [&](std::function<void()> task) {
+    if (on_io) return boost::asio::post(io_context(*runtime), std::move(task));
+    runtime->post(std::move(task));
+  };
   EngineOptions o = options();
   o.reader_slots = kSlots;
   o.telemetry.tracer = tracer;
@@ -584,7 +600,7 @@ TEST_F(EngineTest, TheSlotLimitHoldsOnARuntimeWithMoreCallbackThreadsThanSlots) 
   std::unique_lock lock(sync->m);
   ASSERT_TRUE(sync->cv.wait_for(lock, 10s, [&] { return sync->running == static_cast<int>(kSlots); }));
   for (int i = 0; i < kSpare; ++i) {
-    runtime->post([sync] {
+    post_to_spare([sync] {
       std::unique_lock task_lock(sync->m);
       ++sync->spare_running;
       sync->cv.notify_all();
@@ -611,7 +627,7 @@ TEST_F(EngineTest, TheSlotLimitHoldsOnARuntimeWithMoreCallbackThreadsThanSlots) 
   EXPECT_EQ(slots.size(), kSlots) << "every slot was used";
 }
 
-TEST_F(EngineTest, PauseStopsReadingAndAllowsReadingByHand) {
+TEST_P(EngineTest, PauseStopsReadingAndAllowsReadingByHand) {
   std::atomic<bool> paused{false};
   std::atomic<int> dispatched_while_paused{0};
   client->on_message_hook = [&](Context&, const Message&) {
@@ -647,15 +663,17 @@ TEST_F(EngineTest, PauseStopsReadingAndAllowsReadingByHand) {
   EXPECT_EQ(messages[1].sequence, 1u) << "messages read by hand take no sequence number";
 }
 
-TEST_F(EngineTest, PausedUserReadsTheResponseByHand) {
-  std::promise<std::string> got;
+// With Delivery::io_thread, on_message runs on an I/O thread, where a read by hand
+// would wait for the I/O that thread serves: it is refused, and the answer reaches
+// on_message instead.
+TEST_P(EngineTest, PausedUserReadsTheResponseByHand) {
+  std::promise<Error> got;
+  InboundMessage reply;
   client->on_message_hook = [&](Context& ctx, const Message& m) {
     if (m.payload != "ask") return;
     PauseGuard pause = ctx.pause();  // from inside OnMessage, N = 1: must not deadlock
     EXPECT_FALSE(ctx.connection().send_text("question"));
-    InboundMessage reply;
-    Error e = ctx.connection().read(reply, 5s);
-    got.set_value(e ? e.message() : reply.payload);
+    got.set_value(ctx.connection().read(reply, 5s));
   };
   make();
   auto peer = start_and_accept();
@@ -665,7 +683,17 @@ TEST_F(EngineTest, PausedUserReadsTheResponseByHand) {
   peer->send(MessageType::text, "after");
   auto answer = got.get_future();
   ASSERT_EQ(answer.wait_for(5s), std::future_status::ready);
-  EXPECT_EQ(answer.get(), "answer");
+  Error e = answer.get();
+  if (delivery == Delivery::io_thread) {
+    EXPECT_TRUE(e.is(errc::would_deadlock)) << e.message();
+    ASSERT_TRUE(client->wait_count(Event::message, 3));
+    EXPECT_EQ(client->events_of(Event::message)[1].payload, "answer");
+    EXPECT_EQ(client->events_of(Event::message)[2].payload, "after");
+    EXPECT_EQ(client->events_of(Event::message)[2].sequence, 2u);
+    return;
+  }
+  ASSERT_FALSE(e) << e.message();
+  EXPECT_EQ(reply.payload, "answer");
   ASSERT_TRUE(client->wait_count(Event::message, 2));
   EXPECT_EQ(client->events_of(Event::message)[1].payload, "after");
   EXPECT_EQ(client->events_of(Event::message)[1].sequence, 1u);
@@ -674,7 +702,7 @@ TEST_F(EngineTest, PausedUserReadsTheResponseByHand) {
 // The pause lock taken while OnMessage runs in the middle of a burst, again and again,
 // with a message read by hand each time: no OnMessage starts while it is held, and
 // every message is taken once, in order.
-TEST_F(EngineTest, PausingWhileMessagesStreamLosesNothing) {
+TEST_P(EngineTest, PausingWhileMessagesStreamLosesNothing) {
   constexpr int rounds = 100, burst = 30;
   PauseMidStream stream(rounds, burst);
   client->on_message_hook = [&](Context&, const Message& m) { stream.on_message(m); };
@@ -691,7 +719,7 @@ TEST_F(EngineTest, PausingWhileMessagesStreamLosesNothing) {
   EXPECT_TRUE(each_taken_once_in_order(client->events_of(Event::message), stream.by_hand(), sent));
 }
 
-TEST_F(EngineTest, StopWhilePausedDoesNotWaitForTheUser) {
+TEST_P(EngineTest, StopWhilePausedDoesNotWaitForTheUser) {
   make();
   auto peer = start_and_accept();
   PauseGuard pause = engine->pause();
@@ -701,7 +729,7 @@ TEST_F(EngineTest, StopWhilePausedDoesNotWaitForTheUser) {
   client->mark_stopped();
 }
 
-TEST_F(EngineTest, WritesFromManyThreadsArriveWhole) {
+TEST_P(EngineTest, WritesFromManyThreadsArriveWhole) {
   make();
   auto peer = start_and_accept();
   constexpr int threads = 8, per_thread = 200;
@@ -723,7 +751,7 @@ TEST_F(EngineTest, WritesFromManyThreadsArriveWhole) {
 
 // not_running: nothing will send it until start(); not_connected: the engine is
 // between sessions and a later send may succeed.
-TEST_F(EngineTest, SendOutsideARunIsNotRunningAndBetweenSessionsNotConnected) {
+TEST_P(EngineTest, SendOutsideARunIsNotRunningAndBetweenSessionsNotConnected) {
   make();
   EXPECT_TRUE(engine->send_text("x").is(errc::not_running)) << "before start()";
   auto peer = start_and_accept();
@@ -742,7 +770,7 @@ TEST_F(EngineTest, SendOutsideARunIsNotRunningAndBetweenSessionsNotConnected) {
   EXPECT_TRUE(after.is(errc::not_running)) << "after stop(): " << after.message();
 }
 
-TEST_F(EngineTest, ManyEnginesShareOneRuntime) {
+TEST_P(EngineTest, ManyEnginesShareOneRuntime) {
   auto runtime = Runtime::create({1, 4});
   std::vector<std::shared_ptr<Recorder>> clients;
   std::vector<std::unique_ptr<Engine>> engines;
@@ -762,7 +790,7 @@ TEST_F(EngineTest, ManyEnginesShareOneRuntime) {
   }
 }
 
-TEST_F(EngineTest, AbortingAKeptConnectionEndsTheSessionAsADropAndReconnects) {
+TEST_P(EngineTest, AbortingAKeptConnectionEndsTheSessionAsADropAndReconnects) {
   std::mutex m;
   SessionConnection kept;
   client->on_open_hook = [&](Context& ctx, const HandshakeResponse&, bool) {
@@ -789,7 +817,7 @@ TEST_F(EngineTest, AbortingAKeptConnectionEndsTheSessionAsADropAndReconnects) {
   EXPECT_TRUE(late.is(errc::not_connected) || late.is(errc::closed)) << late.message();
 }
 
-TEST_F(EngineTest, ConnectionIsTheCurrentSessionsAndStaysBoundToIt) {
+TEST_P(EngineTest, ConnectionIsTheCurrentSessionsAndStaysBoundToIt) {
   make();
   EXPECT_TRUE(engine->connection().send_text("x").is(errc::not_connected)) << "before the first session";
   auto peer = start_and_accept();
@@ -851,12 +879,12 @@ std::string perform(Engine& engine, What what) {
   return "?";
 }
 
-class FromInsideEveryCallback : public ::testing::TestWithParam<std::tuple<Where, What>> {};
+class FromInsideEveryCallback : public ::testing::TestWithParam<std::tuple<Where, What, Delivery>> {};
 
 }  // namespace
 
 TEST_P(FromInsideEveryCallback, TheCallReturnsAndTheEngineStillStops) {
-  const auto [where, what] = GetParam();
+  const auto [where, what, delivery] = GetParam();
   auto server = memory::Server::create();
   auto client = std::make_shared<LambdaClient>();
   std::unique_ptr<Engine> engine;
@@ -886,6 +914,7 @@ TEST_P(FromInsideEveryCallback, TheCallReturnsAndTheEngineStillStops) {
   o.backoff.max_delay = 5ms;
   o.open_timeout = 5s;
   o.stop_timeout = 5s;
+  o.delivery = delivery;
   engine = std::make_unique<Engine>(o, client, server->connector());
   (void)engine->start();  // stop, exit or restart inside OnOpen may fail the start itself
   auto peer = server->accept(5s);
@@ -920,10 +949,17 @@ TEST_P(FromInsideEveryCallback, TheCallReturnsAndTheEngineStillStops) {
   engine.reset();
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Engine, FromInsideEveryCallback,
-    ::testing::Combine(::testing::Values(Where::on_open, Where::on_message, Where::on_read_error, Where::on_close,
-                                         Where::on_close_error, Where::on_restart_error),
-                       ::testing::Values(What::stop, What::exit, What::restart, What::pause, What::send,
-                                         What::wait_stopped)),
-    [](const auto& info) { return name_of(std::get<0>(info.param)) + name_of(std::get<1>(info.param)); });
+INSTANTIATE_TEST_SUITE_P(Engine, FromInsideEveryCallback,
+                         ::testing::Combine(::testing::Values(Where::on_open, Where::on_message, Where::on_read_error,
+                                                              Where::on_close, Where::on_close_error,
+                                                              Where::on_restart_error),
+                                            ::testing::Values(What::stop, What::exit, What::restart, What::pause,
+                                                              What::send, What::wait_stopped),
+                                            ::testing::Values(Delivery::callback_pool, Delivery::io_thread)),
+                         [](const auto& info) {
+                           return name_of(std::get<0>(info.param)) + name_of(std::get<1>(info.param)) +
+                                  delivery_name(std::get<2>(info.param));
+                         });
+
+INSTANTIATE_TEST_SUITE_P(Deliveries, EngineTest, ::testing::Values(Delivery::callback_pool, Delivery::io_thread),
+                         [](const auto& info) { return delivery_name(info.param); });

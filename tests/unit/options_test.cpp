@@ -66,6 +66,18 @@ TEST(Options, EachRuleNamesTheField) {
   o = valid();
   o.max_message_size = 0;
   expect_invalid(o, "max_message_size");
+  o = valid();
+  o.delivery = static_cast<Delivery>(7);
+  expect_invalid(o, "delivery");
+  o = valid();
+  o.busy_poll = std::chrono::microseconds(50);  // a callback thread never polls the network
+  expect_invalid(o, "busy_poll needs delivery");
+  o.delivery = Delivery::io_thread;
+  EXPECT_FALSE(o.validate());
+  o.busy_poll = std::chrono::microseconds(1001);
+  expect_invalid(o, "busy_poll must be in 0..1000");
+  o.busy_poll = std::chrono::microseconds(-1);
+  expect_invalid(o, "busy_poll must be in 0..1000");
 }
 
 TEST(Options, NullClientOrConnectorIsAClearError) {

@@ -18,7 +18,8 @@ namespace {
 
 class RetryTest : public MemoryEngineTest {
  protected:
-  std::shared_ptr<memory::Peer> start(EngineOptions o = options()) {
+  std::shared_ptr<memory::Peer> start() { return start(options()); }
+  std::shared_ptr<memory::Peer> start(EngineOptions o) {
     make(o);
     return start_and_accept();
   }

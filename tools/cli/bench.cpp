@@ -254,6 +254,7 @@ int run_bench(const std::string& kind, const Args& args) {
   EngineOptions options;
   options.url = args.positional()[0];
   options.reader_slots = static_cast<std::size_t>(*workers);
+  if (args.has("--low-latency")) set_low_latency(options);
   options.auto_reconnect = kind == "reconnect";
   if (kind == "reconnect") {  // the smallest backoff: measure the engine, not the policy
     options.backoff.initial_delay = std::chrono::milliseconds(0);

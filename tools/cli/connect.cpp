@@ -186,6 +186,7 @@ int run_connect(const Args& args) {
   EngineOptions options;
   options.url = args.positional()[0];
   options.reader_slots = static_cast<std::size_t>(*workers);
+  if (args.has("--low-latency")) set_low_latency(options);
   options.auto_reconnect = !args.has("--no-reconnect");
   options.max_message_size = static_cast<std::size_t>(*max_size);
   options.backoff.initial_delay = std::chrono::milliseconds(250);

@@ -28,6 +28,10 @@ on a terminal does the same (piped input keeps the connection open until --count
 or Ctrl-C).
   --adapter beast|websocketpp  WebSocket library underneath (default beast)
   --workers N                  reader slots: up to N messages handled at once (default 1)
+  --low-latency                run on_message on the I/O thread that read the message, which
+                               polls the socket for 50 µs after each burst before it waits:
+                               the lowest round trip, for a core's CPU while it polls (see
+                               EngineOptions::delivery and busy_poll)
   --header 'K: V'              extra handshake header (repeatable)
   --subprotocol P              offer subprotocol P (repeatable)
   --compress                   offer permessage-deflate (Beast adapter only)
@@ -87,7 +91,7 @@ bench: the engine as a measuring client (one JSON line on stdout; exit 1 if not 
                                prints {"connections","connect_secs","rss_kib",
                                "rss_per_connection_kib","threads","broadcast_ms"}
   --work-us U                  feed: spend U µs of CPU in each on_message (for --workers scaling)
-  --adapter, --workers         as for connect (echo needs --workers 1)
+  --adapter, --workers, --low-latency  as for connect (echo needs --workers 1)
   --timeout S                  give up after S seconds (default 120)
 )";
 
@@ -116,7 +120,7 @@ int main(int argc, char** argv) {
     FlagSpec spec{
         {"--adapter", "--workers", "--header", "--subprotocol", "--send", "--ping-interval", "--pong-timeout",
          "--max-message-size", "--ca-file", "--count", "--trace", "--cert", "--key", "--proxy", "--connect-to"},
-        {"--insecure", "--tls13", "--compress", "--no-reconnect", "--echo", "--quiet", "--stats"}};
+        {"--insecure", "--tls13", "--compress", "--no-reconnect", "--echo", "--quiet", "--stats", "--low-latency"}};
     auto args = Args::parse(argc, argv, 2, spec, error);
     return args ? run_connect(*args) : usage_error(error);
   }
@@ -124,7 +128,8 @@ int main(int argc, char** argv) {
     if (argc < 3 || (std::strcmp(argv[2], "feed") != 0 && std::strcmp(argv[2], "echo") != 0 &&
                      std::strcmp(argv[2], "reconnect") != 0 && std::strcmp(argv[2], "connections") != 0))
       return usage_error("bench needs feed, echo, reconnect or connections");
-    FlagSpec spec{{"--adapter", "--workers", "--count", "--size", "--timeout", "--work-us"}, {"--binary"}};
+    FlagSpec spec{{"--adapter", "--workers", "--count", "--size", "--timeout", "--work-us"},
+                  {"--binary", "--low-latency"}};
     auto args = Args::parse(argc, argv, 3, spec, error);
     return args ? run_bench(argv[2], *args) : usage_error(error);
   }

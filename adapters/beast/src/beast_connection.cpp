@@ -1204,7 +1204,11 @@ class BeastConnector final : public Connector {
   }
   std::string_view name() const noexcept override { return "beast"; }
   AdapterCapabilities capabilities() const noexcept override {
-    return {.compression = true, .write_backpressure = true, .unix_sockets = true, .chosen_addresses = true};
+    return {.compression = true,
+            .write_backpressure = true,
+            .unix_sockets = true,
+            .chosen_addresses = true,
+            .polled_reads = true};
   }
 
  private:

@@ -282,9 +282,10 @@ class MemoryConnector final : public Connector {
   }
   std::string_view name() const noexcept override { return "memory"; }
   // No DEFLATE, and a write is queued for the peer at once, however much waits:
-  // neither compression nor back-pressure.
+  // neither compression nor back-pressure. The peer's messages land in the pipe from
+  // its own thread, so try_read polls.
   AdapterCapabilities capabilities() const noexcept override {
-    return {.compression = false, .write_backpressure = false};
+    return {.compression = false, .write_backpressure = false, .polled_reads = true};
   }
 
  private:
@@ -299,8 +300,10 @@ class MemoryConnector final : public Connector {
 Peer::Peer(std::shared_ptr<detail::Pipe> pipe) : pipe_(std::move(pipe)) {}
 
 namespace {
+// A waiting reader is woken on the runtime's I/O context, as a socket's readiness
+// wakes it in the real adapters (so Delivery::io_thread reads on an I/O thread here too).
 void deliver(detail::Pipe& pipe, detail::Event e) {
-  if (auto waiter = pipe.push(std::move(e))) waiter({});
+  if (auto waiter = pipe.push(std::move(e))) boost::asio::post(*pipe.io, [waiter = std::move(waiter)] { waiter({}); });
 }
 }  // namespace
 
