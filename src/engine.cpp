@@ -670,7 +670,7 @@ Error EngineCore::poll_briefly(Session& s, InboundMessage& buffer) {
 
 // Low-latency delivery: an I/O thread reads at most this many messages of one
 // connection in a row, then lets the other handlers of its io_context run.
-constexpr std::size_t kIoThreadTurn = 16;
+constexpr std::size_t kIoThreadTurn = 256;
 
 void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
   // One slot and no keys (the default): the reader keeps slot 0 and its buffer from one

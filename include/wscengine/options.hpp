@@ -76,7 +76,7 @@ enum class Delivery {
   /// timer and heartbeat that thread serves (an engine with a Runtime of its own
   /// delays only itself). Keep on_message short, or give latency-critical engines
   /// their own Runtime. A busy connection gives the I/O thread back to the others
-  /// after 16 messages in a row. In on_message, calls that wait for the network
+  /// after 256 messages in a row. In on_message, calls that wait for the network
   /// (SessionConnection::read and ping, a blocking start(), stop() and
   /// wait_stopped() of another engine) return `errc::would_deadlock` instead of
   /// waiting (stop() still asks the engine to stop); Engine::send() with a

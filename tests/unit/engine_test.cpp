@@ -963,3 +963,45 @@ INSTANTIATE_TEST_SUITE_P(Engine, FromInsideEveryCallback,
 
 INSTANTIATE_TEST_SUITE_P(Deliveries, EngineTest, ::testing::Values(Delivery::callback_pool, Delivery::io_thread),
                          [](const auto& info) { return delivery_name(info.param); });
+
+// ------------------------------------------------------------ Delivery::io_thread fairness
+
+// Two engines on one I/O thread: one has 10,000 messages waiting, the other gets one
+// while the first is reading them. The busy one yields its I/O thread after a turn of
+// messages (256), so the other's on_message runs long before the busy one is done.
+TEST(LowLatencyDelivery, ABusyConnectionYieldsItsIoThreadToTheOthers) {
+  constexpr int kBuffered = 10000;
+  auto runtime = Runtime::create({1, 2});
+  auto busy_server = memory::Server::create();
+  auto other_server = memory::Server::create();
+  EngineOptions o;
+  o.url = "ws://memory.test/feed";
+  o.delivery = Delivery::io_thread;
+  std::atomic<int> busy_count{0};
+  std::promise<int> busy_count_when_other_ran;
+  std::shared_ptr<memory::Peer> other_peer;
+  auto busy = std::make_shared<LambdaClient>();
+  busy->message = [&](Context&, const Message&) {
+    if (busy_count.fetch_add(1) == 0) other_peer->send(MessageType::text, "now");  // wakes the other engine
+  };
+  auto other = std::make_shared<LambdaClient>();
+  other->message = [&](Context&, const Message&) { busy_count_when_other_ran.set_value(busy_count.load()); };
+  Engine other_engine(o, other, other_server->connector(), runtime);
+  Engine busy_engine(o, busy, busy_server->connector(), runtime);
+  ASSERT_FALSE(other_engine.start());
+  other_peer = other_server->accept(5s);
+  ASSERT_TRUE(other_peer);
+  std::shared_ptr<memory::Peer> busy_peer;
+  {
+    PauseGuard paused = busy_engine.pause();  // every message is buffered before reading starts
+    ASSERT_FALSE(busy_engine.start());
+    busy_peer = busy_server->accept(5s);
+    ASSERT_TRUE(busy_peer);
+    for (int i = 0; i < kBuffered; ++i) busy_peer->send(MessageType::text, "m");
+  }
+  auto seen = busy_count_when_other_ran.get_future();
+  ASSERT_EQ(seen.wait_for(10s), std::future_status::ready);
+  EXPECT_LT(seen.get(), 1000) << "the other engine waited for most of the busy one's messages";
+  EXPECT_FALSE(busy_engine.stop());
+  EXPECT_FALSE(other_engine.stop());
+}
