@@ -580,8 +580,21 @@ class LowLatencyIsolation : public ::testing::TestWithParam<test::RealAdapter> {
     };
     return std::make_unique<Engine>(options(), client, GetParam().make(), runtime);
   }
-  // Blocks the blocker's on_message, then checks that `others` still get every answer.
-  void others_flow_while_one_blocks(Engine& blocking, std::vector<std::unique_ptr<Engine>>& others) {
+  // Starts a blocking engine on `blocking_runtime` and eight echo engines on
+  // `others_runtime`, blocks the blocker's on_message, then checks that the others still
+  // get every answer, that on_message ran on an I/O thread, and that all stop.
+  void others_flow_while_one_blocks(const std::shared_ptr<Runtime>& blocking_runtime,
+                                    const std::shared_ptr<Runtime>& others_runtime) {
+    auto blocking_owner = blocking_engine(blocking_runtime);
+    Engine& blocking = *blocking_owner;
+    std::vector<std::unique_ptr<Engine>> others;
+    for (int i = 0; i < 8; ++i) others.push_back(echo_engine(others_runtime));
+    struct ReleaseFirst {  // a failed assertion returns early: the engines go after the release
+      Blocker& blocker;
+      ~ReleaseFirst() { blocker.release(); }
+    } release_first{*blocker};
+    ASSERT_FALSE(blocking.start());
+    for (auto& e : others) ASSERT_FALSE(e->start());
     ASSERT_FALSE(blocking.send_text("block"));
     {
       std::unique_lock lock(blocker->mutex);
@@ -596,8 +609,13 @@ class LowLatencyIsolation : public ::testing::TestWithParam<test::RealAdapter> {
     // The blocked engine reads on once its on_message returns.
     ASSERT_FALSE(blocking.send_text("after"));
     blocker->release();
-    std::unique_lock lock(blocker->mutex);
-    EXPECT_TRUE(blocker->changed.wait_for(lock, 10s, [&] { return blocker->messages == 2; }));
+    {
+      std::unique_lock lock(blocker->mutex);
+      EXPECT_TRUE(blocker->changed.wait_for(lock, 10s, [&] { return blocker->messages == 2; }));
+      EXPECT_TRUE(blocker->on_io_thread) << "on_message ran on a callback thread";
+    }
+    for (auto& e : others) EXPECT_FALSE(e->stop());
+    EXPECT_FALSE(blocking.stop());
   }
   void TearDown() override {
     blocker->release();
@@ -609,31 +627,13 @@ class LowLatencyIsolation : public ::testing::TestWithParam<test::RealAdapter> {
 // other serves the rest of the runtime's connections.
 TEST_P(LowLatencyIsolation, ABlockedOnMessageHoldsOneIoThreadAndTheOtherServesTheRest) {
   auto runtime = Runtime::create({2, 2});
-  auto blocking = blocking_engine(runtime);
-  std::vector<std::unique_ptr<Engine>> others;
-  for (int i = 0; i < 8; ++i) others.push_back(echo_engine(runtime));
-  ASSERT_FALSE(blocking->start());
-  for (auto& e : others) ASSERT_FALSE(e->start());
-  others_flow_while_one_blocks(*blocking, others);
-  EXPECT_TRUE(blocker->on_io_thread) << "on_message ran on a callback thread";
-  for (auto& e : others) EXPECT_FALSE(e->stop());
-  EXPECT_FALSE(blocking->stop());
+  others_flow_while_one_blocks(runtime, runtime);
 }
 
 // An engine with a runtime of its own delays only itself: engines on a shared
 // runtime with a single I/O thread keep flowing.
 TEST_P(LowLatencyIsolation, AnEngineOnItsOwnRuntimeDelaysOnlyItself) {
-  auto shared = Runtime::create({1, 2});
-  auto own = Runtime::create({1, 2});
-  auto blocking = blocking_engine(own);
-  std::vector<std::unique_ptr<Engine>> others;
-  for (int i = 0; i < 8; ++i) others.push_back(echo_engine(shared));
-  ASSERT_FALSE(blocking->start());
-  for (auto& e : others) ASSERT_FALSE(e->start());
-  others_flow_while_one_blocks(*blocking, others);
-  EXPECT_TRUE(blocker->on_io_thread) << "on_message ran on a callback thread";
-  for (auto& e : others) EXPECT_FALSE(e->stop());
-  EXPECT_FALSE(blocking->stop());
+  others_flow_while_one_blocks(Runtime::create({1, 2}), Runtime::create({1, 2}));
 }
 
 INSTANTIATE_TEST_SUITE_P(Adapters, LowLatencyIsolation, ::testing::ValuesIn(test::real_adapters()),
