@@ -129,3 +129,22 @@ TEST(Backoff, ARestartAskedForReconnectsAtOnceWithoutRaisingTheLevel) {
   backoff.reset();
   EXPECT_EQ(backoff.after_failed_attempt(), 100ms) << "a new start begins at level 1";
 }
+
+// The engine's own random source (none injected): full jitter spreads 4,000 capped
+// delays over the whole range, evenly enough for a reconnect storm (each tenth of the
+// range gets 400 ± 100), and two engines draw differently.
+TEST(Backoff, TheDefaultRandomSourceSpreadsTheDelaysEvenly) {
+  RestartBackoff first(options(1.0)), second(options(1.0));
+  for (int i = 0; i < 4; ++i) (void)first.after_failed_attempt(), (void)second.after_failed_attempt();
+  std::vector<int> tenths(10);
+  int same = 0;
+  for (int i = 0; i < 4000; ++i) {
+    ms a = first.after_failed_attempt(), b = second.after_failed_attempt();  // level >= 5: capped at 1000 ms
+    ASSERT_GE(a.count(), 0);
+    ASSERT_LE(a.count(), 1000);
+    ++tenths[std::min<int>(9, static_cast<int>(a.count() / 100))];
+    same += a == b;
+  }
+  for (int t = 0; t < 10; ++t) EXPECT_NEAR(tenths[t], 400, 100) << "tenth " << t;
+  EXPECT_LT(same, 100) << "two engines drew the same delays";
+}

@@ -408,7 +408,19 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     timer_.cancel();
     open_ = !aborted_;
     if (aborted_) return fail_dial(Error(errc::cancelled, "aborted"));
+    release_dial_state();
     complete_dial(std::move(answer));
+  }
+
+  // What only the dial needed is not kept for the connection's life: an idle
+  // connection's memory is mostly what stays here (docs/benchmarks.md).
+  void release_dial_state() {
+    response_ = {};
+    request_ = {};
+    std::vector<detail::Socket::endpoint_type>().swap(endpoints_);
+    std::string().swap(connect_failures_);
+    std::string().swap(tunnel_request_);
+    tunnel_buffer_ = boost::beast::flat_buffer();
   }
 
   void fail_dial(Error error) {

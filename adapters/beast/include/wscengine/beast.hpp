@@ -12,7 +12,9 @@ namespace wscengine::beast {
 
 /// Tuning of the Beast adapter. A plain value.
 struct BeastOptions {
-  /// Bytes read from the socket at once when data is waiting.
+  /// The most bytes read from the socket at once when data is waiting. Reads start
+  /// at 1 KiB and grow (x4) up to this each time one fills its space, so that an
+  /// idle connection that only ever got small messages holds a 1 KiB read buffer.
   std::size_t read_chunk = 64 * 1024;
 };
 

@@ -352,7 +352,10 @@ class ScanLayer {
     const auto events_before = scanner_.events();
     while (!transport_error_ && buffer_.size() < limit) {
       error_code ec;
-      std::size_t want = chunk;
+      // Reads start small and grow (x4, up to `chunk`) each time one fills its space:
+      // a connection that only ever gets small messages keeps a 1 KiB buffer, not
+      // `chunk` (a quarter of a page instead of a page of every idle connection).
+      std::size_t want = std::min(chunk, chunk_now_);
       std::size_t n = 0;
       if (diverting_) {
         n = read_diverted(chunk, want, ec);
@@ -369,6 +372,7 @@ class ScanLayer {
         set_no_wait(true);
         n = next_.read_some(net::buffer(in, want), ec);
         set_no_wait(false);
+        if (n == want && want == chunk_now_) chunk_now_ = std::min(chunk, chunk_now_ * 4);
         if (n != 0) {
           std::size_t kept = scanner_.feed(in, n, front);
           std::size_t diverted = 0;
@@ -549,7 +553,8 @@ class ScanLayer {
   }
 
   static constexpr std::size_t kShrinkAbove = 1u << 20;
-  static constexpr std::size_t kHeaderProbe = 14;  // the longest server frame header
+  static constexpr std::size_t kHeaderProbe = 14;   // the longest server frame header
+  static constexpr std::size_t kFirstChunk = 1024;  // the first reads' size (see pump)
   Next next_;
   boost::beast::flat_buffer buffer_;
   FrameScanner scanner_;
@@ -562,11 +567,12 @@ class ScanLayer {
   // else is buffered after its header; once whole, frames after it are.
   std::size_t divert_from_ = 0, divert_max_ = 0;
   std::string diverted_;
-  std::size_t diverted_filled_ = 0;  // payload bytes in diverted_ so far
-  std::size_t diverted_at_ = 0;      // where its payload belongs in buffer_ (just after its header)
-  bool diverting_ = false;           // arriving
-  bool diverted_ready_ = false;      // whole, not yet read
-  bool probe_header_ = false;        // large frames flow: read the next header on its own
+  std::size_t diverted_filled_ = 0;      // payload bytes in diverted_ so far
+  std::size_t diverted_at_ = 0;          // where its payload belongs in buffer_ (just after its header)
+  bool diverting_ = false;               // arriving
+  bool diverted_ready_ = false;          // whole, not yet read
+  bool probe_header_ = false;            // large frames flow: read the next header on its own
+  std::size_t chunk_now_ = kFirstChunk;  // what pump reads at most now (grows to its `chunk`)
 };
 
 template <class Next>
