@@ -206,6 +206,8 @@ if scale:
     threads = {s["threads"] for s in scale}
     targets.append("| %d connections: RSS per idle connection ≤ 16 KiB | %.1f KiB | %s |" % (
         top["connections"], top["rss_per_connection_kib"], verdict(top["rss_per_connection_kib"] <= 16)))
+    targets.append("| %d connections: RSS per idle connection ≤ 4 KiB (issue 17) | %.1f KiB | %s |" % (
+        top["connections"], top["rss_per_connection_kib"], verdict(top["rss_per_connection_kib"] <= 4)))
     targets.append("| thread count independent of connection count | %s threads at %s connections | %s |" % (
         "/".join(str(s["threads"]) for s in scale), "/".join(str(s["connections"]) for s in scale),
         verdict(len(threads) == 1)))
