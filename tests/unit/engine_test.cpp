@@ -661,6 +661,8 @@ TEST_P(EngineTest, PauseStopsReadingAndAllowsReadingByHand) {
   ASSERT_EQ(messages.size(), 2u);
   EXPECT_EQ(messages[1].payload, "after");
   EXPECT_EQ(messages[1].sequence, 1u) << "messages read by hand take no sequence number";
+  // The Recorder counts a message before its hook runs: stop before the hook's locals go.
+  EXPECT_FALSE(engine->stop());
 }
 
 // With Delivery::io_thread, on_message runs on an I/O thread, where a read by hand
@@ -690,13 +692,15 @@ TEST_P(EngineTest, PausedUserReadsTheResponseByHand) {
     EXPECT_EQ(client->events_of(Event::message)[1].payload, "answer");
     EXPECT_EQ(client->events_of(Event::message)[2].payload, "after");
     EXPECT_EQ(client->events_of(Event::message)[2].sequence, 2u);
-    return;
+  } else {
+    ASSERT_FALSE(e) << e.message();
+    EXPECT_EQ(reply.payload, "answer");
+    EXPECT_TRUE(client->wait_count(Event::message, 2));
+    EXPECT_EQ(client->events_of(Event::message)[1].payload, "after");
+    EXPECT_EQ(client->events_of(Event::message)[1].sequence, 1u);
   }
-  ASSERT_FALSE(e) << e.message();
-  EXPECT_EQ(reply.payload, "answer");
-  ASSERT_TRUE(client->wait_count(Event::message, 2));
-  EXPECT_EQ(client->events_of(Event::message)[1].payload, "after");
-  EXPECT_EQ(client->events_of(Event::message)[1].sequence, 1u);
+  // The Recorder counts a message before its hook runs: stop before the hook's locals go.
+  EXPECT_FALSE(engine->stop());
 }
 
 // The pause lock taken while OnMessage runs in the middle of a burst, again and again,
