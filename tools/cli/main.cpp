@@ -29,9 +29,9 @@ or Ctrl-C).
   --adapter beast|websocketpp  WebSocket library underneath (default beast)
   --workers N                  reader slots: up to N messages handled at once (default 1)
   --low-latency                run on_message on the I/O thread that read the message, which
-                               polls the socket for 50 µs after each burst before it waits:
-                               the lowest round trip, for a core's CPU while it polls (see
-                               EngineOptions::delivery and busy_poll)
+                               (Beast adapter) polls the socket for 50 µs after each burst
+                               before it waits: the lowest round trip, for a core's CPU while
+                               it polls (see EngineOptions::delivery and busy_poll)
   --header 'K: V'              extra handshake header (repeatable)
   --subprotocol P              offer subprotocol P (repeatable)
   --compress                   offer permessage-deflate (Beast adapter only)
