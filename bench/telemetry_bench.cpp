@@ -33,9 +33,13 @@
 #include <opentelemetry/sdk/metrics/meter_provider.h>
 #include <opentelemetry/sdk/metrics/meter_provider_factory.h>
 #include <opentelemetry/sdk/metrics/push_metric_exporter.h>
+#include <opentelemetry/sdk/resource/resource.h>
 #include <opentelemetry/sdk/trace/batch_span_processor_factory.h>
 #include <opentelemetry/sdk/trace/batch_span_processor_options.h>
 #include <opentelemetry/sdk/trace/exporter.h>
+#include <opentelemetry/sdk/trace/samplers/always_on_factory.h>
+#include <opentelemetry/sdk/trace/samplers/parent_factory.h>
+#include <opentelemetry/sdk/trace/samplers/trace_id_ratio_factory.h>
 #include <opentelemetry/sdk/trace/span_data.h>
 #include <opentelemetry/sdk/trace/tracer_provider.h>
 #include <opentelemetry/sdk/trace/tracer_provider_factory.h>
@@ -49,9 +53,10 @@ using namespace std::chrono_literals;
 namespace {
 
 struct Config {
-  std::size_t messages = 200000;
+  std::size_t messages = 1000000;
   int runs = 5;
   std::size_t size = 64;
+  std::string only;  // run only the variants whose name contains this (for perf)
 };
 
 class CountingClient final : public Client {
@@ -111,8 +116,15 @@ double messages_per_second(const Config& config, const TelemetryOptions& telemet
   return static_cast<double>(config.messages) / took;
 }
 
+Config warm_up_of(const Config& config) {
+  Config warm_up = config;
+  warm_up.messages = config.messages / 10 + 1;
+  warm_up.runs = 1;
+  return warm_up;
+}
+
 double median_of_runs(const Config& config, const TelemetryOptions& telemetry) {
-  (void)messages_per_second(Config{config.messages / 10 + 1, 1, config.size}, telemetry);  // warm-up
+  (void)messages_per_second(warm_up_of(config), telemetry);
   std::vector<double> results;
   for (int i = 0; i < config.runs; ++i) results.push_back(messages_per_second(config, telemetry));
   std::sort(results.begin(), results.end());
@@ -133,8 +145,10 @@ Config parse(int argc, char** argv) {
       config.runs = static_cast<int>(v);
     } else if (long v = number("--size"); v > 0) {
       config.size = static_cast<std::size_t>(v);
+    } else if (arg.rfind("--only=", 0) == 0) {
+      config.only = arg.substr(7);
     } else {
-      std::fprintf(stderr, "usage: %s [--messages=N] [--runs=R] [--size=BYTES]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--messages=N] [--runs=R] [--size=BYTES] [--only=TEXT]\n", argv[0]);
       std::exit(2);
     }
   }
@@ -198,22 +212,34 @@ int main(int argc, char** argv) {
               config.size, config.runs);
   opentelemetry::sdk::common::internal_log::GlobalLogHandler::SetLogLevel(
       opentelemetry::sdk::common::internal_log::LogLevel::Error);
-  auto exporter = std::make_unique<DiscardingSpanExporter>();
-  sdktrace::BatchSpanProcessorOptions batch;
-  batch.max_queue_size = 1 << 20;  // room for a whole run: a dropped span would be work not measured
-  batch.max_export_batch_size = 4096;
-  batch.schedule_delay_millis = 50ms;
-  std::shared_ptr<sdktrace::TracerProvider> tracer_provider =
-      sdktrace::TracerProviderFactory::Create(sdktrace::BatchSpanProcessorFactory::Create(std::move(exporter), batch));
+  // Spans go through a batch processor to an exporter that discards them: the SDK's
+  // cost, not an export's. One provider per sampler.
+  auto tracer_provider_with = [](std::unique_ptr<sdktrace::Sampler> sampler) {
+    sdktrace::BatchSpanProcessorOptions batch;
+    batch.max_queue_size = 1 << 20;  // room for a whole run: a dropped span would be work not measured
+    batch.max_export_batch_size = 4096;
+    batch.schedule_delay_millis = 50ms;
+    std::shared_ptr<sdktrace::TracerProvider> provider = sdktrace::TracerProviderFactory::Create(
+        sdktrace::BatchSpanProcessorFactory::Create(std::make_unique<DiscardingSpanExporter>(), batch),
+        opentelemetry::sdk::resource::Resource::Create({}), std::move(sampler));
+    return nostd::shared_ptr<opentelemetry::trace::TracerProvider>(provider);
+  };
+  auto every_span = tracer_provider_with(sdktrace::AlwaysOnSamplerFactory::Create());
+  auto ratio_sampled = tracer_provider_with(
+      sdktrace::ParentBasedSamplerFactory::Create(sdktrace::TraceIdRatioBasedSamplerFactory::Create(0.001)));
   std::shared_ptr<sdkmetrics::MeterProvider> meter_provider = sdkmetrics::MeterProviderFactory::Create();
   sdkmetrics::PeriodicExportingMetricReaderOptions reader;
   reader.export_interval_millis = 1000ms;
   reader.export_timeout_millis = 500ms;
   meter_provider->AddMetricReader(
       sdkmetrics::PeriodicExportingMetricReaderFactory::Create(std::make_unique<DiscardingMetricExporter>(), reader));
-  TelemetryOptions full =
-      otel::make_telemetry(nostd::shared_ptr<opentelemetry::trace::TracerProvider>(tracer_provider),
-                           nostd::shared_ptr<opentelemetry::metrics::MeterProvider>(meter_provider));
+  nostd::shared_ptr<opentelemetry::metrics::MeterProvider> meters(meter_provider);
+  TelemetryOptions full = otel::make_telemetry(every_span, meters);
+  TelemetryOptions sdk_sampler = otel::make_telemetry(ratio_sampled, meters);
+  TelemetryOptions engine_sampled = full;
+  engine_sampled.message_sample_ratio = 0.001;
+  TelemetryOptions none_sampled = full;
+  none_sampled.message_sample_ratio = 0;
   TelemetryOptions engine_spans_only = full;
   engine_spans_only.trace_connection = false;
   engine_spans_only.metrics = nullptr;
@@ -229,16 +255,24 @@ int main(int argc, char** argv) {
       {"telemetry compiled out (baseline)", std::nullopt, {}},
       {"compiled in, telemetry unset", TelemetryOptions{}, {}},
       {"OpenTelemetry, no provider (global no-op)", otel::make_telemetry(), {}},
-      {"OpenTelemetry SDK, batch processor", full, {}},
-      {"  SDK, engine spans only (no adapter spans)", engine_spans_only, {}},
-      {"  SDK, metrics only", metrics_only, {}},
+      {"SDK, every message traced", full, {}},
+      {"SDK, SDK ratio sampler 1/1000", sdk_sampler, {}},
+      {"SDK, message_sample_ratio 1/1000", engine_sampled, {}},
+      {"SDK, message_sample_ratio 0", none_sampled, {}},
+      {"SDK, engine spans only (no adapter spans)", engine_spans_only, {}},
+      {"SDK, metrics only", metrics_only, {}},
   };
+  if (!config.only.empty()) {
+    std::erase_if(variants, [&](const Variant& v) {
+      return v.telemetry && std::string(v.name).find(config.only) == std::string::npos;
+    });
+  }
   // Rounds run every variant once, so that the machine's slow and fast moments are
   // shared by all of them rather than landing on one.
   Config one_run = config;
   one_run.runs = 1;
   for (auto& v : variants)
-    if (v.telemetry) (void)messages_per_second(Config{config.messages / 10 + 1, 1, config.size}, *v.telemetry);
+    if (v.telemetry) (void)messages_per_second(warm_up_of(config), *v.telemetry);
   for (int round = 0; round < config.runs; ++round) {
     for (auto& v : variants)
       v.results.push_back(v.telemetry ? messages_per_second(config, *v.telemetry) : run_compiled_out(one_run));
@@ -247,11 +281,13 @@ int main(int argc, char** argv) {
     std::sort(r.begin(), r.end());
     return r[r.size() / 2];
   };
+  // The cost per message: the time a message takes beyond the compiled-out engine's.
   double base = median(variants[0].results);
-  std::printf("%-44s %14s %10s\n", "variant", "messages/s", "ratio");
+  std::printf("%-44s %14s %10s %12s\n", "variant", "messages/s", "ratio", "ns/message");
   for (auto& v : variants) {
     double value = median(v.results);
-    std::printf("%-44s %14.0f %10.3f\n", v.name, value, base > 0 ? value / base : 0.0);
+    double extra_ns = value > 0 && base > 0 ? (1e9 / value - 1e9 / base) : 0.0;
+    std::printf("%-44s %14.0f %10.3f %12.1f\n", v.name, value, base > 0 ? value / base : 0.0, extra_ns);
   }
   double compiled_out = base;
   return compiled_out > 0 ? 0 : 1;

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "engine_core.hpp"
+#include "random.hpp"
 #include "runtime_impl.hpp"
 #include "telemetry_impl.hpp"
 
@@ -24,6 +25,13 @@ thread_local const EngineCore* t_reader_engine = nullptr;
 // came meanwhile) calls the handler inside async_wait_readable, where reading inline
 // would recurse; the handler posts instead.
 thread_local bool t_arming_wait = false;
+
+// A ratio in (0, 1) as the bound under which a uniform 64-bit number falls with that
+// probability.
+std::uint64_t sample_threshold(double ratio) {
+  if (!(ratio > 0)) return 0;
+  return static_cast<std::uint64_t>(ratio * 0x1.0p64);
+}
 
 struct CallbackScope {
   explicit CallbackScope(const EngineCore* core) : saved(t_callback_engine) { t_callback_engine = core; }
@@ -81,6 +89,8 @@ EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, st
       tracer_(options_.telemetry.tracer.get()),
       metrics_(options_.telemetry.metrics.get()),
 #endif
+      sample_all_(options_.telemetry.message_sample_ratio >= 1.0),
+      sample_below_(sample_all_ ? 0 : sample_threshold(options_.telemetry.message_sample_ratio)),
       backoff_(options_.backoff),
       polls_(options_.busy_poll.count() > 0 && connector_->capabilities().polled_reads) {
 }
@@ -197,6 +207,16 @@ auto EngineCore::traced_per_message(const TraceContext& session, F&& f) {
   if (options_.telemetry.grouping == TraceGrouping::per_start) return traced(session, std::forward<F>(f));
   CurrentTrace current({}, session);
   return f();
+}
+
+// Whether the next message is traced and timed (TelemetryOptions::message_sample_ratio).
+// A generator per thread: readers of many engines and senders on any thread draw
+// without sharing a cache line.
+bool EngineCore::sample_message() const noexcept {
+  if (sample_all_) return true;
+  thread_local std::uint64_t state = 0;  // plain: no initialisation guard on each use
+  if (state == 0) state = SplitMix64().next() | 1;
+  return SplitMix64::next(state) < sample_below_;
 }
 
 EngineState EngineCore::state() const noexcept {
@@ -659,12 +679,20 @@ void EngineCore::reader_woken(const std::shared_ptr<Session>& s, Error e) {
 // EngineOptions::busy_poll: tries the read again until a message came or the time is
 // up, so that a message that follows soon is taken without a wake-up. Gives up early
 // when the session is asked to end.
-Error EngineCore::poll_briefly(Session& s, InboundMessage& buffer) {
+Error EngineCore::poll_briefly(Session& s, Connection& connection, InboundMessage& buffer) {
   const auto deadline = std::chrono::steady_clock::now() + options_.busy_poll;
   Error e;
   do {
-    e = s.connection->try_read(buffer);
+    e = connection.try_read(buffer);
   } while (e.is(errc::would_block) && !s.stop.stop_requested() && std::chrono::steady_clock::now() < deadline);
+  return e;
+}
+
+// One read of what the connection has: would_block when nothing came (after the
+// busy poll of the low-latency mode).
+Error EngineCore::read_now(Session& s, Connection& connection, InboundMessage& buffer, bool on_io_thread) {
+  Error e = connection.try_read(buffer);
+  if (e.is(errc::would_block) && on_io_thread && polls_) e = poll_briefly(s, connection, buffer);
   return e;
 }
 
@@ -702,11 +730,16 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
     }
     entered = false;
     t_reader_engine = this;
-    Error error = traced_per_message(s->run_trace, [&] {
-      Error e = s->connection->try_read(*buffer);
-      if (e.is(errc::would_block) && on_io_thread && polls_) e = poll_briefly(*s, *buffer);
-      return e;
-    });
+    // A message left out by sampling is read past the telemetry decorator (no span,
+    // no look at the thread's trace state) and counted here.
+    bool sampled = sample_message();
+    Error error;
+    if (sampled) {
+      error = traced_per_message(s->run_trace, [&] { return read_now(*s, *s->connection, *buffer, on_io_thread); });
+    } else {
+      error = read_now(*s, s->untraced_connection, *buffer, on_io_thread);
+      if (!error && metrics_) metrics_->message_received(buffer->type, buffer->payload.size());
+    }
     if (wait_error) {  // the wait for the network failed: report it unless data came anyway
       if (error.is(errc::would_block)) error = std::move(wait_error);
       wait_error = Error{};
@@ -747,7 +780,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       if (options_.message_key) {
         auto [entry, fresh] = s->busy_keys.try_emplace(key);
         if (!fresh) {  // its key is busy: it runs after the running one, on that slot
-          entry->second.push_back({std::move(buffer), sequence});
+          entry->second.push_back({std::move(buffer), sequence, sampled});
           ++s->parked;
           continue;  // read on (the checks at the top of the loop decide)
         }
@@ -761,7 +794,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       if (hand_off) start_reader(s);  // another slot reads while we dispatch
     }
     for (;;) {
-      deliver(s, *buffer, sequence, slot);
+      deliver(s, *buffer, sequence, slot, sampled);
       lock.lock();
       if (!options_.message_key) break;
       // Keyed: run what waited for this key, in order, on this slot (even while
@@ -777,6 +810,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       s->free_buffers.push_back(std::move(buffer));
       buffer = std::move(next.buffer);
       sequence = next.sequence;
+      sampled = next.sampled;
       kick_reader_locked(s);  // a reader stopped by the parked limit may go on
       lock.unlock();
     }
@@ -858,12 +892,12 @@ std::unique_ptr<InboundMessage> EngineCore::take_buffer_locked(Session& s) {
 }
 
 void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence,
-                         std::uint32_t slot) {
+                         std::uint32_t slot, bool sampled) {
   Message message{inbound.type, sequence, inbound.payload};
   Context ctx(*this, s.get());
   std::unique_ptr<Span> span;
   // A child of the read that took it off the socket, when adapter reads are traced.
-  if (tracer_) {
+  if (tracer_ && sampled) {
     span = inbound.trace.valid() ? tracer_->start_span("wscengine.on_message", inbound.trace)
                                  : start_linked_span("wscengine.on_message", s->run_trace);
   }
@@ -875,15 +909,16 @@ void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage
     span->set_attribute("wscengine.reader_slot", static_cast<std::int64_t>(slot));
     ctx.set_trace_context(span->context());
   }
+  const bool timed = metrics_ && sampled;
   std::chrono::steady_clock::time_point started;
-  if (metrics_) started = std::chrono::steady_clock::now();
+  if (timed) started = std::chrono::steady_clock::now();
   std::exception_ptr thrown;  // a pointer, not an optional<Error>: see bench/profile.md
   try {
     call_user(span, [&] { client_->on_message(ctx, message); });
   } catch (...) {
     thrown = std::current_exception();
   }
-  if (metrics_) metrics_->on_message_duration(std::chrono::steady_clock::now() - started);
+  if (timed) metrics_->on_message_duration(std::chrono::steady_clock::now() - started);
   if (thrown) {
     Error error(errc::io_error, "on_message threw: " + what_of(thrown));
     if (span) span->set_error(error);
@@ -1110,8 +1145,12 @@ Error EngineCore::send(MessageType type, std::string_view payload, SendHandler d
   }
   if (!s) return Error(errc::not_connected, "no open session");
   if (room_timeout.count() > 0 && runtime_->on_io_thread()) room_timeout = std::chrono::milliseconds(0);  // never wait
-  return traced_per_message(
-      s->run_trace, [&] { return s->sends->send(*s->connection, type, payload, std::move(done), room_timeout); });
+  auto send_now = [&] { return s->sends->send(*s->connection, type, payload, std::move(done), room_timeout); };
+  if (tracer_ && !sample_message()) {  // the decorator starts no write span for it
+    SampledOut out;
+    return send_now();
+  }
+  return traced_per_message(s->run_trace, send_now);
 }
 
 std::size_t EngineCore::buffered_amount() const {

@@ -19,6 +19,7 @@
 #include <wscengine/engine.hpp>
 
 #include "backoff.hpp"
+#include "telemetry_impl.hpp"
 
 namespace wscengine::detail {
 
@@ -62,12 +63,18 @@ class SendQueue : public std::enable_shared_from_this<SendQueue> {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(std::uint64_t id, std::unique_ptr<Connection> connection, std::shared_ptr<Runtime> runtime)
-      : id(id), runtime(std::move(runtime)), connection(std::move(connection)) {}
+      : id(id),
+        runtime(std::move(runtime)),
+        connection(std::move(connection)),
+        untraced_connection(detail::untraced(*this->connection)) {}
 
   const std::uint64_t id;
   // The connection may reference the runtime's I/O context: keep it alive longer.
   const std::shared_ptr<Runtime> runtime;
   const std::unique_ptr<Connection> connection;
+  // `connection` without the telemetry decorator: messages left out by
+  // TelemetryOptions::message_sample_ratio are read there (see detail::untraced).
+  Connection& untraced_connection;
   std::stop_source stop;
   std::shared_ptr<SendQueue> sends;  // set right after construction, then read-only
   // What Context::connection() returns: made once, so a callback's Context costs no
@@ -97,6 +104,7 @@ class Session : public std::enable_shared_from_this<Session> {
   struct Parked {
     std::unique_ptr<InboundMessage> buffer;
     std::uint64_t sequence = 0;
+    bool sampled = true;  // TelemetryOptions::message_sample_ratio chose it
   };
   std::unordered_map<std::string, std::deque<Parked>> busy_keys;  // (m)
   std::size_t parked = 0;                                         // (m) messages waiting in busy_keys
@@ -159,9 +167,11 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void run_reader(std::shared_ptr<Session> s, Error wait_error);
   void start_reader(const std::shared_ptr<Session>& s, Error wait_error = {});
   void reader_woken(const std::shared_ptr<Session>& s, Error e);
-  Error poll_briefly(Session& s, InboundMessage& buffer);
+  Error poll_briefly(Session& s, Connection& connection, InboundMessage& buffer);
+  Error read_now(Session& s, Connection& connection, InboundMessage& buffer, bool on_io_thread);
   void deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence,
-               std::uint32_t slot);
+               std::uint32_t slot, bool sampled);
+  bool sample_message() const noexcept;
   std::unique_ptr<InboundMessage> take_buffer_locked(Session& s);
   void stop_reader_locked(const std::shared_ptr<Session>& s);
   void release_slot_locked(Session& s, std::uint32_t slot);
@@ -211,6 +221,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   Tracer* const tracer_;    // options_.telemetry.tracer, or null
   Metrics* const metrics_;  // options_.telemetry.metrics, or null
 #endif
+  // TelemetryOptions::message_sample_ratio as a threshold for a 64-bit random number;
+  // sample_all_ when it is 1.
+  const bool sample_all_;
+  const std::uint64_t sample_below_;
 
   mutable std::mutex mutex_;
   std::condition_variable state_cv_;  // state changes, pause gate, task count

@@ -170,6 +170,8 @@ class InstrumentedConnection final : public Connection {
     });
   }
 
+  Connection& inner() noexcept { return *inner_; }
+
   void abort() noexcept override { inner_->abort(); }
   bool is_open() const noexcept override { return inner_->is_open(); }
   Underlying underlying() noexcept override { return inner_->underlying(); }
@@ -177,14 +179,17 @@ class InstrumentedConnection final : public Connection {
  private:
   std::unique_ptr<Span> start(std::string_view name) const {
     const auto& current = current_trace();
-    return tracer_ ? tracer_->start_span(name, current.parent, {}, current.link) : nullptr;
+    return tracer_ && current.sampled ? tracer_->start_span(name, current.parent, {}, current.link) : nullptr;
   }
 
   void finish_read(InboundMessage& out, const Error& error, Tracer::Clock::time_point started) {
     if (!error && metrics_) metrics_->message_received(out.type, out.payload.size());
     if (!tracer_) return;
     const auto& current = current_trace();
-    auto span = tracer_->start_span("wscengine.read", current.parent, started, current.link);
+    // A message left out by sampling has no span (a failure of its read still has
+    // the engine's on_read_error span).
+    auto span =
+        current.sampled ? tracer_->start_span("wscengine.read", current.parent, started, current.link) : nullptr;
     if (!span) {
       out.trace = {};
       return;
@@ -221,6 +226,12 @@ class InstrumentedConnector final : public Connector {
 };
 
 }  // namespace
+
+Connection& untraced(Connection& connection) noexcept {
+  auto* instrumented = dynamic_cast<InstrumentedConnection*>(&connection);
+  return instrumented ? instrumented->inner() : connection;
+}
+
 }  // namespace detail
 
 TraceContext current_trace_context() noexcept { return detail::current_trace().parent; }

@@ -35,6 +35,10 @@ Error EngineOptions::validate() const {
   if (busy_poll.count() > 0 && delivery != Delivery::io_thread) {
     return invalid("busy_poll needs delivery = Delivery::io_thread (a callback thread never waits for the network)");
   }
+  if (!(telemetry.message_sample_ratio >= 0.0 && telemetry.message_sample_ratio <= 1.0)) {
+    return invalid("telemetry.message_sample_ratio must be in 0..1 (got " +
+                   std::to_string(telemetry.message_sample_ratio) + ")");
+  }
   auto positive = [](std::chrono::milliseconds d) { return d.count() > 0; };
   if (!positive(open_timeout)) return invalid("open_timeout must be > 0");
   if (!positive(close_timeout)) return invalid("close_timeout must be > 0");

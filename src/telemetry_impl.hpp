@@ -3,15 +3,19 @@
 
 #include <string>
 
+#include <wscengine/adapter.hpp>
 #include <wscengine/trace_context.hpp>
 
 namespace wscengine::detail {
 
 /// Where spans started on this thread go: under `parent`, or, with no parent, as
-/// roots linked to `link`.
+/// roots linked to `link`. `sampled` false: the message being sent was left out by
+/// TelemetryOptions::message_sample_ratio, so the adapter starts no span for it
+/// (parent and link are then not set: see SampledOut).
 struct TraceState {
   TraceContext parent;
   TraceContext link;
+  bool sampled = true;
 };
 
 /// The thread's current trace state. A function, not an extern thread_local: GCC's
@@ -24,7 +28,7 @@ class CurrentTrace {
  public:
   explicit CurrentTrace(const TraceContext& parent, const TraceContext& link = {})
       : slot_(current_trace()), saved_(slot_) {
-    slot_ = TraceState{parent, link};
+    slot_ = TraceState{parent, link, true};
   }
   ~CurrentTrace() { slot_ = saved_; }
   CurrentTrace(const CurrentTrace&) = delete;
@@ -34,6 +38,25 @@ class CurrentTrace {
   TraceState& slot_;
   TraceState saved_;
 };
+
+/// Marks the message read or sent in this scope as left out by sampling: one flag,
+/// not a copy of the trace state (this runs for most messages of a sampled feed).
+class SampledOut {
+ public:
+  SampledOut() : slot_(current_trace()), saved_(slot_.sampled) { slot_.sampled = false; }
+  ~SampledOut() { slot_.sampled = saved_; }
+  SampledOut(const SampledOut&) = delete;
+  SampledOut& operator=(const SampledOut&) = delete;
+
+ private:
+  TraceState& slot_;
+  bool saved_;
+};
+
+/// The connection under the instrumenting decorator of instrument(), else
+/// `connection` itself: the engine reads a message left out by sampling there,
+/// without the decorator's checks, and counts it itself.
+Connection& untraced(Connection& connection) noexcept;
 
 /// The server URL for traces: no user info, no query (tokens often travel there).
 std::string traced_url(const std::string& url);

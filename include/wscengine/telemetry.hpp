@@ -126,6 +126,15 @@ struct TelemetryOptions {
   bool inject_traceparent = false;
   /// How spans group into traces (see TraceGrouping).
   TraceGrouping grouping = TraceGrouping::per_message;
+  /// The share of messages, in [0, 1], that are traced (the read, on_message and
+  /// send spans of a message) and timed (Metrics::on_message_duration). The engine
+  /// chooses each message before any span exists, so a message left out costs one
+  /// random number: no call into the tracing library, no span, no attribute.
+  /// Sessions, dials, reconnects, closes and errors are always traced, and the
+  /// message and byte counters count every message. The tracing library's own
+  /// sampler still decides for the messages chosen (docs/observability.md,
+  /// "Sampling messages"). 1, the default: every message.
+  double message_sample_ratio = 1.0;
 };
 
 /// The trace context of the engine step or callback running on this thread: a

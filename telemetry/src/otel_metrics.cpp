@@ -11,6 +11,7 @@
 #include <opentelemetry/metrics/sync_instruments.h>
 #include <opentelemetry/trace/provider.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <map>
@@ -61,15 +62,32 @@ using Observer = nostd::shared_ptr<metrics_api::ObserverResultT<std::int64_t>>;
 
 std::size_t index(MessageType type) { return type == MessageType::text ? 0 : 1; }
 
-// Per-message counts are atomics read by asynchronous (observable) instruments at
-// collection time: an SDK counter Add per message costs a hash and a lock (the
-// benchmark measured five times the engine's own per-message work); an atomic
-// increment almost nothing. The counts belong to the Meter, not to one Metrics
+// One thread's message counts for one Meter. Only its owning thread writes them
+// (a plain load and store, no locked instruction); collection reads them from
+// another thread, hence atomics with relaxed order.
+struct ThreadCounts {
+  ByType received{}, sent{};
+  Total bytes_received{0}, bytes_sent{0};
+  std::atomic<bool> owned{true};  // false once its thread ended: another may adopt it
+
+  static void add(Total& total, std::int64_t n) noexcept {
+    total.store(total.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+};
+
+// Per-message counts are read by asynchronous (observable) instruments at collection
+// time: an SDK counter Add per message costs a hash and a lock (the benchmark
+// measured five times the engine's own per-message work). They are kept per thread:
+// an atomic add shared by every engine's reader threads is a locked instruction on
+// one contended cache line, which cost a feed with sampled tracing a tenth of its
+// rate (bench/telemetry_bench). The counts belong to the Meter, not to one Metrics
 // object: every engine measured through one provider adds to the same totals, and
-// totals stay reported after an engine is gone (cumulative counters never drop).
+// totals stay reported after an engine or a thread is gone (cumulative counters
+// never drop).
 struct MeterCounts {
-  ByType messages_received{}, messages_sent{};
-  Total bytes_received{0}, bytes_sent{0}, reconnect_attempts{0}, reconnect_successes{0};
+  std::mutex threads_mutex;
+  std::vector<std::unique_ptr<ThreadCounts>> threads;  // (threads_mutex) never shrinks
+  Total reconnect_attempts{0}, reconnect_successes{0};
   std::array<Total, 4> in_state{};              // connections by ConnectionState
   nostd::shared_ptr<metrics_api::Meter> meter;  // keeps the Meter, and so its address (the key), alive
   std::vector<nostd::shared_ptr<metrics_api::ObservableInstrument>> instruments;
@@ -78,13 +96,36 @@ struct MeterCounts {
   static void observe_total(metrics_api::ObserverResult result, void* self) noexcept {
     nostd::get<Observer>(result)->Observe((static_cast<MeterCounts*>(self)->*total).load(std::memory_order_relaxed));
   }
-  template <ByType MeterCounts::*counts>
+  // The sum over every thread's counts.
+  template <class Read>
+  std::int64_t sum(Read read) {
+    std::lock_guard lock(threads_mutex);
+    std::int64_t total = 0;
+    for (const auto& t : threads) total += read(*t).load(std::memory_order_relaxed);
+    return total;
+  }
+  template <Total ThreadCounts::*total>
+  static void observe_thread_total(metrics_api::ObserverResult result, void* self) noexcept {
+    nostd::get<Observer>(result)->Observe(
+        static_cast<MeterCounts*>(self)->sum([](ThreadCounts& t) -> Total& { return t.*total; }));
+  }
+  template <ByType ThreadCounts::*counts>
   static void observe_by_type(metrics_api::ObserverResult result, void* self) noexcept {
-    auto& by_type = static_cast<MeterCounts*>(self)->*counts;
     for (auto type : {MessageType::text, MessageType::binary}) {
-      nostd::get<Observer>(result)->Observe(by_type[index(type)].load(std::memory_order_relaxed),
-                                            {{"wscengine.message.type", type_name(type)}});
+      auto total =
+          static_cast<MeterCounts*>(self)->sum([&](ThreadCounts& t) -> Total& { return (t.*counts)[index(type)]; });
+      nostd::get<Observer>(result)->Observe(total, {{"wscengine.message.type", type_name(type)}});
     }
+  }
+  // The calling thread's counts: a block of a thread that ended, else a new one.
+  ThreadCounts* claim() {
+    std::lock_guard lock(threads_mutex);
+    for (const auto& t : threads) {
+      bool ended = false;
+      if (t->owned.compare_exchange_strong(ended, true, std::memory_order_acquire)) return t.get();
+    }
+    threads.push_back(std::make_unique<ThreadCounts>());
+    return threads.back().get();
   }
   // A current value: connections in each state.
   static void observe_connections(metrics_api::ObserverResult result, void* self) noexcept {
@@ -103,14 +144,14 @@ struct MeterCounts {
   explicit MeterCounts(nostd::shared_ptr<metrics_api::Meter> m) : meter(std::move(m)) {
     observe(meter->CreateInt64ObservableCounter("wscengine.messages.received",
                                                 "Whole messages read from the connection", "{message}"),
-            &observe_by_type<&MeterCounts::messages_received>);
+            &observe_by_type<&ThreadCounts::received>);
     observe(meter->CreateInt64ObservableCounter("wscengine.messages.sent", "Whole messages written successfully",
                                                 "{message}"),
-            &observe_by_type<&MeterCounts::messages_sent>);
+            &observe_by_type<&ThreadCounts::sent>);
     observe(meter->CreateInt64ObservableCounter("wscengine.bytes.received", "Payload bytes of messages read", "By"),
-            &observe_total<&MeterCounts::bytes_received>);
+            &observe_thread_total<&ThreadCounts::bytes_received>);
     observe(meter->CreateInt64ObservableCounter("wscengine.bytes.sent", "Payload bytes of messages written", "By"),
-            &observe_total<&MeterCounts::bytes_sent>);
+            &observe_thread_total<&ThreadCounts::bytes_sent>);
     observe(meter->CreateInt64ObservableCounter("wscengine.reconnect.attempts",
                                                 "Dial attempts after the first of a start", "{attempt}"),
             &observe_total<&MeterCounts::reconnect_attempts>);
@@ -135,6 +176,26 @@ MeterCounts& counts_of(const nostd::shared_ptr<metrics_api::Meter>& meter) {
   return *counts;
 }
 
+// This thread's counts for `counts`. A thread counts for one or two Meters in
+// practice: a short list, with the last one looked up first.
+ThreadCounts& counts_of_this_thread(MeterCounts& counts) {
+  struct Mine {
+    MeterCounts* last_meter = nullptr;
+    ThreadCounts* last = nullptr;
+    std::vector<std::pair<MeterCounts*, ThreadCounts*>> all;
+    ~Mine() {  // the thread ends: its counts stay in the totals, free to adopt
+      for (auto& [meter, t] : all) t->owned.store(false, std::memory_order_release);
+    }
+  };
+  thread_local Mine mine;
+  if (mine.last_meter == &counts) return *mine.last;
+  auto found = std::find_if(mine.all.begin(), mine.all.end(), [&](const auto& e) { return e.first == &counts; });
+  ThreadCounts* t = found != mine.all.end() ? found->second : mine.all.emplace_back(&counts, counts.claim()).second;
+  mine.last_meter = &counts;
+  mine.last = t;
+  return *t;
+}
+
 class OtelMetrics final : public Metrics {
  public:
   explicit OtelMetrics(const nostd::shared_ptr<metrics_api::Meter>& meter)
@@ -148,12 +209,14 @@ class OtelMetrics final : public Metrics {
                                                          "TLS + HTTP upgrade part of a successful dial", "s")) {}
 
   void message_received(MessageType type, std::size_t bytes) noexcept override {
-    counts_.messages_received[index(type)].fetch_add(1, std::memory_order_relaxed);
-    counts_.bytes_received.fetch_add(static_cast<std::int64_t>(bytes), std::memory_order_relaxed);
+    ThreadCounts& mine = counts_of_this_thread(counts_);
+    ThreadCounts::add(mine.received[index(type)], 1);
+    ThreadCounts::add(mine.bytes_received, static_cast<std::int64_t>(bytes));
   }
   void message_sent(MessageType type, std::size_t bytes) noexcept override {
-    counts_.messages_sent[index(type)].fetch_add(1, std::memory_order_relaxed);
-    counts_.bytes_sent.fetch_add(static_cast<std::int64_t>(bytes), std::memory_order_relaxed);
+    ThreadCounts& mine = counts_of_this_thread(counts_);
+    ThreadCounts::add(mine.sent[index(type)], 1);
+    ThreadCounts::add(mine.bytes_sent, static_cast<std::int64_t>(bytes));
   }
   void reconnect_attempt() noexcept override { counts_.reconnect_attempts.fetch_add(1, std::memory_order_relaxed); }
   void reconnect_success() noexcept override { counts_.reconnect_successes.fetch_add(1, std::memory_order_relaxed); }

@@ -4,10 +4,12 @@
 
 #include <wscengine/wscengine.hpp>
 
+#include "support/fake_metrics.hpp"
 #include "support/fake_tracer.hpp"
 #include "support/process.hpp"
 #include "support/real_adapters.hpp"
 #include "support/recorder.hpp"
+#include "support/text.hpp"
 
 using namespace wscengine;
 using namespace wscengine::test;
@@ -145,6 +147,32 @@ TEST_P(PythonPeer, TheServerSeesTraceparentAndEveryStepIsTracedOverARealSocket) 
   EXPECT_EQ(closes[0].parent, named("wscengine.shutdown").at(0).id);
   EXPECT_TRUE(closes[0].error.empty()) << closes[0].error;
   for (auto& s : tracer->spans()) EXPECT_TRUE(s.ended) << s.name;
+}
+
+// TelemetryOptions::message_sample_ratio over a real socket: with 0, the echoes and
+// sends have no span and no timing, and every one is counted.
+TEST_P(PythonPeer, UnsampledMessagesAreCountedButNotTracedOverARealSocket) {
+  auto tracer = std::make_shared<FakeTracer>();
+  auto metrics = std::make_shared<FakeMetrics>();
+  EngineOptions o;
+  o.url = base_ + "/echo";
+  o.telemetry.tracer = tracer;
+  o.telemetry.metrics = metrics;
+  o.telemetry.message_sample_ratio = 0;
+  engine = std::make_unique<Engine>(o, client, GetParam().make());
+  ASSERT_FALSE(engine->start());
+  constexpr int kMessages = 20;
+  for (int i = 0; i < kMessages; ++i) ASSERT_FALSE(engine->send_text(cat("m", i)));
+  ASSERT_TRUE(client->wait_count(Event::message, kMessages));
+  ASSERT_FALSE(engine->stop());
+  EXPECT_TRUE(tracer->named("wscengine.on_message").empty());
+  EXPECT_TRUE(tracer->named("wscengine.write").empty());
+  for (const auto& read : tracer->named("wscengine.read")) EXPECT_FALSE(read.error.empty()) << "only failed reads";
+  EXPECT_EQ(tracer->named("wscengine.run").size(), 1u);
+  EXPECT_EQ(tracer->named("wscengine.shutdown").size(), 1u);
+  EXPECT_EQ(metrics->count("received"), kMessages);
+  EXPECT_EQ(metrics->count("sent"), kMessages);
+  EXPECT_EQ(metrics->count("on_message"), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Adapters, PythonPeer, ::testing::ValuesIn(real_adapters()), AdapterName());

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <wscengine/engine.hpp>
 #include <wscengine/memory.hpp>
 
@@ -78,6 +80,16 @@ TEST(Options, EachRuleNamesTheField) {
   expect_invalid(o, "busy_poll must be in 0..1000");
   o.busy_poll = std::chrono::microseconds(-1);
   expect_invalid(o, "busy_poll must be in 0..1000");
+  for (double ratio : {-0.1, 1.5, std::nan("")}) {
+    o = valid();
+    o.telemetry.message_sample_ratio = ratio;
+    expect_invalid(o, "message_sample_ratio must be in 0..1");
+  }
+  for (double ratio : {0.0, 0.001, 1.0}) {
+    o = valid();
+    o.telemetry.message_sample_ratio = ratio;
+    EXPECT_FALSE(o.validate()) << ratio;
+  }
 }
 
 TEST(Options, NullClientOrConnectorIsAClearError) {

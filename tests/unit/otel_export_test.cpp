@@ -126,3 +126,53 @@ TEST(OtelExport, AnUnwritableFileIsAnError) {
   ASSERT_FALSE(result);
   EXPECT_NE(result.error().message().find("/nonexistent-dir/x/telemetry.txt"), std::string::npos);
 }
+
+TEST(OtelExport, TheSamplerVariablesAreReadAndCheckedByName) {
+  ScopedEnv bad_name("OTEL_TRACES_SAMPLER", "sometimes");
+  otel::ExportOptions options;
+  options.traces = "lines";
+  options.metrics = "none";
+  options.file = temp_dir() + "/t.txt";
+  auto result = otel::install_exporters(options);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::invalid_option));
+  EXPECT_NE(result.error().message().find("OTEL_TRACES_SAMPLER: unknown sampler 'sometimes'"), std::string::npos)
+      << result.error().message();
+  ScopedEnv ratio("OTEL_TRACES_SAMPLER", "traceidratio"), bad_arg("OTEL_TRACES_SAMPLER_ARG", "1.5");
+  result = otel::install_exporters(options);
+  ASSERT_FALSE(result);
+  EXPECT_NE(result.error().message().find("OTEL_TRACES_SAMPLER_ARG: '1.5'"), std::string::npos)
+      << result.error().message();
+}
+
+// A sampler that drops everything leaves the lines without spans, the metrics intact.
+TEST(OtelExport, ASamplerFromTheEnvironmentDecidesWhichSpansAreRecorded) {
+  for (const char* sampler : {"always_off", "parentbased_traceidratio"}) {
+    ScopedEnv name("OTEL_TRACES_SAMPLER", sampler), arg("OTEL_TRACES_SAMPLER_ARG", "0");
+    std::string path = temp_dir() + "/telemetry.txt";
+    otel::ExportOptions options;
+    options.traces = "lines";
+    options.metrics = "lines";
+    options.file = path;
+    {
+      auto exporters = otel::install_exporters(options);
+      ASSERT_TRUE(exporters) << exporters.error().message();
+      auto server = memory::Server::create();
+      auto client = std::make_shared<Recorder>();
+      EngineOptions o;
+      o.url = "ws://sampler.test/";
+      o.telemetry = exporters.value()->telemetry();
+      Engine engine(o, client, server->connector());
+      ASSERT_FALSE(engine.start());
+      server->accept(5s)->send(MessageType::binary, "abc");
+      ASSERT_TRUE(client->wait_count(Event::message, 1));
+      ASSERT_FALSE(engine.stop());
+    }  // flushed here
+    std::string text = read_all(path);
+    EXPECT_EQ(text.find("span "), std::string::npos) << sampler << "\n" << text;
+    EXPECT_NE(text.find("metric wscengine.messages.received{wscengine.message.type=binary} 1 {message}"),
+              std::string::npos)
+        << sampler << "\n"
+        << text;
+  }
+}

@@ -347,3 +347,32 @@ TEST_F(Otel, WithNoProviderSetTheGlobalNoopProviderIsUsedAndNothingBreaks) {
   collect();
   EXPECT_TRUE(spans.empty());
 }
+
+// The message counters are kept per counting thread: engines on runtimes whose
+// threads come and go, and reader slots on several threads, all add to one total,
+// and what a thread counted stays counted after it ended.
+TEST_F(Otel, MessageCountsOfEveryThreadAddUpAndOutliveTheirThreads) {
+  constexpr int kEngines = 3, kMessages = 50;
+  for (int round = 0; round < kEngines; ++round) {
+    auto recorder = std::make_shared<Recorder>();
+    auto runtime = Runtime::create({1, 3});  // its threads end with the round
+    EngineOptions o = options();
+    o.reader_slots = 3;
+    {
+      Engine engine(o, recorder, server->connector(), runtime);
+      ASSERT_FALSE(engine.start());
+      auto peer = server->accept(5s);
+      for (int i = 0; i < kMessages; ++i) peer->send(MessageType::binary, "1234");
+      ASSERT_TRUE(recorder->wait_count(Event::message, kMessages));
+      ASSERT_FALSE(engine.send_text("ab"));
+      ASSERT_FALSE(engine.stop());
+    }
+    runtime.reset();
+  }
+  collect();
+  EXPECT_EQ(sum("wscengine.messages.received"), kEngines * kMessages);
+  EXPECT_EQ(sum("wscengine.messages.received", "wscengine.message.type", "binary"), kEngines * kMessages);
+  EXPECT_EQ(sum("wscengine.bytes.received"), kEngines * kMessages * 4);
+  EXPECT_EQ(sum("wscengine.messages.sent"), kEngines);
+  EXPECT_EQ(sum("wscengine.bytes.sent"), kEngines * 2);
+}

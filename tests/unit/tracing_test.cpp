@@ -12,6 +12,7 @@
 #include "support/fake_metrics.hpp"
 #include "support/fake_tracer.hpp"
 #include "support/recorder.hpp"
+#include "support/text.hpp"
 
 using namespace wscengine;
 using namespace wscengine::test;
@@ -357,4 +358,77 @@ TEST_F(Tracing, PingsAreSpansAndAMissingPongIsAnError) {
   EXPECT_TRUE(pings[0].error.empty()) << pings[0].error;
   EXPECT_EQ(pings[1].parent, 0u) << "outside any callback: a root span";
   EXPECT_EQ(pings[1].error, second.message()) << "a failed ping marks its span with the error";
+}
+
+// TelemetryOptions::message_sample_ratio = 0: no message is traced or timed, while
+// the session's own steps and errors are, and the counters count every message.
+TEST_F(Tracing, MessageSampleRatioZeroTracesNoMessageButEverySessionStep) {
+  grouping = TraceGrouping::per_message;
+  auto metrics = std::make_shared<FakeMetrics>();
+  client->on_message_hook = [&](Context& ctx, const Message&) {
+    std::lock_guard lock(contexts_mutex);
+    message_contexts.push_back(fake_span_id(ctx.trace_context()));
+  };
+  EngineOptions o;
+  o.url = "ws://sampled.test/";
+  o.telemetry.tracer = tracer;
+  o.telemetry.metrics = metrics;
+  o.telemetry.message_sample_ratio = 0;
+  Engine engine(o, client, server->connector());
+  ASSERT_FALSE(engine.start());
+  auto peer = server->accept(5s);
+  constexpr int kMessages = 200, kSends = 50;
+  for (int i = 0; i < kMessages; ++i) peer->send(MessageType::text, cat("m", i));
+  ASSERT_TRUE(client->wait_count(Event::message, kMessages));
+  for (int i = 0; i < kSends; ++i) ASSERT_FALSE(engine.send(MessageType::binary, "out"));
+  peer->inject_read_error(Error(errc::io_error, "injected"));
+  ASSERT_TRUE(client->wait_count(Event::read_error, 1));
+  ASSERT_FALSE(engine.stop());  // after the queued sends went out
+
+  EXPECT_TRUE(tracer->named("wscengine.on_message").empty());
+  EXPECT_TRUE(tracer->named("wscengine.write").empty());
+  for (const auto& read : tracer->named("wscengine.read")) EXPECT_FALSE(read.error.empty()) << "only failed reads";
+  for (const char* step : {"wscengine.start", "wscengine.open", "wscengine.dial", "wscengine.run", "wscengine.on_open",
+                           "wscengine.on_read_error", "wscengine.shutdown"})
+    EXPECT_EQ(tracer->named(step).size(), 1u) << step;
+  {
+    std::lock_guard lock(contexts_mutex);
+    ASSERT_EQ(message_contexts.size(), static_cast<std::size_t>(kMessages));
+    for (auto id : message_contexts) EXPECT_EQ(id, 0u) << "an unsampled on_message has no trace context";
+  }
+  EXPECT_EQ(metrics->count("received"), kMessages);
+  EXPECT_EQ(metrics->count("sent"), kSends);
+  EXPECT_EQ(metrics->count("on_message"), 0) << "not timed either";
+  EXPECT_EQ(metrics->count("read_error"), 1);
+}
+
+// A ratio in between traces about that share of messages, each one whole: its read
+// span with its on_message span under it, and its duration measured.
+TEST_F(Tracing, MessageSampleRatioTracesThatShareOfMessagesWhole) {
+  grouping = TraceGrouping::per_message;
+  auto metrics = std::make_shared<FakeMetrics>();
+  EngineOptions o;
+  o.url = "ws://sampled.test/";
+  o.telemetry.tracer = tracer;
+  o.telemetry.metrics = metrics;
+  o.telemetry.message_sample_ratio = 0.25;
+  Engine engine(o, client, server->connector());
+  ASSERT_FALSE(engine.start());
+  auto peer = server->accept(5s);
+  constexpr int kMessages = 2000;
+  for (int i = 0; i < kMessages; ++i) peer->send(MessageType::binary, "x");
+  ASSERT_TRUE(client->wait_count(Event::message, kMessages));
+  ASSERT_FALSE(engine.stop());
+
+  auto messages = tracer->named("wscengine.on_message");
+  // Binomial(2000, 0.25): mean 500, standard deviation 19.4; the bounds are 7.7 of them.
+  EXPECT_GE(messages.size(), 350u);
+  EXPECT_LE(messages.size(), 650u);
+  std::set<std::uint64_t> reads;
+  for (const auto& read : tracer->named("wscengine.read"))
+    if (read.error.empty() && read.attributes.count("wscengine.message.length")) reads.insert(read.id);
+  EXPECT_EQ(reads.size(), messages.size()) << "a read span for each traced message, none for the others";
+  for (const auto& m : messages) EXPECT_TRUE(reads.count(m.parent)) << "on_message under its own read";
+  EXPECT_EQ(metrics->count("on_message"), static_cast<long>(messages.size())) << "the traced ones are timed";
+  EXPECT_EQ(metrics->count("received"), kMessages) << "and every one is counted";
 }

@@ -27,6 +27,10 @@
 #include <opentelemetry/sdk/resource/resource.h>
 #include <opentelemetry/sdk/trace/batch_span_processor_factory.h>
 #include <opentelemetry/sdk/trace/batch_span_processor_options.h>
+#include <opentelemetry/sdk/trace/samplers/always_off_factory.h>
+#include <opentelemetry/sdk/trace/samplers/always_on_factory.h>
+#include <opentelemetry/sdk/trace/samplers/parent_factory.h>
+#include <opentelemetry/sdk/trace/samplers/trace_id_ratio_factory.h>
 #include <opentelemetry/sdk/trace/simple_processor_factory.h>
 #include <opentelemetry/sdk/trace/tracer_provider.h>
 #include <opentelemetry/sdk/trace/tracer_provider_factory.h>
@@ -72,6 +76,38 @@ Result<std::string> otlp_protocol(const char* signal_variable) {
                                            "' (grpc, http/protobuf or http/json)");
   }
   return protocol;
+}
+
+// The sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG name (the
+// OpenTelemetry specification's variables; this SDK version does not read them
+// itself). Unset: parentbased_always_on, the SDK's default.
+Result<std::unique_ptr<sdktrace::Sampler>> sampler_from_env() {
+  std::string name = env("OTEL_TRACES_SAMPLER");
+  if (name.empty()) name = "parentbased_always_on";
+  std::string arg = env("OTEL_TRACES_SAMPLER_ARG");
+  double ratio = 1.0;
+  if (name == "traceidratio" || name == "parentbased_traceidratio") {
+    char* end = nullptr;
+    if (!arg.empty()) ratio = std::strtod(arg.c_str(), &end);
+    if (!arg.empty() && (end != arg.c_str() + arg.size() || !(ratio >= 0.0 && ratio <= 1.0))) {
+      return Error(errc::invalid_option,
+                   "OTEL_TRACES_SAMPLER_ARG: '" + arg + "' is not a ratio in 0..1 (for " + name + ")");
+    }
+  }
+  auto root = [&]() -> std::unique_ptr<sdktrace::Sampler> {
+    std::string base = name.rfind("parentbased_", 0) == 0 ? name.substr(12) : name;
+    if (base == "always_on") return sdktrace::AlwaysOnSamplerFactory::Create();
+    if (base == "always_off") return sdktrace::AlwaysOffSamplerFactory::Create();
+    if (base == "traceidratio") return sdktrace::TraceIdRatioBasedSamplerFactory::Create(ratio);
+    return nullptr;
+  }();
+  if (!root) {
+    return Error(errc::invalid_option, "OTEL_TRACES_SAMPLER: unknown sampler '" + name +
+                                           "' (always_on, always_off, traceidratio, parentbased_always_on, "
+                                           "parentbased_always_off or parentbased_traceidratio)");
+  }
+  if (name.rfind("parentbased_", 0) == 0) return sdktrace::ParentBasedSamplerFactory::Create(std::move(root));
+  return root;
 }
 
 Error unknown(const std::string& what, const std::string& name) {
@@ -162,6 +198,8 @@ Result<std::unique_ptr<Exporters>> install_exporters(const ExportOptions& option
   auto resource = opentelemetry::sdk::resource::Resource::Create(attributes);
 
   if (traces != "none") {
+    auto sampler = sampler_from_env();
+    if (!sampler) return sampler.error();
     std::unique_ptr<sdktrace::SpanProcessor> processor;
     if (traces == "otlp") {
       auto protocol = otlp_protocol("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL");
@@ -180,7 +218,8 @@ Result<std::unique_ptr<Exporters>> install_exporters(const ExportOptions& option
       processor = sdktrace::SimpleSpanProcessorFactory::Create(std::move(exporter));
       installed->traces_ = traces + (options.file.empty() ? " (stdout)" : " (" + options.file + ")");
     }
-    installed->tracer_sdk_ = sdktrace::TracerProviderFactory::Create(std::move(processor), resource);
+    installed->tracer_sdk_ =
+        sdktrace::TracerProviderFactory::Create(std::move(processor), resource, std::move(sampler.value()));
     opentelemetry::trace::Provider::SetTracerProvider(
         nostd::shared_ptr<opentelemetry::trace::TracerProvider>(installed->tracer_sdk_));
   }
