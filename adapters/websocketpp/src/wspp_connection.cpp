@@ -31,6 +31,11 @@ namespace {
 namespace net = boost::asio;
 namespace bridge = websocketpp_adapter::bridge;
 
+class State;
+// The connection whose on_message is waking its reader inline on this thread: a wait
+// that reader arms meanwhile is woken by a post (see State::on_message).
+thread_local const State* t_delivering = nullptr;
+
 constexpr const char* kUserAgent = "wscengine/" WSCENGINE_VERSION_STRING " (websocketpp)";
 constexpr const char* kMarkerPrefix = "wscengine-ack-";
 
@@ -222,10 +227,13 @@ class State final : public std::enable_shared_from_this<State> {
   }
 
   void async_wait_readable(Connection::WaitHandler done) {
+    // See on_message: whether the message that completes this wait calls it there.
+    const bool inline_wake = t_delivering != this && io_.get_executor().running_in_this_thread();
     {
       std::lock_guard lock(mutex_);
       if (!readable_locked()) {
         wait_done_ = std::move(done);
+        wake_inline_ = inline_wake;
         return;
       }
     }
@@ -516,8 +524,16 @@ class State final : public std::enable_shared_from_this<State> {
     if (done) done(std::move(result));
   }
 
+  // websocketpp calls this for each message of the data it read, in one handler.
+  // The reader it wakes runs inline only when it waits on an I/O thread and did not
+  // arm its wait inside this very handler (a message alone: the low-latency mode's
+  // round trip). Otherwise the wake is posted, to run once the handler has queued the
+  // rest of what it read: one wake per read instead of one per message. Waking a
+  // callback thread per message cost a 64 B feed two thirds of its rate on one core
+  // (the woken thread preempted websocketpp's loop for each message).
   bool on_message(bool text, std::string&& payload) {
     bool keep_reading = true;
+    bool wake_inline = false;
     Connection::WaitHandler waiting;
     if (text && ends_inside_code_point(payload)) return fail_invalid_utf8();
     {
@@ -533,9 +549,16 @@ class State final : public std::enable_shared_from_this<State> {
         keep_reading = false;
       }
       waiting = std::exchange(wait_done_, nullptr);
+      wake_inline = wake_inline_;
     }
     changed_.notify_all();
-    if (waiting) waiting({});
+    if (waiting && wake_inline) {
+      const State* outer = std::exchange(t_delivering, this);
+      waiting({});
+      t_delivering = outer;
+    } else if (waiting) {
+      net::post(io_, [waiting = std::move(waiting)]() mutable { waiting({}); });
+    }
     return keep_reading;
   }
 
@@ -787,6 +810,7 @@ class State final : public std::enable_shared_from_this<State> {
   std::shared_ptr<bridge::Bridge> bridge_;
   Connection::DialHandler dial_done_;
   Connection::WaitHandler wait_done_;
+  bool wake_inline_ = false;  // (mutex_) see on_message
   bool open_ = false;
   bool closing_ = false;  // close() was called
   bool ended_ = false;    // websocketpp reported the end of the connection
