@@ -98,7 +98,8 @@ void print_round_trips(std::uint64_t count, double secs, std::vector<double>& rt
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: raw_beast_client feed|feed-async|echo|echo-async ws://host:port/path N [SIZE]\n");
+    std::fprintf(stderr,
+                 "usage: raw_beast_client feed|feed-async|echo|echo-async ws://host:port/path N [SIZE [deflate]]\n");
     return 2;
   }
   std::string kind = argv[1], url = argv[2];
@@ -116,6 +117,11 @@ int main(int argc, char** argv) {
     net::connect(stream.next_layer(), resolver.resolve(hostport.substr(0, colon), hostport.substr(colon + 1)));
     stream.next_layer().set_option(net::ip::tcp::no_delay(true));
     stream.read_message_max(64u << 20);
+    if (argc > 5 && std::string(argv[5]) == "deflate") {  // offer permessage-deflate, as Beast's examples do
+      ws::permessage_deflate pmd;
+      pmd.client_enable = true;
+      stream.set_option(pmd);
+    }
     stream.handshake(hostport, target);
     boost::beast::flat_buffer buffer;
     if (kind == "feed-async") {

@@ -14,6 +14,12 @@ results, out, rounds, smoke, plot_dir = sys.argv[1], sys.argv[2], int(sys.argv[3
 scale_file = sys.argv[6] if len(sys.argv) > 6 else None
 telemetry_file = sys.argv[7] if len(sys.argv) > 7 else None
 micro_file = sys.argv[8] if len(sys.argv) > 8 else None
+deflate_scale_file = sys.argv[9] if len(sys.argv) > 9 else None
+storm_file = sys.argv[10] if len(sys.argv) > 10 else None
+
+
+def json_lines(path):
+    return [json.loads(line) for line in open(path)] if path and os.path.exists(path) else []
 rows = [json.loads(line) for line in open(results)]
 CLIENTS = ["raw_beast", "raw_beast_async", "engine_beast", "engine_beast_low_latency", "engine_websocketpp",
            "engine_websocketpp_low_latency", "raw_websocketpp", "node_ws", "python_websockets"]
@@ -121,6 +127,45 @@ if scale:
         lines.append("| %d | %.2f s | %.1f KiB | %d | %.1f ms |" % (s["connections"], s["connect_secs"],
                                                                    s["rss_per_connection_kib"], s["threads"],
                                                                    s["broadcast_ms"]))
+
+DEFLATE_FEEDS = [("deflate 1M x 64 B text", 64), ("deflate 200k x 1 KiB text", 1024),
+                 ("deflate 20k x 64 KiB binary", 65536)]
+deflate_rows = [(scenario, rate(scenario, "raw_beast_deflate"), rate(scenario, "engine_beast_deflate"))
+                for scenario, _ in DEFLATE_FEEDS]
+deflate_rows = [r for r in deflate_rows if r[1] and r[2]]
+deflate_scale = json_lines(deflate_scale_file)
+if deflate_rows or deflate_scale:
+    lines += ["", "## permessage-deflate", "",
+              "The blast server deflates each message once (a market-data tick repeated to the size: 64 B deflate to "
+              "55, 1 KiB to 62, 64 KiB to 261, so the large case measures inflating a highly compressible message) "
+              "and sends it with RSV1, so the client inflates every message; the baseline is raw Beast with "
+              "permessage-deflate (`raw_beast_client feed URL N SIZE deflate`). Every engine run checks that "
+              "compression was negotiated (`\"compressed\":true` in its line).", "",
+              "| scenario | raw Beast, deflate (msg/s) | engine, `--compress` (msg/s) | ratio | server CPU |",
+              "|---|---|---|---|---|"]
+    for scenario, raw, eng in deflate_rows:
+        lines.append("| %s | %.0f | %.0f | %.2f | %s |" % (scenario, raw[0], eng[0], eng[0] / raw[0],
+                                                          cpu_cell(scenario, "engine_beast_deflate")))
+    if deflate_scale:
+        lines += ["", "Idle connections with permessage-deflate negotiated (`bench connections --compress` against "
+                  "the Node `ws` server with it on), measured before any message, as the plain figures above:", "",
+                  "| connections | compressed | RSS per connection |", "|---|---|---|"]
+        for d in deflate_scale:
+            lines.append("| %d | %d | %.1f KiB |" % (d["connections"], d["compressed"], d["rss_per_connection_kib"]))
+
+storm = json_lines(storm_file)
+if storm:
+    lines += ["", "## Reconnect storm: the server drops every connection and is down for a second", "",
+              "`wscengine bench storm`: the engines reconnect with the default backoff (100 ms, ×2), with its "
+              "jitter on (1, the default: each delay is uniform between 0 and itself) and off. The server "
+              "(`bench/peers/scale_server.js`) counts the connections that arrive once it listens again.", "",
+              "| connections | jitter | server's peak per 10 ms | per 100 ms | first–last arrival | all back after |",
+              "|---|---|---|---|---|---|"]
+    for st in storm:
+        sv = st["server"]
+        lines.append("| %d | %.0f | %d | %d | %.0f–%.0f ms | %.0f ms |" % (
+            st["connections"], st["jitter"], sv["peak_per_10ms"], sv["peak_per_100ms"], sv["first_ms"],
+            sv["last_ms"], st["all_reopened_ms"]))
 
 telemetry = []
 if telemetry_file and os.path.exists(telemetry_file):
@@ -235,6 +280,20 @@ costs = [by_name.get(n) for n in ("SDK, message_sample_ratio 0", "SDK, every mes
 if all(costs):
     targets.append("| telemetry cost per message: unsampled / traced / SDK's own ratio sampler 1/1000 | "
                    "%.1f ns / %.0f ns / %.0f ns | reported |" % tuple(c[3] for c in costs))
+if deflate_rows:
+    targets.append("| permessage-deflate feeds, engine × raw Beast with deflate (64 B / 1 KiB / 64 KiB) | %s | "
+                   "reported |" % " / ".join("%.2f" % (e[0] / r[0]) for _, r, e in deflate_rows))
+if deflate_scale:
+    top = max(deflate_scale, key=lambda d: d["connections"])
+    targets.append("| RSS per idle connection with permessage-deflate, %d connections | %.1f KiB | reported |" % (
+        top["connections"], top["rss_per_connection_kib"]))
+by_jitter = {st["jitter"]: st for st in storm}
+if 1 in by_jitter and 0 in by_jitter:
+    on, off = by_jitter[1]["server"], by_jitter[0]["server"]
+    targets.append("| reconnect storm of %d: server's peak per 100 ms, jitter on / off | %d / %d (all back after "
+                   "%.0f / %.0f ms) | reported |" % (by_jitter[1]["connections"], on["peak_per_100ms"],
+                                                    off["peak_per_100ms"], by_jitter[1]["all_reopened_ms"],
+                                                    by_jitter[0]["all_reopened_ms"]))
 present = [c for c in CLIENTS if any(rate(s, c) for s, _ in FEEDS)]
 targets.append("| peers in the same report | %s | %s |" % (", ".join(present), verdict(len(present) == len(CLIENTS))))
 targets += ["", "A target not met is explained under \"Where the time goes\" below (callgrind, perf)."]

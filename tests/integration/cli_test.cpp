@@ -101,7 +101,10 @@ TEST(Cli, HelpDocumentsEveryFlag) {
                            "--unix",
                            "ws+unix://",
                            "bench connections",
-                           "--low-latency"}) {
+                           "--low-latency",
+                           "bench storm",
+                           "--jitter",
+                           "--down-ms"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
   EXPECT_EQ(cli({"connect", "--help"}).exit_code, 0);
@@ -330,6 +333,50 @@ TEST(Cli, BenchFeedAndEchoPrintOneJsonLineOnEitherAdapter) {
   auto refused = cli({"bench", "feed", "ws://127.0.0.1:1/", "--count", "1"});
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_THAT(refused.err, HasSubstr("could not connect"));
+}
+
+// --compress: the blast server sends each message deflated (RSV1) when offered; the
+// byte count proves every message inflated to its size, at each size class.
+TEST(Cli, BenchWithCompressInflatesEveryMessageAtEverySize) {
+  for (int size : {64, 1024, 70000}) {
+    SCOPED_TRACE(size);
+    auto blast = serve({"--mode", "blast", "--count", "300", "--size", std::to_string(size), "--binary"});
+    auto r = cli({"bench", "feed", blast.url(), "--count", "300", "--size", std::to_string(size), "--compress"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_THAT(r.out, ::testing::StartsWith("{\"count\":300,\"bytes\":" + std::to_string(300 * size) + ","));
+    EXPECT_THAT(r.out, HasSubstr("\"compressed\":true"));
+  }
+  auto plain = serve({"--mode", "blast", "--count", "100", "--size", "64"});
+  auto r = cli({"bench", "feed", plain.url(), "--count", "100"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"compressed\":false"));
+  auto echo = serve({"--mode", "echo"});
+  r = cli({"bench", "echo", echo.url(), "--count", "50", "--size", "1000", "--compress"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"compressed\":true"));
+}
+
+// bench connections and bench storm against bench/peers/scale_server.js (Node `ws`).
+TEST(Cli, BenchConnectionsWithCompressionAndAReconnectStorm) {
+  Peer deflating({"node", WSCENGINE_SCALE_SERVER, "--deflate"});
+  auto r = cli({"bench", "connections", deflating.url(), "--count", "40", "--compress"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::StartsWith("{\"connections\":40,\"compressed\":40,"));
+  Peer plain({"node", WSCENGINE_SCALE_SERVER});
+  r = cli({"bench", "connections", plain.url(), "--count", "40", "--compress"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::StartsWith("{\"connections\":40,\"compressed\":0,")) << "the server declined";
+  // The server drops all 30 and is down 200 ms; it counts each one coming back.
+  for (const char* jitter : {"0", "1"}) {
+    SCOPED_TRACE(jitter);
+    Peer server({"node", WSCENGINE_SCALE_SERVER});
+    r = cli(
+        {"bench", "storm", server.url(), "--count", "30", "--jitter", jitter, "--down-ms", "200", "--timeout", "25"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_THAT(r.out, ::testing::StartsWith("{\"connections\":30,\"jitter\":" + std::string(jitter)));
+    EXPECT_THAT(r.out, HasSubstr("\"server\":{\"accepted\":30,"));
+  }
+  EXPECT_EQ(cli({"bench", "storm", plain.url(), "--jitter", "2"}).exit_code, 2);
 }
 
 TEST(Cli, ProxiesFromTheEnvironmentFromTheFlagAndNoProxy) {

@@ -31,6 +31,10 @@ using Clock = std::chrono::steady_clock;
 class FeedClient final : public Client {
  public:
   FeedClient(std::uint64_t count, std::chrono::nanoseconds work) : count_(count), work_(work) {}
+  Error on_open(Context&, const HandshakeResponse& response, bool) override {
+    compressed_ = response.compression;
+    return {};
+  }
   void on_message(Context&, const Message& m) override {
     if (work_.count() > 0) {  // CPU-bound work per message, as a real handler might do
       auto until = Clock::now() + work_;
@@ -49,10 +53,12 @@ class FeedClient final : public Client {
   std::future<void> done() { return done_.get_future(); }
   double seconds() const { return std::chrono::duration<double>(last_ - first_).count(); }
   std::uint64_t bytes() const { return bytes_; }
+  bool compressed() const { return compressed_; }
 
  private:
   const std::uint64_t count_;
   const std::chrono::nanoseconds work_;
+  std::atomic<bool> compressed_{false};
   std::atomic<std::uint64_t> received_{0};
   std::atomic<std::uint64_t> bytes_{0};
   Clock::time_point first_, last_;
@@ -66,7 +72,8 @@ class EchoClient final : public Client {
       : count_(count), payload_(size, 'e'), type_(binary ? MessageType::binary : MessageType::text) {
     rtts_.reserve(count);
   }
-  Error on_open(Context& ctx, const HandshakeResponse&, bool) override {
+  Error on_open(Context& ctx, const HandshakeResponse& response, bool) override {
+    compressed_ = response.compression;
     if (rtts_.size() >= count_) return {};
     sent_at_ = Clock::now();
     return ctx.connection().send(type_, payload_);
@@ -90,8 +97,10 @@ class EchoClient final : public Client {
     return out;
   }
   double seconds() const { return std::chrono::duration<double>(end_ - start_).count(); }
+  bool compressed() const { return compressed_; }
 
  private:
+  std::atomic<bool> compressed_{false};
   const std::uint64_t count_;
   const std::string payload_;
   const MessageType type_;
@@ -136,22 +145,36 @@ class ReconnectClient final : public Client {
   std::promise<void> done_;
 };
 
-/// One of many idle connections: counts opens and the broadcast's messages.
+/// One of many idle connections: counts opens (first and after a drop), the messages
+/// of a broadcast, the sessions with permessage-deflate, and keeps the server's JSON
+/// answer to "stats".
 class ScaleClient final : public Client {
  public:
   struct Shared {
     std::uint64_t connections = 0;
-    std::atomic<std::uint64_t> opened{0}, received{0};
-    std::promise<void> all_received;
+    std::atomic<std::uint64_t> opened{0}, reopened{0}, received{0}, compressed{0};
+    std::promise<void> all_received, all_reopened;
+    std::promise<std::string> stats;
+    std::atomic<bool> stats_given{false};
   };
   explicit ScaleClient(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
-  Error on_open(Context&, const HandshakeResponse&, bool) override {
-    ++shared_->opened;
+  Error on_open(Context&, const HandshakeResponse& response, bool restarting) override {
+    if (response.compression) ++shared_->compressed;
+    if (!restarting) {
+      ++shared_->opened;
+    } else if (++shared_->reopened == shared_->connections) {
+      shared_->all_reopened.set_value();
+    }
     return {};
   }
-  void on_message(Context&, const Message&) override {
+  void on_message(Context&, const Message& message) override {
+    if (!message.payload.empty() && message.payload.front() == '{') {
+      if (!shared_->stats_given.exchange(true)) shared_->stats.set_value(std::string(message.payload));
+      return;
+    }
     if (++shared_->received == shared_->connections) shared_->all_received.set_value();
   }
+  void on_restart_error(Context&, const Error&, std::uint32_t) override {}  // refused while the server is down
 
  private:
   std::shared_ptr<Shared> shared_;
@@ -170,60 +193,123 @@ std::size_t thread_count() {
   return n;
 }
 
-// `bench connections`: `count` engines (one connection each) on one runtime against a
-// server that broadcasts to every connection when one of them sends "broadcast"
-// (bench/peers/scale_server.js).
-int run_connections(const std::string& url, std::uint64_t count, const std::string& adapter, double timeout) {
-  // Raise the descriptor limit as far as the hard limit allows: one socket per connection.
-  rlimit files{};
-  ::getrlimit(RLIMIT_NOFILE, &files);
-  files.rlim_cur = files.rlim_max;
-  ::setrlimit(RLIMIT_NOFILE, &files);
-  if (files.rlim_cur < count + 64)
-    return failure("bench connections: the descriptor limit (" + std::to_string(files.rlim_cur) + ") is below " +
-                   std::to_string(count + 64));
-  auto runtime = Runtime::create({.io_threads = 2, .callback_threads = 2});
-  auto connector = adapter == "websocketpp" ? websocketpp::make_connector() : beast::make_connector();
-  auto shared = std::make_shared<ScaleClient::Shared>();
-  shared->connections = count;
-  auto all_received = shared->all_received.get_future();
+/// `count` engines (one connection each) on one runtime against
+/// bench/peers/scale_server.js, for `bench connections` and `bench storm`.
+class Fleet {
+ public:
+  Fleet(std::uint64_t count, const std::string& adapter, double timeout)
+      : count_(count),
+        deadline_(Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout))),
+        runtime_(Runtime::create({.io_threads = 2, .callback_threads = 2})),
+        connector_(adapter == "websocketpp" ? websocketpp::make_connector() : beast::make_connector()),
+        shared_(std::make_shared<ScaleClient::Shared>()) {
+    shared_->connections = count;
+  }
+  Fleet(const Fleet&) = delete;
+  Fleet& operator=(const Fleet&) = delete;
+  // Stops in parallel: each stop waits for its close handshake.
+  ~Fleet() {
+    std::vector<std::thread> stoppers;
+    for (std::size_t t = 0; t < 8; ++t)
+      stoppers.emplace_back([&, t] {
+        for (std::size_t i = t; i < engines_.size(); i += 8) engines_[i]->stop();
+      });
+    for (auto& s : stoppers) s.join();
+  }
+
+  /// Raises the descriptor limit as far as the hard limit allows (one socket per
+  /// connection); empty, or why the limit is too low.
+  std::string raise_file_limit() const {
+    rlimit files{};
+    ::getrlimit(RLIMIT_NOFILE, &files);
+    files.rlim_cur = files.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &files);
+    if (files.rlim_cur >= count_ + 64) return {};
+    return "the descriptor limit (" + std::to_string(files.rlim_cur) + ", the hard limit of this process) is below " +
+           std::to_string(count_ + 64);
+  }
+  /// Starts every engine, one after the other; empty, or what failed.
+  std::string open_all(const EngineOptions& options) {
+    engines_.reserve(count_);
+    for (std::uint64_t i = 0; i < count_; ++i) {
+      engines_.push_back(
+          std::make_unique<Engine>(options, std::make_shared<ScaleClient>(shared_), connector_, runtime_));
+      if (Error e = engines_.back()->start()) return "connection " + std::to_string(i + 1) + " failed: " + e.message();
+      if (Clock::now() > deadline_) return "not all open within the timeout";
+    }
+    return {};
+  }
+  Engine& first() { return *engines_.front(); }
+  ScaleClient::Shared& shared() { return *shared_; }
+  Clock::time_point deadline() const { return deadline_; }
+
+ private:
+  const std::uint64_t count_;
+  const Clock::time_point deadline_;
+  const std::shared_ptr<Runtime> runtime_;
+  const std::shared_ptr<Connector> connector_;
+  const std::shared_ptr<ScaleClient::Shared> shared_;
+  std::vector<std::unique_ptr<Engine>> engines_;
+};
+
+// `bench connections`: idle connections, then one broadcast to all of them.
+int run_connections(const std::string& url, std::uint64_t count, const std::string& adapter, double timeout,
+                    bool compress) {
+  Fleet fleet(count, adapter, timeout);
+  if (auto e = fleet.raise_file_limit(); !e.empty()) return failure("bench connections: " + e);
+  auto all_received = fleet.shared().all_received.get_future();
   EngineOptions options;
   options.url = url;
   options.auto_reconnect = false;
-  std::vector<std::unique_ptr<Engine>> engines;
-  engines.reserve(count);
+  options.offer_compression = compress;
   std::uint64_t rss_before = rss_kib();
   auto t0 = Clock::now();
-  auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
-  for (std::uint64_t i = 0; i < count; ++i) {
-    engines.push_back(std::make_unique<Engine>(options, std::make_shared<ScaleClient>(shared), connector, runtime));
-    if (Error e = engines.back()->start())
-      return failure("bench connections: connection " + std::to_string(i + 1) + " failed: " + e.message());
-    if (Clock::now() > deadline) return failure("bench connections: not all open within the timeout");
-  }
+  if (auto e = fleet.open_all(options); !e.empty()) return failure("bench connections: " + e);
   double connect_secs = std::chrono::duration<double>(Clock::now() - t0).count();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let allocations settle before reading RSS
   std::uint64_t rss_open = rss_kib();
   std::size_t threads = thread_count();
   auto b0 = Clock::now();
-  if (Error e = engines.front()->send(MessageType::text, "broadcast"))
-    return failure("bench connections: " + e.message());
-  if (all_received.wait_until(deadline) != std::future_status::ready)
+  if (Error e = fleet.first().send(MessageType::text, "broadcast")) return failure("bench connections: " + e.message());
+  if (all_received.wait_until(fleet.deadline()) != std::future_status::ready)
     return failure("bench connections: the broadcast did not reach every connection in time (" +
-                   std::to_string(shared->received.load()) + " of " + std::to_string(count) + ")");
+                   std::to_string(fleet.shared().received.load()) + " of " + std::to_string(count) + ")");
   double broadcast_ms = std::chrono::duration<double, std::milli>(Clock::now() - b0).count();
-  // Stop in parallel: each stop waits for its close handshake.
-  std::vector<std::thread> stoppers;
-  for (std::size_t t = 0; t < 8; ++t)
-    stoppers.emplace_back([&, t] {
-      for (std::size_t i = t; i < engines.size(); i += 8) engines[i]->stop();
-    });
-  for (auto& s : stoppers) s.join();
   std::printf(
-      "{\"connections\":%llu,\"connect_secs\":%.3f,\"rss_kib\":%llu,\"rss_per_connection_kib\":%.2f,"
-      "\"threads\":%zu,\"broadcast_ms\":%.2f}\n",
-      static_cast<unsigned long long>(count), connect_secs, static_cast<unsigned long long>(rss_open),
+      "{\"connections\":%llu,\"compressed\":%llu,\"connect_secs\":%.3f,\"rss_kib\":%llu,"
+      "\"rss_per_connection_kib\":%.2f,\"threads\":%zu,\"broadcast_ms\":%.2f}\n",
+      static_cast<unsigned long long>(count), static_cast<unsigned long long>(fleet.shared().compressed.load()),
+      connect_secs, static_cast<unsigned long long>(rss_open),
       static_cast<double>(rss_open - rss_before) / static_cast<double>(count), threads, broadcast_ms);
+  return 0;
+}
+
+// `bench storm`: `count` connections, then the server drops them all and is down for
+// `down_ms`; every engine reconnects with the default backoff and the given jitter.
+// The server reports when the connections came back (peak rate per 10 and 100 ms).
+int run_storm(const std::string& url, std::uint64_t count, const std::string& adapter, double timeout, double jitter,
+              double down_ms) {
+  Fleet fleet(count, adapter, timeout);
+  if (auto e = fleet.raise_file_limit(); !e.empty()) return failure("bench storm: " + e);
+  auto all_reopened = fleet.shared().all_reopened.get_future();
+  auto stats = fleet.shared().stats.get_future();
+  EngineOptions options;
+  options.url = url;
+  options.backoff.jitter = jitter;
+  if (auto e = fleet.open_all(options); !e.empty()) return failure("bench storm: " + e);
+  auto dropped = Clock::now();
+  char restart[48];
+  std::snprintf(restart, sizeof restart, "restart %.0f", down_ms);
+  if (Error e = fleet.first().send(MessageType::text, restart)) return failure("bench storm: " + e.message());
+  if (all_reopened.wait_until(fleet.deadline()) != std::future_status::ready)
+    return failure("bench storm: " + std::to_string(fleet.shared().reopened.load()) + " of " + std::to_string(count) +
+                   " reconnected in time");
+  double reopened_ms = std::chrono::duration<double, std::milli>(Clock::now() - dropped).count();
+  if (Error e = fleet.first().send(MessageType::text, "stats")) return failure("bench storm: " + e.message());
+  if (stats.wait_until(fleet.deadline()) != std::future_status::ready)
+    return failure("bench storm: the server sent no stats");
+  std::printf("{\"connections\":%llu,\"jitter\":%.2f,\"down_ms\":%.0f,\"all_reopened_ms\":%.1f,\"server\":%s}\n",
+              static_cast<unsigned long long>(count), jitter, down_ms, reopened_ms, stats.get().c_str());
   return 0;
 }
 
@@ -249,12 +335,20 @@ int run_bench(const std::string& kind, const Args& args) {
     return usage_error("--adapter must be beast or websocketpp (got '" + adapter + "')");
   if (kind == "echo" && *workers != 1) return usage_error("bench echo is sequential: --workers must be 1");
   if (kind == "connections")
-    return run_connections(args.positional()[0], static_cast<std::uint64_t>(*count), adapter, *timeout);
+    return run_connections(args.positional()[0], static_cast<std::uint64_t>(*count), adapter, *timeout,
+                           args.has("--compress"));
+  if (kind == "storm") {
+    auto jitter = args.number("--jitter", BackoffOptions{}.jitter, 0, 1, error);
+    auto down_ms = args.number("--down-ms", 1000, 0, 600000, error);
+    if (!error.empty()) return usage_error(error);
+    return run_storm(args.positional()[0], static_cast<std::uint64_t>(*count), adapter, *timeout, *jitter, *down_ms);
+  }
 
   EngineOptions options;
   options.url = args.positional()[0];
   options.reader_slots = static_cast<std::size_t>(*workers);
   if (args.has("--low-latency")) set_low_latency(options);
+  options.offer_compression = args.has("--compress");
   options.auto_reconnect = kind == "reconnect";
   if (kind == "reconnect") {  // the smallest backoff: measure the engine, not the policy
     options.backoff.initial_delay = std::chrono::milliseconds(0);
@@ -293,8 +387,8 @@ int run_bench(const std::string& kind, const Args& args) {
   engine->stop();  // close 1000
   if (kind == "feed") {
     auto& feed = static_cast<FeedClient&>(*client);
-    std::printf("{\"count\":%llu,\"bytes\":%llu,\"secs\":%.6f}\n", static_cast<unsigned long long>(n),
-                static_cast<unsigned long long>(feed.bytes()), feed.seconds());
+    std::printf("{\"count\":%llu,\"bytes\":%llu,\"secs\":%.6f,\"compressed\":%s}\n", static_cast<unsigned long long>(n),
+                static_cast<unsigned long long>(feed.bytes()), feed.seconds(), feed.compressed() ? "true" : "false");
   } else if (kind == "reconnect") {
     auto gaps = static_cast<ReconnectClient&>(*client).sorted();
     std::printf("{\"count\":%llu,\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
@@ -303,9 +397,11 @@ int run_bench(const std::string& kind, const Args& args) {
   } else {
     auto& echo = static_cast<EchoClient&>(*client);
     auto rtts = echo.sorted();
-    std::printf("{\"count\":%llu,\"secs\":%.6f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f}\n",
-                static_cast<unsigned long long>(n), echo.seconds(), percentile(rtts, 50), percentile(rtts, 90),
-                percentile(rtts, 99), rtts.empty() ? 0.0 : rtts.back());
+    std::printf(
+        "{\"count\":%llu,\"secs\":%.6f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,"
+        "\"compressed\":%s}\n",
+        static_cast<unsigned long long>(n), echo.seconds(), percentile(rtts, 50), percentile(rtts, 90),
+        percentile(rtts, 99), rtts.empty() ? 0.0 : rtts.back(), echo.compressed() ? "true" : "false");
   }
   return 0;
 }

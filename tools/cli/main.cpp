@@ -19,6 +19,7 @@ constexpr const char* kHelp = R"(usage:
                                       {"count","secs","p50_us","p90_us","p99_us","max_us"}
   wscengine bench reconnect URL [options]  drop-to-on_open times against a dropping server
   wscengine bench connections URL [options]  many idle connections: time, RSS, threads, broadcast
+  wscengine bench storm URL [options]  many connections dropped at once: the reconnect rate
   wscengine --help | --version
 
 connect: received messages go to stdout (text as a line, binary as its length and a hex
@@ -88,8 +89,15 @@ bench: the engine as a measuring client (one JSON line on stdout; exit 1 if not 
   connections URL --count N    N engines (one connection each) on one runtime, against a server
                                that sends one message to every connection when one sends
                                "broadcast" (bench/peers/scale_server.js); raises the file limit;
-                               prints {"connections","connect_secs","rss_kib",
+                               prints {"connections","compressed","connect_secs","rss_kib",
                                "rss_per_connection_kib","threads","broadcast_ms"}
+  storm URL --count N          N engines against bench/peers/scale_server.js, which then drops
+                               them all and listens again --down-ms later (default 1000); they
+                               reconnect with the default backoff and --jitter J (0..1, default
+                               1); prints {"connections","jitter","down_ms","all_reopened_ms",
+                               "server":{"accepted","first_ms","last_ms","peak_per_10ms",
+                               "peak_per_100ms"}} (the server's count of arrivals)
+  --compress                   offer permessage-deflate (feed, echo, connections)
   --work-us U                  feed: spend U µs of CPU in each on_message (for --workers scaling)
   --adapter, --workers, --low-latency  as for connect (echo needs --workers 1)
   --timeout S                  give up after S seconds (default 120)
@@ -126,10 +134,11 @@ int main(int argc, char** argv) {
   }
   if (command == "bench") {
     if (argc < 3 || (std::strcmp(argv[2], "feed") != 0 && std::strcmp(argv[2], "echo") != 0 &&
-                     std::strcmp(argv[2], "reconnect") != 0 && std::strcmp(argv[2], "connections") != 0))
-      return usage_error("bench needs feed, echo, reconnect or connections");
-    FlagSpec spec{{"--adapter", "--workers", "--count", "--size", "--timeout", "--work-us"},
-                  {"--binary", "--low-latency"}};
+                     std::strcmp(argv[2], "reconnect") != 0 && std::strcmp(argv[2], "connections") != 0 &&
+                     std::strcmp(argv[2], "storm") != 0))
+      return usage_error("bench needs feed, echo, reconnect, connections or storm");
+    FlagSpec spec{{"--adapter", "--workers", "--count", "--size", "--timeout", "--work-us", "--jitter", "--down-ms"},
+                  {"--binary", "--low-latency", "--compress"}};
     auto args = Args::parse(argc, argv, 3, spec, error);
     return args ? run_bench(argv[2], *args) : usage_error(error);
   }

@@ -83,8 +83,30 @@ void feed_session(tools::ServerSession& session, const FeedSettings& feed, std::
 
 // As fast as the socket takes it: frames encoded once, written in large batches, so
 // the server outruns any client and a benchmark measures the client.
+// The payload of every blasted message: a market-data tick repeated to the size, so
+// that permessage-deflate has something realistic to compress (64 B deflate to 55,
+// 1 KiB to 62, 64 KiB to 261).
+std::string blast_payload(std::size_t size) {
+  static constexpr std::string_view tick = R"({"s":"BTCUSD","p":"43127.50","q":"0.0125","t":1700000000123})";
+  std::string out;
+  out.reserve(size);
+  while (out.size() < size) out.append(tick.substr(0, std::min(tick.size(), size - out.size())));
+  return out;
+}
+
 void blast_session(tools::ServerSession& session, const FeedSettings& feed, bool binary) {
-  std::string one = tools::server_frame(binary ? 0x82 : 0x81, std::string(feed.size, binary ? '\x5a' : '.'));
+  // A client that offered permessage-deflate has it (the server accepts every offer):
+  // the message is compressed once and its frame repeated, which a client inflates
+  // with or without context takeover.
+  auto extensions = session.header("sec-websocket-extensions");
+  const bool deflate = extensions && extensions->find("permessage-deflate") != std::string::npos;
+  std::string payload = blast_payload(feed.size);
+  std::uint8_t first_byte = binary ? 0x82 : 0x81;
+  if (deflate) {
+    payload = tools::deflated_message(payload);
+    first_byte |= 0x40;  // RSV1: compressed
+  }
+  std::string one = tools::server_frame(first_byte, payload);
   std::uint64_t per_batch = std::max<std::uint64_t>(1, (256u << 10) / one.size());
   std::string batch;
   for (std::uint64_t i = 0; i < per_batch; ++i) batch += one;

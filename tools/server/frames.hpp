@@ -28,4 +28,10 @@ inline std::string server_frame(std::uint8_t first_byte, std::string_view payloa
   return out;
 }
 
+/// `payload` compressed as one permessage-deflate message (RFC 7692 §7.2.1: raw
+/// DEFLATE, sync flush, the final 00 00 FF FF removed), decodable with or without
+/// context takeover; send it in a frame with RSV1 set (0xC1, 0xC2). In
+/// test_server.cpp, where Beast's deflate lives. Thread safety: pure.
+std::string deflated_message(std::string_view payload);
+
 }  // namespace wscengine::tools

@@ -1,5 +1,7 @@
 #include "test_server.hpp"
 
+#include "frames.hpp"
+
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -8,6 +10,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <boost/beast/zlib/deflate_stream.hpp>
 
 #include <netinet/in.h>
 #include <poll.h>
@@ -303,6 +306,24 @@ void echo_session(ServerSession& session) {
     if (session.read(m, std::chrono::seconds(30))) return;
     if (session.send(m.type, m.payload)) return;
   }
+}
+
+std::string deflated_message(std::string_view payload) {
+  namespace zlib = boost::beast::zlib;
+  zlib::deflate_stream deflater;
+  deflater.reset(6, 15, 8, zlib::Strategy::normal);
+  std::string out(payload.size() + payload.size() / 8 + 64, '\0');
+  zlib::z_params params;
+  params.next_in = payload.data();
+  params.avail_in = payload.size();
+  params.next_out = out.data();
+  params.avail_out = out.size();
+  boost::system::error_code ec;
+  deflater.write(params, zlib::Flush::sync, ec);
+  out.resize(out.size() - params.avail_out);
+  if (out.size() >= 4 && out.compare(out.size() - 4, 4, std::string_view("\x00\x00\xff\xff", 4)) == 0)
+    out.resize(out.size() - 4);
+  return out;
 }
 
 }  // namespace wscengine::tools
