@@ -10,6 +10,7 @@
 
 #include "engine_core.hpp"
 #include "random.hpp"
+#include "redirect.hpp"
 #include "runtime_impl.hpp"
 #include "telemetry_impl.hpp"
 
@@ -244,6 +245,7 @@ Error EngineCore::start(bool background) {
   background_ = background;
   retry_count_ = 0;
   backoff_.reset();
+  redirected_url_.reset();  // a permanent redirect lasts for the reconnects of one start
   opened_in_run_ = false;
   start_result_.reset();
   std::uint64_t generation = ++generation_;
@@ -373,7 +375,10 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
     metrics_->connection_state(ConnectionState::none, ConnectionState::dialing);
   }
   DialRequest request;
-  request.url = parse_url(options_.url).value();  // validated at construction
+  {
+    Lock lock(mutex_);
+    request.url = redirected_url_ ? *redirected_url_ : parse_url(options_.url).value();  // validated at construction
+  }
   request.headers = options_.headers;
   request.subprotocols = options_.subprotocols;
   request.offer_compression = options_.offer_compression;
@@ -397,13 +402,9 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
     }
     if (hook_error) return attempt_failed(attempt, std::move(hook_error));
   }
-  auto connection = connector_->make_connection(*runtime_);
-  Connection* raw = connection.get();
   {
     Lock lock(mutex_);
-    attempt->connection = std::move(connection);
-    if (stop_requested_ || exit_requested_) raw->abort();
-    attempt->timer.expires_after(options_.open_timeout);
+    attempt->timer.expires_after(options_.open_timeout);  // for every hop of the attempt
     attempt->timer.async_wait(counted([this, attempt](const boost::system::error_code& ec) {
       if (ec) return;  // cancelled: the attempt finished in time
       Lock lock(mutex_);
@@ -417,6 +418,19 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
       }
     }));
   }
+  dial(attempt, std::move(request));
+}
+
+// One hop of an attempt: a new connection dials `request`.
+void EngineCore::dial(const std::shared_ptr<Attempt>& attempt, DialRequest request) {
+  auto connection = connector_->make_connection(*runtime_);
+  Connection* raw = connection.get();
+  {
+    Lock lock(mutex_);
+    attempt->connection = std::move(connection);
+    if (stop_requested_ || exit_requested_ || attempt->timed_out) raw->abort();
+  }
+  attempt->request = request;  // a redirect dials it again, changed
   traced(attempt->trace, [&] {
     raw->async_dial(
         std::move(request), counted([this, attempt](Result<HandshakeResponse> result) {
@@ -432,6 +446,11 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
     Lock lock(mutex_);
     if (!result) {
       Error e = result.error();
+      if (!attempt->timed_out && e.is(errc::http_status) && is_redirect_status(e.http_status) &&
+          options_.max_redirects > 0) {
+        lock.unlock();
+        return follow_redirect(attempt, e);
+      }
       if (attempt->timed_out) {
         e = Error(errc::timeout, "dial + handshake did not finish within open_timeout (" +
                                      std::to_string(options_.open_timeout.count()) + " ms): " + e.message());
@@ -564,6 +583,58 @@ void EngineCore::heartbeat_answered(const std::shared_ptr<Session>& s, std::uint
   lock.unlock();
   s->connection->abort();  // no close handshake with a dead peer; wakes a blocked reader
   if (fresh) s->stop.request_stop();
+}
+
+// A 3xx answer: the same attempt dials the Location (EngineOptions::max_redirects),
+// or fails with errc::redirect_refused naming the chain of URLs (without queries,
+// where tokens travel).
+void EngineCore::follow_redirect(const std::shared_ptr<Attempt>& attempt, const Error& answer) {
+  const int status = answer.http_status;
+  DialRequest request = std::move(attempt->request);
+  if (attempt->chain.empty()) attempt->chain.push_back(request.url.to_string());
+  auto span = start_span("wscengine.redirect", attempt->trace);
+  if (span) {
+    span->set_attribute("wscengine.http.status", static_cast<std::int64_t>(status));
+    span->set_attribute("wscengine.url", traced_url(request.url.to_string()));
+  }
+  auto refuse = [&](const std::string& why) {
+    std::vector<std::string> shown;
+    for (const auto& url : attempt->chain) shown.push_back(traced_url(url));
+    Error e(errc::redirect_refused, why + ": " + describe_chain(shown));
+    e.http_status = status;
+    e.http_headers = answer.http_headers;
+    if (span) span->set_error(e);
+    span.reset();
+    attempt->timer.cancel();
+    attempt_failed(attempt, std::move(e));
+  };
+  auto location = answer.http_header("location");
+  if (!location) return refuse("HTTP " + std::to_string(status) + " without a Location header");
+  auto target = redirect_target(request.url, *location);
+  if (!target) return refuse(target.error().detail);
+  std::string next = target->to_string();
+  const bool loop = std::find(attempt->chain.begin(), attempt->chain.end(), next) != attempt->chain.end();
+  attempt->chain.push_back(next);
+  if (loop) return refuse("a redirect loop");
+  if (attempt->chain.size() - 1 > options_.max_redirects)
+    return refuse("more than max_redirects (" + std::to_string(options_.max_redirects) + ") redirects");
+  if (span) span->set_attribute("wscengine.redirect.location", traced_url(next));
+  if (metrics_) metrics_->redirect(status);
+  attempt->permanent_so_far = attempt->permanent_so_far && is_permanent_redirect(status);
+  if (attempt->permanent_so_far) {
+    Lock lock(mutex_);
+    redirected_url_ = target.value();
+  }
+  redirect_request(request, target.value());
+  auto proxy = choose_proxy(request.url, options_.proxy);  // the proxy rules of the new URL
+  if (!proxy) {
+    span.reset();
+    attempt->timer.cancel();
+    return attempt_failed(attempt, proxy.error());
+  }
+  request.proxy = std::move(proxy.value());
+  span.reset();
+  dial(attempt, std::move(request));
 }
 
 void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error error) {

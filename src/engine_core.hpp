@@ -120,6 +120,9 @@ struct Attempt {
   boost::asio::steady_timer timer;
   std::unique_ptr<Span> span;  // wscengine.open / wscengine.restart
   TraceContext trace;
+  DialRequest request;             // the last hop's, for the next one after a redirect
+  std::vector<std::string> chain;  // the URLs dialled, when redirected
+  bool permanent_so_far = true;    // every redirect so far was 301 or 308
 };
 
 class EngineCore : public std::enable_shared_from_this<EngineCore> {
@@ -161,6 +164,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void begin_attempt(bool restarting, std::uint64_t generation);
   void on_dialed(const std::shared_ptr<Attempt>& attempt, Result<HandshakeResponse> result);
   void attempt_failed(const std::shared_ptr<Attempt>& attempt, Error error);
+  void dial(const std::shared_ptr<Attempt>& attempt, DialRequest request);
+  void follow_redirect(const std::shared_ptr<Attempt>& attempt, const Error& answer);
   void schedule_retry(std::chrono::milliseconds delay);
   void task_done() noexcept;
 
@@ -236,6 +241,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::optional<Error> start_result_;  // set when a blocking start has its answer
   std::shared_ptr<Session> current_;
   std::shared_ptr<Attempt> attempt_;
+  std::optional<Url> redirected_url_;  // where a permanent redirect pointed; reset by start()
   std::optional<boost::asio::steady_timer> retry_timer_;
   std::uint32_t retry_count_ = 0;  // failed attempts in a row (on_restart_error, max_attempts)
   RestartBackoff backoff_;         // (m) the delays between attempts

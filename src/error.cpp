@@ -64,6 +64,8 @@ class Category final : public std::error_category {
         return "HTTP proxy refused the tunnel";
       case errc::send_queue_full:
         return "send queue full";
+      case errc::redirect_refused:
+        return "redirect not followed";
     }
     return "unknown wscengine error";
   }
@@ -160,6 +162,8 @@ std::string_view to_string(errc e) noexcept {
       return "proxy_failed";
     case errc::send_queue_full:
       return "send_queue_full";
+    case errc::redirect_refused:
+      return "redirect_refused";
   }
   return "unknown";
 }

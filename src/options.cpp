@@ -35,6 +35,7 @@ Error EngineOptions::validate() const {
   if (busy_poll.count() > 0 && delivery != Delivery::io_thread) {
     return invalid("busy_poll needs delivery = Delivery::io_thread (a callback thread never waits for the network)");
   }
+  if (max_redirects > 20) return invalid("max_redirects must be in 0..20 (got " + std::to_string(max_redirects) + ")");
   if (!(telemetry.message_sample_ratio >= 0.0 && telemetry.message_sample_ratio <= 1.0)) {
     return invalid("telemetry.message_sample_ratio must be in 0..1 (got " +
                    std::to_string(telemetry.message_sample_ratio) + ")");
@@ -102,14 +103,23 @@ std::optional<std::chrono::milliseconds> retry_after(const Error& error) {
 RetryDecision default_retry_policy(const Error& error, std::uint32_t, const BackoffOptions& backoff) {
   if (error.is(errc::http_status)) {
     int status = error.http_status;
-    if (status == 401 || status == 403 || status == 404) {
+    // The request itself is wrong, not allowed, gone, or asks another protocol: the
+    // same request gets the same answer.
+    if (status == 400 || status == 401 || status == 403 || status == 404 || status == 405 || status == 410 ||
+        status == 426) {
       return RetryDecision::give_up("HTTP " + std::to_string(status) +
                                     " will not change by retrying (set EngineOptions::retry_policy to retry anyway)");
     }
-    if (status == 429 || status == 503) {
+    if (status >= 300 && status < 400) {
+      return RetryDecision::give_up("HTTP " + std::to_string(status) +
+                                    " is a redirect, and redirects are not followed (EngineOptions::max_redirects)");
+    }
+    // Busy or failing for now (408, 429, 5xx): again, after Retry-After when given.
+    if (status == 408 || status == 429 || status >= 500) {
       if (auto wait = retry_after(error)) return RetryDecision::again(std::min(*wait, backoff.max_retry_after));
     }
   }
+  if (error.is(errc::redirect_refused)) return RetryDecision::give_up("the redirect will not change by retrying");
   if (error.is(errc::proxy_failed) && (error.http_status == 407 || error.http_status == 403)) {
     return RetryDecision::give_up("the proxy answered " + std::to_string(error.http_status) +
                                   (error.http_status == 407 ? " (credentials missing or wrong)" : " (forbidden)") +

@@ -190,8 +190,9 @@ class Client {
   /// A reconnect attempt failed; `retry_count` counts failed attempts in a row.
   /// Call ctx.exit() to stop retrying; ctx.restart() does nothing here (there is no
   /// connection to close, and the next attempt follows the backoff). When the restart loop gives up after this
-  /// (the retry policy said so — by default on HTTP 401/403/404 or a certificate
-  /// that does not verify — or `backoff.max_attempts` is reached), the error's
+  /// (the retry policy said so — by default on HTTP 400/401/403/404/405/410/426, a
+  /// redirect not followed or a certificate that does not verify — or
+  /// `backoff.max_attempts` is reached), the error's
   /// detail ends with "not retried: <why>" and the engine stops after it returns.
   virtual void on_restart_error(Context& ctx, const Error& error, std::uint32_t retry_count);
 };

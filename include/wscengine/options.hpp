@@ -56,8 +56,10 @@ struct RetryDecision {
 std::optional<std::chrono::milliseconds> retry_after(const Error& error);
 
 /// The restart loop's default policy. Gives up on what retrying cannot change:
-/// HTTP 401, 403 and 404, a server certificate that does not verify, an invalid URL
-/// or option, an unsupported feature. Honours Retry-After on 429 and 503 (up to
+/// HTTP 400, 401, 403, 404, 405, 410 and 426, a 3xx that was not followed (redirects
+/// off) or a refused redirect (`errc::redirect_refused`), a proxy's 403 and 407, a
+/// server certificate that does not verify, an invalid URL or option, an unsupported
+/// feature. Honours Retry-After on 408, 429 and 5xx (up to
 /// `backoff.max_retry_after`). Retries everything else with backoff.
 /// Thread safety: pure.
 RetryDecision default_retry_policy(const Error& error, std::uint32_t retry, const BackoffOptions& backoff);
@@ -144,6 +146,16 @@ struct EngineOptions {
   /// Empty: default_retry_policy. Runs on a callback thread.
   std::function<RetryDecision(const Error& error, std::uint32_t retry)> retry_policy{};
 
+  /// A 301, 302, 303, 307 or 308 answer to the upgrade is followed, within the same
+  /// attempt and open_timeout, up to this many times; 0 turns it off (a 3xx then ends
+  /// the attempt with `errc::http_status`). `http://` and `https://` locations become
+  /// `ws://` and `wss://`; relative ones resolve against the URL asked for. Not
+  /// followed, `errc::redirect_refused` with the chain of URLs: a loop, more than
+  /// this many, wss to ws, another scheme. Going to another origin (scheme, host,
+  /// port), the request drops its Authorization, Cookie and Proxy-Authorization
+  /// headers, `addresses` and `tls.server_name`. A permanent redirect (301, 308) is
+  /// remembered for this engine's reconnects until the next start(). At most 20.
+  std::uint32_t max_redirects = 5;
   std::vector<Header> headers{};             ///< extra handshake headers
   std::vector<std::string> subprotocols{};   ///< offered subprotocols
   bool offer_compression = false;            ///< offer permessage-deflate

@@ -97,6 +97,9 @@ class Metrics {
   virtual void handshake_duration(std::chrono::nanoseconds duration) noexcept = 0;
   /// The engine's connection moved from one state to another.
   virtual void connection_state(ConnectionState from, ConnectionState to) noexcept = 0;
+  /// A dial followed a redirect (`status`: 301, 302, 303, 307 or 308). Not pure, so
+  /// that sinks written before it keep compiling.
+  virtual void redirect(int status) noexcept { (void)status; }
 };
 
 /// How the engine's spans group into traces.

@@ -201,6 +201,7 @@ class OtelMetrics final : public Metrics {
   explicit OtelMetrics(const nostd::shared_ptr<metrics_api::Meter>& meter)
       : counts_(counts_of(meter)),
         read_errors_(meter->CreateUInt64Counter("wscengine.read.errors", "Errors handed to on_read_error", "{error}")),
+        redirects_(meter->CreateUInt64Counter("wscengine.redirects", "Redirects followed by a dial", "{redirect}")),
         on_message_duration_(
             meter->CreateDoubleHistogram("wscengine.on_message.duration", "Time spent in on_message", "s")),
         dial_duration_(
@@ -240,6 +241,9 @@ class OtelMetrics final : public Metrics {
   void handshake_duration(std::chrono::nanoseconds duration) noexcept override {
     handshake_duration_->Record(seconds(duration), no_context());
   }
+  void redirect(int status) noexcept override {
+    redirects_->Add(1, {{"wscengine.http.status", static_cast<std::int64_t>(status)}});
+  }
   void connection_state(ConnectionState from, ConnectionState to) noexcept override {
     counts_.in_state[static_cast<std::size_t>(from)].fetch_sub(1, std::memory_order_relaxed);
     counts_.in_state[static_cast<std::size_t>(to)].fetch_add(1, std::memory_order_relaxed);
@@ -247,7 +251,7 @@ class OtelMetrics final : public Metrics {
 
  private:
   MeterCounts& counts_;
-  nostd::unique_ptr<metrics_api::Counter<std::uint64_t>> read_errors_;
+  nostd::unique_ptr<metrics_api::Counter<std::uint64_t>> read_errors_, redirects_;
   nostd::unique_ptr<metrics_api::Histogram<double>> on_message_duration_, dial_duration_, handshake_duration_;
 };
 

@@ -102,6 +102,7 @@ TEST(Cli, HelpDocumentsEveryFlag) {
                            "ws+unix://",
                            "bench connections",
                            "--low-latency",
+                           "--max-redirects",
                            "bench storm",
                            "--jitter",
                            "--down-ms"}) {
@@ -215,6 +216,13 @@ TEST(Cli, PythonPeerBinaryHeadersAndCloseCodes) {
   EXPECT_EQ(binary.out, "<binary 20 bytes: 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f …>\n");
   auto header = cli({"connect", peer.url() + "/header/X-Token", "--header", "X-Token: s3cret", "--count", "1"});
   EXPECT_EQ(header.out, "s3cret\n");
+  auto redirected = cli({"connect", peer.url() + "/to/302/%2Fecho", "--send", "hi", "--count", "1"});
+  EXPECT_EQ(redirected.exit_code, 0) << redirected.err;
+  EXPECT_EQ(redirected.out, "hi\n");
+  auto not_followed = cli({"connect", peer.url() + "/to/302/%2Fecho", "--max-redirects", "0", "--count", "1"});
+  EXPECT_EQ(not_followed.exit_code, 1);
+  EXPECT_THAT(not_followed.err, HasSubstr("302"));
+  EXPECT_EQ(cli({"connect", peer.url(), "--max-redirects", "21"}).exit_code, 2);
   auto closed = cli({"connect", peer.url() + "/close/4002", "--no-reconnect", "--stats"});
   EXPECT_EQ(closed.exit_code, 1) << "lost with reconnect off";
   EXPECT_THAT(closed.err, HasSubstr("code 4002, reason \"bye from python\""));

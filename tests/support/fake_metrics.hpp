@@ -23,6 +23,7 @@ class FakeMetrics final : public Metrics {
     add(error ? "dial_failed" : "dial_ok");
   }
   void handshake_duration(std::chrono::nanoseconds) noexcept override { add("handshake"); }
+  void redirect(int status) noexcept override { add("redirect_" + std::to_string(status)); }
   void connection_state(ConnectionState from, ConnectionState to) noexcept override {
     std::lock_guard lock(mutex_);
     --state_[from];

@@ -10,12 +10,34 @@ domain socket instead and prints ws+unix://PATH:. What a connection gets depends
   /subprotocol     echo; the server selects the first subprotocol offered
   /header/NAME     send the value of request header NAME (or "<none>"), then echo
   /binary          send 20 bytes 0..19 as a binary message, then echo
+Paths answered with a redirect instead of the upgrade (an HTTP server in front of the
+WebSocket one, on the same origin):
+  /to/STATUS/LOC   answer STATUS with Location LOC (percent-decoded: /to/301/ws%3A%2F%2F...)
+  /loop/a, /loop/b answer 302 with Location /loop/b, /loop/a
+  /chain/N         answer 302 with Location /chain/N-1; /chain/0 with /echo
+With `--tls CERT KEY` it serves wss:// with that certificate.
 Run with /usr/bin/python3 (Debian's python3-websockets).
 """
 import asyncio
+import http
+import ssl
 import sys
+import urllib.parse
 
 import websockets
+
+
+def redirect(path, request_headers):
+    parts = path.split("/")
+    if path.startswith("/to/") and len(parts) >= 4:
+        location = urllib.parse.unquote("/".join(parts[3:]))
+        return http.HTTPStatus(int(parts[2])), [("Location", location)], b""
+    if path in ("/loop/a", "/loop/b"):
+        return http.HTTPStatus.FOUND, [("Location", "/loop/b" if path == "/loop/a" else "/loop/a")], b""
+    if path.startswith("/chain/"):
+        n = int(parts[2])
+        return http.HTTPStatus.FOUND, [("Location", "/chain/%d" % (n - 1) if n > 0 else "/echo")], b""
+    return None
 
 
 async def handler(ws, path=None):
@@ -45,14 +67,20 @@ async def handler(ws, path=None):
 
 
 async def main():
-    options = dict(subprotocols=["chat.v2", "chat.v1"], max_size=2**24)
+    options = dict(subprotocols=["chat.v2", "chat.v1"], max_size=2**24, process_request=redirect)
     if len(sys.argv) == 3 and sys.argv[1] == "--unix":
         async with websockets.unix_serve(handler, sys.argv[2], **options):
             print(f"ws+unix://{sys.argv[2]}:", flush=True)
             await asyncio.Future()
+    scheme = "ws"
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        options["ssl"] = context
+        scheme = "wss"
     async with websockets.serve(handler, "127.0.0.1", 0, **options) as server:
         port = server.sockets[0].getsockname()[1]
-        print(f"ws://127.0.0.1:{port}", flush=True)
+        print(f"{scheme}://127.0.0.1:{port}", flush=True)
         await asyncio.Future()
 
 

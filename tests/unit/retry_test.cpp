@@ -34,12 +34,15 @@ class RetryTest : public MemoryEngineTest {
 
 TEST(RetryPolicy, TheDefaultGivesUpOnlyOnWhatRetryingCannotChange) {
   BackoffOptions b;
-  for (int status : {401, 403, 404}) {
+  for (int status : {400, 401, 403, 404, 405, 410, 426, 300, 301, 302, 307, 308}) {
     auto d = default_retry_policy(Error::http(status), 1, b);
     EXPECT_FALSE(d.retry) << status;
     EXPECT_THAT(d.reason, HasSubstr(std::to_string(status)));
   }
-  for (int status : {400, 429, 500, 502, 503}) EXPECT_TRUE(default_retry_policy(Error::http(status), 1, b).retry);
+  EXPECT_THAT(default_retry_policy(Error::http(302), 1, b).reason, HasSubstr("max_redirects"));
+  for (int status : {408, 429, 500, 502, 503, 504, 409, 418})
+    EXPECT_TRUE(default_retry_policy(Error::http(status), 1, b).retry) << status;
+  EXPECT_FALSE(default_retry_policy(Error(errc::redirect_refused, "a loop"), 1, b).retry);
   EXPECT_FALSE(default_retry_policy(Error(errc::tls_verification_failed), 1, b).retry);
   EXPECT_FALSE(default_retry_policy(Error(errc::invalid_url), 1, b).retry);
   for (errc e : {errc::connection_refused, errc::dns_failure, errc::timeout, errc::tls_handshake_failed,
@@ -62,9 +65,14 @@ TEST(RetryPolicy, RetryAfterInSecondsOrAsADateIsHonouredUpToTheCap) {
   e.http_headers = {{"Retry-After", "soon"}};
   EXPECT_EQ(retry_after(e), std::nullopt);
   EXPECT_EQ(default_retry_policy(e, 1, b).at_least, std::chrono::milliseconds(0));
-  Error not_429 = Error::http(500);
-  not_429.http_headers = {{"Retry-After", "9"}};
-  EXPECT_EQ(default_retry_policy(not_429, 1, b).at_least, std::chrono::milliseconds(0)) << "only 429 and 503";
+  for (int status : {408, 429, 500, 503}) {  // busy or failing for now: the server says when to come back
+    Error busy = Error::http(status);
+    busy.http_headers = {{"Retry-After", "9"}};
+    EXPECT_EQ(default_retry_policy(busy, 1, b).at_least, std::chrono::milliseconds(9000)) << status;
+  }
+  Error conflict = Error::http(409);
+  conflict.http_headers = {{"Retry-After", "9"}};
+  EXPECT_EQ(default_retry_policy(conflict, 1, b).at_least, std::chrono::milliseconds(0)) << "408, 429 and 5xx only";
 }
 
 TEST_F(RetryTest, A403AfterADropIsNotRetriedAndTheCallbackSaysSo) {

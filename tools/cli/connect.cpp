@@ -178,6 +178,7 @@ int run_connect(const Args& args) {
   auto pong_timeout = args.number("--pong-timeout", 10, 0.001, 3600, error);
   auto max_size = args.number("--max-message-size", 16 << 20, 1, 1e12, error);
   auto count = args.number("--count", 0, 0, 1e15, error);
+  auto max_redirects = args.number("--max-redirects", EngineOptions{}.max_redirects, 0, 20, error);
   if (!error.empty()) return usage_error(error);
   std::string adapter = args.value("--adapter").value_or("beast");
   if (adapter != "beast" && adapter != "websocketpp")
@@ -189,6 +190,7 @@ int run_connect(const Args& args) {
   if (args.has("--low-latency")) set_low_latency(options);
   options.auto_reconnect = !args.has("--no-reconnect");
   options.max_message_size = static_cast<std::size_t>(*max_size);
+  options.max_redirects = static_cast<std::uint32_t>(*max_redirects);
   options.backoff.initial_delay = std::chrono::milliseconds(250);
   options.backoff.max_delay = std::chrono::seconds(5);
   // The engine's heartbeat: a dead peer ends as on_read_error (timeout) + on_close 1006.

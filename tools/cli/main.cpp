@@ -40,6 +40,7 @@ or Ctrl-C).
   --ping-interval S            ping every S seconds (0 = never, the default)
   --pong-timeout S             no pong within S seconds = dead connection (default 10)
   --max-message-size BYTES     larger messages close the connection with 1009 (default 16 MiB)
+  --max-redirects N            follow up to N redirects of the upgrade (default 5; 0: none)
   --ca-file F                  trust the CAs in PEM file F instead of the system store
   --insecure                   do not verify the server's certificate (tests only)
   --cert F --key F             mutual TLS: the client certificate chain and its private key
@@ -127,7 +128,8 @@ int main(int argc, char** argv) {
   if (command == "connect") {
     FlagSpec spec{
         {"--adapter", "--workers", "--header", "--subprotocol", "--send", "--ping-interval", "--pong-timeout",
-         "--max-message-size", "--ca-file", "--count", "--trace", "--cert", "--key", "--proxy", "--connect-to"},
+         "--max-message-size", "--ca-file", "--count", "--trace", "--cert", "--key", "--proxy", "--connect-to",
+         "--max-redirects"},
         {"--insecure", "--tls13", "--compress", "--no-reconnect", "--echo", "--quiet", "--stats", "--low-latency"}};
     auto args = Args::parse(argc, argv, 2, spec, error);
     return args ? run_connect(*args) : usage_error(error);
