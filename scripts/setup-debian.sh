@@ -65,7 +65,7 @@ packages=(
   python3 python3-websockets
   opentelemetry-cpp-dev libabsl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc
   libcurl4-openssl-dev
-  tinyproxy-bin doxygen gnuplot-nox
+  tinyproxy-bin microsocks doxygen gnuplot-nox
 )
 
 missing=()

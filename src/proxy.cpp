@@ -118,7 +118,12 @@ bool entry_matches(const Url& url, std::string entry) {
 
 }  // namespace
 
-std::string HttpProxy::to_string() const { return "http://" + detail::host_port(host, port); }
+std::string HttpProxy::to_string() const {
+  const char* scheme = protocol == Protocol::socks5    ? "socks5://"
+                       : protocol == Protocol::socks5h ? "socks5h://"
+                                                       : "http://";
+  return scheme + detail::host_port(host, port);
+}
 
 std::string HttpProxy::authorization() const {
   if (username.empty()) return {};
@@ -130,8 +135,14 @@ Result<HttpProxy> parse_proxy_url(std::string_view text) {
   std::string_view rest = text;
   if (auto scheme_end = text.find("://"); scheme_end != std::string_view::npos) {
     std::string scheme = detail::lower(text.substr(0, scheme_end));
-    if (scheme != "http") {
-      return invalid("scheme '" + scheme + "' is not supported (only http:// proxies, which tunnel with CONNECT)");
+    if (scheme == "socks5") {
+      proxy.protocol = HttpProxy::Protocol::socks5;
+    } else if (scheme == "socks5h") {
+      proxy.protocol = HttpProxy::Protocol::socks5h;
+    } else if (scheme != "http") {
+      return invalid("scheme '" + scheme +
+                     "' is not supported (http://, which tunnels with CONNECT, socks5:// or "
+                     "socks5h://)");
     }
     rest = text.substr(scheme_end + 3);
   }
@@ -158,7 +169,10 @@ Result<HttpProxy> parse_proxy_url(std::string_view text) {
   for (unsigned char c : proxy.host) {
     if (c <= 0x20 || c == 0x7f) return invalid("invalid character in host");
   }
-  proxy.port = 80;
+  const bool socks = proxy.protocol != HttpProxy::Protocol::http;
+  if (socks && (proxy.username.size() > 255 || proxy.password.size() > 255))
+    return invalid("a SOCKS5 user name or password is at most 255 bytes (RFC 1929)");
+  proxy.port = socks ? 1080 : 80;
   if (parts.port) {
     auto port = detail::parse_port(*parts.port);
     if (!port) return invalid("invalid port '" + std::string(*parts.port) + "'");

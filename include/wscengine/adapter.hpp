@@ -121,6 +121,10 @@ struct AdapterCapabilities {
   /// `busy_poll` polls only such adapters (in others a message arrives through a
   /// handler of the very I/O thread that would be polling).
   bool polled_reads = false;
+  /// DialRequest::proxy may be a SOCKS5 proxy (HttpProxy::Protocol::socks5 or
+  /// socks5h). Without it: `errc::unsupported`; HTTP CONNECT proxies work on every
+  /// real adapter.
+  bool socks5_proxies = false;
 };
 
 /// Makes connections of one adapter. Engines call it once per dial attempt.

@@ -17,21 +17,27 @@ namespace wscengine {
 /// server, for wss://; the proxy sees only the host and port.
 /// Thread safety: a plain value.
 struct HttpProxy {
-  std::string host{};      ///< name or address, no brackets
-  std::uint16_t port = 0;  ///< explicit, or 80
-  std::string username{};  ///< Basic proxy authentication (RFC 7617) when not empty
-  std::string password{};  ///< with `username`
+  /// How the proxy tunnels: HTTP CONNECT (`http://`), or SOCKS5 (RFC 1928) with the
+  /// server's name resolved by the client (`socks5://`) or by the proxy (`socks5h://`).
+  enum class Protocol : std::uint8_t { http, socks5, socks5h };
 
-  /// "http://host:port", without credentials: safe to log.
+  std::string host{};      ///< name or address, no brackets
+  std::uint16_t port = 0;  ///< explicit, or 80 (http) / 1080 (SOCKS5)
+  std::string username{};  ///< Basic proxy authentication (RFC 7617), or SOCKS5 user name and password (RFC 1929)
+  std::string password{};  ///< with `username`
+  Protocol protocol = Protocol::http;  ///< see Protocol
+
+  /// "http://host:port" (or socks5://, socks5h://), without credentials: safe to log.
   std::string to_string() const;
   /// The Proxy-Authorization value ("Basic dXNlcjpwdw=="), or empty without a username.
   std::string authorization() const;
 };
 
-/// Parses a proxy URL: "http://[user[:password]@]host[:port][/]"; "host:port"
-/// without a scheme means http://. User and password may be percent-encoded.
-/// Errors are `errc::invalid_option` with the reason; they never repeat the
-/// password. Only plain-HTTP proxies exist here: "https://" and "socks5://" proxies
+/// Parses a proxy URL: "http://[user[:password]@]host[:port][/]", or the same with
+/// "socks5://" or "socks5h://" (port 1080 by default; user and password at most 255
+/// bytes each, RFC 1929); "host:port" without a scheme means http://. User and
+/// password may be percent-encoded. Errors are `errc::invalid_option` with the
+/// reason; they never repeat the password. "https://" proxies (TLS to the proxy)
 /// are refused by name. Thread safety: pure.
 Result<HttpProxy> parse_proxy_url(std::string_view text);
 

@@ -5,6 +5,10 @@
 // tests/support/real_adapters.hpp (or to kAdapters below for one without sockets).
 #include <gtest/gtest.h>
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <boost/asio/post.hpp>
 
 #include <atomic>
@@ -1175,6 +1179,148 @@ TEST_P(NetworkContract, AnHttpProxyTunnelsWsAndWssAndAsksForItsCredentials) {
   EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
   connection.reset();
   p.reset();
+}
+
+// SOCKS5 (RFC 1928) through microsocks, a real server from Debian: the Beast adapter
+// tunnels ws and wss, by address and by name (socks5h: the proxy resolves it), with
+// and without a user name and password (RFC 1929); websocketpp refuses it by name.
+TEST_P(NetworkContract, ASocks5ProxyTunnelsWsAndWssByNameAndByAddress) {
+  test::Microsocks proxy("bob", "pw1");
+  ASSERT_TRUE(proxy.ok()) << proxy.error();
+  RealHarness plain(connector());
+  auto r = plain.request();
+  r.proxy = parse_proxy_url(proxy.url("socks5h")).value();
+  auto result = dial(r);
+  if (!connector()->capabilities().socks5_proxies) {  // websocketpp: HTTP CONNECT only
+    ASSERT_FALSE(result);
+    EXPECT_TRUE(result.error().is(errc::unsupported)) << result.error().message();
+    EXPECT_NE(result.error().message().find("SOCKS5"), std::string::npos) << result.error().message();
+    return;
+  }
+  ASSERT_TRUE(result) << result.error().message();
+  auto p = plain.accept(5s);
+  ASSERT_TRUE(p);
+  p->start_echo();
+  expect_echo("through socks5h by address");
+  EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
+  connection.reset();
+  p.reset();
+
+  // By name: the proxy resolves "localhost" (socks5h), or the client does (socks5).
+  for (const char* scheme : {"socks5h", "socks5"}) {
+    SCOPED_TRACE(scheme);
+    auto named = r;
+    named.url.host = "localhost";
+    named.proxy = parse_proxy_url(proxy.url(scheme)).value();
+    result = dial(named);
+    ASSERT_TRUE(result) << result.error().message();
+    p = plain.accept(5s);
+    ASSERT_TRUE(p);
+    p->start_echo();
+    expect_echo(std::string("by name through ") + scheme);
+    EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
+    connection.reset();
+    p.reset();
+  }
+
+  // A wrong password and none at all: refused, and the error says what the proxy did.
+  auto wrong = r;
+  wrong.proxy = parse_proxy_url("socks5h://bob:nope@127.0.0.1:" + std::to_string(proxy.port())).value();
+  result = dial(wrong);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::proxy_failed)) << result.error().message();
+  EXPECT_NE(result.error().message().find("refused the user name and password"), std::string::npos)
+      << result.error().message();
+  connection.reset();
+  wrong.proxy = parse_proxy_url(proxy.url("socks5h", false)).value();
+  result = dial(wrong);
+  ASSERT_FALSE(result);
+  EXPECT_NE(result.error().message().find("accepts no connection without authentication"), std::string::npos)
+      << result.error().message();
+  connection.reset();
+  EXPECT_FALSE(plain.accept(200ms)) << "the server saw a connection the proxy refused";
+
+  // A server the proxy cannot reach: its answer, by number and in words.
+  auto nowhere = r;
+  nowhere.url = parse_url("ws://127.0.0.1:" + std::to_string(test::unused_port()) + "/").value();
+  result = dial(nowhere);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::proxy_failed)) << result.error().message();
+  EXPECT_NE(result.error().message().find("proxy socks5h://127.0.0.1:" + std::to_string(proxy.port()) +
+                                          " answered CONNECT 127.0.0.1:"),
+            std::string::npos)
+      << result.error().message();
+  connection.reset();
+
+  // wss://: TLS end to end through the tunnel, verified against the server's name.
+  std::string dir = test::temp_dir();
+  ASSERT_TRUE(test::make_test_certificate(dir));
+  ServerSetup setup;
+  setup.options.cert_file = dir + "/cert.pem";
+  setup.options.key_file = dir + "/key.pem";
+  RealHarness secure(connector(), setup);
+  auto rs = secure.request();
+  rs.tls.ca_file = setup.options.cert_file;
+  rs.proxy = r.proxy;
+  result = dial(rs);
+  ASSERT_TRUE(result) << result.error().message();
+  p = secure.accept(5s);
+  ASSERT_TRUE(p);
+  p->start_echo();
+  expect_echo("tls through socks5h");
+  EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
+  connection.reset();
+  p.reset();
+}
+
+// The SOCKS5 answers in every shape: one byte per write, a bound address given as a
+// name (variable length), a refusal after a split answer. A canned proxy that then
+// closes: success shows as the upgrade failing, not the tunnel.
+TEST_P(NetworkContract, Socks5AnswersSplitByteByByteAreReadWhole) {
+  if (!connector()->capabilities().socks5_proxies) GTEST_SKIP() << "no SOCKS5 in this adapter (tested above)";
+  for (bool refuse : {false, true}) {
+    SCOPED_TRACE(refuse ? "refusal" : "success");
+    std::uint16_t port = 0;
+    int listener = test::listen_loopback(port);
+    ASSERT_GE(listener, 0);
+    std::thread proxy([listener, refuse] {
+      int fd = ::accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      auto read_some = [fd] {
+        char buffer[512];
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 5000) > 0) (void)::recv(fd, buffer, sizeof buffer, 0);
+      };
+      auto send_split = [fd](const std::string& bytes) {
+        for (char c : bytes) {
+          (void)::send(fd, &c, 1, MSG_NOSIGNAL);
+          ::poll(nullptr, 0, 2);  // separate segments
+        }
+      };
+      read_some();  // the greeting
+      send_split(std::string("\x05\x00", 2));
+      read_some();  // CONNECT
+      std::string answer = refuse ? std::string("\x05\x05\x00\x01\x7f\x00\x00\x01\x00\x50", 10)
+                                  : std::string("\x05\x00\x00\x03\x09localhost\x00\x50", 16);
+      send_split(answer);
+      if (!refuse) read_some();  // the upgrade request: proof the tunnel was taken as open
+      ::close(fd);
+    });
+    auto r = harness->request();
+    r.proxy = parse_proxy_url("socks5h://127.0.0.1:" + std::to_string(port)).value();
+    auto result = dial(r);
+    proxy.join();
+    ::close(listener);
+    ASSERT_FALSE(result);
+    if (refuse) {
+      EXPECT_TRUE(result.error().is(errc::proxy_failed)) << result.error().message();
+      EXPECT_NE(result.error().message().find("with 5 (connection refused)"), std::string::npos)
+          << result.error().message();
+    } else {
+      EXPECT_FALSE(result.error().is(errc::proxy_failed)) << "the answer was read whole: " << result.error().message();
+    }
+    connection.reset();
+  }
 }
 
 TEST_P(NetworkContract, AProxyThatCannotTunnelSaysWhyAndWhoAnswered) {

@@ -387,6 +387,28 @@ TEST(Cli, BenchConnectionsWithCompressionAndAReconnectStorm) {
   EXPECT_EQ(cli({"bench", "storm", plain.url(), "--jitter", "2"}).exit_code, 2);
 }
 
+// SOCKS5 through microsocks, from --proxy and from ALL_PROXY; websocketpp refuses it by name.
+TEST(Cli, Socks5ProxiesFromTheFlagAndTheEnvironment) {
+  Microsocks proxy("bob", "pw1");
+  ASSERT_TRUE(proxy.ok()) << proxy.error();
+  auto server = serve({"--mode", "echo"});
+  auto r = cli({"connect", server.url(), "--proxy", proxy.url("socks5h"), "--send", "via flag", "--count", "1"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "via flag\n");
+  r = run_command(
+      {"/usr/bin/env", "-u", "http_proxy", "-u", "HTTP_PROXY", "-u", "no_proxy", "-u", "NO_PROXY",
+       "ALL_PROXY=" + proxy.url("socks5"), kCli, "connect", server.url(), "--send", "via env", "--count", "1"},
+      {}, 30s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "via env\n");
+  r = cli({"connect", server.url(), "--proxy", proxy.url("socks5h", false), "--no-reconnect", "--count", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("without authentication"));
+  r = cli({"connect", server.url(), "--proxy", proxy.url("socks5h"), "--adapter", "websocketpp", "--count", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("SOCKS5"));
+}
+
 TEST(Cli, ProxiesFromTheEnvironmentFromTheFlagAndNoProxy) {
   Tinyproxy proxy("alice", "s3cret");
   ASSERT_TRUE(proxy.ok()) << proxy.error();
@@ -425,7 +447,7 @@ TEST(Cli, ProxiesFromTheEnvironmentFromTheFlagAndNoProxy) {
     EXPECT_EQ(flag.exit_code, 0) << flag.err;
     EXPECT_EQ(flag.out, "hi\n");
     // A variable that does not parse is named.
-    auto bad = connect({"HTTP_PROXY=socks5://127.0.0.1:1"});
+    auto bad = connect({"HTTP_PROXY=socks4://127.0.0.1:1"});
     EXPECT_EQ(bad.exit_code, 1);
     EXPECT_THAT(bad.err, HasSubstr("HTTP_PROXY"));
   }

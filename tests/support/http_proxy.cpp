@@ -70,6 +70,37 @@ std::string Tinyproxy::log() const {
   return text.str();
 }
 
+Microsocks::Microsocks(std::string username, std::string password)
+    : username_(std::move(username)), password_(std::move(password)) {
+  if (::access("/usr/bin/microsocks", X_OK) != 0) {
+    error_ = "microsocks is not installed (scripts/setup-debian.sh installs it)";
+    return;
+  }
+  // As for tinyproxy: a free port chosen here, then a check that it listens.
+  std::uint16_t port = unused_port();
+  std::vector<std::string> argv{"/usr/bin/microsocks", "-i", "127.0.0.1", "-p", std::to_string(port)};
+  if (!username_.empty()) argv.insert(argv.end(), {"-u", username_, "-P", password_});
+  process_ = std::make_unique<ChildProcess>(argv);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (accepts_connections(port)) {
+      port_ = port;
+      return;
+    }
+    ::poll(nullptr, 0, 20);
+  }
+  error_ = "microsocks did not listen on 127.0.0.1:" + std::to_string(port) + " within 10 s";
+}
+
+Microsocks::~Microsocks() {
+  if (process_) process_->kill();
+}
+
+std::string Microsocks::url(const std::string& scheme, bool with_credentials) const {
+  std::string credentials = with_credentials && !username_.empty() ? username_ + ":" + password_ + "@" : "";
+  return scheme + "://" + credentials + "127.0.0.1:" + std::to_string(port_);
+}
+
 CannedHttpServer::CannedHttpServer(std::string answer) : answer_(std::move(answer)) {
   listener_ = listen_loopback(port_);
   thread_ = std::thread([this] {

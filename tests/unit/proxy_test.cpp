@@ -58,7 +58,7 @@ TEST(ProxyUrl, RefusesWithAReasonAndNeverRepeatsThePassword) {
     const char* says;
   } cases[] = {
       {"https://p:3128", "scheme 'https' is not supported"},
-      {"socks5://p:1080", "scheme 'socks5'"},
+      {"socks4://p:1080", "scheme 'socks4'"},
       {"http://:3128", "missing host"},
       {"http://p:0", "invalid port"},
       {"http://p:99999", "invalid port"},
@@ -75,6 +75,25 @@ TEST(ProxyUrl, RefusesWithAReasonAndNeverRepeatsThePassword) {
     EXPECT_NE(p.error().message().find(c.says), std::string::npos) << c.text << " -> " << p.error().message();
     EXPECT_EQ(p.error().message().find("secret"), std::string::npos) << p.error().message();
   }
+}
+
+TEST(ProxyUrl, Socks5ByAddressOrByNameWithItsDefaultPortAndCredentials) {
+  auto p = parse_proxy_url("socks5h://bob:p%40ss@Socks.Example");
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_EQ(p->protocol, HttpProxy::Protocol::socks5h);
+  EXPECT_EQ(p->port, 1080);
+  EXPECT_EQ(p->username, "bob");
+  EXPECT_EQ(p->password, "p@ss");
+  EXPECT_EQ(p->to_string(), "socks5h://socks.example:1080");
+  auto q = parse_proxy_url("SOCKS5://10.0.0.1:9050");
+  ASSERT_TRUE(q);
+  EXPECT_EQ(q->protocol, HttpProxy::Protocol::socks5);
+  EXPECT_EQ(q->to_string(), "socks5://10.0.0.1:9050");
+  EXPECT_EQ(parse_proxy_url("http://h:1")->protocol, HttpProxy::Protocol::http);
+  auto too_long = parse_proxy_url("socks5://" + std::string(256, 'u') + ":secret@h:1");
+  ASSERT_FALSE(too_long);
+  EXPECT_NE(too_long.error().message().find("at most 255 bytes"), std::string::npos);
+  EXPECT_EQ(too_long.error().message().find("secret"), std::string::npos);
 }
 
 TEST(ProxyChoice, TheSchemeVariableLowerCaseFirstThenAllProxy) {
@@ -100,11 +119,18 @@ TEST(ProxyChoice, ExplicitWinsOffIsDirectUnixIsAlwaysDirect) {
 }
 
 TEST(ProxyChoice, ABadVariableIsAnErrorNamingIt) {
-  auto text = chosen("wss://h/", {{"HTTPS_PROXY", "socks5://p:1"}});
+  auto text = chosen("wss://h/", {{"HTTPS_PROXY", "socks4://p:1"}});
   EXPECT_NE(text.find("invalid option"), std::string::npos) << text;
   EXPECT_NE(text.find("HTTPS_PROXY"), std::string::npos) << text;
   // NO_PROXY is read first: a bypassed host never parses the proxy.
-  EXPECT_EQ(chosen("wss://h/", {{"HTTPS_PROXY", "socks5://p:1"}, {"NO_PROXY", "h"}}), "direct");
+  EXPECT_EQ(chosen("wss://h/", {{"HTTPS_PROXY", "socks4://p:1"}, {"NO_PROXY", "h"}}), "direct");
+}
+
+TEST(ProxyChoice, Socks5FromAllProxyHonouringNoProxy) {
+  EXPECT_EQ(chosen("wss://h/", {{"ALL_PROXY", "socks5h://s:1080"}}), "socks5h://s:1080");
+  EXPECT_EQ(chosen("ws://h/", {{"all_proxy", "socks5://s"}}), "socks5://s:1080");
+  EXPECT_EQ(chosen("ws://h/", {{"all_proxy", "socks5://s"}, {"no_proxy", "h"}}), "direct");
+  EXPECT_EQ(chosen("ws://h/", {}, ProxyOptions{.url = "socks5h://u:p@s:9"}), "socks5h://s:9");
 }
 
 TEST(NoProxy, MatchesNamesSubdomainsAddressesBlocksAndPorts) {

@@ -46,9 +46,10 @@ or Ctrl-C).
   --cert F --key F             mutual TLS: the client certificate chain and its private key
                                (PEM; an encrypted key's password from WSCENGINE_KEY_PASSWORD)
   --tls13                      refuse servers that cannot do TLS 1.3 (default minimum: 1.2)
-  --proxy URL|none             tunnel through this HTTP proxy (http://user:pw@host:port);
-                               none = direct. Default: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY
-                               and NO_PROXY from the environment
+  --proxy URL|none             tunnel through this proxy: HTTP (http://user:pw@host:port) or
+                               SOCKS5 (socks5://, socks5h:// = the proxy resolves the name;
+                               Beast adapter); none = direct. Default: HTTPS_PROXY /
+                               HTTP_PROXY / ALL_PROXY and NO_PROXY from the environment
   --connect-to ADDR            connect to this IP address instead of resolving the URL's host
                                (repeatable: tried in order); Beast adapter only
   --no-reconnect               exit when the connection closes instead of reconnecting

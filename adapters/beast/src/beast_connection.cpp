@@ -15,6 +15,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -282,8 +283,126 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     };
     fd_ = lowest().socket().native_handle();
     if (aborted_) ::shutdown(fd_, SHUT_RDWR);
-    if (request_.proxy && request_.url.unix_socket.empty()) return open_tunnel();
+    if (request_.proxy && request_.url.unix_socket.empty()) {
+      if (request_.proxy->protocol != HttpProxy::Protocol::http) return open_socks();
+      return open_tunnel();
+    }
     secure_or_upgrade();
+  }
+
+  // ------------------------------------------------------------ SOCKS5 tunnel
+
+  // RFC 1928: a greeting with the methods we can do (no authentication; user name and
+  // password, RFC 1929, when we have them), the proxy's choice, then CONNECT to the
+  // server by name (socks5h: the proxy resolves it) or by address (socks5: resolved
+  // here). Each step's bytes go through tunnel_request_ out and tunnel_reply_ in.
+  void open_socks() {
+    const bool credentials = !request_.proxy->username.empty();
+    tunnel_request_ = credentials ? std::string("\x05\x02\x00\x02", 4) : std::string("\x05\x01\x00", 3);
+    socks_exchange(2, [](Self& self) { self.on_socks_method(); });
+  }
+
+  using Self = StreamImpl;
+  // Writes tunnel_request_, then reads exactly `answer` bytes into tunnel_reply_.
+  template <class Then>
+  void socks_exchange(std::size_t answer, Then next) {
+    auto self = this->shared_from_this();
+    net::async_write(lowest(), net::buffer(tunnel_request_), [self, answer, next](const error_code& ec, std::size_t) {
+      if (ec) return self->fail_tunnel("sending to the SOCKS5 proxy: " + ec.message());
+      self->socks_read(answer, next);
+    });
+  }
+  template <class Then>
+  void socks_read(std::size_t n, Then next) {
+    auto self = this->shared_from_this();
+    tunnel_reply_.resize(n);
+    net::async_read(lowest(), net::buffer(tunnel_reply_), [self, next](const error_code& ec, std::size_t) {
+      if (ec) return self->fail_tunnel("no valid SOCKS5 answer: " + ec.message());
+      next(*self);
+    });
+  }
+  std::uint8_t reply(std::size_t i) const { return static_cast<std::uint8_t>(tunnel_reply_[i]); }
+
+  void on_socks_method() {
+    if (reply(0) != 5) return fail_tunnel("not a SOCKS5 proxy (it answered version " + std::to_string(reply(0)) + ")");
+    if (reply(1) == 0) return socks_connect();
+    if (reply(1) == 2 && !request_.proxy->username.empty()) {
+      const auto& p = *request_.proxy;  // lengths checked by parse_proxy_url
+      tunnel_request_ = std::string(1, '\x01') + static_cast<char>(p.username.size()) + p.username +
+                        static_cast<char>(p.password.size()) + p.password;
+      return socks_exchange(2, [](Self& self) {
+        if (self.reply(1) != 0)
+          return self.fail_tunnel("refused the user name and password (RFC 1929 status " +
+                                  std::to_string(self.reply(1)) + ")");
+        self.socks_connect();
+      });
+    }
+    if (reply(1) == 2) return fail_tunnel("asks for a user name and password, and the proxy URL has none");
+    return fail_tunnel(request_.proxy->username.empty()
+                           ? "accepts no connection without authentication (method 0xFF)"
+                           : "accepts neither no authentication nor a user name and password (method 0xFF)");
+  }
+
+  void socks_connect() {
+    const Url& url = request_.url;
+    error_code not_address;
+    auto literal = net::ip::make_address(url.host, not_address);
+    if (!not_address) return socks_request(literal);
+    if (request_.proxy->protocol == HttpProxy::Protocol::socks5h) return socks_request(std::nullopt);
+    // socks5://: the name is resolved here and the proxy gets an address.
+    auto self = this->shared_from_this();
+    resolver_.async_resolve(
+        url.host, std::to_string(url.port), [self](const error_code& ec, net::ip::tcp::resolver::results_type results) {
+          if (ec || results.empty()) {
+            return self->fail_dial(Error(errc::dns_failure, "resolving '" + self->request_.url.host +
+                                                                "' for the SOCKS5 proxy: " + ec.message()));
+          }
+          self->socks_request(results.begin()->endpoint().address());
+        });
+  }
+
+  void socks_request(const std::optional<net::ip::address>& address) {
+    const Url& url = request_.url;
+    tunnel_request_ = std::string("\x05\x01\x00", 3);  // CONNECT
+    if (!address) {
+      tunnel_request_ += '\x03';
+      tunnel_request_ += static_cast<char>(url.host.size());  // at most 255: checked below
+      tunnel_request_ += url.host;
+    } else if (address->is_v4()) {
+      auto bytes = address->to_v4().to_bytes();
+      tunnel_request_ += '\x01';
+      tunnel_request_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    } else {
+      auto bytes = address->to_v6().to_bytes();
+      tunnel_request_ += '\x04';
+      tunnel_request_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    }
+    if (!address && url.host.size() > 255) return fail_tunnel("the host name is longer than SOCKS5 allows (255)");
+    tunnel_request_ += static_cast<char>(url.port >> 8);
+    tunnel_request_ += static_cast<char>(url.port & 0xff);
+    // The answer: version, status, reserved, the bound address's type and first byte.
+    socks_exchange(5, [](Self& self) { self.on_socks_answer(); });
+  }
+
+  void on_socks_answer() {
+    if (reply(0) != 5) return fail_tunnel("answered CONNECT with version " + std::to_string(reply(0)));
+    if (std::uint8_t status = reply(1); status != 0) {
+      static constexpr const char* kWhy[] = {
+          "succeeded",           "general failure",       "connection not allowed by its rules",
+          "network unreachable", "host unreachable",      "connection refused",
+          "TTL expired",         "command not supported", "address type not supported"};
+      std::string why = status < std::size(kWhy) ? kWhy[status] : "unknown status";
+      return fail_dial(Error(errc::proxy_failed, destination_ + " answered CONNECT " + request_.url.authority() +
+                                                     " with " + std::to_string(status) + " (" + why + ")"));
+    }
+    // The rest of the bound address (we do not use it) and its port.
+    std::size_t rest = reply(3) == 1 ? 3 + 2 : reply(3) == 4 ? 15 + 2 : reply(3) == 3 ? reply(4) + 2 : 0;
+    if (rest == 0) return fail_tunnel("answered with an unknown address type " + std::to_string(reply(3)));
+    socks_read(rest, [](Self& self) {
+      self.tunnel_reply_.clear();
+      self.tunnel_reply_.shrink_to_fit();
+      self.secure_or_upgrade();
+    });
   }
 
   // ------------------------------------------------------------ proxy tunnel
@@ -420,6 +539,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     std::vector<detail::Socket::endpoint_type>().swap(endpoints_);
     std::string().swap(connect_failures_);
     std::string().swap(tunnel_request_);
+    std::string().swap(tunnel_reply_);
     tunnel_buffer_ = boost::beast::flat_buffer();
   }
 
@@ -1085,6 +1205,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   std::string connect_failures_;                          // "address: why; …" (strand)
   std::string destination_;                               // host:port, proxy or socket, for errors
   std::string tunnel_request_;                            // the CONNECT request while it is written
+  std::string tunnel_reply_;                              // a SOCKS5 answer while it is read
   boost::beast::flat_buffer tunnel_buffer_;
   std::optional<http::response_parser<http::empty_body>> tunnel_answer_;
   std::chrono::steady_clock::time_point dial_started_;  // strand
@@ -1220,7 +1341,8 @@ class BeastConnector final : public Connector {
             .write_backpressure = true,
             .unix_sockets = true,
             .chosen_addresses = true,
-            .polled_reads = true};
+            .polled_reads = true,
+            .socks5_proxies = true};
   }
 
  private:

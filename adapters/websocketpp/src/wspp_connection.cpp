@@ -132,6 +132,12 @@ class State final : public std::enable_shared_from_this<State> {
                           "the websocketpp adapter cannot connect to a Unix socket: websocketpp 0.8's transport "
                           "is TCP only (use the Beast adapter)"));
       }
+      if (request.proxy && request.proxy->protocol != HttpProxy::Protocol::http) {
+        return done(Error(errc::unsupported, "the websocketpp adapter cannot use the SOCKS5 proxy " +
+                                                 request.proxy->to_string() +
+                                                 ": websocketpp 0.8 tunnels only through HTTP CONNECT proxies "
+                                                 "(use an http:// proxy or the Beast adapter)"));
+      }
       if (!request.addresses.empty() && !request.proxy) {
         return done(Error(errc::unsupported,
                           "the websocketpp adapter cannot connect to chosen addresses: websocketpp sends the "
