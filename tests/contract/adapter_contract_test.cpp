@@ -699,6 +699,27 @@ class NetworkContract : public AdapterContract {
     connection = connector()->make_connection(*runtime);
     return connection->dial(std::move(r));
   }
+  // wss:// through `proxy`: TLS runs end to end through the tunnel, verified against
+  // the server's name, and a message goes both ways.
+  void expect_wss_through(const HttpProxy& proxy, const std::string& text) {
+    std::string dir = test::temp_dir();
+    ASSERT_TRUE(test::make_test_certificate(dir));
+    ServerSetup setup;
+    setup.options.cert_file = dir + "/cert.pem";
+    setup.options.key_file = dir + "/key.pem";
+    RealHarness secure(connector(), setup);
+    auto r = secure.request();
+    r.tls.ca_file = setup.options.cert_file;
+    r.proxy = proxy;
+    auto result = dial(r);
+    ASSERT_TRUE(result) << result.error().message();
+    auto p = secure.accept(5s);
+    ASSERT_TRUE(p);
+    p->start_echo();
+    expect_echo(text);
+    EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
+    connection.reset();
+  }
 };
 
 TEST_P(NetworkContract, ARefusedConnectionSaysSo) {
@@ -1132,8 +1153,6 @@ TEST_P(NetworkContract, MutualTlsPresentsTheClientCertificateAndTheMinimumVersio
 TEST_P(NetworkContract, AnHttpProxyTunnelsWsAndWssAndAsksForItsCredentials) {
   test::Tinyproxy proxy("alice", "s3cret");
   ASSERT_TRUE(proxy.ok()) << proxy.error();
-  std::string dir = test::temp_dir();
-  ASSERT_TRUE(test::make_test_certificate(dir));
 
   RealHarness plain(connector());
   auto r = plain.request();
@@ -1162,23 +1181,7 @@ TEST_P(NetworkContract, AnHttpProxyTunnelsWsAndWssAndAsksForItsCredentials) {
   EXPECT_NE(proxy.log().find("127.0.0.1:" + std::to_string(plain.server().port())), std::string::npos)
       << "tinyproxy did not log the tunnel: " << proxy.log();
 
-  // wss://: TLS runs end to end through the tunnel, verified against the server's name.
-  ServerSetup setup;
-  setup.options.cert_file = dir + "/cert.pem";
-  setup.options.key_file = dir + "/key.pem";
-  RealHarness secure(connector(), setup);
-  auto rs = secure.request();
-  rs.tls.ca_file = setup.options.cert_file;
-  rs.proxy = r.proxy;
-  result = dial(rs);
-  ASSERT_TRUE(result) << result.error().message();
-  p = secure.accept(5s);
-  ASSERT_TRUE(p);
-  p->start_echo();
-  expect_echo("tls through the proxy");
-  EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
-  connection.reset();
-  p.reset();
+  expect_wss_through(*r.proxy, "tls through the proxy");
 }
 
 // SOCKS5 (RFC 1928) through microsocks, a real server from Debian: the Beast adapter
@@ -1252,25 +1255,7 @@ TEST_P(NetworkContract, ASocks5ProxyTunnelsWsAndWssByNameAndByAddress) {
       << result.error().message();
   connection.reset();
 
-  // wss://: TLS end to end through the tunnel, verified against the server's name.
-  std::string dir = test::temp_dir();
-  ASSERT_TRUE(test::make_test_certificate(dir));
-  ServerSetup setup;
-  setup.options.cert_file = dir + "/cert.pem";
-  setup.options.key_file = dir + "/key.pem";
-  RealHarness secure(connector(), setup);
-  auto rs = secure.request();
-  rs.tls.ca_file = setup.options.cert_file;
-  rs.proxy = r.proxy;
-  result = dial(rs);
-  ASSERT_TRUE(result) << result.error().message();
-  p = secure.accept(5s);
-  ASSERT_TRUE(p);
-  p->start_echo();
-  expect_echo("tls through socks5h");
-  EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
-  connection.reset();
-  p.reset();
+  expect_wss_through(*r.proxy, "tls through socks5h");
 }
 
 // The SOCKS5 answers in every shape: one byte per write, a bound address given as a

@@ -24,6 +24,16 @@ bool accepts_connections(std::uint16_t port) {
   return ok;
 }
 
+// Polls until something listens on 127.0.0.1:port (a proxy just started).
+bool listens_within(std::uint16_t port, std::chrono::seconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (accepts_connections(port)) return true;
+    ::poll(nullptr, 0, 20);
+  }
+  return false;
+}
+
 }  // namespace
 
 Tinyproxy::Tinyproxy(std::string username, std::string password)
@@ -43,13 +53,9 @@ Tinyproxy::Tinyproxy(std::string username, std::string password)
   }
   process_ = std::make_unique<ChildProcess>(
       std::vector<std::string>{"/usr/bin/tinyproxy", "-d", "-c", dir_ + "/tinyproxy.conf"});
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (accepts_connections(port)) {
-      port_ = port;
-      return;
-    }
-    ::poll(nullptr, 0, 20);
+  if (listens_within(port, std::chrono::seconds(10))) {
+    port_ = port;
+    return;
   }
   error_ = "tinyproxy did not listen on 127.0.0.1:" + std::to_string(port) + " within 10 s; its log: " + log();
 }
@@ -81,13 +87,9 @@ Microsocks::Microsocks(std::string username, std::string password)
   std::vector<std::string> argv{"/usr/bin/microsocks", "-i", "127.0.0.1", "-p", std::to_string(port)};
   if (!username_.empty()) argv.insert(argv.end(), {"-u", username_, "-P", password_});
   process_ = std::make_unique<ChildProcess>(argv);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (accepts_connections(port)) {
-      port_ = port;
-      return;
-    }
-    ::poll(nullptr, 0, 20);
+  if (listens_within(port, std::chrono::seconds(10))) {
+    port_ = port;
+    return;
   }
   error_ = "microsocks did not listen on 127.0.0.1:" + std::to_string(port) + " within 10 s";
 }

@@ -47,6 +47,21 @@ std::string read_all(const std::string& path) {
   return text.str();
 }
 
+// An engine on the in-memory adapter with `telemetry` receives one binary message
+// "abc" and stops.
+void one_message_session(const TelemetryOptions& telemetry) {
+  auto server = memory::Server::create();
+  auto client = std::make_shared<Recorder>();
+  EngineOptions o;
+  o.url = "ws://lines.test/";
+  o.telemetry = telemetry;
+  Engine engine(o, client, server->connector());
+  ASSERT_FALSE(engine.start());
+  server->accept(5s)->send(MessageType::binary, "abc");
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  ASSERT_FALSE(engine.stop());
+}
+
 }  // namespace
 
 TEST(OtelExport, UnknownExporterNamesTheVariable) {
@@ -96,16 +111,7 @@ TEST(OtelExport, LinesToAFileHoldTheSessionsSpansAndMetrics) {
     auto exporters = otel::install_exporters(options);
     ASSERT_TRUE(exporters) << exporters.error().message();
     EXPECT_EQ(exporters.value()->describe(), "traces: lines (" + path + "), metrics: lines (" + path + ")");
-    auto server = memory::Server::create();
-    auto client = std::make_shared<Recorder>();
-    EngineOptions o;
-    o.url = "ws://lines.test/";
-    o.telemetry = exporters.value()->telemetry();
-    Engine engine(o, client, server->connector());
-    ASSERT_FALSE(engine.start());
-    server->accept(5s)->send(MessageType::binary, "abc");
-    ASSERT_TRUE(client->wait_count(Event::message, 1));
-    ASSERT_FALSE(engine.stop());
+    one_message_session(exporters.value()->telemetry());
   }  // flushed here
   std::string text = read_all(path);
   for (const char* expected :
@@ -157,16 +163,7 @@ TEST(OtelExport, ASamplerFromTheEnvironmentDecidesWhichSpansAreRecorded) {
     {
       auto exporters = otel::install_exporters(options);
       ASSERT_TRUE(exporters) << exporters.error().message();
-      auto server = memory::Server::create();
-      auto client = std::make_shared<Recorder>();
-      EngineOptions o;
-      o.url = "ws://sampler.test/";
-      o.telemetry = exporters.value()->telemetry();
-      Engine engine(o, client, server->connector());
-      ASSERT_FALSE(engine.start());
-      server->accept(5s)->send(MessageType::binary, "abc");
-      ASSERT_TRUE(client->wait_count(Event::message, 1));
-      ASSERT_FALSE(engine.stop());
+      one_message_session(exporters.value()->telemetry());
     }  // flushed here
     std::string text = read_all(path);
     EXPECT_EQ(text.find("span "), std::string::npos) << sampler << "\n" << text;

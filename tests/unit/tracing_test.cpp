@@ -29,11 +29,15 @@ class Tracing : public ::testing::Test {
   // Most tests read one trace end to end; PerMessage* tests use the default.
   TraceGrouping grouping = TraceGrouping::per_start;
 
-  std::unique_ptr<Engine> make() {
+  // Keeps the span id each on_message sees in message_contexts.
+  void record_message_contexts() {
     client->on_message_hook = [&](Context& ctx, const Message&) {
       std::lock_guard lock(contexts_mutex);
       message_contexts.push_back(fake_span_id(ctx.trace_context()));
     };
+  }
+  std::unique_ptr<Engine> make() {
+    record_message_contexts();
     EngineOptions o;
     o.url = "ws://user-free.test/feed?token=secret";
     o.telemetry.tracer = tracer;
@@ -365,10 +369,7 @@ TEST_F(Tracing, PingsAreSpansAndAMissingPongIsAnError) {
 TEST_F(Tracing, MessageSampleRatioZeroTracesNoMessageButEverySessionStep) {
   grouping = TraceGrouping::per_message;
   auto metrics = std::make_shared<FakeMetrics>();
-  client->on_message_hook = [&](Context& ctx, const Message&) {
-    std::lock_guard lock(contexts_mutex);
-    message_contexts.push_back(fake_span_id(ctx.trace_context()));
-  };
+  record_message_contexts();
   EngineOptions o;
   o.url = "ws://sampled.test/";
   o.telemetry.tracer = tracer;
