@@ -186,10 +186,9 @@ class InstrumentedConnection final : public Connection {
     if (!error && metrics_) metrics_->message_received(out.type, out.payload.size());
     if (!tracer_) return;
     const auto& current = current_trace();
-    // A message left out by sampling has no span (a failure of its read still has
-    // the engine's on_read_error span).
-    auto span =
-        current.sampled ? tracer_->start_span("wscengine.read", current.parent, started, current.link) : nullptr;
+    // (A message left out by sampling never comes here: the engine reads it past
+    // this decorator.)
+    auto span = tracer_->start_span("wscengine.read", current.parent, started, current.link);
     if (!span) {
       out.trace = {};
       return;

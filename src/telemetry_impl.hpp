@@ -10,8 +10,8 @@ namespace wscengine::detail {
 
 /// Where spans started on this thread go: under `parent`, or, with no parent, as
 /// roots linked to `link`. `sampled` false: the message being sent was left out by
-/// TelemetryOptions::message_sample_ratio, so the adapter starts no span for it
-/// (parent and link are then not set: see SampledOut).
+/// TelemetryOptions::message_sample_ratio, so the adapter starts no write span for
+/// it (see SampledOut). Unsampled reads do not go through the decorator at all.
 struct TraceState {
   TraceContext parent;
   TraceContext link;

@@ -167,7 +167,7 @@ TEST_P(PythonPeer, UnsampledMessagesAreCountedButNotTracedOverARealSocket) {
   ASSERT_FALSE(engine->stop());
   EXPECT_TRUE(tracer->named("wscengine.on_message").empty());
   EXPECT_TRUE(tracer->named("wscengine.write").empty());
-  for (const auto& read : tracer->named("wscengine.read")) EXPECT_FALSE(read.error.empty()) << "only failed reads";
+  EXPECT_TRUE(tracer->named("wscengine.read").empty());
   EXPECT_EQ(tracer->named("wscengine.run").size(), 1u);
   EXPECT_EQ(tracer->named("wscengine.shutdown").size(), 1u);
   EXPECT_EQ(metrics->count("received"), kMessages);

@@ -122,7 +122,8 @@ TEST_P(Redirects, CredentialsStayWithTheirOriginAndGoOnWithinIt) {
     return o;
   };
   // Same origin (relative): both go on.
-  EXPECT_EQ(first_message(with_credentials(base_ + "/to/302/" + percent_encoded("/header/authorization"))), "Bearer secret");
+  EXPECT_EQ(first_message(with_credentials(base_ + "/to/302/" + percent_encoded("/header/authorization"))),
+            "Bearer secret");
   EXPECT_EQ(first_message(with_credentials(base_ + "/to/302/" + percent_encoded("/header/cookie"))), "session=1");
   // Another origin (localhost is not 127.0.0.1, though it is the same server): neither.
   for (const char* header : {"authorization", "cookie"}) {
@@ -172,7 +173,8 @@ TEST_P(Redirects, APermanentRedirectIsRememberedForReconnectsUntilTheNextStart) 
     SCOPED_TRACE(status);
     metrics = std::make_shared<FakeMetrics>();
     // /drop sends "hello" and drops: the engine reconnects.
-    ASSERT_FALSE(make_engine(options(base_ + "/to/" + std::to_string(status) + "/" + percent_encoded("/drop"))).start());
+    ASSERT_FALSE(
+        make_engine(options(base_ + "/to/" + std::to_string(status) + "/" + percent_encoded("/drop"))).start());
     ASSERT_TRUE(client->wait_count(Event::open, 3));
     ASSERT_FALSE(engine->stop());
     const std::string counter = "redirect_" + std::to_string(status);
@@ -206,6 +208,41 @@ TEST_P(Redirects, FromWssToWsIsRefused) {
   // wss to wss (an https Location) is followed.
   o.url = wss + "/to/302/" + percent_encoded("https" + wss.substr(3) + "/echo");
   EXPECT_FALSE(start_error(o));
+}
+
+// Many engines on one runtime follow their redirects at once, while others, sent
+// round a loop, are refused and stop: each ends as its own chain says.
+TEST_P(Redirects, ManyEnginesOnOneRuntimeFollowOrRefuseEachOnItsOwn) {
+  auto runtime = Runtime::create({1, 2});
+  constexpr int kEngines = 24;
+  std::vector<std::shared_ptr<Recorder>> clients;
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (int i = 0; i < kEngines; ++i) {
+    const bool looping = i % 4 == 3;
+    clients.push_back(std::make_shared<Recorder>());
+    engines.push_back(std::make_unique<Engine>(options(base_ + (looping ? "/loop/a" : "/chain/2")), clients.back(),
+                                               GetParam().make(), runtime));
+    ASSERT_FALSE(engines.back()->start_background());
+  }
+  for (int i = 0; i < kEngines; ++i) {
+    SCOPED_TRACE(i);
+    if (i % 4 == 3) {
+      ASSERT_FALSE(engines[i]->wait_stopped(20s));
+      ASSERT_EQ(clients[i]->count(Event::restart_error), 1u);
+      EXPECT_TRUE(clients[i]->events_of(Event::restart_error)[0].error.is(errc::redirect_refused));
+      EXPECT_EQ(clients[i]->count(Event::open), 0u);
+    } else {
+      ASSERT_TRUE(clients[i]->wait_count(Event::open, 1, 20s));
+      ASSERT_TRUE(wait_state(*engines[i], EngineState::running));  // the session is current once on_open returned
+      ASSERT_FALSE(engines[i]->send_text(cat("engine ", i)));
+      ASSERT_TRUE(clients[i]->wait_count(Event::message, 1, 20s));
+      EXPECT_EQ(clients[i]->events_of(Event::message)[0].payload, cat("engine ", i));
+    }
+  }
+  // Three hops followed for each that opened; one for each loop (/loop/a to /loop/b;
+  // the way back is the refused one).
+  EXPECT_EQ(metrics->count("redirect_302"), 3 * (kEngines - kEngines / 4) + kEngines / 4);
+  for (int i = 0; i < kEngines; ++i) stop_and_check(engines[i], *clients[i]);
 }
 
 INSTANTIATE_TEST_SUITE_P(Adapters, Redirects, ::testing::ValuesIn(real_adapters()), AdapterName());

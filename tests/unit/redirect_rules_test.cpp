@@ -59,7 +59,8 @@ TEST(RedirectRules, WhatIsRefusedSaysWhy) {
             std::string::npos);
   EXPECT_NE(target_of("ws://a.test/x", "").find("no Location"), std::string::npos);
   EXPECT_NE(target_of("ws://a.test/x", "ws://user:pw@b.test/").find("user info"), std::string::npos);
-  EXPECT_NE(target_of("ws://a.test/x", "ws+unix:///tmp/s:/").find("is not a ws, wss, http or https URL"), std::string::npos);
+  EXPECT_NE(target_of("ws://a.test/x", "ws+unix:///tmp/s:/").find("is not a ws, wss, http or https URL"),
+            std::string::npos);
   EXPECT_NE(target_of("ws+unix:///tmp/s:/x", "/y").find("Unix socket"), std::string::npos);
   auto e = redirect_target(url("ws://a.test/"), "gopher://x");
   ASSERT_FALSE(e);
