@@ -65,6 +65,11 @@ Error EngineOptions::validate() const {
   if (!proxy.url.empty()) {
     if (auto parsed = parse_proxy_url(proxy.url); !parsed) return invalid("proxy.url: " + parsed.error().detail);
   }
+  for (const auto& pin : tls.pinned_public_keys) {
+    if (!parse_public_key_pin(pin))
+      return invalid("tls.pinned_public_keys: '" + pin +
+                     "' is not a public-key pin (sha256/ and the base64 of a 32-byte SHA-256)");
+  }
   for (const auto& a : addresses) {
     if (a.empty() || a.find_first_of(" \t\r\n") != std::string::npos)
       return invalid("addresses: '" + a + "' is not an address");

@@ -11,6 +11,7 @@
 #include <typeinfo>
 #include <vector>
 
+#include <wscengine/certificate.hpp>
 #include <wscengine/error.hpp>
 #include <wscengine/proxy.hpp>
 #include <wscengine/url.hpp>
@@ -23,8 +24,13 @@ struct TlsOptions {
   /// Check the server certificate chain and host name. Turning this off makes the
   /// connection open to anyone on the path; it exists for tests and lab servers.
   bool verify_peer = true;
-  /// PEM file of trusted CAs to use instead of the system store; empty = system.
+  /// PEM file of trusted CAs to use instead of the system store; empty (and no
+  /// ca_pem) = the system store.
   std::string ca_file{};
+  /// Trusted CA certificates as PEM text (one or more), for certificates that come
+  /// from configuration rather than a file; trusted together with ca_file, and like it
+  /// instead of the system store.
+  std::string ca_pem{};
   /// Name to send in SNI and to check in the certificate; empty = the URL's host.
   std::string server_name{};
   /// Mutual TLS: the client's certificate chain (PEM) and its private key (PEM),
@@ -39,6 +45,17 @@ struct TlsOptions {
   };
   /// The oldest TLS version to accept.
   Version min_version = Version::tls1_2;
+  /// Public-key pins ("sha256/BASE64", as HPKP and curl's --pinnedpubkey; see
+  /// PeerCertificate::public_key_pin): when not empty, the server is accepted only if
+  /// one of these keys is in its verified chain (the leaf, an intermediate or the
+  /// root). Checked on top of verify_peer, never instead: a pinned key in an expired
+  /// chain still fails. With verify_peer off only the leaf's key counts. A mismatch
+  /// fails with errc::tls_verification_failed, which the default retry policy does not
+  /// retry.
+  std::vector<std::string> pinned_public_keys{};
+  /// Decides each TLS handshake after the checks above, seeing the chain and their
+  /// verdict; empty = their verdict stands. See CertificateVerifier.
+  CertificateVerifier verify_callback{};
 };
 
 /// Everything an adapter needs to open one connection. The engine fills it from

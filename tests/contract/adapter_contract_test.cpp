@@ -26,6 +26,7 @@
 #include "support/http_proxy.hpp"
 #include "support/process.hpp"
 #include "support/real_adapters.hpp"
+#include "support/test_pki.hpp"
 #include "support/text.hpp"
 #include "test_server.hpp"
 
@@ -1150,6 +1151,207 @@ TEST_P(NetworkContract, MutualTlsPresentsTheClientCertificateAndTheMinimumVersio
 
 // ------------------------------------------------------------------ connectivity (issue 8)
 
+// A server with a certificate from the test's own CA (server certificate + CA sent).
+struct PkiServer {
+  explicit PkiServer(bool expired = false) : pki(test::make_test_pki(expired)) {}
+  test::TestPki pki;
+  ServerSetup setup = [this] {
+    ServerSetup s;
+    s.options.cert_file = pki.server_chain;
+    s.options.key_file = pki.server_key;
+    return s;
+  }();
+};
+
+class CertificateContract : public NetworkContract {
+ protected:
+  // Dials `r`; it must open, and a message must go both ways.
+  void expect_accepted(RealHarness& server, const DialRequest& r, const std::string& what) {
+    SCOPED_TRACE(what);
+    auto result = dial(r);
+    ASSERT_TRUE(result) << what << ": " << result.error().message();
+    auto p = server.accept(5s);
+    ASSERT_TRUE(p);
+    p->start_echo();
+    expect_echo(what);
+    EXPECT_FALSE(connection->close({close_code::normal, {}}, 5s));
+    connection.reset();
+  }
+  // Dials `r`; it must fail verification, with `words` in the error's message.
+  void expect_refused(const DialRequest& r, const std::string& words, const std::string& what) {
+    SCOPED_TRACE(what);
+    auto result = dial(r);
+    ASSERT_FALSE(result) << what << ": accepted";
+    EXPECT_TRUE(result.error().is(errc::tls_verification_failed)) << result.error().message();
+    EXPECT_NE(result.error().message().find(words), std::string::npos) << result.error().message();
+    connection.reset();
+  }
+};
+
+TEST_P(CertificateContract, PinnedPublicKeysHoldTheServerToKnownKeys) {
+  PkiServer server;
+  RealHarness secure(connector(), server.setup);
+  auto r = secure.request();
+  r.tls.ca_file = server.pki.ca_file;
+  // Any pinned key of the verified chain will do: the server's own, or its CA's.
+  r.tls.pinned_public_keys = {server.pki.server_pin};
+  expect_accepted(secure, r, "the server's key pinned");
+  r.tls.pinned_public_keys = {server.pki.ca_pin};
+  expect_accepted(secure, r, "the CA's key pinned");
+  r.tls.pinned_public_keys = {server.pki.unrelated_pin, server.pki.server_pin.substr(7)};  // bare base64 too
+  expect_accepted(secure, r, "one of two pins matches");
+  // A chain that verifies but carries no pinned key: refused, naming the server's key.
+  r.tls.pinned_public_keys = {server.pki.unrelated_pin};
+  expect_refused(r, server.pki.server_pin, "no pinned key in the chain");
+  expect_refused(r, "tls.pinned_public_keys", "no pinned key in the chain");
+
+  // Without verification only the leaf's key counts: the handshake proves the server
+  // holds its private key, while an unverified chain proves nothing about the others.
+  r.tls.verify_peer = false;
+  r.tls.ca_file.clear();
+  r.tls.pinned_public_keys = {server.pki.server_pin};
+  expect_accepted(secure, r, "verification off, the server's key pinned");
+  r.tls.pinned_public_keys = {server.pki.ca_pin};
+  expect_refused(r, server.pki.server_pin, "verification off, only the CA's key pinned");
+
+  // A pin that is not one fails before any byte is sent.
+  r.tls.pinned_public_keys = {"sha256/not-base64"};
+  auto result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::invalid_option)) << result.error().message();
+  EXPECT_NE(result.error().message().find("sha256/not-base64"), std::string::npos) << result.error().message();
+  connection.reset();
+  while (auto extra = secure.accept(100ms)) {
+  }
+}
+
+TEST_P(CertificateContract, CaCertificatesCanBeGivenAsPemText) {
+  PkiServer server;
+  RealHarness secure(connector(), server.setup);
+  auto r = secure.request();
+  r.tls.ca_pem = server.pki.ca_pem;
+  expect_accepted(secure, r, "the CA as PEM text");
+  // Text and file together: both trusted.
+  r.tls.ca_pem = test::make_test_pki().ca_pem;  // another CA, which signed nothing here
+  r.tls.ca_file = server.pki.ca_file;
+  expect_accepted(secure, r, "another CA as text, the server's as a file");
+  r.tls.ca_file.clear();
+  expect_refused(r, "self-signed certificate in certificate chain", "only the other CA");
+  // A CA of the same name but another key: the signature does not verify, and that is
+  // a verification failure on every adapter (Beast's handshake error says "EVP lib").
+  r.tls.ca_pem = test::make_test_pki(false, server.pki.ca_name).ca_pem;
+  expect_refused(r, "certificate signature failure", "a CA of the same name, another key");
+  r.tls.ca_pem = "not a certificate";
+  auto result = dial(r);
+  ASSERT_FALSE(result);
+  EXPECT_TRUE(result.error().is(errc::invalid_option)) << result.error().message();
+  EXPECT_NE(result.error().message().find("tls.ca_pem"), std::string::npos) << result.error().message();
+  connection.reset();
+  while (auto extra = secure.accept(100ms)) {
+  }
+}
+
+TEST_P(CertificateContract, TheVerifyCallbackSeesTheChainAndTheVerdictAndHasTheLastWord) {
+  PkiServer server;
+  RealHarness secure(connector(), server.setup);
+  std::mutex mutex;
+  std::vector<CertificateCheck> seen;
+  bool answer = true;
+  auto r = secure.request();
+  r.tls.ca_file = server.pki.ca_file;
+  r.tls.verify_callback = [&](const CertificateCheck& check) {
+    std::lock_guard lock(mutex);
+    seen.push_back(check);
+    return answer;
+  };
+  auto last = [&] {
+    std::lock_guard lock(mutex);
+    EXPECT_EQ(seen.size(), 1u);
+    CertificateCheck out = seen.empty() ? CertificateCheck{} : seen.back();
+    seen.clear();
+    return out;
+  };
+
+  // A chain that verifies: the verified chain, leaf first, up to the CA.
+  expect_accepted(secure, r, "verified, accepted");
+  CertificateCheck check = last();
+  EXPECT_EQ(check.host, "localhost");
+  EXPECT_TRUE(check.verified);
+  EXPECT_EQ(check.verdict, "");
+  ASSERT_EQ(check.chain.size(), 2u);
+  EXPECT_NE(check.chain[0].subject.find("CN=localhost"), std::string::npos) << check.chain[0].subject;
+  EXPECT_NE(check.chain[0].issuer.find("CN=wscengine test CA"), std::string::npos) << check.chain[0].issuer;
+  EXPECT_EQ(check.chain[0].public_key_pin, server.pki.server_pin);
+  EXPECT_EQ(check.chain[1].public_key_pin, server.pki.ca_pin);
+  ASSERT_FALSE(check.chain[0].der.empty());
+  EXPECT_EQ(static_cast<unsigned char>(check.chain[0].der[0]), 0x30u) << "DER starts with a SEQUENCE";
+
+  // It can refuse what verified.
+  answer = false;
+  expect_refused(r, "tls.verify_callback refused", "verified, refused by the callback");
+  check = last();
+  EXPECT_TRUE(check.verified);
+
+  // It sees a failed verdict, with the chain as sent, and can accept it (a lab server).
+  answer = true;
+  r.tls.ca_file.clear();
+  expect_accepted(secure, r, "not verified, accepted by the callback");
+  check = last();
+  EXPECT_FALSE(check.verified);
+  // The server sends its CA too, which the system store does not know.
+  EXPECT_NE(check.verdict.find("self-signed certificate in certificate chain"), std::string::npos) << check.verdict;
+  ASSERT_EQ(check.chain.size(), 2u) << "the chain as the server sent it";
+  EXPECT_EQ(check.chain[0].public_key_pin, server.pki.server_pin);
+
+  // A pin mismatch is part of the verdict it sees.
+  r.tls.ca_file = server.pki.ca_file;
+  r.tls.pinned_public_keys = {server.pki.unrelated_pin};
+  answer = false;
+  expect_refused(r, "tls.pinned_public_keys", "pin mismatch, the callback agrees");
+  check = last();
+  EXPECT_FALSE(check.verified);
+  EXPECT_NE(check.verdict.find("tls.pinned_public_keys"), std::string::npos) << check.verdict;
+  r.tls.pinned_public_keys.clear();
+
+  // An exception refuses, and is named.
+  answer = true;
+  r.tls.verify_callback = [](const CertificateCheck&) -> bool { throw std::runtime_error("the callback's own"); };
+  expect_refused(r, "the callback's own", "the callback threw");
+
+  // An address: the certificate's IP entry is what is checked.
+  r.url.host = "127.0.0.1";
+  r.tls.verify_callback = [&](const CertificateCheck& c) {
+    std::lock_guard lock(mutex);
+    seen.push_back(c);
+    return c.verified;
+  };
+  expect_accepted(secure, r, "by address");
+  check = last();
+  EXPECT_EQ(check.host, "127.0.0.1");
+  EXPECT_TRUE(check.verified) << check.verdict;
+  while (auto extra = secure.accept(100ms)) {
+  }
+}
+
+TEST_P(CertificateContract, APinnedKeyInAnExpiredChainStillFails) {
+  PkiServer server(/*expired=*/true);
+  RealHarness secure(connector(), server.setup);
+  auto r = secure.request();
+  r.tls.ca_file = server.pki.ca_file;
+  r.tls.pinned_public_keys = {server.pki.server_pin};
+  expect_refused(r, "expired", "pinned, expired");
+  // The callback sees why, and may still decide otherwise.
+  std::atomic<int> expired_verdicts{0};
+  r.tls.verify_callback = [&](const CertificateCheck& check) {
+    if (!check.verified && check.verdict.find("expired") != std::string::npos) ++expired_verdicts;
+    return true;
+  };
+  expect_accepted(secure, r, "expired, accepted by the callback");
+  EXPECT_EQ(expired_verdicts.load(), 1);
+  while (auto extra = secure.accept(100ms)) {
+  }
+}
+
 TEST_P(NetworkContract, AnHttpProxyTunnelsWsAndWssAndAsksForItsCredentials) {
   test::Tinyproxy proxy("alice", "s3cret");
   ASSERT_TRUE(proxy.ok()) << proxy.error();
@@ -1417,3 +1619,4 @@ TEST_P(NetworkContract, AUnixSocketCarriesTheWebSocketOrIsRefusedByName) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Adapters, NetworkContract, ::testing::ValuesIn(network_adapters()), adapter_name);
+INSTANTIATE_TEST_SUITE_P(Adapters, CertificateContract, ::testing::ValuesIn(network_adapters()), adapter_name);

@@ -8,6 +8,7 @@
 
 #include "support/http_proxy.hpp"
 #include "support/process.hpp"
+#include "support/test_pki.hpp"
 
 using namespace wscengine::test;
 using namespace std::chrono_literals;
@@ -105,10 +106,42 @@ TEST(Cli, HelpDocumentsEveryFlag) {
                            "--max-redirects",
                            "bench storm",
                            "--jitter",
-                           "--down-ms"}) {
+                           "--down-ms",
+                           "--pin"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
   EXPECT_EQ(cli({"connect", "--help"}).exit_code, 0);
+}
+
+// --pin against Python `websockets` over TLS: a pinned key in the chain is accepted, an
+// unrelated one is refused at once (exit 1, naming the server's key, not retried), and
+// a pin that is not one is a usage error.
+TEST(Cli, PinnedPublicKeysAcceptTheServerOrSayWhyNot) {
+  TestPki pki = make_test_pki();
+  Peer secure({"/usr/bin/python3", WSCENGINE_PY_SERVER, "--tls", pki.server_chain, pki.server_key});
+  ASSERT_EQ(secure.url().rfind("wss://", 0), 0u) << secure.url();
+  const std::string url = secure.url() + "/echo";
+  for (std::string adapter : {"beast", "websocketpp"}) {
+    SCOPED_TRACE(adapter);
+    auto pinned = cli({"connect", url, "--adapter", adapter, "--ca-file", pki.ca_file, "--pin", pki.unrelated_pin,
+                       "--pin", pki.ca_pin, "--send", "pinned", "--count", "1"});
+    EXPECT_EQ(pinned.exit_code, 0) << pinned.err;
+    EXPECT_THAT(pinned.out, HasSubstr("pinned"));
+    // With --insecure the server's own key is what a pin can hold it to.
+    auto lab = cli(
+        {"connect", url, "--adapter", adapter, "--insecure", "--pin", pki.server_pin, "--send", "lab", "--count", "1"});
+    EXPECT_EQ(lab.exit_code, 0) << lab.err;
+    EXPECT_THAT(lab.out, HasSubstr("lab"));
+    // Reconnecting is on: the refusal still ends the run, since retrying cannot help.
+    auto wrong = cli({"connect", url, "--adapter", adapter, "--ca-file", pki.ca_file, "--pin", pki.unrelated_pin});
+    EXPECT_EQ(wrong.exit_code, 1) << wrong.err;
+    EXPECT_THAT(wrong.err, HasSubstr("tls.pinned_public_keys"));
+    EXPECT_THAT(wrong.err, HasSubstr(pki.server_pin));
+  }
+  auto bad = cli({"connect", url, "--pin", "d6qzRu9zOECb90Uez27xWltNsj0e1Md7GkYYkVoZWmM"});  // no padding
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("--pin"));
+  EXPECT_EQ(lines(bad.err).size(), 1u) << bad.err;
 }
 
 TEST(Cli, UsageErrorsAreOneLineAndExit2) {

@@ -9,6 +9,7 @@
 #include "support/process.hpp"
 #include "support/real_adapters.hpp"
 #include "support/recorder.hpp"
+#include "support/test_pki.hpp"
 #include "support/text.hpp"
 
 using namespace wscengine;
@@ -173,6 +174,58 @@ TEST_P(PythonPeer, UnsampledMessagesAreCountedButNotTracedOverARealSocket) {
   EXPECT_EQ(metrics->count("received"), kMessages);
   EXPECT_EQ(metrics->count("sent"), kMessages);
   EXPECT_EQ(metrics->count("on_message"), 0);
+}
+
+// Public-key pins against Python `websockets` over TLS, two dozen engines on one
+// runtime: those pinned to the server's or its CA's key exchange messages; those
+// pinned to an unrelated key are refused, once each (the restart loop does not retry
+// a certificate that will not change), and never open.
+TEST_P(PythonPeer, PinnedEnginesOnOneRuntimeOpenOrAreRefusedEachOnItsOwn) {
+  TestPki pki = make_test_pki();
+  ChildProcess secure({"/usr/bin/python3", WSCENGINE_PY_SERVER, "--tls", pki.server_chain, pki.server_key});
+  std::string wss = secure.first_line(20s);
+  ASSERT_EQ(wss.rfind("wss://", 0), 0u) << wss;
+  auto runtime = Runtime::create({1, 2});
+  constexpr int kEngines = 24;
+  auto refused = [](int i) { return i % 3 == 2; };
+  std::vector<std::shared_ptr<Recorder>> clients;
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (int i = 0; i < kEngines; ++i) {
+    EngineOptions o;
+    o.url = wss + "/echo";
+    o.tls.ca_file = pki.ca_file;
+    o.tls.pinned_public_keys = {refused(i) ? pki.unrelated_pin : i % 3 == 0 ? pki.server_pin : pki.ca_pin};
+    o.backoff.initial_delay = 10ms;
+    clients.push_back(std::make_shared<Recorder>());
+    engines.push_back(std::make_unique<Engine>(o, clients.back(), GetParam().make(), runtime));
+    ASSERT_FALSE(engines.back()->start_background());
+  }
+  for (int i = 0; i < kEngines; ++i) {
+    SCOPED_TRACE(i);
+    if (refused(i)) {
+      ASSERT_FALSE(engines[i]->wait_stopped(20s));
+      ASSERT_EQ(clients[i]->count(Event::restart_error), 1u);
+      Error e = clients[i]->events_of(Event::restart_error)[0].error;
+      EXPECT_TRUE(e.is(errc::tls_verification_failed)) << e.message();
+      EXPECT_THAT(e.message(), ::testing::HasSubstr(pki.server_pin));
+      EXPECT_EQ(clients[i]->count(Event::open), 0u);
+    } else {
+      ASSERT_TRUE(clients[i]->wait_count(Event::open, 1));
+      ASSERT_TRUE(wait_state(*engines[i], EngineState::running));
+      ASSERT_FALSE(engines[i]->send_text(cat("pinned ", i)));
+    }
+  }
+  for (int i = 0; i < kEngines; ++i) {
+    if (refused(i)) continue;
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(clients[i]->wait_count(Event::message, 1));
+    EXPECT_EQ(clients[i]->events_of(Event::message)[0].payload, cat("pinned ", i));
+  }
+  for (int i = 0; i < kEngines; ++i) {
+    EXPECT_FALSE(engines[i]->stop());
+    clients[i]->mark_stopped();
+    EXPECT_THAT(clients[i]->violations(), IsEmpty());
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Adapters, PythonPeer, ::testing::ValuesIn(real_adapters()), AdapterName());

@@ -41,6 +41,9 @@ TEST(Options, EachRuleNamesTheField) {
   o.reader_slots = 0;
   expect_invalid(o, "reader_slots");
   o = valid();
+  o.tls.pinned_public_keys = {"sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "sha256/short="};
+  expect_invalid(o, "tls.pinned_public_keys: 'sha256/short='");
+  o = valid();
   o.open_timeout = 0ms;
   expect_invalid(o, "open_timeout");
   o = valid();
@@ -89,6 +92,26 @@ TEST(Options, EachRuleNamesTheField) {
     o = valid();
     o.telemetry.message_sample_ratio = ratio;
     EXPECT_FALSE(o.validate()) << ratio;
+  }
+}
+
+// A pin is the base64 of 32 bytes: 43 digits and one '=', with or without "sha256/".
+TEST(Options, PublicKeyPinsParseOnlyInTheirOneForm) {
+  const std::string digest =
+      "\x77\xaa\xb3\x46\xef\x73\x38\x40\x9b\xf7\x45\x1e\xcf\x6e\xf1\x5a"
+      "\x5b\x4d\xb2\x3d\x1e\xd4\xc7\x7b\x1a\x46\x18\x91\x5a\x19\x5a\x63";
+  ASSERT_EQ(digest.size(), 32u);
+  EXPECT_EQ(parse_public_key_pin("sha256/d6qzRu9zOECb90Uez27xWltNsj0e1Md7GkYYkVoZWmM="), digest);
+  EXPECT_EQ(parse_public_key_pin("d6qzRu9zOECb90Uez27xWltNsj0e1Md7GkYYkVoZWmM="), digest);
+  EXPECT_EQ(parse_public_key_pin("sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="), std::string(32, '\0'));
+  EXPECT_EQ(parse_public_key_pin("sha256///////////////////////////////////////////8="), std::string(32, '\xff'));
+  for (const char* bad :
+       {"", "sha256/", "d6qzRu9zOECb90Uez27xWltNsj0e1Md7GkYYkVoZWmM",  // no padding
+        "d6qzRu9zOECb90Uez27xWltNsj0e1Md7GkYYkVoZWmM==",               // 33 bytes' worth
+        "d6qzRu9zOECb90Uez27xWltNsj0e1Md7GkYYkVoZWmN=",                // padding bits set
+        "d6qzRu9zOECb90Uez27xWltNsj0e1Md7GkYYkVoZWm-=",                // URL-safe alphabet
+        "sha1/d6qzRu9zOECb90Uez27xWltNsj0e1Md7GkYYkVoZWmM=", " d6qzRu9zOECb90Uez27xWltNsj0e1Md7GkYYkVoZWm="}) {
+    EXPECT_FALSE(parse_public_key_pin(bad)) << bad;
   }
 }
 

@@ -209,6 +209,11 @@ int run_connect(const Args& args) {
   options.subprotocols = args.values("--subprotocol");
   if (auto ca = args.value("--ca-file")) options.tls.ca_file = *ca;
   if (args.has("--insecure")) options.tls.verify_peer = false;
+  options.tls.pinned_public_keys = args.values("--pin");
+  for (const auto& pin : options.tls.pinned_public_keys) {
+    if (!parse_public_key_pin(pin))
+      return usage_error("--pin '" + pin + "' is not sha256/ and the base64 of a 32-byte SHA-256 public-key digest");
+  }
   if (auto cert = args.value("--cert")) options.tls.certificate_file = *cert;
   if (auto key = args.value("--key")) options.tls.private_key_file = *key;
   if (const char* password = std::getenv("WSCENGINE_KEY_PASSWORD")) options.tls.private_key_password = password;

@@ -43,6 +43,9 @@ or Ctrl-C).
   --max-redirects N            follow up to N redirects of the upgrade (default 5; 0: none)
   --ca-file F                  trust the CAs in PEM file F instead of the system store
   --insecure                   do not verify the server's certificate (tests only)
+  --pin sha256/BASE64          accept the server only if this public key (SHA-256 of its
+                               SubjectPublicKeyInfo) is in its verified chain (repeatable:
+                               any one); with --insecure, only the server's own key counts
   --cert F --key F             mutual TLS: the client certificate chain and its private key
                                (PEM; an encrypted key's password from WSCENGINE_KEY_PASSWORD)
   --tls13                      refuse servers that cannot do TLS 1.3 (default minimum: 1.2)
@@ -130,7 +133,7 @@ int main(int argc, char** argv) {
     FlagSpec spec{
         {"--adapter", "--workers", "--header", "--subprotocol", "--send", "--ping-interval", "--pong-timeout",
          "--max-message-size", "--ca-file", "--count", "--trace", "--cert", "--key", "--proxy", "--connect-to",
-         "--max-redirects"},
+         "--max-redirects", "--pin"},
         {"--insecure", "--tls13", "--compress", "--no-reconnect", "--echo", "--quiet", "--stats", "--low-latency"}};
     auto args = Args::parse(argc, argv, 2, spec, error);
     return args ? run_connect(*args) : usage_error(error);

@@ -159,10 +159,15 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       tls_context_.emplace(ssl::context::tls_client);
       const auto& tls = request_.tls;
       if (auto failed = wscengine::detail::setup_client_tls(
-              *tls_context_, {tls.ca_file, tls.certificate_file, tls.private_key_file, tls.private_key_password,
-                              tls.min_version == TlsOptions::Version::tls1_3});
+              *tls_context_, {tls.ca_file, tls.ca_pem, tls.certificate_file, tls.private_key_file,
+                              tls.private_key_password, tls.min_version == TlsOptions::Version::tls1_3});
           !failed.empty())
         return complete_dial(Error(errc::invalid_option, failed));
+      if (auto failed =
+              certificate_gate_.configure(tls.verify_peer, tls_name(), tls.pinned_public_keys, tls.verify_callback);
+          !failed.empty())
+        return complete_dial(Error(errc::invalid_option, failed));
+      if (certificate_gate_.active()) certificate_gate_.install(tls_context_->native_handle());
       ws_.emplace(strand_, *tls_context_);
     } else {
       ws_.emplace(strand_);
@@ -443,6 +448,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     secure_or_upgrade();
   }
 
+  // The name the server's certificate must carry (and SNI sends, unless an address).
+  std::string tls_name() const {
+    return request_.tls.server_name.empty() ? request_.url.host : request_.tls.server_name;
+  }
+
   void fail_tunnel(std::string why) { fail_dial(Error(errc::proxy_failed, destination_ + ": " + why)); }
 
   // ------------------------------------------------------------ TLS and upgrade
@@ -451,7 +461,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     auto self = this->shared_from_this();
     if constexpr (Tls) {
       auto& tls = ws_->next_layer().next_layer();
-      std::string name = request_.tls.server_name.empty() ? request_.url.host : request_.tls.server_name;
+      std::string name = tls_name();
       error_code not_an_address;
       net::ip::make_address(name, not_an_address);
       // RFC 6066 §3: SNI carries host names only, never address literals.
@@ -462,7 +472,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
         tls.set_verify_mode(ssl::verify_peer);
         tls.set_verify_callback(ssl::host_name_verification(name));
       } else {
-        tls.set_verify_mode(ssl::verify_none);
+        // Pins and the verify callback run in OpenSSL's verification, which
+        // verify_none skips; their gate accepts a chain that does not verify.
+        tls.set_verify_mode(certificate_gate_.active() ? ssl::verify_peer : ssl::verify_none);
       }
       tls.async_handshake(ssl::stream_base::client, [self](const error_code& ec) { self->on_tls(ec); });
     } else {
@@ -474,9 +486,15 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     if constexpr (Tls) {
       if (ec) {
         auto& tls = ws_->next_layer().next_layer();
-        if (ec.category() == net::error::get_ssl_category() &&
-            ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
-          long result = SSL_get_verify_result(tls.native_handle());
+        if (!certificate_gate_.refusal().empty())
+          return fail_dial(Error(errc::tls_verification_failed,
+                                 "server certificate of " + request_.url.host + ": " + certificate_gate_.refusal()));
+        // OpenSSL's verdict, not the error code, says whether verification failed: a
+        // bad signature in the chain surfaces as "EVP lib", not as a verify failure.
+        long result = SSL_get_verify_result(tls.native_handle());
+        if ((ec.category() == net::error::get_ssl_category() &&
+             ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED) ||
+            (request_.tls.verify_peer && result != X509_V_OK)) {
           return fail_dial(Error(errc::tls_verification_failed, "server certificate of " + request_.url.host + ": " +
                                                                     X509_verify_cert_error_string(result)));
         }
@@ -1212,7 +1230,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   std::chrono::nanoseconds connect_duration_{0};        // strand
   net::steady_timer timer_;
   DialRequest request_;
-  std::optional<ssl::context> tls_context_;  // before ws_: the stream refers to it
+  wscengine::detail::CertificateGate certificate_gate_;  // before the context that calls it
+  std::optional<ssl::context> tls_context_;              // before ws_: the stream refers to it
   std::optional<WsStream> ws_;
   http::response<http::string_body> response_;
   std::size_t max_message_ = 0;

@@ -76,13 +76,22 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     if (ec) return failed(Failure::io, "websocketpp init_asio: " + ec.message());
     endpoint->set_user_agent(params_.user_agent);
     if constexpr (kTls) {
-      auto tls = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_client);
+      auto box = std::make_shared<TlsBox>();
+      std::shared_ptr<asio::ssl::context> tls(box, &box->context);
+      certificate_gate_ = std::shared_ptr<const wscengine::detail::CertificateGate>(box, &box->gate);
       if (auto error = wscengine::detail::setup_client_tls(
-              *tls, {params_.ca_file, params_.certificate_file, params_.private_key_file, params_.private_key_password,
-                     params_.tls13_only});
+              *tls, {params_.ca_file, params_.ca_pem, params_.certificate_file, params_.private_key_file,
+                     params_.private_key_password, params_.tls13_only});
           !error.empty())
         return failed(Failure::invalid_option, error);
-      tls->set_verify_mode(params_.verify_peer ? asio::ssl::verify_peer : asio::ssl::verify_none);
+      if (auto error = box->gate.configure(params_.verify_peer, params_.tls_name, params_.pinned_public_keys,
+                                           params_.verify_callback);
+          !error.empty())
+        return failed(Failure::invalid_option, error);
+      if (box->gate.active()) box->gate.install(tls->native_handle());
+      // Pins and the verify callback run in OpenSSL's verification, which verify_none
+      // skips; their gate accepts a chain that does not verify when verify_peer is off.
+      tls->set_verify_mode(params_.verify_peer || box->gate.active() ? asio::ssl::verify_peer : asio::ssl::verify_none);
       endpoint->set_tls_init_handler([tls](websocketpp::connection_hdl) { return tls; });
     }
     ConnectionPtr con = endpoint->get_connection(params_.uri, ec);
@@ -258,6 +267,8 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     if (ec == asio::error::connection_refused) return failed(Failure::refused, what);
     if (ec == socket_error::make_error_code(socket_error::error::tls_handshake_failed)) {
       if constexpr (kTls) {
+        if (certificate_gate_ && !certificate_gate_->refusal().empty())
+          return failed(Failure::tls_verification, certificate_gate_->refusal());
         long result = SSL_get_verify_result(con->get_socket().native_handle());
         if (result != X509_V_OK) return failed(Failure::tls_verification, X509_verify_cert_error_string(result));
       }
@@ -312,8 +323,15 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     Endpoint endpoint;
   };
 
+  // A TLS context and the certificate check it calls, which must outlive it.
+  struct TlsBox {
+    wscengine::detail::CertificateGate gate;
+    asio::ssl::context context{asio::ssl::context::tls_client};
+  };
+
   asio::io_context& io_;
-  DialParams params_;                        // set before connect, then read-only
+  DialParams params_;                                                           // set before connect, then read-only
+  std::shared_ptr<const wscengine::detail::CertificateGate> certificate_gate_;  // set before connect
   std::shared_ptr<std::ostringstream> log_;  // set before connect; read by the fail handler
   std::mutex mutex_;
   ConnectionPtr con_;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <wscengine/certificate.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -48,7 +49,10 @@ struct DialParams {
   std::size_t max_message_size = 0;
   bool verify_peer = true;
   std::string ca_file;
-  std::string certificate_file;  ///< mutual TLS
+  std::string ca_pem;                           ///< CA certificates as PEM text
+  std::vector<std::string> pinned_public_keys;  ///< "sha256/BASE64" public-key pins
+  CertificateVerifier verify_callback;          ///< the user's last word on the chain
+  std::string certificate_file;                 ///< mutual TLS
   std::string private_key_file;
   std::string private_key_password;
   bool tls13_only = false;

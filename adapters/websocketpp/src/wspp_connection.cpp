@@ -154,6 +154,9 @@ class State final : public std::enable_shared_from_this<State> {
       params.max_message_size = request_.max_message_size;
       params.verify_peer = request_.tls.verify_peer;
       params.ca_file = request_.tls.ca_file;
+      params.ca_pem = request_.tls.ca_pem;
+      params.pinned_public_keys = request_.tls.pinned_public_keys;
+      params.verify_callback = request_.tls.verify_callback;
       params.certificate_file = request_.tls.certificate_file;
       params.private_key_file = request_.tls.private_key_file;
       params.private_key_password = request_.tls.private_key_password;
