@@ -382,6 +382,7 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
   request.headers = options_.headers;
   request.subprotocols = options_.subprotocols;
   request.offer_compression = options_.offer_compression;
+  request.deflate = options_.deflate;
   request.max_message_size = options_.max_message_size;
   request.tls = options_.tls;
   request.addresses = options_.addresses;

@@ -38,6 +38,25 @@ Result<std::string> check_subprotocol_answer(std::optional<std::string_view> cho
 }
 
 Result<bool> check_extensions_answer(std::optional<std::string_view> answer, bool offered_deflate) {
+  return check_extensions_answer(answer, offered_deflate, DeflateOptions{});
+}
+
+std::string check_deflate_options(const DeflateOptions& o) {
+  auto bits = [](const char* name, int value) {
+    return value >= 9 && value <= 15 ? std::string()
+                                     : std::string("deflate.") + name + " must be in 9..15 (got " +
+                                           std::to_string(value) + "; zlib cannot compress with 8)";
+  };
+  if (auto bad = bits("server_max_window_bits", o.server_max_window_bits); !bad.empty()) return bad;
+  if (auto bad = bits("client_max_window_bits", o.client_max_window_bits); !bad.empty()) return bad;
+  if (o.level < 0 || o.level > 9) return "deflate.level must be in 0..9 (got " + std::to_string(o.level) + ")";
+  if (o.memory_level < 1 || o.memory_level > 9)
+    return "deflate.memory_level must be in 1..9 (got " + std::to_string(o.memory_level) + ")";
+  return {};
+}
+
+Result<bool> check_extensions_answer(std::optional<std::string_view> answer, bool offered_deflate,
+                                     const DeflateOptions& offer) {
   if (!answer || trim(*answer).empty()) return false;
   bool deflate = false;
   for (auto extension : split(*answer, ',')) {
@@ -66,8 +85,18 @@ Result<bool> check_extensions_answer(std::optional<std::string_view> answer, boo
         bool valid = value.size() == 1 ? value[0] >= '8' && value[0] <= '9'
                                        : value.size() == 2 && value[0] == '1' && value[1] >= '0' && value[1] <= '5';
         if (!valid) return refused("permessage-deflate " + param + "=" + value + " is not in 8..15 (RFC 7692 §7.1.2)");
+        // A window is a limit the answer may lower, never raise (RFC 7692 §7.1.2).
+        int asked = param == "server_max_window_bits" ? offer.server_max_window_bits : offer.client_max_window_bits;
+        if (std::stoi(value) > asked)
+          return refused("permessage-deflate " + param + "=" + value + " in the answer, over the " +
+                         std::to_string(asked) + " offered (RFC 7692 §7.1.2)");
       }
     }
+    // A server accepting server_no_context_takeover must say so (RFC 7692 §7.1.1.1).
+    if (offer.server_no_context_takeover && !seen.count("server_no_context_takeover"))
+      return refused(
+          "permessage-deflate answer without server_no_context_takeover, which was asked for "
+          "(RFC 7692 §7.1.1.1)");
   }
   return deflate;
 }

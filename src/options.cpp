@@ -1,5 +1,7 @@
 #include <wscengine/options.hpp>
 
+#include <wscengine/adapter.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -65,6 +67,7 @@ Error EngineOptions::validate() const {
   if (!proxy.url.empty()) {
     if (auto parsed = parse_proxy_url(proxy.url); !parsed) return invalid("proxy.url: " + parsed.error().detail);
   }
+  if (auto bad = check_deflate_options(deflate); !bad.empty()) return invalid(bad);
   for (const auto& pin : tls.pinned_public_keys) {
     if (!parse_public_key_pin(pin))
       return invalid("tls.pinned_public_keys: '" + pin +

@@ -154,4 +154,17 @@ Result<std::string> check_subprotocol_answer(std::optional<std::string_view> cho
 /// naming what was wrong. Thread safety: pure.
 Result<bool> check_extensions_answer(std::optional<std::string_view> answer, bool offered_deflate);
 
+/// The same, holding the answer to what was offered (RFC 7692 §7.1): a window larger
+/// than the offer's server_max_window_bits or client_max_window_bits, and an answer
+/// without server_no_context_takeover when it was asked for, fail the connection,
+/// naming the parameter. Thread safety: pure.
+Result<bool> check_extensions_answer(std::optional<std::string_view> answer, bool offered_deflate,
+                                     const DeflateOptions& offer);
+
+/// Checks permessage-deflate parameters: window bits in 9..15, level 0..9, memory
+/// level 1..9. Returns "" or what is wrong, naming the field ("deflate.level ...").
+/// For adapters checking a DialRequest the before-dial hook may have changed.
+/// Thread safety: pure.
+std::string check_deflate_options(const DeflateOptions& options);
+
 }  // namespace wscengine

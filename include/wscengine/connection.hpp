@@ -58,6 +58,33 @@ struct TlsOptions {
   CertificateVerifier verify_callback{};
 };
 
+/// permessage-deflate (RFC 7692) as the client offers it when compression is offered.
+/// The defaults ask for nothing (32 KiB windows and context takeover both ways, like
+/// browsers). Window sizes are 2^N bytes, N in 9..15: zlib cannot compress with an
+/// 8-bit window, so no peer built on it can honour 8. A plain value.
+struct DeflateOptions {
+  /// The largest window the server may compress with. Below 15 it is offered as
+  /// server_max_window_bits=N (the memory this client needs to inflate, per
+  /// connection), and an answer above N fails the handshake.
+  std::uint8_t server_max_window_bits = 15;
+  /// The largest window this client compresses with, offered as
+  /// client_max_window_bits=N; the server may lower it in its answer, never raise it.
+  std::uint8_t client_max_window_bits = 15;
+  /// Ask the server to start every message with an empty window (less memory on both
+  /// sides, worse compression of similar messages). A server that does not say it
+  /// agrees fails the handshake.
+  bool server_no_context_takeover = false;
+  /// Start each message this client sends with an empty window, and say so.
+  bool client_no_context_takeover = false;
+  /// zlib compression level of what this client sends: 0 (stored) to 9 (smallest).
+  int level = 8;
+  /// zlib memory level: 1 (least memory, slowest) to 9.
+  int memory_level = 4;
+  /// Messages this client sends shorter than this many bytes go uncompressed (RSV1
+  /// clear): deflate often adds bytes to small messages. 0 = compress every message.
+  std::size_t min_size = 0;
+};
+
 /// Everything an adapter needs to open one connection. The engine fills it from
 /// EngineOptions and lets the before-dial hook change it. A plain value.
 struct DialRequest {
@@ -65,6 +92,7 @@ struct DialRequest {
   std::vector<Header> headers{};             ///< extra handshake headers
   std::vector<std::string> subprotocols{};   ///< offered in Sec-WebSocket-Protocol
   bool offer_compression = false;            ///< offer permessage-deflate
+  DeflateOptions deflate{};                  ///< its parameters, when offered
   std::size_t max_message_size = 16u << 20;  ///< larger messages fail with 1009
   TlsOptions tls{};                          ///< for wss://
   /// Tunnel through this HTTP proxy (CONNECT); none = connect directly. The

@@ -156,9 +156,12 @@ struct EngineOptions {
   /// headers, `addresses` and `tls.server_name`. A permanent redirect (301, 308) is
   /// remembered for this engine's reconnects until the next start(). At most 20.
   std::uint32_t max_redirects = 5;
-  std::vector<Header> headers{};             ///< extra handshake headers
-  std::vector<std::string> subprotocols{};   ///< offered subprotocols
-  bool offer_compression = false;            ///< offer permessage-deflate
+  std::vector<Header> headers{};            ///< extra handshake headers
+  std::vector<std::string> subprotocols{};  ///< offered subprotocols
+  bool offer_compression = false;           ///< offer permessage-deflate (parameters: `deflate`)
+  /// permessage-deflate's parameters (RFC 7692) when offer_compression is on: window
+  /// sizes, context takeover, level, and a size below which messages go uncompressed.
+  DeflateOptions deflate{};
   std::size_t max_message_size = 16u << 20;  ///< larger inbound messages close with 1009
   TlsOptions tls{};                          ///< certificate verification, mutual TLS, minimum version
   /// HTTP CONNECT proxy: an explicit one, or (the default) HTTPS_PROXY /

@@ -1,6 +1,9 @@
 // The cases of the fuzzing server, grouped like the Autobahn|Testsuite's client
 // cases: framing, pings, reserved bits, opcodes, fragmentation, UTF-8, close,
 // opening handshake, compression.
+#include <zlib.h>
+
+#include <functional>
 #include <set>
 #include <tuple>
 
@@ -283,6 +286,167 @@ std::string raw(std::uint8_t opcode, std::string payload, bool fin = true) {
 }
 std::string compressed(std::uint8_t opcode, const std::string& payload, bool fin = true) {
   return encode({fin, 0x40, opcode, deflate(payload)});
+}
+
+// ------------------------------------------------- permessage-deflate parameters
+// A server's side of RFC 7692 with state: one deflater for what it sends and one
+// inflater for what it receives, each with its window and its context rule, so that
+// a client that compresses with a larger window than it may, or keeps a context it
+// said it would drop, produces echoes that do not inflate here.
+class DeflateSide {
+ public:
+  DeflateSide(int server_bits, bool server_reset, int client_bits, bool client_reset)
+      : server_bits_(server_bits), server_reset_(server_reset), client_bits_(client_bits), client_reset_(client_reset) {
+    deflateInit2(&out_, Z_BEST_COMPRESSION, Z_DEFLATED, -server_bits_, 8, Z_DEFAULT_STRATEGY);
+    inflateInit2(&in_, -client_bits_);
+  }
+  ~DeflateSide() {
+    deflateEnd(&out_);
+    inflateEnd(&in_);
+  }
+  DeflateSide(const DeflateSide&) = delete;
+  DeflateSide& operator=(const DeflateSide&) = delete;
+
+  /// One compressed message frame (RSV1 set).
+  std::string frame(std::uint8_t opcode, const std::string& payload) {
+    if (server_reset_) deflateReset(&out_);
+    std::string out(deflateBound(&out_, payload.size()) + 64, '\0');
+    out_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(payload.data()));
+    out_.avail_in = static_cast<uInt>(payload.size());
+    out_.next_out = reinterpret_cast<Bytef*>(out.data());
+    out_.avail_out = static_cast<uInt>(out.size());
+    ::deflate(&out_, Z_SYNC_FLUSH);
+    out.resize(out.size() - out_.avail_out);
+    out.resize(out.size() - 4);  // the 00 00 ff ff a sync flush ends with (§7.2.1)
+    return encode({true, 0x40, opcode, out});
+  }
+
+  /// The client's next message, inflated when RSV1 is set; `rsv1` tells which.
+  /// A message that does not inflate with this side's window and context comes back
+  /// as nullopt, with `why`.
+  std::optional<std::string> receive(Session& s, bool& rsv1, std::uint8_t& opcode, std::string& why) {
+    std::string assembled;
+    for (;;) {
+      auto f = s.read_frame(10s);
+      if (!f) {
+        why = s.eof() ? "TCP closed" : "nothing came";
+        return std::nullopt;
+      }
+      if (f->opcode == 9 || f->opcode == 10) continue;  // pings and pongs may come between
+      if (f->opcode == 8) {
+        why = "a close frame";
+        return std::nullopt;
+      }
+      if (f->opcode != 0) {
+        opcode = f->opcode;
+        rsv1 = (f->rsv & 0x40) != 0;
+      }
+      assembled += f->payload;
+      if (f->fin) break;
+    }
+    if (!rsv1) return assembled;
+    if (client_reset_) inflateReset(&in_);
+    assembled.append("\x00\x00\xff\xff", 4);
+    in_.next_in = reinterpret_cast<Bytef*>(assembled.data());
+    in_.avail_in = static_cast<uInt>(assembled.size());
+    std::string out;
+    // A small output buffer makes zlib hold the history in its own window of 2^bits
+    // bytes, so a reference further back fails ("invalid distance too far back"),
+    // where a large buffer would find it there and let a too-large window pass.
+    char chunk[16];
+    int rc = Z_OK;
+    do {
+      in_.next_out = reinterpret_cast<Bytef*>(chunk);
+      in_.avail_out = sizeof chunk;
+      rc = ::inflate(&in_, Z_SYNC_FLUSH);
+      out.append(chunk, sizeof chunk - in_.avail_out);
+    } while (rc == Z_OK && (in_.avail_in > 0 || in_.avail_out == 0));
+    if (rc != Z_OK && rc != Z_BUF_ERROR) {
+      why = std::string("it does not inflate with a ") + std::to_string(1 << client_bits_) + "-byte window" +
+            (client_reset_ ? " and no context: " : ": ") + (in_.msg ? in_.msg : "zlib error");
+      return std::nullopt;
+    }
+    return out;
+  }
+
+ private:
+  int server_bits_;
+  bool server_reset_;
+  int client_bits_;
+  bool client_reset_;
+  z_stream out_{};
+  z_stream in_{};
+};
+
+// Pseudo-random bytes (they do not compress), the same for the same seed.
+std::string noise(std::size_t n, std::uint32_t seed) {
+  std::string out(n, '\0');
+  for (auto& c : out) {
+    seed = seed * 1664525u + 1013904223u;
+    c = static_cast<char>(seed >> 24);
+  }
+  return out;
+}
+
+struct DeflateCase {
+  std::string answer;  ///< the server's Sec-WebSocket-Extensions answer
+  int server_bits = 15;
+  bool server_reset = false;
+  int client_bits = 15;
+  bool client_reset = false;
+  std::vector<std::string> offer_must_have{};  ///< words the client's offer must carry
+  std::uint8_t opcode = 2;                     ///< binary: noise is not UTF-8
+};
+
+// Opens with `spec.answer`, sends `messages` compressed (text), and checks every echo:
+// equal, inflating with the client's window and context rule, and with RSV1 as
+// `compressed_echo` says (nullopt: either).
+Result play_deflate(Session& s, const DeflateCase& spec, const std::vector<std::string>& messages,
+                    std::function<std::optional<bool>(const std::string&)> compressed_echo = {}) {
+  if (!s.read_request(5s)) return failed("no opening handshake");
+  auto offer = s.request().header("Sec-WebSocket-Extensions").value_or("");
+  if (offer.find("permessage-deflate") == std::string::npos) return failed("no permessage-deflate offered");
+  for (const auto& word : spec.offer_must_have)
+    if (offer.find(word) == std::string::npos) return failed("the offer '" + offer + "' lacks " + word);
+  s.send_raw(s.accept_response({"Sec-WebSocket-Extensions: " + spec.answer}));
+  s.compressed = true;
+  DeflateSide side(spec.server_bits, spec.server_reset, spec.client_bits, spec.client_reset);
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    s.send_raw(side.frame(spec.opcode, messages[i]));
+    bool rsv1 = false;
+    std::uint8_t opcode = 0;
+    std::string why;
+    auto echo = side.receive(s, rsv1, opcode, why);
+    std::string which = "echo " + std::to_string(i + 1) + " of " + std::to_string(messages.size());
+    if (!echo) return failed(which + ": " + why);
+    if (opcode != spec.opcode || *echo != messages[i])
+      return failed(which + " came back changed: '" + printable(*echo) + "'");
+    if (compressed_echo) {
+      if (auto want = compressed_echo(messages[i]); want && *want != rsv1)
+        return failed(which + " (" + std::to_string(messages[i].size()) + " bytes) came " +
+                      (rsv1 ? "compressed" : "uncompressed"));
+    }
+  }
+  return close_normally(s, ok(std::to_string(messages.size()) + " compressed echoes inflated"));
+}
+
+std::vector<std::string> varied_messages(std::size_t count) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < count; ++i)
+    out.push_back("{\"type\":\"tick\",\"symbol\":\"BTC-USD\",\"seq\":" + std::to_string(i) +
+                  ",\"price\":" + std::to_string(40000 + i % 97) + "}");
+  return out;
+}
+
+// A block of noise twice: an encoder with a window of at least the block's size
+// refers back across it; one with a smaller window cannot.
+std::vector<std::string> repeated_noise(std::size_t count, std::size_t block) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < count; ++i) {
+    std::string b = noise(block, static_cast<std::uint32_t>(i / 2));  // pairs of equal messages too
+    out.push_back(b + b);
+  }
+  return out;
 }
 
 std::vector<Case> make_cases() {
@@ -589,6 +753,99 @@ std::vector<Case> make_cases() {
   c.push_back(fail_case("9.7", "a 1 MiB message that deflates to 1 KiB, over a 64 KiB limit (a compression bomb)",
                         "RFC 7692 §8.1, RFC 6455 §10.4", {}, {}, {compressed(2, std::string(1u << 20, '\0'))}, {1009},
                         {"--compress", "--max-message-size", "65536"}));
+
+  // 13 permessage-deflate parameters (RFC 7692 §7.1), with a stateful server.
+  c.push_back({"13.1", "context takeover both ways across 1,000 messages", "RFC 7692 §7.1.1", compress,
+               [](Session& s) { return play_deflate(s, {"permessage-deflate"}, varied_messages(1000)); }});
+  c.push_back({"13.2", "the answer sets client_max_window_bits=9: echoes fit a 512-byte window", "RFC 7692 §7.1.2.2",
+               compress, [](Session& s) {
+                 return play_deflate(s, {"permessage-deflate; client_max_window_bits=9", 15, false, 9, false},
+                                     repeated_noise(20, 1500));
+               }});
+  c.push_back(
+      {"13.3",
+       "--client-max-window-bits 10 offered and answered: echoes fit a 1 KiB window",
+       "RFC 7692 §7.1.2.2",
+       {"--client-max-window-bits", "10"},
+       [](Session& s) {
+         return play_deflate(
+             s, {"permessage-deflate; client_max_window_bits=10", 15, false, 10, false, {"client_max_window_bits=10"}},
+             repeated_noise(20, 1500));
+       }});
+  c.push_back({"13.10",
+               "--client-max-window-bits 9 offered, the answer silent on it: the promise is kept",
+               "RFC 7692 §7.1.2.2",
+               {"--client-max-window-bits", "9"},
+               [](Session& s) {
+                 return play_deflate(s, {"permessage-deflate", 15, false, 9, false, {"client_max_window_bits=9"}},
+                                     repeated_noise(20, 1500));
+               }});
+  c.push_back({"13.11",
+               "--client-no-context-takeover offered, the answer silent on it: the promise is kept",
+               "RFC 7692 §7.1.1.2",
+               {"--client-no-context-takeover"},
+               [](Session& s) {
+                 return play_deflate(s, {"permessage-deflate", 15, false, 15, true, {"client_no_context_takeover"}},
+                                     repeated_noise(20, 700));
+               }});
+  c.push_back(
+      {"13.4",
+       "--client-no-context-takeover: every echo inflates on its own",
+       "RFC 7692 §7.1.1.2",
+       {"--client-no-context-takeover"},
+       [](Session& s) {
+         return play_deflate(
+             s, {"permessage-deflate; client_no_context_takeover", 15, false, 15, true, {"client_no_context_takeover"}},
+             repeated_noise(20, 700));
+       }});
+  c.push_back({"13.5", "the answer sets client_no_context_takeover unasked: the client drops its context",
+               "RFC 7692 §7.1.1.2", compress, [](Session& s) {
+                 return play_deflate(s, {"permessage-deflate; client_no_context_takeover", 15, false, 15, true},
+                                     repeated_noise(20, 700));
+               }});
+  c.push_back({"13.6",
+               "--server-max-window-bits 10 --server-no-context-takeover: asked for, granted, used",
+               "RFC 7692 §7.1.1.1, §7.1.2.1",
+               {"--server-max-window-bits", "10", "--server-no-context-takeover"},
+               [](Session& s) {
+                 return play_deflate(s,
+                                     {"permessage-deflate; server_max_window_bits=10; server_no_context_takeover",
+                                      10,
+                                      true,
+                                      15,
+                                      false,
+                                      {"server_max_window_bits=10", "server_no_context_takeover"}},
+                                     repeated_noise(20, 700));
+               }});
+  c.push_back({"13.7",
+               "an answer of server_max_window_bits=12 over the 10 offered fails the handshake",
+               "RFC 7692 §7.1.2.1",
+               {"--server-max-window-bits", "10"},
+               [](Session& s) {
+                 if (!s.read_request(5s)) return failed("no opening handshake");
+                 s.send_raw(
+                     s.accept_response({"Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=12"}));
+                 auto f = s.read_frame(5s);
+                 if (f)
+                   return failed("the client sent a frame (opcode " + std::to_string(f->opcode) + ") after the answer");
+                 return s.eof() ? ok("closed TCP without a frame") : failed("did not close the connection");
+               }});
+  c.push_back({"13.8",
+               "--compress-min-size 100: shorter echoes go uncompressed, the context carries on",
+               "RFC 7692 §6",
+               {"--compress-min-size", "100"},
+               [](Session& s) {
+                 std::vector<std::string> messages;
+                 for (std::size_t size : {10, 99, 100, 5000, 1, 126, 99, 65536}) messages.push_back(letters(size));
+                 return play_deflate(s, {"permessage-deflate"}, messages,
+                                     [](const std::string& m) -> std::optional<bool> { return m.size() >= 100; });
+               }});
+  c.push_back({"13.9", "messages that do not compress: 64 KiB of noise, 20 times, context takeover", "RFC 7692 §7.2.1",
+               compress, [](Session& s) {
+                 std::vector<std::string> messages;
+                 for (std::uint32_t i = 0; i < 20; ++i) messages.push_back(noise(65536, i));
+                 return play_deflate(s, {"permessage-deflate"}, messages);
+               }});
   return c;
 }
 

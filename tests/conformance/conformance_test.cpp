@@ -49,7 +49,8 @@ const std::map<std::pair<std::string, std::string>, Explained> kExplained = [] {
   // violation (".p": one write, ".b": byte by byte): the same explanation holds.
   for (const char* id : {"7.9.11", "7.9.12", "9.6"})
     for (const char* variant : {".p", ".b"}) m[{"beast", std::string(id) + variant}] = m.at({"beast", id});
-  for (const char* id : {"8.9", "8.10", "9.1", "9.2", "9.3", "9.4", "9.5", "9.6", "9.7"}) {
+  for (const char* id : {"8.9",  "8.10", "9.1",  "9.2",  "9.3",  "9.4",  "9.5",  "9.6",  "9.7",   "13.1",
+                         "13.2", "13.3", "13.4", "13.5", "13.6", "13.7", "13.8", "13.9", "13.10", "13.11"}) {
     m[{"websocketpp", id}] = {Verdict::unsupported, kNoDeflate};
     if (id[0] == '9' && id[2] >= '4')
       for (const char* variant : {".p", ".b"})

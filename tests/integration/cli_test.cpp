@@ -9,6 +9,7 @@
 #include "support/http_proxy.hpp"
 #include "support/process.hpp"
 #include "support/test_pki.hpp"
+#include "support/text.hpp"
 
 using namespace wscengine::test;
 using namespace std::chrono_literals;
@@ -107,7 +108,14 @@ TEST(Cli, HelpDocumentsEveryFlag) {
                            "bench storm",
                            "--jitter",
                            "--down-ms",
-                           "--pin"}) {
+                           "--pin",
+                           "--server-max-window-bits",
+                           "--client-max-window-bits",
+                           "--server-no-context-takeover",
+                           "--client-no-context-takeover",
+                           "--compression-level",
+                           "--compress-min-size",
+                           "max_rss_kib"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
   EXPECT_EQ(cli({"connect", "--help"}).exit_code, 0);
@@ -142,6 +150,67 @@ TEST(Cli, PinnedPublicKeysAcceptTheServerOrSayWhyNot) {
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_THAT(bad.err, HasSubstr("--pin"));
   EXPECT_EQ(lines(bad.err).size(), 1u) << bad.err;
+}
+
+// The compression flags reach the offer (each implies --compress), and Python
+// `websockets` and Node `ws` answer them; what they answered is what they echo first.
+TEST(Cli, CompressionParametersAreOfferedAndAnsweredByPythonAndNode) {
+  Peer py = python();
+  Peer js({"node", WSCENGINE_NODE_SERVER, "--deflate"});
+  for (const Peer* peer : {&py, &js}) {
+    SCOPED_TRACE(peer->url());
+    auto plain = cli({"connect", peer->url() + "/extensions", "--compress", "--count", "1", "--send", "x"});
+    EXPECT_EQ(plain.exit_code, 0) << plain.err;
+    EXPECT_THAT(plain.out, HasSubstr("permessage-deflate"));
+    auto asked = cli({"connect", peer->url() + "/extensions", "--server-max-window-bits", "10",
+                      "--client-max-window-bits", "9", "--server-no-context-takeover", "--client-no-context-takeover",
+                      "--compression-level", "1", "--compress-min-size", "16", "--count", "1"});
+    EXPECT_EQ(asked.exit_code, 0) << asked.err;
+    for (const char* granted : {"server_max_window_bits=10", "client_max_window_bits=9", "server_no_context_takeover",
+                                "client_no_context_takeover"})
+      EXPECT_THAT(asked.out, HasSubstr(granted));
+    // Messages that compress well and badly, echoed with those parameters.
+    std::string input;
+    for (int i = 0; i < 200; ++i) input += std::string(i % 3 == 0 ? 1 : 300, static_cast<char>('a' + i % 26)) + "\n";
+    for (int i = 0; i < 50; ++i) input += cat("noise ", i * 7919, " ", i * 104729 % 65521, " ", i ^ 0x5a5a, "\n");
+    auto echoed = cli({"connect", peer->url() + "/echo", "--client-max-window-bits", "9", "--server-max-window-bits",
+                       "9", "--count", "250", "--quiet", "--stats"},
+                      input);
+    EXPECT_EQ(echoed.exit_code, 0) << echoed.err;
+    EXPECT_THAT(last_line(echoed.err), HasSubstr("\"messages\":250"));
+  }
+  auto low = cli({"connect", py.url() + "/echo", "--server-max-window-bits", "8"});
+  EXPECT_EQ(low.exit_code, 2);
+  EXPECT_THAT(low.err, HasSubstr("--server-max-window-bits"));
+  auto wspp = cli({"connect", py.url() + "/echo", "--adapter", "websocketpp", "--client-no-context-takeover"});
+  EXPECT_EQ(wspp.exit_code, 1);
+  EXPECT_THAT(wspp.err, HasSubstr("not supported by this adapter"));
+}
+
+// A compression bomb: one message of zeros, about 1 KiB per MiB on the wire, must end
+// in 1009 at --max-message-size, with the client's peak memory near that limit and
+// nowhere near the message (1 GiB; 512 MiB under the sanitizers, whose own memory
+// is bounded separately).
+TEST(Cli, ACompressionBombEndsIn1009WithinTheMessageLimit) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  const int mib = 512;
+  const long bound_kib = 320 * 1024;
+#else
+  const int mib = 1024;
+  const long bound_kib = 48 * 1024;
+#endif
+  Peer py = python();
+  auto r = cli({"connect", py.url() + "/bomb/" + std::to_string(mib), "--compress", "--max-message-size", "4194304",
+                "--no-reconnect", "--stats"},
+               {}, 60s);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("1009"));
+  const std::string stats = last_line(r.err);
+  auto at = stats.find("\"max_rss_kib\":");
+  ASSERT_NE(at, std::string::npos) << stats;
+  long rss_kib = std::stol(stats.substr(at + 14));
+  EXPECT_LT(rss_kib, bound_kib) << "the client held " << rss_kib / 1024 << " MiB inflating a " << mib << " MiB bomb";
+  EXPECT_THAT(stats, HasSubstr("\"messages\":0"));
 }
 
 TEST(Cli, UsageErrorsAreOneLineAndExit2) {

@@ -10,6 +10,9 @@ domain socket instead and prints ws+unix://PATH:. What a connection gets depends
   /subprotocol     echo; the server selects the first subprotocol offered
   /header/NAME     send the value of request header NAME (or "<none>"), then echo
   /binary          send 20 bytes 0..19 as a binary message, then echo
+  /extensions      send the Sec-WebSocket-Extensions it answered (or "<none>"), then echo
+  /bomb/MIB        (permessage-deflate negotiated) send one binary message of MIB MiB of zeros,
+                   deflated (about 1 KiB on the wire per MiB), then echo
 Paths answered with a redirect instead of the upgrade (an HTTP server in front of the
 WebSocket one, on the same origin):
   /to/STATUS/LOC   answer STATUS with Location LOC (percent-decoded: /to/301/ws%3A%2F%2F...)
@@ -21,8 +24,10 @@ Run with /usr/bin/python3 (Debian's python3-websockets).
 import asyncio
 import http
 import ssl
+import struct
 import sys
 import urllib.parse
+import zlib
 
 import websockets
 
@@ -57,6 +62,16 @@ async def handler(ws, path=None):
         await ws.send(ws.request_headers.get("X-Test", "<none>"))
     if path == "/binary":
         await ws.send(bytes(range(20)))
+    if path == "/extensions":
+        await ws.send(ws.response_headers.get("Sec-WebSocket-Extensions", "<none>"))
+    if path.startswith("/bomb/"):
+        # Written below websockets: one frame, FIN + RSV1 + binary, 64-bit length.
+        deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+        zeros = bytes(1 << 20)
+        body = b"".join(deflater.compress(zeros) for _ in range(int(path.split("/")[2])))
+        body += deflater.flush(zlib.Z_SYNC_FLUSH)
+        body = body[:-4]  # RFC 7692 §7.2.1: without the 00 00 ff ff of the flush
+        ws.transport.write(b"\xc2\x7f" + struct.pack("!Q", len(body)) + body)
     if path.startswith("/header/"):
         await ws.send(ws.request_headers.get(path[len("/header/"):], "<none>"))
     try:

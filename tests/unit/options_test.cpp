@@ -41,6 +41,9 @@ TEST(Options, EachRuleNamesTheField) {
   o.reader_slots = 0;
   expect_invalid(o, "reader_slots");
   o = valid();
+  o.deflate.client_max_window_bits = 8;
+  expect_invalid(o, "deflate.client_max_window_bits");
+  o = valid();
   o.tls.pinned_public_keys = {"sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "sha256/short="};
   expect_invalid(o, "tls.pinned_public_keys: 'sha256/short='");
   o = valid();

@@ -1,5 +1,6 @@
 // `wscengine connect URL`: an interactive/scriptable client built on the engine.
 // Messages go to stdout, everything about the connection to stderr.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -179,6 +180,11 @@ int run_connect(const Args& args) {
   auto max_size = args.number("--max-message-size", 16 << 20, 1, 1e12, error);
   auto count = args.number("--count", 0, 0, 1e15, error);
   auto max_redirects = args.number("--max-redirects", EngineOptions{}.max_redirects, 0, 20, error);
+  const DeflateOptions deflate_defaults;
+  auto server_window = args.number("--server-max-window-bits", deflate_defaults.server_max_window_bits, 9, 15, error);
+  auto client_window = args.number("--client-max-window-bits", deflate_defaults.client_max_window_bits, 9, 15, error);
+  auto level = args.number("--compression-level", deflate_defaults.level, 0, 9, error);
+  auto min_size = args.number("--compress-min-size", 0, 0, 1e12, error);
   if (!error.empty()) return usage_error(error);
   std::string adapter = args.value("--adapter").value_or("beast");
   if (adapter != "beast" && adapter != "websocketpp")
@@ -218,7 +224,18 @@ int run_connect(const Args& args) {
   if (auto key = args.value("--key")) options.tls.private_key_file = *key;
   if (const char* password = std::getenv("WSCENGINE_KEY_PASSWORD")) options.tls.private_key_password = password;
   if (args.has("--tls13")) options.tls.min_version = TlsOptions::Version::tls1_3;
-  options.offer_compression = args.has("--compress");
+  // Each compression parameter implies --compress.
+  options.offer_compression = false;
+  for (const char* flag :
+       {"--compress", "--server-max-window-bits", "--client-max-window-bits", "--server-no-context-takeover",
+        "--client-no-context-takeover", "--compression-level", "--compress-min-size"})
+    options.offer_compression = options.offer_compression || args.has(flag);
+  options.deflate.server_max_window_bits = static_cast<std::uint8_t>(*server_window);
+  options.deflate.client_max_window_bits = static_cast<std::uint8_t>(*client_window);
+  options.deflate.server_no_context_takeover = args.has("--server-no-context-takeover");
+  options.deflate.client_no_context_takeover = args.has("--client-no-context-takeover");
+  options.deflate.level = static_cast<int>(*level);
+  options.deflate.min_size = static_cast<std::size_t>(*min_size);
   if (auto proxy = args.value("--proxy")) {
     if (*proxy == "none")
       options.proxy.from_environment = false;
@@ -307,10 +324,14 @@ int run_connect(const Args& args) {
   if (!normal) status.bad("connection ended (close code " + std::to_string(close_code) + ") and reconnect is off");
   if (args.has("--stats")) {
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    std::fprintf(stderr, "{\"messages\":%llu,\"bytes\":%llu,\"seconds\":%.3f,\"reconnects\":%llu,\"close_code\":%d}\n",
+    rusage usage{};
+    ::getrusage(RUSAGE_SELF, &usage);  // ru_maxrss: the peak resident set, in KiB on Linux
+    std::fprintf(stderr,
+                 "{\"messages\":%llu,\"bytes\":%llu,\"seconds\":%.3f,\"reconnects\":%llu,\"close_code\":%d,"
+                 "\"max_rss_kib\":%ld}\n",
                  static_cast<unsigned long long>(client->messages.load()),
                  static_cast<unsigned long long>(client->bytes.load()), seconds,
-                 static_cast<unsigned long long>(client->reconnects.load()), close_code);
+                 static_cast<unsigned long long>(client->reconnects.load()), close_code, usage.ru_maxrss);
   }
   return normal ? 0 : 1;
 }

@@ -35,7 +35,15 @@ or Ctrl-C).
                                it polls (see EngineOptions::delivery and busy_poll)
   --header 'K: V'              extra handshake header (repeatable)
   --subprotocol P              offer subprotocol P (repeatable)
-  --compress                   offer permessage-deflate (Beast adapter only)
+  --compress                   offer permessage-deflate (Beast adapter only); each of the
+                               next six implies it:
+  --server-max-window-bits N   ask the server to compress with windows of at most 2^N bytes
+                               (9..15; default 15); an answer above N fails the handshake
+  --client-max-window-bits N   compress with windows of at most 2^N bytes (9..15, default 15)
+  --server-no-context-takeover ask the server to compress each message on its own
+  --client-no-context-takeover compress each message on its own
+  --compression-level L        zlib level of what is sent: 0 (stored) to 9 (default 8)
+  --compress-min-size BYTES    send messages shorter than this uncompressed (default 0)
   --send TEXT                  send TEXT after every (re)connect, from on_open (repeatable)
   --ping-interval S            ping every S seconds (0 = never, the default)
   --pong-timeout S             no pong within S seconds = dead connection (default 10)
@@ -60,7 +68,7 @@ or Ctrl-C).
   --count N                    after N received messages close with 1000 and exit 0
   --quiet                      print no messages
   --stats                      at exit print one JSON line on stderr: messages, bytes,
-                               seconds, reconnects, close_code
+                               seconds, reconnects, close_code, max_rss_kib (peak memory)
   --trace FILE|stdout          write OpenTelemetry spans and metrics there, one per line
                                (without it, the standard OTEL_* variables decide)
   exit status: 0 normal end, 1 could not connect or lost the connection with
@@ -133,8 +141,9 @@ int main(int argc, char** argv) {
     FlagSpec spec{
         {"--adapter", "--workers", "--header", "--subprotocol", "--send", "--ping-interval", "--pong-timeout",
          "--max-message-size", "--ca-file", "--count", "--trace", "--cert", "--key", "--proxy", "--connect-to",
-         "--max-redirects", "--pin"},
-        {"--insecure", "--tls13", "--compress", "--no-reconnect", "--echo", "--quiet", "--stats", "--low-latency"}};
+         "--max-redirects", "--pin", "--server-max-window-bits", "--client-max-window-bits", "--compression-level",
+         "--compress-min-size"},
+        {"--insecure", "--tls13", "--compress", "--server-no-context-takeover", "--client-no-context-takeover", "--no-reconnect", "--echo", "--quiet", "--stats", "--low-latency"}};
     auto args = Args::parse(argc, argv, 2, spec, error);
     return args ? run_connect(*args) : usage_error(error);
   }

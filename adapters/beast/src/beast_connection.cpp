@@ -31,11 +31,14 @@
 
 #include <array>
 #include <atomic>
+#include <cctype>
 #include <condition_variable>
 #include <cstring>
 #include <future>
+#include <limits>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <sstream>
 
 namespace wscengine::beast {
@@ -174,9 +177,20 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     }
     ws_->read_message_max(max_message_);
     ws_->auto_fragment(false);
-    ws::permessage_deflate pmd;
-    pmd.client_enable = request_.offer_compression;
-    ws_->set_option(pmd);
+    if (request_.offer_compression) {
+      if (auto bad = check_deflate_options(request_.deflate); !bad.empty())
+        return complete_dial(Error(errc::invalid_option, bad));
+      const DeflateOptions& d = request_.deflate;
+      ws::permessage_deflate pmd;
+      pmd.client_enable = true;
+      pmd.server_max_window_bits = d.server_max_window_bits;
+      pmd.client_max_window_bits = d.client_max_window_bits;
+      pmd.server_no_context_takeover = d.server_no_context_takeover;
+      pmd.client_no_context_takeover = d.client_no_context_takeover;
+      pmd.compLevel = d.level;
+      pmd.memLevel = d.memory_level;
+      ws_->set_option(pmd);
+    }
     ws_->set_option(ws::stream_base::decorator([this](ws::request_type& req) {
       req.set(http::field::user_agent, kUserAgent);
       for (const auto& h : request_.headers) req.set(h.name, h.value);
@@ -527,7 +541,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     auto subprotocol = check_subprotocol_answer(answer.header("Sec-WebSocket-Protocol"), request_.subprotocols);
     if (!subprotocol) return fail_dial(Error(errc::handshake_failed, what + ": " + subprotocol.error().detail));
     answer.subprotocol = std::move(subprotocol.value());
-    auto deflate = check_extensions_answer(answer.header("Sec-WebSocket-Extensions"), request_.offer_compression);
+    auto deflate = check_extensions_answer(answer.header("Sec-WebSocket-Extensions"), request_.offer_compression,
+                                           request_.deflate);
     if (!deflate) return fail_dial(Error(errc::handshake_failed, what + ": " + deflate.error().detail));
     answer.compression = deflate.value();
     error_code ignored;
@@ -536,6 +551,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     beast_messages_ = ws_->next_layer().start_scanning();
     // Compressed frames need Beast's inflate state: every read goes through Beast.
     direct_reads_ = !answer.compression;
+    plain_below_ = answer.compression ? request_.deflate.min_size : 0;
+    if (answer.compression && !beast_keeps_the_offer(*answer.header("Sec-WebSocket-Extensions")))
+      plain_below_ = std::numeric_limits<std::size_t>::max();
     // Large payloads then go from the kernel straight into the message's string.
     if (direct_reads_) ws_->next_layer().divert_payloads(kDivertPayloadsFrom, max_message_);
     {
@@ -1083,13 +1101,60 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     return outbox.empty();
   }
 
+  // Whether Beast will compress as the offer promised. The offer's
+  // client_max_window_bits=N and client_no_context_takeover bind the client even when
+  // the answer is silent on them (RFC 7692 §7.1.1.2, §7.1.2.2), but Beast (1.74)
+  // compresses with what the answer says: a 15-bit window, its context kept. When
+  // the answer is silent on one the offer made, this connection sends uncompressed
+  // (the server inflates nothing; what it sends is still inflated here).
+  bool beast_keeps_the_offer(std::string_view answer) const {
+    std::string lower(answer);
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const DeflateOptions& d = request_.deflate;
+    if (d.client_max_window_bits < 15 && lower.find("client_max_window_bits") == std::string::npos) return false;
+    if (d.client_no_context_takeover && lower.find("client_no_context_takeover") == std::string::npos) return false;
+    return true;
+  }
+
+  // One whole message as a single uncompressed frame (RSV1 clear), written beside
+  // Beast, which has no per-message switch for compression (Boost 1.74): RFC 7692 §6
+  // lets any message go uncompressed, and Beast's deflate window never sees it, so
+  // its context stays what the server's inflater holds. Masked as RFC 6455 §5.3 asks.
+  void write_uncompressed_locked(MessageType type, std::string_view payload, error_code& ec) {
+    std::array<std::uint8_t, 14> header{};
+    std::size_t n = 0;
+    header[n++] = static_cast<std::uint8_t>(0x80 | (type == MessageType::text ? 0x1 : 0x2));
+    if (payload.size() < 126) {
+      header[n++] = static_cast<std::uint8_t>(0x80 | payload.size());
+    } else if (payload.size() <= 0xFFFF) {
+      header[n++] = 0x80 | 126;
+      for (int shift = 8; shift >= 0; shift -= 8) header[n++] = static_cast<std::uint8_t>(payload.size() >> shift);
+    } else {
+      header[n++] = 0x80 | 127;
+      for (int shift = 56; shift >= 0; shift -= 8)
+        header[n++] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(payload.size()) >> shift);
+    }
+    const std::uint32_t key =
+        static_cast<std::uint32_t>(mask_keys_()) ^ (static_cast<std::uint32_t>(mask_keys_()) << 16);
+    std::uint8_t mask[4];
+    for (int i = 0; i < 4; ++i) mask[i] = header[n++] = static_cast<std::uint8_t>(key >> (8 * i));
+    std::string masked(payload);
+    for (std::size_t i = 0; i < masked.size(); ++i) masked[i] = static_cast<char>(masked[i] ^ mask[i & 3]);
+    std::array<net::const_buffer, 2> frame{net::buffer(header.data(), n), net::buffer(masked)};
+    net::write(ws_->next_layer(), frame, ec);
+  }
+
   // Encodes one message into the socket layer. Returns its outcome when it is known
   // now (the kernel took it all, or the connection failed); else `done` waits in
   // deliveries_ for the outbox to drain past it.
   std::optional<Error> encode_locked(MessageType type, std::string_view payload, DoneHandler& done) {
-    ws_->text(type == MessageType::text);
     error_code ec;
-    ws_->write(net::buffer(payload.data(), payload.size()), ec);
+    if (payload.size() < plain_below_) {
+      write_uncompressed_locked(type, payload, ec);
+    } else {
+      ws_->text(type == MessageType::text);
+      ws_->write(net::buffer(payload.data(), payload.size()), ec);
+    }
     if (ec) {
       // A failed write may have sent part of a frame: the connection is unusable.
       fail_locked();
@@ -1242,18 +1307,20 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   boost::beast::flat_buffer read_buffer_;
   std::chrono::milliseconds write_timeout_{10'000};
 
-  mutable std::mutex mutex_;                         // the WebSocket stream and its layers
-  std::uint64_t consumed_ = 0;                       // read events taken (mutex_)
-  std::vector<std::shared_ptr<Waiter>> waiters_;     // pings and a close waiting (mutex_)
-  detail::Fifo<PendingWrite> pending_;               // messages not encoded yet (mutex_)
-  detail::Fifo<Delivery> deliveries_;                // encoded, not all in the kernel (mutex_)
-  bool write_watch_armed_ = false;                   // (mutex_)
-  net::steady_timer write_watch_;                    // write_timeout (strand_)
-  bool watching_ = false;                            // a socket wait for them is armed (mutex_)
-  std::optional<Error> failure_;                     // why this side dropped it, reported once (mutex_)
-  std::uint64_t beast_messages_ = 0;                 // messages Beast's own buffer began (mutex_)
-  bool direct_reads_ = false;                        // read_whole_frame_locked may run (mutex_)
-  CloseFrame last_close_{close_code::abnormal, {}};  // (mutex_)
+  mutable std::mutex mutex_;                      // the WebSocket stream and its layers
+  std::uint64_t consumed_ = 0;                    // read events taken (mutex_)
+  std::vector<std::shared_ptr<Waiter>> waiters_;  // pings and a close waiting (mutex_)
+  detail::Fifo<PendingWrite> pending_;            // messages not encoded yet (mutex_)
+  detail::Fifo<Delivery> deliveries_;             // encoded, not all in the kernel (mutex_)
+  bool write_watch_armed_ = false;                // (mutex_)
+  net::steady_timer write_watch_;                 // write_timeout (strand_)
+  bool watching_ = false;                         // a socket wait for them is armed (mutex_)
+  std::optional<Error> failure_;                  // why this side dropped it, reported once (mutex_)
+  std::uint64_t beast_messages_ = 0;              // messages Beast's own buffer began (mutex_)
+  bool direct_reads_ = false;                     // read_whole_frame_locked may run (mutex_)
+  std::size_t plain_below_ = 0;  // deflate negotiated: messages shorter go uncompressed (set before the first write)
+  std::minstd_rand mask_keys_{std::random_device{}()};  // masks of the frames written here (mutex_)
+  CloseFrame last_close_{close_code::abnormal, {}};     // (mutex_)
 
   std::mutex handler_mutex_;  // never held while calling out; taken on I/O threads
   Connection::DialHandler dial_done_;
