@@ -536,6 +536,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
   }
   s->reader_running = true;
   schedule_heartbeat_locked(s);
+  schedule_watchdog_locked(s);
   lock.unlock();
   start_reader(s);
 }
@@ -583,6 +584,52 @@ void EngineCore::heartbeat_answered(const std::shared_ptr<Session>& s, std::uint
       request_shutdown_locked(s, EndReason::failed, CloseFrame{close_code::abnormal, {}}, CloseInitiator::client);
   lock.unlock();
   s->connection->abort();  // no close handshake with a dead peer; wakes a blocked reader
+  if (fresh) s->stop.request_stop();
+}
+
+// ---------------------------------------------------------------- stale-data watchdog
+
+namespace {
+std::chrono::milliseconds watchdog_step(std::chrono::milliseconds max_silence) {
+  return std::max(max_silence / 4, std::chrono::milliseconds(1));
+}
+}  // namespace
+
+// GCC 12 at -O3, inlining Asio's completion of this handler, takes the captures in
+// counted()'s std::optional for uninitialised; they are set before the wait is armed.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+void EngineCore::schedule_watchdog_locked(const std::shared_ptr<Session>& s) {
+  if (options_.max_silence.count() == 0 || s->ending) return;
+  if (!s->watchdog) s->watchdog.emplace(RuntimeAccess::impl(*runtime_).io);
+  s->watchdog->expires_after(watchdog_step(options_.max_silence));
+  s->watchdog->async_wait(counted([this, s](const boost::system::error_code& ec) {
+    if (!ec) watchdog_tick(s);
+  }));
+}
+#pragma GCC diagnostic pop
+
+// On an I/O thread, a few times per max_silence: counts the silence since the last
+// data message read, from the reader's message count (no clock on the message path).
+void EngineCore::watchdog_tick(const std::shared_ptr<Session>& s) {
+  Lock lock(mutex_);
+  if (s->ending || !s->current) return;
+  const std::uint64_t read = s->next_sequence.load(std::memory_order_relaxed);
+  // Not reading (paused, or every slot in on_message) is not the peer's silence.
+  const bool reading =
+      !user_paused_ && pausers_waiting_.load(std::memory_order_relaxed) == 0 && s->in_flight < options_.reader_slots;
+  if (read != s->watchdog_seen || !reading || read < options_.max_silence_after) {
+    s->watchdog_seen = read;
+    s->silent_for = std::chrono::milliseconds(0);
+    return schedule_watchdog_locked(s);
+  }
+  s->silent_for += watchdog_step(options_.max_silence);
+  if (s->silent_for < options_.max_silence) return schedule_watchdog_locked(s);
+  s->dead = Error(errc::stale, "no data message for " + std::to_string(s->silent_for.count()) + " ms (max_silence " +
+                                   std::to_string(options_.max_silence.count()) + " ms, after " + std::to_string(read) +
+                                   " messages in this session): restarting it");
+  bool fresh = request_shutdown_locked(s, EndReason::failed, std::nullopt, CloseInitiator::client);
+  lock.unlock();
   if (fresh) s->stop.request_stop();
 }
 
@@ -1050,6 +1097,7 @@ bool EngineCore::request_shutdown_locked(const std::shared_ptr<Session>& s, EndR
   }
   s->ending = true;
   if (s->heartbeat) s->heartbeat->cancel();
+  if (s->watchdog) s->watchdog->cancel();
   set_connection_state(ConnectionState::open, ConnectionState::closing);
   s->end_reason = reason;
   s->received_close = std::move(received);

@@ -91,7 +91,10 @@ class Session : public std::enable_shared_from_this<Session> {
   bool finish_scheduled = false;                       // (m) on_close posted
   std::size_t in_flight = 0;                           // (m) on_message running
   std::optional<boost::asio::steady_timer> heartbeat;  // (m) next ping, when ping_interval > 0
-  std::optional<Error> dead;                           // (m) why the heartbeat declared it dead
+  std::optional<Error> dead;                           // (m) why the heartbeat or the watchdog ended it
+  std::optional<boost::asio::steady_timer> watchdog;   // (m) next silence check, when max_silence > 0
+  std::uint64_t watchdog_seen = 0;                     // (m) next_sequence at the last check
+  std::chrono::milliseconds silent_for{0};             // (m) silence counted so far
   std::unique_ptr<Span> run_span;                      // from on_open's success to the end of shutdown
   TraceContext run_trace;                              // parent of the session's callback spans
   std::atomic<std::uint64_t> next_sequence{0};         // written by the reader in the read lock, read by heartbeat()
@@ -188,6 +191,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void schedule_heartbeat_locked(const std::shared_ptr<Session>& s);
   void heartbeat(const std::shared_ptr<Session>& s);
   void heartbeat_answered(const std::shared_ptr<Session>& s, std::uint64_t read_before, Error error);
+  void schedule_watchdog_locked(const std::shared_ptr<Session>& s);
+  void watchdog_tick(const std::shared_ptr<Session>& s);
   void report_read_error(const std::shared_ptr<Session>& s, const Error& error);
   /// Whether a reader may start or go on reading for `s` (nothing stops it).
   bool reader_may_run_locked(const Session& s) const;

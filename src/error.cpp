@@ -66,6 +66,8 @@ class Category final : public std::error_category {
         return "send queue full";
       case errc::redirect_refused:
         return "redirect not followed";
+      case errc::stale:
+        return "no data for too long";
     }
     return "unknown wscengine error";
   }
@@ -164,6 +166,8 @@ std::string_view to_string(errc e) noexcept {
       return "send_queue_full";
     case errc::redirect_refused:
       return "redirect_refused";
+    case errc::stale:
+      return "stale";
   }
   return "unknown";
 }

@@ -50,6 +50,7 @@ Error EngineOptions::validate() const {
   if (send_queue_bytes == 0) return invalid("send_queue_bytes must be > 0");
   if (send_queue_messages == 0) return invalid("send_queue_messages must be > 0");
   if (ping_interval.count() < 0) return invalid("ping_interval must be >= 0 (0 = no heartbeat)");
+  if (max_silence.count() < 0) return invalid("max_silence must be >= 0 (0 = no stale-data watchdog)");
   if (ping_interval.count() > 0 && !positive(pong_timeout)) return invalid("pong_timeout must be > 0");
   if (backoff.initial_delay.count() < 0) return invalid("backoff.initial_delay must be >= 0");
   if (backoff.max_delay < backoff.initial_delay) return invalid("backoff.max_delay must be >= backoff.initial_delay");

@@ -47,6 +47,7 @@ enum class errc {
   proxy_failed,             ///< the HTTP proxy refused the tunnel; `Error::http_status` holds its status
   send_queue_full,          ///< the session's send queue is at its limit (EngineOptions::send_queue_bytes/messages)
   redirect_refused,         ///< a 3xx answer was not followed (loop, too many, wss to ws, bad Location, redirects off)
+  stale,                    ///< no data message for EngineOptions::max_silence: the session is restarted
 };
 
 /// The enumerator's name ("connection_refused"): a stable token for logs and

@@ -141,7 +141,18 @@ struct EngineOptions {
   /// I/O threads, and no callback thread waits for them.
   std::chrono::milliseconds ping_interval{0};
   std::chrono::milliseconds pong_timeout = std::chrono::seconds(10);  ///< see ping_interval
-  BackoffOptions backoff{};                                           ///< delays between reconnect attempts
+  /// Stale-data watchdog, for feeds that keep answering pings while their data stops:
+  /// when no data message is read for this long (pings and pongs do not count), the
+  /// session is restarted: on_read_error with `errc::stale`, then on_close, a close
+  /// frame with 1001, and a reconnect as after any failure. Zero (the default) turns it
+  /// off. Checked every max_silence / 4 on an I/O thread, so silence is found after
+  /// 1 to 1.25 times max_silence. Time in which the engine does not read (the pause
+  /// lock held, every reader slot in on_message) does not count as silence.
+  std::chrono::milliseconds max_silence{0};
+  /// The watchdog starts counting only after this many data messages of the session
+  /// (0: from on_open), for feeds that are quiet until subscribed.
+  std::uint64_t max_silence_after = 0;
+  BackoffOptions backoff{};  ///< delays between reconnect attempts
   /// Decides after each failed attempt (after on_restart_error) whether to try again.
   /// Empty: default_retry_policy. Runs on a callback thread.
   std::function<RetryDecision(const Error& error, std::uint32_t retry)> retry_policy{};

@@ -115,6 +115,7 @@ TEST(Cli, HelpDocumentsEveryFlag) {
                            "--client-no-context-takeover",
                            "--compression-level",
                            "--compress-min-size",
+                           "--max-silence",
                            "max_rss_kib"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
@@ -295,6 +296,22 @@ TEST(Cli, ADeadPeerIsFoundByPingsAndLostWithoutReconnectIsExit1) {
       cli({"connect", server.url(), "--ping-interval", "0.2", "--pong-timeout", "0.2", "--no-reconnect", "--quiet"});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.err, HasSubstr("no pong and no data within 200 ms"));
+}
+
+// Python `websockets` answers pings and sends nothing on /echo: --max-silence ends the
+// session as stale (closed with 1001); without --no-reconnect the CLI reconnects.
+TEST(Cli, MaxSilenceEndsAStaleSessionAndSaysSo) {
+  Peer py = python();
+  auto r = cli(
+      {"connect", py.url() + "/echo", "--ping-interval", "0.05", "--max-silence", "0.3", "--no-reconnect", "--stats"});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("read error: no data for too long: no data message for"));
+  EXPECT_THAT(r.err, HasSubstr("the client failed the connection with code 1001"));
+  EXPECT_THAT(last_line(r.err), HasSubstr("\"close_code\":1001"));
+  auto again = cli({"connect", py.url() + "/echo", "--max-silence", "0.2", "--quiet"}, {}, 30s, "reconnected");
+  EXPECT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.err, HasSubstr("no data message for"));
+  EXPECT_EQ(cli({"connect", py.url(), "--max-silence", "-1"}).exit_code, 2);
 }
 
 TEST(Cli, TraceWritesSpansAndMetricsToAFile) {

@@ -17,7 +17,12 @@ class FakeMetrics final : public Metrics {
   void message_sent(MessageType, std::size_t bytes) noexcept override { add("sent", 1, bytes); }
   void reconnect_attempt() noexcept override { add("reconnect_attempt"); }
   void reconnect_success() noexcept override { add("reconnect_success"); }
-  void read_error(const Error&) noexcept override { add("read_error"); }
+  /// Counted as "read_error" and as "read_error_<errc name>" ("read_error_stale").
+  void read_error(const Error& error) noexcept override {
+    add("read_error");
+    if (error.code.category() == error_category())
+      add("read_error_" + std::string(to_string(static_cast<errc>(error.code.value()))));
+  }
   void on_message_duration(std::chrono::nanoseconds) noexcept override { add("on_message"); }
   void dial_duration(std::chrono::nanoseconds, const Error& error) noexcept override {
     add(error ? "dial_failed" : "dial_ok");

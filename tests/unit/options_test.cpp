@@ -47,6 +47,9 @@ TEST(Options, EachRuleNamesTheField) {
   o.tls.pinned_public_keys = {"sha256/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", "sha256/short="};
   expect_invalid(o, "tls.pinned_public_keys: 'sha256/short='");
   o = valid();
+  o.max_silence = -1ms;
+  expect_invalid(o, "max_silence must be >= 0");
+  o = valid();
   o.open_timeout = 0ms;
   expect_invalid(o, "open_timeout");
   o = valid();

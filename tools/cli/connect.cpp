@@ -133,7 +133,10 @@ class CliClient final : public Client {
 
   void on_read_error(Context& ctx, const Error& error) override {
     status_.warn("read error: " + error.message());
-    if (!ctx.connection().is_open()) failed_with_ = close_code_sent_for(error);
+    if (!ctx.connection().is_open())
+      failed_with_ = close_code_sent_for(error);
+    else if (error.is(errc::stale))
+      failed_with_ = close_code::going_away;  // the engine closes a stale session with 1001
   }
   void on_close_error(Context&, const Error& error) override { status_.warn("close: " + error.message()); }
   void on_restart_error(Context&, const Error& error, std::uint32_t retry) override {
@@ -177,6 +180,7 @@ int run_connect(const Args& args) {
   auto workers = args.number("--workers", 1, 1, 1024, error);
   auto ping_interval = args.number("--ping-interval", 0, 0, 86400, error);
   auto pong_timeout = args.number("--pong-timeout", 10, 0.001, 3600, error);
+  auto max_silence = args.number("--max-silence", 0, 0, 86400, error);
   auto max_size = args.number("--max-message-size", 16 << 20, 1, 1e12, error);
   auto count = args.number("--count", 0, 0, 1e15, error);
   auto max_redirects = args.number("--max-redirects", EngineOptions{}.max_redirects, 0, 20, error);
@@ -204,6 +208,11 @@ int run_connect(const Args& args) {
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(*ping_interval));
   options.pong_timeout =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(*pong_timeout));
+  // The stale-data watchdog: no data message for that long ends as on_read_error (stale)
+  // and a close with 1001, then a reconnect (or exit 1 with --no-reconnect).
+  options.max_silence =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(*max_silence));
+  if (*max_silence > 0 && options.max_silence.count() == 0) return usage_error("--max-silence must be at least 0.001");
   for (const auto& header : args.values("--header")) {
     auto colon = header.find(':');
     if (colon == std::string::npos || colon == 0)

@@ -47,6 +47,8 @@ or Ctrl-C).
   --send TEXT                  send TEXT after every (re)connect, from on_open (repeatable)
   --ping-interval S            ping every S seconds (0 = never, the default)
   --pong-timeout S             no pong within S seconds = dead connection (default 10)
+  --max-silence S              no data message for S seconds (pings and pongs do not
+                               count) = stale: close with 1001 and reconnect (default 0: off)
   --max-message-size BYTES     larger messages close the connection with 1009 (default 16 MiB)
   --max-redirects N            follow up to N redirects of the upgrade (default 5; 0: none)
   --ca-file F                  trust the CAs in PEM file F instead of the system store
@@ -138,12 +140,30 @@ int main(int argc, char** argv) {
   }
   std::string error;
   if (command == "connect") {
-    FlagSpec spec{
-        {"--adapter", "--workers", "--header", "--subprotocol", "--send", "--ping-interval", "--pong-timeout",
-         "--max-message-size", "--ca-file", "--count", "--trace", "--cert", "--key", "--proxy", "--connect-to",
-         "--max-redirects", "--pin", "--server-max-window-bits", "--client-max-window-bits", "--compression-level",
-         "--compress-min-size"},
-        {"--insecure", "--tls13", "--compress", "--server-no-context-takeover", "--client-no-context-takeover", "--no-reconnect", "--echo", "--quiet", "--stats", "--low-latency"}};
+    FlagSpec spec{{"--adapter",
+                   "--workers",
+                   "--header",
+                   "--subprotocol",
+                   "--send",
+                   "--ping-interval",
+                   "--pong-timeout",
+                   "--max-silence",
+                   "--max-message-size",
+                   "--ca-file",
+                   "--count",
+                   "--trace",
+                   "--cert",
+                   "--key",
+                   "--proxy",
+                   "--connect-to",
+                   "--max-redirects",
+                   "--pin",
+                   "--server-max-window-bits",
+                   "--client-max-window-bits",
+                   "--compression-level",
+                   "--compress-min-size"},
+                  {"--insecure", "--tls13", "--compress", "--server-no-context-takeover",
+                   "--client-no-context-takeover", "--no-reconnect", "--echo", "--quiet", "--stats", "--low-latency"}};
     auto args = Args::parse(argc, argv, 2, spec, error);
     return args ? run_connect(*args) : usage_error(error);
   }
