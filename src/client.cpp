@@ -69,7 +69,15 @@ Error SessionConnection::read(InboundMessage& out, std::chrono::milliseconds tim
 Error SessionConnection::ping(std::string_view payload, std::chrono::milliseconds timeout) const {
   auto s = session_.lock();
   if (!s) return no_session();
-  return on_io_thread(*s) ? would_stall_io("ping()") : s->connection->ping(payload, timeout);
+  if (on_io_thread(*s)) return would_stall_io("ping()");
+  const auto sent = std::chrono::steady_clock::now();
+  Error e = s->connection->ping(payload, timeout);
+  if (!e) s->counters->round_trip(std::chrono::steady_clock::now() - sent);
+  return e;
+}
+SessionStats SessionConnection::stats() const noexcept {
+  auto s = session_.lock();
+  return s ? s->counters->snapshot() : SessionStats{};
 }
 void SessionConnection::abort() const noexcept {
   if (auto s = session_.lock()) s->connection->abort();

@@ -463,7 +463,8 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
     restarting = opened_in_run_;
     s = std::make_shared<Session>(session_counter_ + 1, std::move(attempt->connection), runtime_);
     s->handle = SessionConnection(s);
-    s->sends = std::make_shared<SendQueue>(options_.send_queue_bytes, options_.send_queue_messages, *this);
+    s->sends = std::make_shared<SendQueue>(options_.send_queue_bytes, options_.send_queue_messages, *this, s->counters,
+                                           totals_);
     session_counter_.store(s->id);
     attempt->session = s;
   }
@@ -505,6 +506,13 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
   current_ = s;
   s->current = true;
   opened_in_run_ = true;
+  totals_->sessions.fetch_add(1, std::memory_order_relaxed);
+  if (restarting) totals_->reconnects.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard stats_lock(stats_mutex_);
+    latest_counters_ = s->counters;
+    session_open_ = true;
+  }
   for (std::size_t slot = options_.reader_slots; slot-- > 0;) s->free_slots.push_back(static_cast<std::uint32_t>(slot));
   if (metrics_) {
     if (restarting) metrics_->reconnect_success();
@@ -563,8 +571,10 @@ void EngineCore::heartbeat(const std::shared_ptr<Session>& s) {
     if (s->ending || !s->current) return;
     read_before = s->next_sequence.load(std::memory_order_relaxed);
   }
+  const auto sent = std::chrono::steady_clock::now();
   traced(s->run_trace, [&] {
-    s->connection->async_ping({}, options_.pong_timeout, counted([this, s, read_before](Error error) {
+    s->connection->async_ping({}, options_.pong_timeout, counted([this, s, read_before, sent](Error error) {
+                                if (!error) s->counters->round_trip(std::chrono::steady_clock::now() - sent);
                                 heartbeat_answered(s, read_before, std::move(error));
                               }));
   });
@@ -694,7 +704,12 @@ void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error e
   Lock lock(mutex_);
   if (attempt_ == attempt) attempt_.reset();
   if (stop_requested_ || exit_requested_) return set_stopped_locked(std::move(error));
-  if (!opened_in_run_ && !background_) return set_stopped_locked(std::move(error));  // start() reports it
+  if (!opened_in_run_ && !background_) {  // start() reports it
+    lock.unlock();
+    note_error(error);
+    lock.lock();
+    return set_stopped_locked(std::move(error));
+  }
   std::uint32_t retry = ++retry_count_;
   state_ = EngineState::restarting;
   lock.unlock();
@@ -713,6 +728,7 @@ void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error e
                                           ") failed attempts in a row"
                                     : decision.reason);
   }
+  note_error(error);
   Context ctx(*this, nullptr);
   auto span = start_span("wscengine.on_restart_error", attempt->trace);
   if (span) {
@@ -880,6 +896,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       // Nothing else can run for this session meanwhile (one slot, ours): no lock.
       leave_read_lock();
       sequence = take_sequence(*s);
+      count_received(*s, buffer->payload.size());
     } else {
       // Still the only reader: next_sequence changes only under the read lock.
       if (!error && options_.message_key) key = message_key(*buffer, s->next_sequence.load(std::memory_order_relaxed));
@@ -896,6 +913,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       if (holding_slot) release_slot_locked(*s, slot);
       holding_slot = false;
       sequence = take_sequence(*s);
+      count_received(*s, buffer->payload.size());
       if (options_.message_key) {
         auto [entry, fresh] = s->busy_keys.try_emplace(key);
         if (!fresh) {  // its key is busy: it runs after the running one, on that slot
@@ -1003,6 +1021,15 @@ std::uint64_t EngineCore::take_sequence(Session& s) {
   return sequence;
 }
 
+// Still in the read lock, or alone on the session's one slot: the only writer of the
+// session's received counters.
+void EngineCore::count_received(Session& s, std::size_t bytes) noexcept {
+  SessionCounters::add(s.counters->messages_received, 1);
+  SessionCounters::add(s.counters->bytes_received, bytes);
+  totals_->messages_received.fetch_add(1, std::memory_order_relaxed);
+  totals_->bytes_received.fetch_add(bytes, std::memory_order_relaxed);
+}
+
 std::unique_ptr<InboundMessage> EngineCore::take_buffer_locked(Session& s) {
   if (s.free_buffers.empty()) return std::make_unique<InboundMessage>();
   auto buffer = std::move(s.free_buffers.back());
@@ -1042,6 +1069,7 @@ void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage
     Error error(errc::io_error, "on_message threw: " + what_of(thrown));
     if (span) span->set_error(error);
     if (metrics_) metrics_->read_error(error);
+    note_error(error);
     try {
       call_user(span, [&] { client_->on_read_error(ctx, error); });
     } catch (...) {
@@ -1081,10 +1109,18 @@ void EngineCore::report_read_error(const std::shared_ptr<Session>& s, const Erro
     ctx.set_trace_context(span->context());
   }
   if (metrics_) metrics_->read_error(error);
+  note_error(error);
   try {
     call_user(span, [&] { client_->on_read_error(ctx, error); });
   } catch (...) {
   }
+}
+
+void EngineCore::note_error(const Error& error) {
+  auto now = std::chrono::system_clock::now();
+  std::lock_guard stats_lock(stats_mutex_);
+  last_error_ = error;
+  last_error_at_ = now;
 }
 
 // ---------------------------------------------------------------- shutdown
@@ -1198,6 +1234,10 @@ void EngineCore::after_close(std::shared_ptr<Session> s, std::shared_ptr<Span> s
   shutdown_span.reset();
   s->run_span.reset();
   set_connection_state(ConnectionState::closing, ConnectionState::none);
+  {
+    std::lock_guard stats_lock(stats_mutex_);
+    if (latest_counters_ == s->counters) session_open_ = false;
+  }
   Lock lock(mutex_);
   s->current = false;
   if (current_ == s) current_.reset();
@@ -1214,6 +1254,7 @@ void EngineCore::after_close(std::shared_ptr<Session> s, std::shared_ptr<Span> s
 }
 
 void EngineCore::report_close_error(Context& ctx, Span* shutdown_span, const Error& error) {
+  note_error(error);
   auto span = start_span("wscengine.on_close_error", shutdown_span ? shutdown_span->context() : TraceContext{});
   if (span) {
     span->set_error(error);
@@ -1293,12 +1334,14 @@ Error SendQueue::send(Connection& connection, MessageType type, std::string_view
     }
     ++messages_;
     bytes_ += size;
+    SessionCounters::add(counters_->queued_messages, 1);
+    SessionCounters::add(counters_->queued_bytes, size);
   }
   // The adapter may complete inline: then a send without a handler returns its error.
   if (done) {
     connection.async_write(type, payload,
                            [queue = shared_from_this(), size, outcome = core_.send_outcome(std::move(done))](Error e) {
-                             queue->finished(size);
+                             queue->finished(size, !e);
                              outcome(std::move(e));
                            });
     return {};
@@ -1311,18 +1354,28 @@ Error SendQueue::send(Connection& connection, MessageType type, std::string_view
   };
   auto now = std::make_shared<Inline>();
   connection.async_write(type, payload, [queue = shared_from_this(), size, now](Error e) {
-    queue->finished(size);
+    queue->finished(size, !e);
     now->error = std::move(e);
     now->done.store(true, std::memory_order_release);
   });
   return now->done.load(std::memory_order_acquire) ? now->error : Error{};
 }
 
-void SendQueue::finished(std::size_t size) {
+void SendQueue::finished(std::size_t size, bool sent) {
   {
     std::lock_guard lock(mutex_);
     --messages_;
     bytes_ -= size;
+    SessionCounters::subtract(counters_->queued_messages, 1);
+    SessionCounters::subtract(counters_->queued_bytes, size);
+    if (sent) {
+      SessionCounters::add(counters_->messages_sent, 1);
+      SessionCounters::add(counters_->bytes_sent, size);
+    }
+  }
+  if (sent) {
+    totals_->messages_sent.fetch_add(1, std::memory_order_relaxed);
+    totals_->bytes_sent.fetch_add(size, std::memory_order_relaxed);
   }
   room_.notify_all();
 }
@@ -1330,6 +1383,65 @@ void SendQueue::finished(std::size_t size) {
 std::size_t SendQueue::buffered_amount() const {
   std::lock_guard lock(mutex_);
   return bytes_;
+}
+
+// ---------------------------------------------------------------- statistics
+
+void SessionCounters::round_trip(std::chrono::nanoseconds rtt) noexcept {
+  std::lock_guard lock(rtt_mutex);
+  const std::int64_t now = rtt.count();
+  const std::int64_t before = smoothed_rtt_ns.load(std::memory_order_relaxed);
+  rtt_ns.store(now, std::memory_order_relaxed);
+  smoothed_rtt_ns.store(before < 0 ? now : before - before / 8 + now / 8, std::memory_order_relaxed);
+}
+
+namespace {
+std::optional<std::chrono::nanoseconds> nanoseconds_if_set(const std::atomic<std::int64_t>& cell) {
+  std::int64_t ns = cell.load(std::memory_order_relaxed);
+  if (ns < 0) return std::nullopt;
+  return std::chrono::nanoseconds(ns);
+}
+}  // namespace
+
+SessionStats SessionCounters::snapshot() const noexcept {
+  SessionStats out;
+  out.session_id = id;
+  out.age = std::chrono::steady_clock::now() - opened;
+  out.traffic.messages_received = messages_received.load(std::memory_order_relaxed);
+  out.traffic.bytes_received = bytes_received.load(std::memory_order_relaxed);
+  out.traffic.messages_sent = messages_sent.load(std::memory_order_relaxed);
+  out.traffic.bytes_sent = bytes_sent.load(std::memory_order_relaxed);
+  out.queued_messages = queued_messages.load(std::memory_order_relaxed);
+  out.queued_bytes = queued_bytes.load(std::memory_order_relaxed);
+  out.rtt = nanoseconds_if_set(rtt_ns);
+  out.smoothed_rtt = nanoseconds_if_set(smoothed_rtt_ns);
+  return out;
+}
+
+EngineStats EngineCore::stats() const {
+  EngineStats out;
+  out.traffic.messages_received = totals_->messages_received.load(std::memory_order_relaxed);
+  out.traffic.bytes_received = totals_->bytes_received.load(std::memory_order_relaxed);
+  out.traffic.messages_sent = totals_->messages_sent.load(std::memory_order_relaxed);
+  out.traffic.bytes_sent = totals_->bytes_sent.load(std::memory_order_relaxed);
+  out.sessions = totals_->sessions.load(std::memory_order_relaxed);
+  out.reconnects = totals_->reconnects.load(std::memory_order_relaxed);
+  std::shared_ptr<SessionCounters> latest;
+  bool open = false;
+  {
+    std::lock_guard stats_lock(stats_mutex_);
+    latest = latest_counters_;
+    open = session_open_;
+    out.last_error = last_error_;
+    out.last_error_at = last_error_at_;
+  }
+  if (latest) {
+    SessionStats session = latest->snapshot();
+    out.rtt = session.rtt;
+    out.smoothed_rtt = session.smoothed_rtt;
+    if (open) out.session = session;
+  }
+  return out;
 }
 
 }  // namespace detail
@@ -1377,6 +1489,7 @@ std::future<Error> Engine::async_send(MessageType type, std::string_view payload
   return outcome;
 }
 std::size_t Engine::buffered_amount() const { return core_->buffered_amount(); }
+EngineStats Engine::stats() const { return core_->stats(); }
 SessionConnection Engine::connection() const { return SessionConnection(core_->current_session()); }
 EngineState Engine::state() const noexcept { return core_->state(); }
 std::uint64_t Engine::session_id() const noexcept { return core_->session_id(); }

@@ -28,6 +28,41 @@ enum class EndReason { stop, exit, restart, peer_closed, failed };
 
 class EngineCore;
 
+/// A session's live counters, read by Engine::stats() and SessionConnection::stats()
+/// from any thread without a lock. Shared by the session and its send queue, whose
+/// completions may outlive the session. Each field has one writer at a time, so an
+/// update is a relaxed load and store, no read-modify-write: the reader (in the read
+/// lock) for the received ones, the send queue (under its mutex) for the sent and
+/// queued ones, the round-trip mutex for the round trips.
+struct SessionCounters {
+  explicit SessionCounters(std::uint64_t id) : id(id) {}
+  static void add(std::atomic<std::uint64_t>& cell, std::uint64_t n) noexcept {
+    cell.store(cell.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  static void subtract(std::atomic<std::uint64_t>& cell, std::uint64_t n) noexcept {
+    cell.store(cell.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
+  /// A pong came `rtt` after its ping (the heartbeat on an I/O thread, or a user's
+  /// ping on any thread: hence the mutex, off the message path).
+  void round_trip(std::chrono::nanoseconds rtt) noexcept;
+  SessionStats snapshot() const noexcept;
+
+  const std::uint64_t id;
+  const std::chrono::steady_clock::time_point opened = std::chrono::steady_clock::now();
+  std::atomic<std::uint64_t> messages_received{0}, bytes_received{0}, messages_sent{0}, bytes_sent{0};
+  std::atomic<std::uint64_t> queued_messages{0}, queued_bytes{0};
+  std::atomic<std::int64_t> rtt_ns{-1}, smoothed_rtt_ns{-1};  // -1: no pong yet
+  std::mutex rtt_mutex;
+};
+
+/// An engine's totals for Engine::stats(). More than one writer (an old session's
+/// send queue may drain while the next session runs), so fetch_add. Shared with the
+/// send queues, whose completions may run after the engine is gone.
+struct EngineTotals {
+  std::atomic<std::uint64_t> messages_received{0}, bytes_received{0}, messages_sent{0}, bytes_sent{0};
+  std::atomic<std::uint64_t> sessions{0}, reconnects{0};
+};
+
 /// A session's send queue: messages handed to the adapter whose bytes have not all
 /// reached the kernel yet (EngineOptions::send_queue_bytes / send_queue_messages).
 /// Shared with the completions of the adapter's async_write, which may outlive the
@@ -35,8 +70,13 @@ class EngineCore;
 /// must not end the runtime there. Thread safety: its own mutex.
 class SendQueue : public std::enable_shared_from_this<SendQueue> {
  public:
-  SendQueue(std::size_t max_bytes, std::size_t max_messages, EngineCore& core)
-      : max_bytes_(max_bytes), max_messages_(max_messages), core_(core) {}
+  SendQueue(std::size_t max_bytes, std::size_t max_messages, EngineCore& core,
+            std::shared_ptr<SessionCounters> counters, std::shared_ptr<EngineTotals> totals)
+      : max_bytes_(max_bytes),
+        max_messages_(max_messages),
+        core_(core),
+        counters_(std::move(counters)),
+        totals_(std::move(totals)) {}
 
   /// Queues one message on `connection`, or refuses it at once (`errc::send_queue_full`,
   /// or the adapter's error when it knows the outcome at once and there is no handler).
@@ -48,14 +88,16 @@ class SendQueue : public std::enable_shared_from_this<SendQueue> {
   std::size_t buffered_amount() const;
 
  private:
-  void finished(std::size_t size);
+  void finished(std::size_t size, bool sent);
 
   mutable std::mutex mutex_;
   std::condition_variable room_;
   std::size_t bytes_ = 0;     // (mutex_)
   std::size_t messages_ = 0;  // (mutex_)
   const std::size_t max_bytes_, max_messages_;
-  EngineCore& core_;  // posts the send handlers; waits for them before it is destroyed
+  EngineCore& core_;                                 // posts the send handlers; waits for them before it is destroyed
+  const std::shared_ptr<SessionCounters> counters_;  // the session's (Engine::stats())
+  const std::shared_ptr<EngineTotals> totals_;       // the engine's
 };
 
 /// One opened connection, from on_open to on_close. Fields marked (m) are guarded by
@@ -64,11 +106,13 @@ class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(std::uint64_t id, std::unique_ptr<Connection> connection, std::shared_ptr<Runtime> runtime)
       : id(id),
+        counters(std::make_shared<SessionCounters>(id)),
         runtime(std::move(runtime)),
         connection(std::move(connection)),
         untraced_connection(detail::untraced(*this->connection)) {}
 
   const std::uint64_t id;
+  const std::shared_ptr<SessionCounters> counters;  // SessionConnection::stats(), Engine::stats()
   // The connection may reference the runtime's I/O context: keep it alive longer.
   const std::shared_ptr<Runtime> runtime;
   const std::unique_ptr<Connection> connection;
@@ -144,6 +188,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   Error send(MessageType type, std::string_view payload, SendHandler done = nullptr,
              std::chrono::milliseconds room_timeout = std::chrono::milliseconds(0));
   std::size_t buffered_amount() const;
+  EngineStats stats() const;
   std::shared_ptr<Session> current_session() const;
   EngineState state() const noexcept;
   std::uint64_t session_id() const noexcept { return session_counter_.load(); }
@@ -194,6 +239,9 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void schedule_watchdog_locked(const std::shared_ptr<Session>& s);
   void watchdog_tick(const std::shared_ptr<Session>& s);
   void report_read_error(const std::shared_ptr<Session>& s, const Error& error);
+  /// Keeps `error` as EngineStats::last_error.
+  void note_error(const Error& error);
+  void count_received(Session& s, std::size_t bytes) noexcept;
   /// Whether a reader may start or go on reading for `s` (nothing stops it).
   bool reader_may_run_locked(const Session& s) const;
   std::string message_key(const InboundMessage& inbound, std::uint64_t sequence) const;
@@ -269,6 +317,14 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::atomic<bool> reader_inside_{false};
   std::atomic<std::size_t> pausers_waiting_{0};
   std::shared_ptr<Session> parked_reader_;
+
+  // Engine::stats(): the totals, and the rest under stats_mutex_, which no message takes.
+  const std::shared_ptr<EngineTotals> totals_ = std::make_shared<EngineTotals>();
+  mutable std::mutex stats_mutex_;
+  std::shared_ptr<SessionCounters> latest_counters_;     // (stats_mutex_) the open session's, or the last one's
+  bool session_open_ = false;                            // (stats_mutex_) latest_counters_ is the open session's
+  std::optional<Error> last_error_;                      // (stats_mutex_)
+  std::chrono::system_clock::time_point last_error_at_;  // (stats_mutex_)
 };
 
 }  // namespace wscengine::detail

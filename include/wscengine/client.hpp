@@ -14,6 +14,7 @@
 #include <wscengine/connection.hpp>
 #include <wscengine/error.hpp>
 #include <wscengine/message.hpp>
+#include <wscengine/stats.hpp>
 #include <wscengine/telemetry.hpp>
 
 namespace wscengine {
@@ -101,6 +102,10 @@ class SessionConnection {
   void abort() const noexcept;
   /// True while the session's connection is open.
   bool is_open() const noexcept;
+  /// This session's statistics (a snapshot without a lock; see SessionStats), also
+  /// after it ended while the engine still holds it; session_id 0 when bound to none
+  /// or once the session is gone.
+  SessionStats stats() const noexcept;
   /// The session's id, or 0 when bound to none.
   std::uint64_t session_id() const noexcept;
   /// The adapter's library object (see Underlying::as).

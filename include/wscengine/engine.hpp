@@ -12,6 +12,7 @@
 #include <wscengine/error.hpp>
 #include <wscengine/options.hpp>
 #include <wscengine/runtime.hpp>
+#include <wscengine/stats.hpp>
 
 namespace wscengine {
 
@@ -113,6 +114,11 @@ class Engine {
   /// PauseGuard or pinging from another thread; empty (every call fails with
   /// `errc::not_connected`) between sessions. It stays bound to that session.
   SessionConnection connection() const;
+
+  /// Live statistics: totals since construction, the open session (messages, bytes,
+  /// the send queue, its age, ping round trips), reconnects and the last error. Takes
+  /// no lock the message path takes: cheap from any thread at any rate.
+  EngineStats stats() const;
 
   /// Where the engine is in its life cycle (see docs/engine-operations.md).
   EngineState state() const noexcept;

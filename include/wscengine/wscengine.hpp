@@ -9,6 +9,7 @@
 #include <wscengine/message.hpp>
 #include <wscengine/options.hpp>
 #include <wscengine/runtime.hpp>
+#include <wscengine/stats.hpp>
 #include <wscengine/telemetry.hpp>
 #include <wscengine/url.hpp>
 #include <wscengine/version.hpp>

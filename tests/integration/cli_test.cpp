@@ -116,6 +116,9 @@ TEST(Cli, HelpDocumentsEveryFlag) {
                            "--compression-level",
                            "--compress-min-size",
                            "--max-silence",
+                           "--stats-every",
+                           "rtt_us",
+                           "queued_bytes",
                            "max_rss_kib"}) {
     EXPECT_THAT(r.out, HasSubstr(flag));
   }
@@ -312,6 +315,31 @@ TEST(Cli, MaxSilenceEndsAStaleSessionAndSaysSo) {
   EXPECT_EQ(again.exit_code, 0) << again.err;
   EXPECT_THAT(again.err, HasSubstr("no data message for"));
   EXPECT_EQ(cli({"connect", py.url(), "--max-silence", "-1"}).exit_code, 2);
+}
+
+// --stats and --stats-every print the engine's statistics: the round trip from the
+// heartbeat, what was sent, the queue, the session.
+TEST(Cli, StatsEveryPrintsTheEngineStatistics) {
+  Peer py = python();
+  auto r = cli({"connect", py.url() + "/echo", "--ping-interval", "0.05", "--stats-every", "0.1", "--send", "hello",
+                "--count", "1", "--quiet", "--stats"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::string final_line = last_line(r.err);
+  EXPECT_THAT(final_line, HasSubstr("\"messages_sent\":1,\"bytes_sent\":5,\"queued_messages\":0"));
+  EXPECT_THAT(final_line, HasSubstr("\"sessions\":1"));
+  EXPECT_THAT(final_line, HasSubstr("\"last_error\":null"));
+  // Python answers pings and sends nothing: lines every 0.1 s show the round trips of
+  // pings every 0.05 s until --max-silence ends the session after 1 s (the definite end).
+  auto periodic = cli({"connect", py.url() + "/echo", "--ping-interval", "0.05", "--stats-every", "0.1",
+                       "--max-silence", "1", "--no-reconnect", "--quiet"});
+  EXPECT_EQ(periodic.exit_code, 1) << periodic.err;
+  std::size_t lines_with_rtt = 0;
+  for (const auto& line : lines(periodic.err)) {
+    if (line.find("\"rtt_us\":") != std::string::npos && line.find("\"rtt_us\":null") == std::string::npos)
+      ++lines_with_rtt;
+  }
+  EXPECT_GE(lines_with_rtt, 1u) << periodic.err;
+  EXPECT_EQ(cli({"connect", py.url(), "--stats-every", "x"}).exit_code, 2);
 }
 
 TEST(Cli, TraceWritesSpansAndMetricsToAFile) {

@@ -172,6 +172,30 @@ struct StdinPump {
   std::atomic<bool> eof{false};
 };
 
+// The engine's statistics as JSON fields (after "{" and before the CLI's own).
+std::string stats_fields(const EngineStats& s) {
+  auto micros = [](const std::optional<std::chrono::nanoseconds>& d) {
+    return d ? std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(*d).count()) : std::string("null");
+  };
+  std::string error = "null";
+  if (s.last_error) {
+    error = "\"";
+    for (char c : s.last_error->message()) {
+      if (c == '"' || c == '\\') error += '\\';
+      if (static_cast<unsigned char>(c) >= 0x20) error += c;
+    }
+    error += '"';
+  }
+  return "\"messages_sent\":" + std::to_string(s.traffic.messages_sent) +
+         ",\"bytes_sent\":" + std::to_string(s.traffic.bytes_sent) +
+         ",\"queued_messages\":" + std::to_string(s.session.queued_messages) +
+         ",\"queued_bytes\":" + std::to_string(s.session.queued_bytes) + ",\"rtt_us\":" + micros(s.rtt) +
+         ",\"smoothed_rtt_us\":" + micros(s.smoothed_rtt) + ",\"sessions\":" + std::to_string(s.sessions) +
+         ",\"session_id\":" + std::to_string(s.session.session_id) +
+         ",\"session_seconds\":" + std::to_string(std::chrono::duration<double>(s.session.age).count()) +
+         ",\"last_error\":" + error;
+}
+
 }  // namespace
 
 int run_connect(const Args& args) {
@@ -181,6 +205,7 @@ int run_connect(const Args& args) {
   auto ping_interval = args.number("--ping-interval", 0, 0, 86400, error);
   auto pong_timeout = args.number("--pong-timeout", 10, 0.001, 3600, error);
   auto max_silence = args.number("--max-silence", 0, 0, 86400, error);
+  auto stats_every = args.number("--stats-every", 0, 0, 86400, error);
   auto max_size = args.number("--max-message-size", 16 << 20, 1, 1e12, error);
   auto count = args.number("--count", 0, 0, 1e15, error);
   auto max_redirects = args.number("--max-redirects", EngineOptions{}.max_redirects, 0, 20, error);
@@ -314,7 +339,18 @@ int run_connect(const Args& args) {
   }).detach();  // blocked in getline until input or exit; it only touches `pump`
 
   bool user_stop = false;
+  const auto every =
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(*stats_every));
+  auto next_stats = std::chrono::steady_clock::now() + every;
   while (engine->wait_stopped(std::chrono::milliseconds(50))) {
+    if (every.count() > 0 && std::chrono::steady_clock::now() >= next_stats) {
+      next_stats += every;
+      EngineStats now = engine->stats();
+      std::fprintf(stderr, "{\"messages\":%llu,\"bytes\":%llu,\"reconnects\":%llu,%s}\n",
+                   static_cast<unsigned long long>(now.traffic.messages_received),
+                   static_cast<unsigned long long>(now.traffic.bytes_received),
+                   static_cast<unsigned long long>(now.reconnects), stats_fields(now).c_str());
+    }
     if (g_interrupted || (pump->eof && stdin_is_terminal)) {
       user_stop = true;
       break;
@@ -325,6 +361,7 @@ int run_connect(const Args& args) {
     std::lock_guard lock(pump->mutex);
     pump->engine = nullptr;
   }
+  const EngineStats final_stats = engine->stats();
   engine.reset();
   std::fflush(stdout);
 
@@ -337,10 +374,11 @@ int run_connect(const Args& args) {
     ::getrusage(RUSAGE_SELF, &usage);  // ru_maxrss: the peak resident set, in KiB on Linux
     std::fprintf(stderr,
                  "{\"messages\":%llu,\"bytes\":%llu,\"seconds\":%.3f,\"reconnects\":%llu,\"close_code\":%d,"
-                 "\"max_rss_kib\":%ld}\n",
+                 "\"max_rss_kib\":%ld,%s}\n",
                  static_cast<unsigned long long>(client->messages.load()),
                  static_cast<unsigned long long>(client->bytes.load()), seconds,
-                 static_cast<unsigned long long>(client->reconnects.load()), close_code, usage.ru_maxrss);
+                 static_cast<unsigned long long>(client->reconnects.load()), close_code, usage.ru_maxrss,
+                 stats_fields(final_stats).c_str());
   }
   return normal ? 0 : 1;
 }

@@ -70,7 +70,12 @@ or Ctrl-C).
   --count N                    after N received messages close with 1000 and exit 0
   --quiet                      print no messages
   --stats                      at exit print one JSON line on stderr: messages, bytes,
-                               seconds, reconnects, close_code, max_rss_kib (peak memory)
+                               seconds, reconnects, close_code, max_rss_kib (peak memory),
+                               messages_sent, bytes_sent, queued_messages, queued_bytes,
+                               rtt_us and smoothed_rtt_us (from pings; null before the first
+                               pong), sessions, session_id, session_seconds, last_error
+  --stats-every S              print such a line (without seconds, close_code and
+                               max_rss_kib) every S seconds while connected
   --trace FILE|stdout          write OpenTelemetry spans and metrics there, one per line
                                (without it, the standard OTEL_* variables decide)
   exit status: 0 normal end, 1 could not connect or lost the connection with
@@ -148,6 +153,7 @@ int main(int argc, char** argv) {
                    "--ping-interval",
                    "--pong-timeout",
                    "--max-silence",
+                   "--stats-every",
                    "--max-message-size",
                    "--ca-file",
                    "--count",
