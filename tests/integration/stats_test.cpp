@@ -11,7 +11,7 @@
 #include <wscengine/wscengine.hpp>
 
 #include "support/process.hpp"
-#include "support/real_adapters.hpp"
+#include "support/real_engine_fixture.hpp"
 #include "support/recorder.hpp"
 #include "support/text.hpp"
 #include "test_server.hpp"
@@ -36,22 +36,8 @@ bool stats_reach(const Engine& engine, Pred done, std::chrono::milliseconds limi
   return true;
 }
 
-class Stats : public ::testing::TestWithParam<RealAdapter> {
+class Stats : public RealEngineTest {
  protected:
-  void TearDown() override {
-    stop_and_check(engine, *client);
-    server.stop();
-  }
-  EngineOptions options(const std::string& url) {
-    EngineOptions o;
-    o.url = url;
-    o.delivery = GetParam().delivery;
-    o.backoff.initial_delay = 10ms;
-    o.backoff.max_delay = 50ms;
-    return o;
-  }
-  void make(const EngineOptions& o) { engine = std::make_unique<Engine>(o, client, GetParam().make()); }
-
   // Sends `sizes` and waits for their echoes; returns the payload bytes sent.
   std::uint64_t echo_all(const std::vector<std::size_t>& sizes) {
     std::uint64_t bytes = 0;
@@ -63,10 +49,6 @@ class Stats : public ::testing::TestWithParam<RealAdapter> {
     EXPECT_TRUE(client->wait_count(Event::message, before + sizes.size()));
     return bytes;
   }
-
-  tools::TestServer server;
-  std::shared_ptr<Recorder> client = std::make_shared<Recorder>();
-  std::unique_ptr<Engine> engine;
 };
 
 // Every size class of length (7-, 16- and 64-bit): messages and payload bytes counted

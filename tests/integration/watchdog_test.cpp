@@ -12,7 +12,7 @@
 #include "support/fake_metrics.hpp"
 #include "support/fake_tracer.hpp"
 #include "support/process.hpp"
-#include "support/real_adapters.hpp"
+#include "support/real_engine_fixture.hpp"
 #include "support/recorder.hpp"
 #include "support/text.hpp"
 #include "test_server.hpp"
@@ -36,26 +36,7 @@ void feed(tools::ServerSession& s, int count, std::chrono::milliseconds gap) {
   s.close({close_code::normal, "done"});
 }
 
-class Watchdog : public ::testing::TestWithParam<RealAdapter> {
- protected:
-  void TearDown() override {
-    stop_and_check(engine, *client);
-    server.stop();
-  }
-  EngineOptions options(const std::string& url) {
-    EngineOptions o;
-    o.url = url;
-    o.delivery = GetParam().delivery;
-    o.backoff.initial_delay = 10ms;
-    o.backoff.max_delay = 50ms;
-    return o;
-  }
-  void make(const EngineOptions& o) { engine = std::make_unique<Engine>(o, client, GetParam().make()); }
-
-  tools::TestServer server;
-  std::shared_ptr<Recorder> client = std::make_shared<Recorder>();
-  std::unique_ptr<Engine> engine;
-};
+class Watchdog : public RealEngineTest {};
 
 }  // namespace
 
