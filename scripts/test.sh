@@ -19,6 +19,7 @@ fi
 
 jobs=$(nproc)
 failed=()
+failed_tests=()
 for preset in "${presets[@]}"; do
   echo "=== ${preset}: configure and build"
   start=$(date +%s)
@@ -29,11 +30,22 @@ for preset in "${presets[@]}"; do
   echo "=== ${preset}: test"
   if ! ctest --preset "$preset" -j "$jobs"; then
     failed+=("$preset")
+    failed_tests+=("--- ${preset}:")
+    list="build/${preset}/Testing/Temporary/LastTestsFailed.log"
+    [ -f "$list" ] && while IFS= read -r line; do failed_tests+=("$line"); done < "$list"
   fi
   echo "=== ${preset}: $(( $(date +%s) - start )) s"
 done
 
 if [ ${#failed[@]} -ne 0 ]; then
+  # A CI log may be read from its end only: the failed tests' own first words (the
+  # sanitizer report or gtest failure, in ctest's log of every test's output) and
+  # their names come last.
+  for preset in "${failed[@]}"; do
+    grep -h -E -A2 "WARNING: ThreadSanitizer|ERROR: AddressSanitizer|runtime error:|: Failure$" \
+      "build/${preset}/Testing/Temporary/LastTest.log" | cut -c1-200 | head -12 || true
+  done
+  printf '%s\n' "${failed_tests[@]}"
   echo "FAILED configurations: ${failed[*]}"
   exit 1
 fi
