@@ -93,7 +93,8 @@ EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, st
       sample_all_(options_.telemetry.message_sample_ratio >= 1.0),
       sample_below_(sample_all_ ? 0 : sample_threshold(options_.telemetry.message_sample_ratio)),
       backoff_(options_.backoff),
-      polls_(options_.busy_poll.count() > 0 && connector_->capabilities().polled_reads) {
+      polls_(options_.busy_poll.count() > 0 && connector_->capabilities().polled_reads),
+      holds_sends_(options_.outage.mode != OutageSends::fail) {
 }
 
 EngineCore::~EngineCore() = default;
@@ -344,6 +345,7 @@ void EngineCore::set_stopped_locked(Error result) {
   current_.reset();
   attempt_.reset();
   retry_timer_.reset();
+  if (holds_sends_) give_up_all_held_locked();  // no session will take them any more
   if (!start_result_) start_result_ = result ? std::move(result) : Error(errc::cancelled, "stopped before connecting");
   state_cv_.notify_all();
 }
@@ -406,6 +408,10 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
   {
     Lock lock(mutex_);
     attempt->timer.expires_after(options_.open_timeout);  // for every hop of the attempt
+// GCC 12 sees the std::optional in counted() as maybe uninitialised once Asio's
+// handler storage is inlined here (a false positive: it is engaged on construction).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
     attempt->timer.async_wait(counted([this, attempt](const boost::system::error_code& ec) {
       if (ec) return;  // cancelled: the attempt finished in time
       Lock lock(mutex_);
@@ -418,6 +424,7 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
         s->stop.request_stop();
       }
     }));
+#pragma GCC diagnostic pop
   }
   dial(attempt, std::move(request));
 }
@@ -547,6 +554,10 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
   schedule_watchdog_locked(s);
   lock.unlock();
   start_reader(s);
+  if (holds_sends_) {  // right after on_open returned, in send order
+    lock.lock();
+    flush_held(lock);
+  }
 }
 
 // ---------------------------------------------------------------- heartbeat
@@ -1239,6 +1250,7 @@ void EngineCore::after_close(std::shared_ptr<Session> s, std::shared_ptr<Span> s
     if (latest_counters_ == s->counters) session_open_ = false;
   }
   Lock lock(mutex_);
+  if (s->current) retired_unsettled_ += s->unsettled;
   s->current = false;
   if (current_ == s) current_.reset();
   if (parked_reader_ == s) parked_reader_.reset();
@@ -1297,21 +1309,210 @@ std::shared_ptr<Session> EngineCore::current_session() const {
 Error EngineCore::send(MessageType type, std::string_view payload, SendHandler done,
                        std::chrono::milliseconds room_timeout) {
   std::shared_ptr<Session> s;
+  HeldSend tracked;
   {
     Lock lock(mutex_);
     s = current_;
     if (!s && (state_ == EngineState::idle || state_ == EngineState::stopped)) {
       return Error(errc::not_running, "the engine is not running: start() it first");
     }
+    if (holds_sends_) {
+      if (!sends_go_direct_locked(s.get())) {
+        if (may_hold_locked()) return hold_locked(type, payload, std::move(done));
+      } else {
+        tracked = HeldSend{++send_order_, type, std::make_shared<const std::string>(payload), std::move(done), {}};
+        ++s->unsettled;
+      }
+    }
   }
   if (!s) return Error(errc::not_connected, "no open session");
   if (room_timeout.count() > 0 && runtime_->on_io_thread()) room_timeout = std::chrono::milliseconds(0);  // never wait
-  auto send_now = [&] { return s->sends->send(*s->connection, type, payload, std::move(done), room_timeout); };
+  auto send_now = [&] {
+    if (!tracked.payload) return s->sends->send(*s->connection, type, payload, std::move(done), room_timeout);
+    Error refused;
+    send_tracked(s, std::move(tracked), room_timeout, false, &refused);
+    return refused;
+  };
   if (tracer_ && !sample_message()) {  // the decorator starts no write span for it
     SampledOut out;
     return send_now();
   }
   return traced_per_message(s->run_trace, send_now);
+}
+
+// ---------------------------------------------------------------- sends across an outage
+
+bool EngineCore::sends_go_direct_locked(const Session* s) const {
+  return s && !s->ending && held_.empty() && !flushing_ && retired_unsettled_ == 0;
+}
+
+bool EngineCore::may_hold_locked() const {
+  return !stop_requested_ && !exit_requested_ &&
+         (state_ == EngineState::starting || state_ == EngineState::running || state_ == EngineState::restarting);
+}
+
+Error EngineCore::hold_locked(MessageType type, std::string_view payload, SendHandler done) {
+  const OutageOptions& limits = options_.outage;
+  const bool over =
+      !held_.empty() && (held_.size() + 1 > limits.max_messages || held_bytes_ + payload.size() > limits.max_bytes);
+  if (over && limits.mode == OutageSends::hold) {
+    return Error(errc::send_queue_full, std::to_string(held_.size()) + " messages (" + std::to_string(held_bytes_) +
+                                            " bytes) are held for the next session; limits outage.max_messages " +
+                                            std::to_string(limits.max_messages) + ", outage.max_bytes " +
+                                            std::to_string(limits.max_bytes));
+  }
+  HeldSend held{++send_order_, type, std::make_shared<const std::string>(payload), std::move(done),
+                std::chrono::steady_clock::now() + limits.max_age};
+  insert_held_locked(std::move(held));
+  return {};
+}
+
+// Held sends stay in send order: one a session could not send is older than the ones
+// held since, and goes before them.
+void EngineCore::insert_held_locked(HeldSend held) {
+  const std::size_t size = held.payload->size();
+  auto at = std::upper_bound(held_.begin(), held_.end(), held.order,
+                             [](std::uint64_t order, const HeldSend& h) { return order < h.order; });
+  held_.insert(at, std::move(held));
+  held_bytes_ += size;
+  if (options_.outage.mode == OutageSends::drop_oldest) drop_oldest_locked(0);
+  publish_held_locked();
+  arm_hold_timer_locked();
+}
+
+void EngineCore::drop_oldest_locked(std::size_t incoming_bytes) {
+  const OutageOptions& limits = options_.outage;
+  // The newest always stays, even when it alone is over max_bytes.
+  while (held_.size() > 1 && (held_.size() > limits.max_messages || held_bytes_ + incoming_bytes > limits.max_bytes)) {
+    HeldSend& oldest = held_.front();
+    held_bytes_ -= oldest.payload->size();
+    totals_->sends_dropped.fetch_add(1, std::memory_order_relaxed);
+    give_up_held_locked(oldest, Error(errc::dropped,
+                                      "held for the next session and dropped for newer ones (outage "
+                                      "limits " +
+                                          std::to_string(limits.max_messages) + " messages, " +
+                                          std::to_string(limits.max_bytes) + " bytes)"));
+    held_.pop_front();
+  }
+}
+
+void EngineCore::give_up_all_held_locked() {
+  for (auto& held : held_) {
+    give_up_held_locked(held, Error(errc::cancelled, "the engine stopped before a session could send it"));
+  }
+  held_.clear();
+  held_bytes_ = 0;
+  publish_held_locked();
+  if (hold_timer_) hold_timer_->cancel();
+}
+
+void EngineCore::give_up_held_locked(HeldSend& held, Error error) {
+  if (held.done) post([done = std::move(held.done), e = std::move(error)]() mutable { done(std::move(e)); });
+}
+
+void EngineCore::publish_held_locked() {
+  totals_->held_messages.store(held_.size(), std::memory_order_relaxed);
+  totals_->held_bytes.store(held_bytes_, std::memory_order_relaxed);
+}
+
+// One timer for every held send: it wakes at the earliest deadline, but no more often
+// than every max_age / 32, so that n sends held at n different times cost no n wake-ups.
+void EngineCore::arm_hold_timer_locked() {
+  if (hold_timer_armed_ || held_.empty()) return;
+  auto earliest = std::min_element(held_.begin(), held_.end(), [](const HeldSend& a, const HeldSend& b) {
+                    return a.deadline < b.deadline;
+                  })->deadline;
+  auto soonest = std::chrono::steady_clock::now() + std::max<std::chrono::steady_clock::duration>(
+                                                        options_.outage.max_age / 32, std::chrono::milliseconds(1));
+  if (!hold_timer_) hold_timer_.emplace(RuntimeAccess::impl(*runtime_).io);
+  hold_timer_->expires_at(std::max(earliest, soonest));
+  hold_timer_armed_ = true;
+  hold_timer_->async_wait(counted([this](const boost::system::error_code&) { hold_timer_fired(); }));
+}
+
+void EngineCore::hold_timer_fired() {
+  Lock lock(mutex_);
+  hold_timer_armed_ = false;
+  const auto now = std::chrono::steady_clock::now();
+  const auto age = std::to_string(options_.outage.max_age.count());
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (it->deadline > now) {
+      ++it;
+      continue;
+    }
+    held_bytes_ -= it->payload->size();
+    totals_->sends_expired.fetch_add(1, std::memory_order_relaxed);
+    give_up_held_locked(
+        *it, Error(errc::expired, "held for the next session for longer than outage.max_age (" + age + " ms)"));
+    it = held_.erase(it);
+  }
+  publish_held_locked();
+  arm_hold_timer_locked();
+}
+
+void EngineCore::flush_held(Lock& lock) {
+  if (flushing_) return;  // the running flush takes what is held now too
+  flushing_ = true;
+  for (;;) {
+    std::shared_ptr<Session> s = current_;
+    if (!s || s->ending || held_.empty() || retired_unsettled_ != 0) break;
+    std::deque<HeldSend> batch;
+    batch.swap(held_);
+    held_bytes_ = 0;
+    publish_held_locked();
+    s->unsettled += batch.size();
+    lock.unlock();
+    traced_per_message(s->run_trace, [&] {
+      for (auto& held : batch) send_tracked(s, std::move(held), std::chrono::milliseconds(0), true, nullptr);
+    });
+    lock.lock();
+  }
+  flushing_ = false;
+}
+
+void EngineCore::send_tracked(const std::shared_ptr<Session>& s, HeldSend held, std::chrono::milliseconds room_timeout,
+                              bool over_limits, Error* refused) {
+  const MessageType type = held.type;
+  auto payload = held.payload;
+  // The handler is shared: a refusal at once leaves it unused, and the send is settled here.
+  auto pending = std::make_shared<HeldSend>(std::move(held));
+  Error e = s->sends->send(
+      *s->connection, type, *payload,
+      [this, s, pending](Error outcome) { settle(s, std::move(*pending), std::move(outcome)); }, room_timeout,
+      over_limits);
+  if (!e) return;
+  Lock lock(mutex_);
+  unsettle_locked(*s);
+  if (refused) *refused = std::move(e);
+}
+
+namespace {
+// The send failed because its session ended (not because of the message itself).
+bool session_ended_it(const Error& e) {
+  return e.is(errc::closed) || e.is(errc::cancelled) || e.is(errc::timeout) || e.is(errc::io_error) ||
+         e.is(errc::not_connected) || e.is(errc::connection_lost);
+}
+}  // namespace
+
+// On a callback thread: the outcome of a send handed to session `s`. One the session's
+// end cut off is held again, in its place, for the next session.
+void EngineCore::settle(const std::shared_ptr<Session>& s, HeldSend held, Error error) {
+  Lock lock(mutex_);
+  unsettle_locked(*s);
+  if (error && session_ended_it(error) && may_hold_locked()) {
+    held.deadline = std::chrono::steady_clock::now() + options_.outage.max_age;
+    insert_held_locked(std::move(held));
+  } else if (held.done) {
+    lock.unlock();
+    held.done(std::move(error));
+    lock.lock();
+  }
+  flush_held(lock);
+}
+
+void EngineCore::unsettle_locked(Session& s) {
+  --s.unsettled;
+  if (!s.current) --retired_unsettled_;
 }
 
 std::size_t EngineCore::buffered_amount() const {
@@ -1322,11 +1523,13 @@ std::size_t EngineCore::buffered_amount() const {
 // ---------------------------------------------------------------- the send queue
 
 Error SendQueue::send(Connection& connection, MessageType type, std::string_view payload, SendHandler done,
-                      std::chrono::milliseconds room_timeout) {
+                      std::chrono::milliseconds room_timeout, bool over_limits) {
   const std::size_t size = payload.size();
   {
     std::unique_lock lock(mutex_);
-    auto has_room = [&] { return messages_ < max_messages_ && (messages_ == 0 || bytes_ + size <= max_bytes_); };
+    auto has_room = [&] {
+      return over_limits || (messages_ < max_messages_ && (messages_ == 0 || bytes_ + size <= max_bytes_));
+    };
     if (!has_room() && (room_timeout.count() <= 0 || !room_.wait_for(lock, room_timeout, has_room))) {
       return Error(errc::send_queue_full, std::to_string(messages_) + " messages (" + std::to_string(bytes_) +
                                               " bytes) wait to be sent; limits " + std::to_string(max_messages_) +
@@ -1426,6 +1629,10 @@ EngineStats EngineCore::stats() const {
   out.traffic.bytes_sent = totals_->bytes_sent.load(std::memory_order_relaxed);
   out.sessions = totals_->sessions.load(std::memory_order_relaxed);
   out.reconnects = totals_->reconnects.load(std::memory_order_relaxed);
+  out.held_messages = totals_->held_messages.load(std::memory_order_relaxed);
+  out.held_bytes = totals_->held_bytes.load(std::memory_order_relaxed);
+  out.sends_expired = totals_->sends_expired.load(std::memory_order_relaxed);
+  out.sends_dropped = totals_->sends_dropped.load(std::memory_order_relaxed);
   std::shared_ptr<SessionCounters> latest;
   bool open = false;
   {

@@ -61,6 +61,19 @@ struct SessionCounters {
 struct EngineTotals {
   std::atomic<std::uint64_t> messages_received{0}, bytes_received{0}, messages_sent{0}, bytes_sent{0};
   std::atomic<std::uint64_t> sessions{0}, reconnects{0};
+  // Sends held across an outage: written under EngineCore::mutex_, read by stats().
+  std::atomic<std::uint64_t> held_messages{0}, held_bytes{0}, sends_expired{0}, sends_dropped{0};
+};
+
+/// A send of an engine that holds sends across outages (EngineOptions::outage): held
+/// while no session can take it, then handed to a session with a copy of its payload,
+/// so that a session that ends before sending it can hold it again.
+struct HeldSend {
+  std::uint64_t order = 0;  // the engine's send order: held messages go out in it
+  MessageType type = MessageType::text;
+  std::shared_ptr<const std::string> payload;
+  SendHandler done;                                  // the user's, or empty (Engine::send)
+  std::chrono::steady_clock::time_point deadline{};  // when held: given up after this
 };
 
 /// A session's send queue: messages handed to the adapter whose bytes have not all
@@ -82,8 +95,9 @@ class SendQueue : public std::enable_shared_from_this<SendQueue> {
   /// or the adapter's error when it knows the outcome at once and there is no handler).
   /// `done`, when set, gets the outcome on a callback thread. With `room_timeout` > 0 a
   /// full queue is waited on for up to that long (never on a callback thread).
+  /// `over_limits`: taken even beyond the limits (held sends, admitted by their own).
   Error send(Connection& connection, MessageType type, std::string_view payload, SendHandler done,
-             std::chrono::milliseconds room_timeout = std::chrono::milliseconds(0));
+             std::chrono::milliseconds room_timeout = std::chrono::milliseconds(0), bool over_limits = false);
   /// Payload bytes queued and not yet handed to the kernel.
   std::size_t buffered_amount() const;
 
@@ -134,6 +148,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool reader_running = false;                         // (m) a reader task runs or its wait is armed
   bool finish_scheduled = false;                       // (m) on_close posted
   std::size_t in_flight = 0;                           // (m) on_message running
+  std::size_t unsettled = 0;                           // (m) held-mode sends handed to it, outcome not yet known
   std::optional<boost::asio::steady_timer> heartbeat;  // (m) next ping, when ping_interval > 0
   std::optional<Error> dead;                           // (m) why the heartbeat or the watchdog ended it
   std::optional<boost::asio::steady_timer> watchdog;   // (m) next silence check, when max_silence > 0
@@ -255,6 +270,27 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void report_close_error(Context& ctx, Span* shutdown_span, const Error& error);
   void set_stopped_locked(Error result);
 
+  // Sends across an outage (EngineOptions::outage; docs/engine-operations.md).
+  /// Whether a send now goes to `s` directly: nothing held or unsettled comes first.
+  bool sends_go_direct_locked(const Session* s) const;
+  /// Whether the engine will open another session that could take a held send.
+  bool may_hold_locked() const;
+  Error hold_locked(MessageType type, std::string_view payload, SendHandler done);
+  void insert_held_locked(HeldSend held);
+  void drop_oldest_locked(std::size_t incoming_bytes);
+  void give_up_held_locked(HeldSend& held, Error error);
+  void give_up_all_held_locked();
+  void publish_held_locked();
+  void arm_hold_timer_locked();
+  void hold_timer_fired();
+  /// Hands every held send to the open session, in order (releases the lock meanwhile).
+  void flush_held(Lock& lock);
+  /// Hands one send to `s`; its outcome comes back to settle().
+  void send_tracked(const std::shared_ptr<Session>& s, HeldSend held, std::chrono::milliseconds room_timeout,
+                    bool over_limits, Error* refused);
+  void settle(const std::shared_ptr<Session>& s, HeldSend held, Error error);
+  void unsettle_locked(Session& s);
+
   template <class F>
   auto call_user(const std::unique_ptr<Span>& span, F&& f);
   template <class F>
@@ -317,6 +353,16 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::atomic<bool> reader_inside_{false};
   std::atomic<std::size_t> pausers_waiting_{0};
   std::shared_ptr<Session> parked_reader_;
+
+  // Sends across an outage: all (m).
+  const bool holds_sends_;             // options_.outage.mode is not fail
+  std::deque<HeldSend> held_;          // by order
+  std::size_t held_bytes_ = 0;         // payload bytes in held_
+  std::uint64_t send_order_ = 0;       // the last order given
+  std::size_t retired_unsettled_ = 0;  // unsettled sends of sessions no longer current
+  bool flushing_ = false;              // flush_held() runs
+  std::optional<boost::asio::steady_timer> hold_timer_;
+  bool hold_timer_armed_ = false;
 
   // Engine::stats(): the totals, and the rest under stats_mutex_, which no message takes.
   const std::shared_ptr<EngineTotals> totals_ = std::make_shared<EngineTotals>();

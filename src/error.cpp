@@ -68,6 +68,10 @@ class Category final : public std::error_category {
         return "redirect not followed";
       case errc::stale:
         return "no data for too long";
+      case errc::expired:
+        return "held send expired before a session took it";
+      case errc::dropped:
+        return "held send dropped for newer ones";
     }
     return "unknown wscengine error";
   }
@@ -168,6 +172,10 @@ std::string_view to_string(errc e) noexcept {
       return "redirect_refused";
     case errc::stale:
       return "stale";
+    case errc::expired:
+      return "expired";
+    case errc::dropped:
+      return "dropped";
   }
   return "unknown";
 }

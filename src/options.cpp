@@ -49,6 +49,15 @@ Error EngineOptions::validate() const {
   if (!positive(write_timeout)) return invalid("write_timeout must be > 0");
   if (send_queue_bytes == 0) return invalid("send_queue_bytes must be > 0");
   if (send_queue_messages == 0) return invalid("send_queue_messages must be > 0");
+  if (outage.mode != OutageSends::fail && outage.mode != OutageSends::hold && outage.mode != OutageSends::drop_oldest) {
+    return invalid("outage.mode must be OutageSends::fail, hold or drop_oldest (got " +
+                   std::to_string(static_cast<int>(outage.mode)) + ")");
+  }
+  if (outage.mode != OutageSends::fail) {
+    if (outage.max_bytes == 0) return invalid("outage.max_bytes must be > 0 when sends are held");
+    if (outage.max_messages == 0) return invalid("outage.max_messages must be > 0 when sends are held");
+    if (!positive(outage.max_age)) return invalid("outage.max_age must be > 0 when sends are held");
+  }
   if (ping_interval.count() < 0) return invalid("ping_interval must be >= 0 (0 = no heartbeat)");
   if (max_silence.count() < 0) return invalid("max_silence must be >= 0 (0 = no stale-data watchdog)");
   if (ping_interval.count() > 0 && !positive(pong_timeout)) return invalid("pong_timeout must be > 0");

@@ -86,8 +86,9 @@ class Engine {
   /// Queues one message on the current session's send queue and returns at once,
   /// from any thread, callbacks included: it never waits for the network. Errors
   /// known at once: `errc::not_running` before start() and once stopped,
-  /// `errc::not_connected` between sessions, `errc::send_queue_full`
-  /// (see EngineOptions::send_queue_bytes), `errc::closed`. A message that fails
+  /// `errc::not_connected` between sessions (unless EngineOptions::outage holds the
+  /// message for the next session), `errc::send_queue_full` (see
+  /// EngineOptions::send_queue_bytes and OutageOptions), `errc::closed`. A message that fails
   /// later (the connection drops, `write_timeout`) is reported by async_send only;
   /// the connection's end reaches on_read_error / on_close as usual.
   Error send(MessageType type, std::string_view payload);
@@ -98,6 +99,8 @@ class Engine {
   /// when its last byte was handed to the kernel, or why it was not sent (the
   /// connection failed or closed first, the close timeout cut it off). Returns an
   /// error, and never calls `done`, when the message is refused at once (as send()).
+  /// A message held across an outage (EngineOptions::outage) gets its outcome once a
+  /// session sent it, or `errc::expired`, `errc::dropped` or `errc::cancelled`.
   /// The outcome of a message the end of a session decided may run just after
   /// stop() returned: keep what `done` uses alive until it ran. The engine's
   /// destructor returns only after every `done` has run.

@@ -48,6 +48,8 @@ enum class errc {
   send_queue_full,          ///< the session's send queue is at its limit (EngineOptions::send_queue_bytes/messages)
   redirect_refused,         ///< a 3xx answer was not followed (loop, too many, wss to ws, bad Location, redirects off)
   stale,                    ///< no data message for EngineOptions::max_silence: the session is restarted
+  expired,                  ///< a send held across an outage for longer than EngineOptions::outage.max_age
+  dropped,                  ///< a held send dropped for newer ones (OutageSends::drop_oldest)
 };
 
 /// The enumerator's name ("connection_refused"): a stable token for logs and

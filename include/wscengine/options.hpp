@@ -86,6 +86,34 @@ enum class Delivery {
   io_thread,
 };
 
+/// What Engine::send() and async_send() do while no session is open (see
+/// docs/engine-operations.md, "Sends across an outage").
+enum class OutageSends {
+  /// The default: a send between sessions fails at once with `errc::not_connected`.
+  fail,
+  /// Hold the message (up to OutageOptions::max_bytes and max_messages; beyond,
+  /// `errc::send_queue_full` at once) and send it, in send order, right after the next
+  /// on_open returned. A message held longer than max_age is given up: its completion
+  /// gets `errc::expired`. Messages a session had queued and could not send before it
+  /// ended are held again, ahead of the newer ones.
+  hold,
+  /// As hold, but a send beyond the limits is taken and the oldest held messages make
+  /// room: their completions get `errc::dropped`. For feeds where the latest matters.
+  drop_oldest,
+};
+
+/// Sends across an outage: EngineOptions::outage. A plain value.
+struct OutageOptions {
+  OutageSends mode = OutageSends::fail;  ///< fail (the default), hold or drop_oldest
+  /// Payload bytes held at most. A message larger than this is still held when
+  /// nothing else is.
+  std::size_t max_bytes = 1u << 20;
+  std::size_t max_messages = 4096;  ///< messages held at most
+  /// A message is given up (`errc::expired`) once held this long; checked every
+  /// max_age / 32, so it expires within 1/32 of max_age after its time.
+  std::chrono::milliseconds max_age = std::chrono::seconds(30);
+};
+
 /// Everything an engine is told. Defaults are stated here once; docs quote them.
 /// `validate()` is called by the Engine constructor. A plain value.
 struct EngineOptions {
@@ -132,6 +160,10 @@ struct EngineOptions {
   std::size_t send_queue_bytes = 16u << 20;
   /// See send_queue_bytes.
   std::size_t send_queue_messages = 65536;
+  /// What Engine::send() does between sessions: fail (the default), or hold the
+  /// message for the next session (see OutageSends). Holding costs a copy of every
+  /// message sent, and a completion on a callback thread for each, until it is sent.
+  OutageOptions outage{};
   /// Heartbeat: send a ping this long after the last one was answered; zero (the
   /// default) sends none. A ping with neither a pong nor any message read within
   /// `pong_timeout` means the connection is dead (a half-open TCP connection sends no error, ever): the engine

@@ -44,6 +44,11 @@ struct EngineStats {
   std::uint64_t sessions = 0;    ///< sessions opened (on_open returned no error)
   std::uint64_t reconnects = 0;  ///< of those, opened by the restart loop (on_open's `restarting`)
   SessionStats session{};        ///< the open session; session_id 0 between sessions
+  /// Sends held for the next session (EngineOptions::outage), not yet handed to one.
+  std::uint64_t held_messages = 0;
+  std::uint64_t held_bytes = 0;     ///< their payload bytes
+  std::uint64_t sends_expired = 0;  ///< held sends given up after outage.max_age (`errc::expired`)
+  std::uint64_t sends_dropped = 0;  ///< held sends dropped for newer ones (`errc::dropped`)
   /// The round trips of the current session, or of the last one that had any, so that
   /// a figure survives the reconnect it may explain.
   std::optional<std::chrono::nanoseconds> rtt{};

@@ -108,6 +108,18 @@ inline void stop_and_check(std::unique_ptr<Engine>& engine, Recorder& client) {
 ::testing::AssertionResult each_taken_once_in_order(const std::vector<Event>& dispatched,
                                                     const std::vector<int>& by_hand, int total);
 
+/// Polls `done()` every millisecond until it holds or `timeout` passes: for states
+/// with no event to wait on (a bounded wait for a definite state, not a sleep).
+template <class Pred>
+bool wait_until(Pred done, std::chrono::milliseconds timeout = 20s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(1ms);
+  }
+  return true;
+}
+
 /// Polls until the engine is in `state` (state changes have no event to wait on).
 inline bool wait_state(const Engine& engine, EngineState state, std::chrono::milliseconds timeout = 10s) {
   auto deadline = std::chrono::steady_clock::now() + timeout;

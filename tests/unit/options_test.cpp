@@ -50,6 +50,22 @@ TEST(Options, EachRuleNamesTheField) {
   o.max_silence = -1ms;
   expect_invalid(o, "max_silence must be >= 0");
   o = valid();
+  o.outage.max_age = 0ms;  // unused while sends between sessions fail
+  EXPECT_FALSE(o.validate());
+  o.outage.mode = OutageSends::hold;
+  expect_invalid(o, "outage.max_age must be > 0");
+  o = valid();
+  o.outage.mode = OutageSends::drop_oldest;
+  o.outage.max_bytes = 0;
+  expect_invalid(o, "outage.max_bytes must be > 0");
+  o = valid();
+  o.outage.mode = static_cast<OutageSends>(9);
+  expect_invalid(o, "outage.mode");
+  o = valid();
+  o.outage.mode = OutageSends::hold;
+  o.outage.max_messages = 0;
+  expect_invalid(o, "outage.max_messages must be > 0");
+  o = valid();
   o.open_timeout = 0ms;
   expect_invalid(o, "open_timeout");
   o = valid();

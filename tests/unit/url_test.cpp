@@ -65,8 +65,10 @@ TEST(ErrorNames, EveryKindHasItsEnumeratorName) {
   EXPECT_EQ(wscengine::to_string(wscengine::errc::attempts_exhausted), "attempts_exhausted");
   EXPECT_EQ(wscengine::to_string(wscengine::errc::stale), "stale");
   EXPECT_EQ(wscengine::make_error_code(wscengine::errc::stale).message(), "no data for too long");
-  // errc::stale is the last enumerator: every kind up to it has a name and a message.
-  for (int v = static_cast<int>(wscengine::errc::invalid_url); v <= static_cast<int>(wscengine::errc::stale); ++v) {
+  EXPECT_EQ(wscengine::to_string(wscengine::errc::expired), "expired");
+  EXPECT_EQ(wscengine::to_string(wscengine::errc::dropped), "dropped");
+  // errc::dropped is the last enumerator: every kind up to it has a name and a message.
+  for (int v = static_cast<int>(wscengine::errc::invalid_url); v <= static_cast<int>(wscengine::errc::dropped); ++v) {
     EXPECT_NE(wscengine::to_string(static_cast<wscengine::errc>(v)), "unknown") << v;
     EXPECT_NE(wscengine::make_error_code(static_cast<wscengine::errc>(v)).message(), "unknown wscengine error") << v;
   }

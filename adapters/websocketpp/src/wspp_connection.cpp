@@ -322,8 +322,12 @@ class State final : public std::enable_shared_from_this<State> {
     {
       std::lock_guard lock(mutex_);
       if (ended_ || aborted_) {
-        // It ended meanwhile (finish_all has run): nothing will acknowledge this one.
-        ended = failure_ ? *failure_ : Error::closed(last_close_, "the connection ended before the peer had it");
+        // It ended meanwhile (finish_all has run): nothing will acknowledge this one. After
+        // a clean close handshake it went out all the same: websocketpp took it while
+        // open, so ahead of the close frame that ended the connection.
+        ended = acknowledged_by_close_ ? Error{}
+                : failure_             ? *failure_
+                                       : Error::closed(last_close_, "the connection ended before the peer had it");
       } else {
         sent_bytes_ += payload.size();
         if (unacked_writes_.empty()) {
@@ -677,6 +681,12 @@ class State final : public std::enable_shared_from_this<State> {
       ended_ = true;
       // This side's close frame was answered: the peer read everything sent before it.
       if (closing_ && !failing_ && e.close_received) acknowledged_by_close_ = true;
+      // The peer's close was answered: websocketpp queues its answer behind every
+      // message queued before it, so on a clean end those all went out (to the kernel,
+      // as a Beast write completes), before the answer. Failing them would make a
+      // caller that resends failures (EngineOptions::outage) send them twice.
+      if (!closing_ && e.close_received && e.local_code != close_code::abnormal && e.error.empty())
+        acknowledged_by_close_ = true;
       if (open_ && !closing_) {
         open_ = false;
         if (e.close_received) {
