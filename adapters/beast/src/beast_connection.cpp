@@ -1205,7 +1205,10 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // meanwhile succeed: a message is never reported failed after it went out whole).
   void fail_sends_locked(const Error& why, Completions& ready) {
     std::uint64_t delivered = 0;
-    if (ws_) {
+    // Deliveries exist only once the connection opened, after the dial built ws_ (and
+    // published it with open_ under mutex_). Before that, ws_ may be under construction
+    // by the dial on another thread (an abort() during the dial): do not look at it.
+    if (!deliveries_.empty() && ws_) {
       auto& outbox = *lowest().outbox();
       std::lock_guard box(outbox.mutex);
       delivered = outbox.delivered;
