@@ -24,16 +24,10 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// Polls `engine.stats()` until `done` holds or 20 s pass (a bounded wait for a definite
-// state, not a sleep that hopes).
+// Polls `engine.stats()` until `done` holds or 20 s pass (see wait_until).
 template <class Pred>
 bool stats_reach(const Engine& engine, Pred done, std::chrono::milliseconds limit = 20s) {
-  const auto deadline = Clock::now() + limit;
-  while (!done(engine.stats())) {
-    if (Clock::now() > deadline) return false;
-    std::this_thread::sleep_for(2ms);
-  }
-  return true;
+  return wait_until([&] { return done(engine.stats()); }, limit);
 }
 
 class Stats : public RealEngineTest {
