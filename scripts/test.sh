@@ -42,7 +42,7 @@ if [ ${#failed[@]} -ne 0 ]; then
   # sanitizer report or gtest failure, in ctest's log of every test's output) and
   # their names come last.
   for preset in "${failed[@]}"; do
-    grep -h -E -A2 "WARNING: ThreadSanitizer|ERROR: AddressSanitizer|runtime error:|: Failure$" \
+    grep -h -E -A2 "WARNING: ThreadSanitizer|ERROR: AddressSanitizer|runtime error:|: Failure$|^bench/run: .*failed|^no_leftovers:" \
       "build/${preset}/Testing/Temporary/LastTest.log" | cut -c1-200 | head -12 || true
   done
   printf '%s\n' "${failed_tests[@]}"

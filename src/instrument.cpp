@@ -130,7 +130,10 @@ class InstrumentedConnection final : public Connection {
     return error;
   }
 
-  // The span ends when the message reached the kernel (or failed).
+  // The span ends when the message reached the kernel (or failed). Each async_* below
+  // moves its span into the handler, which ends it before the engine goes on: a handler
+  // the adapter runs inline (the connection had already ended) would otherwise end it
+  // while this function still holds a copy, after the engine may have reported the stop.
   void async_write(MessageType type, std::string_view payload, DoneHandler done) override {
     if (!tracer_ && !metrics_) return inner_->async_write(type, payload, std::move(done));
     std::shared_ptr<Span> span = start("wscengine.write");
@@ -138,19 +141,19 @@ class InstrumentedConnection final : public Connection {
       span->set_attribute("wscengine.message.type", type_name(type));
       span->set_attribute("wscengine.message.length", static_cast<std::int64_t>(payload.size()));
     }
-    inner_->async_write(
-        type, payload,
-        [span, metrics = metrics_, type, size = payload.size(), done = std::move(done)](Error error) mutable {
-          if (!error && metrics) metrics->message_sent(type, size);
-          if (span && error) record_outcome(*span, error);
-          span.reset();
-          done(std::move(error));
-        });
+    inner_->async_write(type, payload,
+                        [span = std::move(span), metrics = metrics_, type, size = payload.size(),
+                         done = std::move(done)](Error error) mutable {
+                          if (!error && metrics) metrics->message_sent(type, size);
+                          if (span && error) record_outcome(*span, error);
+                          span.reset();
+                          done(std::move(error));
+                        });
   }
 
   void async_ping(std::string_view payload, std::chrono::milliseconds timeout, DoneHandler done) override {
     std::shared_ptr<Span> span = start("wscengine.ping");  // ends when the pong (or the timeout) came
-    inner_->async_ping(payload, timeout, [span, done = std::move(done)](Error error) mutable {
+    inner_->async_ping(payload, timeout, [span = std::move(span), done = std::move(done)](Error error) mutable {
       if (span && error) record_outcome(*span, error);
       span.reset();  // ended before the engine goes on (it may report the stop next)
       done(std::move(error));
@@ -163,7 +166,7 @@ class InstrumentedConnection final : public Connection {
       span->set_attribute("wscengine.close.sent_code", static_cast<std::int64_t>(frame.code));
       if (!frame.reason.empty()) span->set_attribute("wscengine.close.sent_reason", frame.reason);
     }
-    inner_->async_close(frame, timeout, [span, done = std::move(done)](Error error) mutable {
+    inner_->async_close(frame, timeout, [span = std::move(span), done = std::move(done)](Error error) mutable {
       if (span && error) record_outcome(*span, error);
       span.reset();  // ended before the engine goes on (it may report the stop next)
       done(std::move(error));

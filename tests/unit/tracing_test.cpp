@@ -434,3 +434,58 @@ TEST_F(Tracing, MessageSampleRatioTracesThatShareOfMessagesWhole) {
   EXPECT_EQ(metrics->count("on_message"), static_cast<long>(messages.size())) << "the traced ones are timed";
   EXPECT_EQ(metrics->count("received"), kMessages) << "and every one is counted";
 }
+
+namespace {
+
+// A connection whose asynchronous operations complete inline, inside the call, as a
+// real adapter's do when the connection had already ended (websocketpp's async_close
+// after the peer's close crossed ours).
+class InlineConnection final : public Connection {
+ public:
+  void async_dial(DialRequest, DialHandler done) override { done(HandshakeResponse{}); }
+  Error try_read(InboundMessage&) override { return Error(errc::would_block, "nothing"); }
+  void async_wait_readable(WaitHandler done) override { done({}); }
+  void cancel_wait() override {}
+  Error read(InboundMessage&, std::chrono::milliseconds) override { return Error(errc::closed, "closed"); }
+  Error write(MessageType, std::string_view) override { return {}; }
+  Error ping(std::string_view, std::chrono::milliseconds) override { return {}; }
+  Error close(const CloseFrame&, std::chrono::milliseconds) override { return {}; }
+  void abort() noexcept override {}
+  bool is_open() const noexcept override { return true; }
+  Underlying underlying() noexcept override { return {}; }
+};
+
+class InlineConnector final : public Connector {
+ public:
+  std::unique_ptr<Connection> make_connection(Runtime&) override { return std::make_unique<InlineConnection>(); }
+  std::string_view name() const noexcept override { return "inline"; }
+};
+
+}  // namespace
+
+// The engine goes on (and may report the stop) from the completion handler, so the
+// decorator's span must have ended by then even when the adapter completes inline.
+TEST(TracingDecorator, AnOperationThatCompletesInlineEndsItsSpanBeforeItsHandlerReturns) {
+  auto tracer = std::make_shared<FakeTracer>();
+  auto runtime = Runtime::create();
+  auto connection = instrument(std::make_shared<InlineConnector>(), tracer, nullptr)->make_connection(*runtime);
+  auto ended_when_done = [&](const char* name) {
+    auto spans = tracer->named(name);
+    return spans.size() == 1 && spans[0].ended;
+  };
+  std::vector<std::string> not_ended;
+  connection->async_write(MessageType::text, "x", [&](Error e) {
+    EXPECT_FALSE(e);
+    if (!ended_when_done("wscengine.write")) not_ended.emplace_back("wscengine.write");
+  });
+  connection->async_ping("p", 1s, [&](Error e) {
+    EXPECT_FALSE(e);
+    if (!ended_when_done("wscengine.ping")) not_ended.emplace_back("wscengine.ping");
+  });
+  connection->async_close({close_code::normal, {}}, 1s, [&](Error e) {
+    EXPECT_FALSE(e);
+    if (!ended_when_done("wscengine.close")) not_ended.emplace_back("wscengine.close");
+  });
+  EXPECT_THAT(not_ended, ::testing::IsEmpty());
+  EXPECT_EQ(tracer->spans().size(), 3u);
+}
