@@ -242,6 +242,7 @@ Error EngineCore::start(bool background) {
     return Error(errc::would_deadlock, "blocking start() on one of the runtime's I/O threads; use start_background()");
   }
   state_ = EngineState::starting;
+  io_work_.emplace(RuntimeAccess::impl(*runtime_).io.get_executor());
   stop_requested_ = exit_requested_ = false;
   background_ = background;
   retry_count_ = 0;
@@ -345,6 +346,7 @@ void EngineCore::set_stopped_locked(Error result) {
   current_.reset();
   attempt_.reset();
   retry_timer_.reset();
+  io_work_.reset();
   if (holds_sends_) give_up_all_held_locked();  // no session will take them any more
   if (!start_result_) start_result_ = result ? std::move(result) : Error(errc::cancelled, "stopped before connecting");
   state_cv_.notify_all();

@@ -1,6 +1,8 @@
 // Private: the engine's state machine. See docs/engine-operations.md.
 #pragma once
 
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
@@ -332,6 +334,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::shared_ptr<Attempt> attempt_;
   std::optional<Url> redirected_url_;  // where a permanent redirect pointed; reset by start()
   std::optional<boost::asio::steady_timer> retry_timer_;
+  // From start() until stopped, a running engine is outstanding work of its io_context,
+  // as an Asio operation is: an application's io_context (runtime_on) keeps running
+  // while the only work in hand is a callback on the pool or a handshake's answer.
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> io_work_;
   std::uint32_t retry_count_ = 0;  // failed attempts in a row (on_restart_error, max_attempts)
   RestartBackoff backoff_;         // (m) the delays between attempts
   // busy_poll is set and the adapter's try_read can find new bytes by itself.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #include "runtime_impl.hpp"
 
@@ -20,9 +21,10 @@ namespace detail {
 
 RuntimeImpl::RuntimeImpl(const RuntimeOptions& opts)
     : options(opts),
-      io(static_cast<int>(std::max<std::size_t>(1, opts.io_threads))),
+      owned_io(std::in_place, static_cast<int>(std::max<std::size_t>(1, opts.io_threads))),
+      io(*owned_io),
       io_work(boost::asio::make_work_guard(io)),
-      callbacks(std::max<std::size_t>(1, opts.callback_threads)) {
+      callbacks(std::in_place, std::max<std::size_t>(1, opts.callback_threads)) {
   options.io_threads = std::max<std::size_t>(1, options.io_threads);
   options.callback_threads = std::max<std::size_t>(1, options.callback_threads);
   for (std::size_t i = 0; i < options.io_threads; ++i) {
@@ -31,6 +33,11 @@ RuntimeImpl::RuntimeImpl(const RuntimeOptions& opts)
       io.run();
     });
   }
+}
+
+RuntimeImpl::RuntimeImpl(boost::asio::io_context& external, std::size_t callback_threads)
+    : options{.io_threads = 0, .callback_threads = callback_threads}, io(external) {
+  if (callback_threads != 0) callbacks.emplace(callback_threads);
 }
 
 RuntimeImpl::~RuntimeImpl() {
@@ -42,7 +49,8 @@ RuntimeImpl::~RuntimeImpl() {
         stderr);
     std::abort();
   }
-  callbacks.join();
+  if (callbacks) callbacks->join();
+  if (!owned_io) return;  // the application's io_context: it runs and stops it
   io_work.reset();
   io.stop();
   for (auto& t : io_threads) t.join();
@@ -51,6 +59,7 @@ RuntimeImpl::~RuntimeImpl() {
 }  // namespace detail
 
 Runtime::Runtime(RuntimeOptions options) : impl_(std::make_unique<detail::RuntimeImpl>(options)) {}
+Runtime::Runtime(std::unique_ptr<detail::RuntimeImpl> impl) noexcept : impl_(std::move(impl)) {}
 Runtime::~Runtime() = default;
 
 std::shared_ptr<Runtime> Runtime::create(RuntimeOptions options) {
@@ -60,15 +69,29 @@ std::shared_ptr<Runtime> Runtime::create(RuntimeOptions options) {
 const RuntimeOptions& Runtime::options() const noexcept { return impl_->options; }
 
 void Runtime::post(std::function<void()> task) {
-  boost::asio::post(impl_->callbacks, [rt = impl_.get(), task = std::move(task)] {
-    t_callback_runtime = rt;
+  auto run = [rt = impl_.get(), task = std::move(task)] {
+    // On the application's io_context the thread is not the runtime's: the mark
+    // lasts for the task only.
+    const detail::RuntimeImpl* saved = std::exchange(t_callback_runtime, rt);
     task();
-  });
+    t_callback_runtime = saved;
+  };
+  if (impl_->callbacks) {
+    boost::asio::post(*impl_->callbacks, std::move(run));
+  } else {
+    boost::asio::post(impl_->io, std::move(run));
+  }
 }
 
 bool Runtime::on_callback_thread() const noexcept { return t_callback_runtime == impl_.get(); }
-bool Runtime::on_io_thread() const noexcept { return t_io_runtime == impl_.get(); }
+bool Runtime::on_io_thread() const noexcept {
+  return t_io_runtime == impl_.get() || (!impl_->owned_io && impl_->io.get_executor().running_in_this_thread());
+}
 
 boost::asio::io_context& io_context(Runtime& runtime) noexcept { return detail::RuntimeAccess::impl(runtime).io; }
+
+std::shared_ptr<Runtime> runtime_on(boost::asio::io_context& io, std::size_t callback_threads) {
+  return detail::RuntimeAccess::make(std::make_unique<detail::RuntimeImpl>(io, callback_threads));
+}
 
 }  // namespace wscengine
