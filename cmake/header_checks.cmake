@@ -32,7 +32,7 @@ function(wscengine_header_checks target)
     string(MAKE_C_IDENTIFIER "${header}" name)
     set(file ${CMAKE_CURRENT_BINARY_DIR}/header_checks/${name}.cpp)
     set(boost_check "")
-    if(NOT header MATCHES "^wscengine/asio\\.hpp$|/underlying\\.hpp$|/detail/")
+    if(NOT header MATCHES "^wscengine/(asio|coro)\\.hpp$|/underlying\\.hpp$|/detail/")
       set(boost_check "#if defined(BOOST_CONFIG_HPP)\n#error \"${header} brings in Boost: a header an engine's user includes must not\"\n#endif\n")
     endif()
     file(CONFIGURE OUTPUT ${file} CONTENT

@@ -228,23 +228,25 @@ EngineState EngineCore::state() const noexcept {
 
 // ---------------------------------------------------------------- start / stop
 
-Error EngineCore::start(bool background) {
+Error EngineCore::start(bool background, std::function<void(Error)> on_result) {
   Lock lock(mutex_);
   if (state_ != EngineState::idle && state_ != EngineState::stopped) {
     return Error(errc::already_started, "start() while the engine is " +
                                             std::string(state_ == EngineState::stopping ? "stopping" : "running"));
   }
-  if (!background && t_callback_engine != nullptr && runtime_->on_callback_thread() &&
+  const bool blocks = !background && !on_result;
+  if (blocks && t_callback_engine != nullptr && runtime_->on_callback_thread() &&
       runtime_->options().callback_threads < 2) {
     return Error(errc::would_deadlock, "blocking start() on the only callback thread; use start_background()");
   }
-  if (!background && runtime_->on_io_thread()) {
+  if (blocks && runtime_->on_io_thread()) {
     return Error(errc::would_deadlock, "blocking start() on one of the runtime's I/O threads; use start_background()");
   }
   state_ = EngineState::starting;
   io_work_.emplace(RuntimeAccess::impl(*runtime_).io.get_executor());
   stop_requested_ = exit_requested_ = false;
   background_ = background;
+  start_waiter_ = std::move(on_result);
   retry_count_ = 0;
   backoff_.reset();
   redirected_url_.reset();  // a permanent redirect lasts for the reconnects of one start
@@ -259,7 +261,7 @@ Error EngineCore::start(bool background) {
   start_trace_ = trace_of(span);
   lock.unlock();
   post([this, generation] { begin_attempt(false, generation); });
-  if (background) return {};
+  if (!blocks) return {};
   lock.lock();
   state_cv_.wait(lock, [&] { return start_result_.has_value(); });
   Error result = *start_result_;
@@ -267,12 +269,45 @@ Error EngineCore::start(bool background) {
   return result;
 }
 
+void EngineCore::stop_async(std::function<void(Error)> done) {
+  {
+    Lock lock(mutex_);
+    if (state_ == EngineState::idle || state_ == EngineState::stopped)
+      return post([done = std::move(done)] { done({}); });
+    stop_waiters_.push_back(std::move(done));
+  }
+  request_stop();
+}
+
 Error EngineCore::stop() {
+  std::unique_ptr<Span> span = request_stop();
+  if (!span && !stopping_now()) return {};
+  if (t_callback_engine == this) return {};  // acts like exit: never wait for ourselves
+  if (runtime_->on_io_thread()) {
+    return Error(errc::would_deadlock,
+                 "stop() on one of the runtime's I/O threads does not wait: the engine stops in the background");
+  }
+  Lock lock(mutex_);
+  if (!state_cv_.wait_for(lock, options_.stop_timeout, [&] { return state_ == EngineState::stopped; })) {
+    Error e(errc::timeout, "stop() did not finish within stop_timeout (a callback still running?)");
+    if (span) span->set_error(e);
+    return e;
+  }
+  return {};
+}
+
+bool EngineCore::stopping_now() const {
+  Lock lock(mutex_);
+  return state_ != EngineState::idle && state_ != EngineState::stopped;
+}
+
+// Asks the engine to stop (nothing to do when idle or stopped); the stop span, if traced.
+std::unique_ptr<Span> EngineCore::request_stop() {
   std::shared_ptr<Session> to_cancel;
   std::unique_ptr<Span> span;
   {
     Lock lock(mutex_);
-    if (state_ == EngineState::idle || state_ == EngineState::stopped) return {};
+    if (state_ == EngineState::idle || state_ == EngineState::stopped) return nullptr;
     span = start_span("wscengine.stop", current_ ? current_->run_trace : TraceContext{});
     stop_requested_ = exit_requested_ = true;
     if (state_ != EngineState::stopping) state_ = EngineState::stopping;
@@ -289,18 +324,7 @@ Error EngineCore::stop() {
     if (retry_timer_) retry_timer_->cancel();
   }
   if (to_cancel) to_cancel->stop.request_stop();
-  if (t_callback_engine == this) return {};  // acts like exit: never wait for ourselves
-  if (runtime_->on_io_thread()) {
-    return Error(errc::would_deadlock,
-                 "stop() on one of the runtime's I/O threads does not wait: the engine stops in the background");
-  }
-  Lock lock(mutex_);
-  if (!state_cv_.wait_for(lock, options_.stop_timeout, [&] { return state_ == EngineState::stopped; })) {
-    Error e(errc::timeout, "stop() did not finish within stop_timeout (a callback still running?)");
-    if (span) span->set_error(e);
-    return e;
-  }
-  return {};
+  return span;
 }
 
 Error EngineCore::wait_stopped(std::chrono::milliseconds timeout) {
@@ -348,8 +372,16 @@ void EngineCore::set_stopped_locked(Error result) {
   retry_timer_.reset();
   io_work_.reset();
   if (holds_sends_) give_up_all_held_locked();  // no session will take them any more
-  if (!start_result_) start_result_ = result ? std::move(result) : Error(errc::cancelled, "stopped before connecting");
+  if (!start_result_) set_start_result_locked(result ? result : Error(errc::cancelled, "stopped before connecting"));
   state_cv_.notify_all();
+  for (auto& waiter : std::exchange(stop_waiters_, {})) post([waiter = std::move(waiter)] { waiter({}); });
+}
+
+// mutex_ held: a blocking start() returns `result`, an async_start's handler gets it.
+void EngineCore::set_start_result_locked(Error result) {
+  start_result_ = result;
+  state_cv_.notify_all();
+  if (start_waiter_) post([waiter = std::exchange(start_waiter_, nullptr), result] { waiter(result); });
 }
 
 // ---------------------------------------------------------------- attempts
@@ -538,10 +570,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
   retry_count_ = 0;
   backoff_.opened();
   state_ = stop_requested_ ? EngineState::stopping : EngineState::running;
-  if (!start_result_) {
-    start_result_ = Error{};
-    state_cv_.notify_all();
-  }
+  if (!start_result_) set_start_result_locked({});
   std::optional<EndReason> pending = s->end_requested_in_open;
   if (stop_requested_)
     pending = EndReason::stop;
@@ -1014,7 +1043,10 @@ void EngineCore::release_slot_locked(Session& s, std::uint32_t slot) {
 // The reader lets go of the read lock (called with mutex_ held).
 void EngineCore::leave_read_lock_locked() {
   reader_inside_ = false;
-  if (pausers_waiting_) state_cv_.notify_all();
+  if (pausers_waiting_) {
+    state_cv_.notify_all();
+    grant_async_pauser_locked();
+  }
 }
 
 // The same without the engine lock. Sequentially consistent with pause(): either the
@@ -1024,6 +1056,7 @@ void EngineCore::leave_read_lock() {
   if (pausers_waiting_.load() != 0) {
     Lock lock(mutex_);
     state_cv_.notify_all();
+    grant_async_pauser_locked();
   }
 }
 
@@ -1293,10 +1326,95 @@ void EngineCore::pause() {
   --pausers_waiting_;
 }
 
+void EngineCore::pause_async(std::function<void()> granted) {
+  Lock lock(mutex_);
+  async_pausers_.push_back(std::move(granted));
+  ++pausers_waiting_;  // a reader leaving the read lock takes mutex_ and grants it
+  grant_async_pauser_locked();
+}
+
+// mutex_ held: the first async_pause in line gets the read lock once it is free.
+void EngineCore::grant_async_pauser_locked() {
+  if (async_pausers_.empty() || user_paused_ || reader_inside_) return;
+  user_paused_ = true;
+  --pausers_waiting_;
+  post([granted = std::move(async_pausers_.front())] { granted(); });
+  async_pausers_.pop_front();
+}
+
+// ---------------------------------------------------------------- async_read
+
+// Under the read lock no reader arms a wait on the connection (a woken one parks): the
+// read arms its own, after cancelling one a reader may have left armed (that reader
+// then parks). Every step runs on a callback thread; the handler runs once.
+void EngineCore::read_paused_async(std::chrono::milliseconds timeout, std::function<void(Error, InboundMessage)> done) {
+  auto read = std::make_shared<PausedRead>(RuntimeAccess::impl(*runtime_).io);
+  read->done = std::move(done);
+  Lock lock(mutex_);
+  auto refuse = [&](Error e) { post([read, e = std::move(e)] { read->done(e, {}); }); };
+  if (!user_paused_) return refuse(Error(errc::invalid_option, "async_read() needs the read lock: pause() first"));
+  if (paused_read_) return refuse(Error(errc::invalid_option, "async_read() while another is in progress"));
+  if (!current_) return refuse(Error(errc::not_connected, "async_read() between sessions"));
+  read->session = current_;
+  paused_read_ = read;
+  read->timer.expires_after(timeout);
+// GCC 12's false positive on counted()'s std::optional once Asio's completion is
+// inlined (as in begin_attempt).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+  read->timer.async_wait(counted([this, read, timeout](const boost::system::error_code& ec) {
+    if (ec) return;
+    Lock lock(mutex_);
+    finish_paused_read_locked(read,
+                              Error(errc::timeout, "no message within " + std::to_string(timeout.count()) + " ms"), {});
+  }));
+#pragma GCC diagnostic pop
+  read->session->connection->cancel_wait();  // a reader's wait, if one is armed: it parks
+  post([this, read] { paused_read_step(read, {}); });
+}
+
+// On a callback thread: reads what is buffered, or waits for more.
+void EngineCore::paused_read_step(const std::shared_ptr<PausedRead>& read, Error wait_error) {
+  InboundMessage message;
+  Error e = read->session->connection->try_read(message);
+  Lock lock(mutex_);
+  read->waiting = false;
+  if (paused_read_ != read) return;  // finished meanwhile (timeout, resume)
+  if (!e) return finish_paused_read_locked(read, {}, std::move(message));
+  if (!e.is(errc::would_block)) return finish_paused_read_locked(read, std::move(e), {});
+  if (wait_error && !wait_error.is(errc::cancelled)) return finish_paused_read_locked(read, std::move(wait_error), {});
+  if (read->session->ending || !read->session->connection->is_open())
+    return finish_paused_read_locked(read, Error(errc::closed, "the session ended during async_read()"), {});
+  arm_paused_read_locked(read);
+}
+
+void EngineCore::arm_paused_read_locked(const std::shared_ptr<PausedRead>& read) {
+  read->waiting = true;
+  // The wait may complete inside this call (mutex_ held): the step is posted.
+  read->session->connection->async_wait_readable(
+      counted([this, read](Error e) { post([this, read, e = std::move(e)] { paused_read_step(read, e); }); }));
+}
+
+void EngineCore::finish_paused_read_locked(const std::shared_ptr<PausedRead>& read, Error error,
+                                           InboundMessage message) {
+  if (paused_read_ != read) return;
+  paused_read_.reset();
+  read->timer.cancel();
+  if (read->waiting) read->session->connection->cancel_wait();  // its handler finds it finished
+  post([read, error = std::move(error), message = std::move(message)]() mutable {
+    read->done(std::move(error), std::move(message));
+  });
+}
+
 void EngineCore::resume() {
   Lock lock(mutex_);
+  // A read still in progress ends before a reader may arm its own wait.
+  if (auto read = paused_read_)
+    finish_paused_read_locked(read, Error(errc::cancelled, "the read lock was released during async_read()"), {});
   user_paused_ = false;
   if (pausers_waiting_) state_cv_.notify_all();
+  grant_async_pauser_locked();
+  if (user_paused_) return;  // handed on: the parked reader stays parked
   if (auto s = std::move(parked_reader_)) {
     parked_reader_.reset();
     kick_reader_locked(s);
@@ -1673,6 +1791,17 @@ Engine::~Engine() {
 
 Error Engine::start() { return core_->start(false); }
 Error Engine::start_background() { return core_->start(true); }
+Error Engine::async_start(std::function<void(Error)> done) {
+  if (!done) return Error(errc::invalid_option, "async_start needs a handler");
+  return core_->start(false, std::move(done));
+}
+void Engine::async_stop(std::function<void(Error)> done) { core_->stop_async(std::move(done)); }
+void Engine::async_read(std::chrono::milliseconds timeout, std::function<void(Error, InboundMessage)> done) {
+  core_->read_paused_async(timeout, std::move(done));
+}
+void Engine::async_pause(std::function<void(PauseGuard)> done) {
+  core_->pause_async([core = core_, done = std::move(done)] { done(PauseGuard(core)); });
+}
 Error Engine::stop() { return core_->stop(); }
 Error Engine::wait_stopped(std::chrono::milliseconds timeout) { return core_->wait_stopped(timeout); }
 void Engine::restart() { core_->request_end(nullptr, detail::EndReason::restart); }

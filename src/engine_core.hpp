@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -195,11 +196,22 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
              std::shared_ptr<Runtime> runtime);
   ~EngineCore();
 
-  Error start(bool background);
+  /// `on_result` set: returns at once, and `on_result` gets start()'s result on a
+  /// callback thread (Engine::async_start).
+  Error start(bool background, std::function<void(Error)> on_result = nullptr);
   Error stop();
+  /// Asks for the stop; `done` runs on a callback thread once stopped.
+  void stop_async(std::function<void(Error)> done);
+  std::unique_ptr<Span> request_stop();
+  bool stopping_now() const;
   Error wait_stopped(std::chrono::milliseconds timeout);
   void request_end(const std::shared_ptr<Session>& session, EndReason reason);
   void pause();
+  /// `granted` runs on a callback thread once this caller holds the read lock.
+  void pause_async(std::function<void()> granted);
+  /// Engine::async_read: the current session's next message, read for the holder of
+  /// the read lock without holding a thread.
+  void read_paused_async(std::chrono::milliseconds timeout, std::function<void(Error, InboundMessage)> done);
   void resume();
   bool reader_inside_on_this_thread() const noexcept;
   Error send(MessageType type, std::string_view payload, SendHandler done = nullptr,
@@ -246,6 +258,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void stop_reader_locked(const std::shared_ptr<Session>& s);
   void release_slot_locked(Session& s, std::uint32_t slot);
   void leave_read_lock_locked();
+  void grant_async_pauser_locked();
+  void set_start_result_locked(Error result);
   void leave_read_lock();
   static std::uint64_t take_sequence(Session& s);
   bool handle_read_error(const std::shared_ptr<Session>& s, Error error);
@@ -328,8 +342,23 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   bool stop_requested_ = false;
   bool exit_requested_ = false;
   bool background_ = false;
-  bool opened_in_run_ = false;         // a session opened since start(): later on_open are restarts
-  std::optional<Error> start_result_;  // set when a blocking start has its answer
+  bool opened_in_run_ = false;                            // a session opened since start(): later on_open are restarts
+  std::optional<Error> start_result_;                     // set when a blocking start has its answer
+  std::function<void(Error)> start_waiter_;               // async_start's, until start_result_
+  std::vector<std::function<void(Error)>> stop_waiters_;  // async_stop's, until stopped
+  std::deque<std::function<void()>> async_pausers_;       // async_pause's, in turn
+  // Engine::async_read's read in progress (one at a time: the read lock has one holder).
+  struct PausedRead {
+    explicit PausedRead(boost::asio::io_context& io) : timer(io) {}
+    std::shared_ptr<Session> session;
+    std::function<void(Error, InboundMessage)> done;
+    boost::asio::steady_timer timer;
+    bool waiting = false;  // its wait on the connection is armed
+  };
+  std::shared_ptr<PausedRead> paused_read_;  // (m)
+  void paused_read_step(const std::shared_ptr<PausedRead>& read, Error wait_error);
+  void finish_paused_read_locked(const std::shared_ptr<PausedRead>& read, Error error, InboundMessage message);
+  void arm_paused_read_locked(const std::shared_ptr<PausedRead>& read);
   std::shared_ptr<Session> current_;
   std::shared_ptr<Attempt> attempt_;
   std::optional<Url> redirected_url_;  // where a permanent redirect pointed; reset by start()

@@ -66,6 +66,11 @@ class Engine {
   /// run; or returns the error (dial, TLS, HTTP status, on_open's error, timeout).
   /// No restart loop on failure. `errc::already_started` if running.
   Error start();
+  /// start() without blocking, for event loops and coroutines (wscengine/coro.hpp): the
+  /// same first attempt, and `done` gets what start() would return, once, on a callback
+  /// thread. Returns an error, and never calls `done`, when the start is refused at once
+  /// (`errc::already_started`).
+  Error async_start(std::function<void(Error)> done);
   /// Returns at once; dials in the background and keeps retrying with backoff
   /// (each failure goes to on_restart_error) until connected, exit or stop.
   Error start_background();
@@ -73,6 +78,10 @@ class Engine {
   /// handshake, then return once stopped or after stop_timeout (`errc::timeout`).
   /// From inside a callback of this engine it does not wait.
   Error stop();
+  /// stop() without blocking: asks the engine to stop as stop() does, and `done` runs
+  /// once, on a callback thread, when it is stopped (posted at once when it is not
+  /// running). Any thread, callbacks and I/O threads included.
+  void async_stop(std::function<void(Error)> done);
   /// Blocks until the engine is stopped (by exit(), stop(), a peer close without
   /// auto-reconnect, or an exhausted restart loop) or the timeout passes
   /// (`errc::timeout`). From a callback of this engine: `errc::would_deadlock`.
@@ -83,6 +92,17 @@ class Engine {
   void exit();
   /// Takes the read lock (see PauseGuard).
   PauseGuard pause();
+  /// pause() without blocking: `done` gets the guard once the read lock is this
+  /// caller's, on a callback thread. Callers get it in turn.
+  void async_pause(std::function<void(PauseGuard)> done);
+  /// The current session's next message, for the holder of the read lock (a
+  /// PauseGuard from pause() or async_pause()), without holding a thread while it
+  /// waits: `done` gets it, or the error, once, on a callback thread. Errors:
+  /// `errc::timeout` after `timeout`, `errc::not_connected` between sessions,
+  /// `errc::closed` when the session ends first, `errc::cancelled` when the guard is
+  /// released first, `errc::invalid_option` without the read lock or while another
+  /// async_read runs. Messages not read this way stay queued for on_message.
+  void async_read(std::chrono::milliseconds timeout, std::function<void(Error, InboundMessage)> done);
   /// Queues one message on the current session's send queue and returns at once,
   /// from any thread, callbacks included: it never waits for the network. Errors
   /// known at once: `errc::not_running` before start() and once stopped,

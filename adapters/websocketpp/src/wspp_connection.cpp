@@ -291,7 +291,7 @@ class State final : public std::enable_shared_from_this<State> {
     std::string marker;
     {
       std::lock_guard lock(mutex_);
-      sent_bytes_ += payload.size();
+      sent_bytes_ += counted_size(payload);
       if (limit != 0 && sent_bytes_ - last_marker_at_ >= limit / 4) {
         last_marker_at_ = sent_bytes_;
         markers_.push_back({++marker_count_, sent_bytes_});
@@ -329,7 +329,7 @@ class State final : public std::enable_shared_from_this<State> {
                 : failure_             ? *failure_
                                        : Error::closed(last_close_, "the connection ended before the peer had it");
       } else {
-        sent_bytes_ += payload.size();
+        sent_bytes_ += counted_size(payload);
         if (unacked_writes_.empty()) {
           last_ack_ = std::chrono::steady_clock::now();
           watch = !write_watch_armed_;
@@ -842,6 +842,10 @@ class State final : public std::enable_shared_from_this<State> {
   std::uint64_t pongs_ = 0;
   std::vector<std::shared_ptr<Waiter>> waiters_;  // pings and a close waiting
   // Write acknowledgement by marker pings (see write()).
+  // A message counts its payload and the smallest frame header: an empty message
+  // moves the count too, so a marker sent after it covers it (counting payloads only,
+  // its async_write waited for write_timeout, then failed the connection).
+  static std::uint64_t counted_size(std::string_view payload) noexcept { return payload.size() + 2; }
   std::uint64_t sent_bytes_ = 0;
   std::uint64_t acked_bytes_ = 0;
   std::uint64_t last_marker_at_ = 0;
