@@ -237,7 +237,10 @@ TEST_P(Coroutines, ASessionThatEndsDuringAReadEndsTheRead) {
   std::promise<Error> outcome;
   const auto began = std::chrono::steady_clock::now();
   engine.async_read(15s, [&](Error e, InboundMessage) { outcome.set_value(std::move(e)); });
-  ASSERT_FALSE(engine.send_text("drop me"));
+  // websocketpp may see the drop before it has recorded the send: then the send itself
+  // says the connection closed. Either way the read must end.
+  Error sent = engine.send_text("drop me");
+  EXPECT_TRUE(!sent || sent.is(errc::closed)) << sent.message();
   auto result = outcome.get_future();
   ASSERT_EQ(result.wait_for(kLimit), std::future_status::ready);
   Error e = result.get();

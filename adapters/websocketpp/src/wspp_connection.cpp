@@ -435,9 +435,12 @@ class State final : public std::enable_shared_from_this<State> {
 
   // The engine is done with the connection: drop it unless it already ended. A close
   // handshake this side began (failing the connection) is let finish first, for up to
-  // 2 s, so that the close frame is not lost to the drop. Sends still unacknowledged
-  // get their outcome now (the engine waits for them before it can be destroyed), not
-  // when websocketpp lets go of this state.
+  // 2 s, so that the close frame is not lost to the drop; sends still unacknowledged
+  // then get their outcome from its end (finish_all), where an answered close counts
+  // them as sent: failed here, a caller that resends failures (EngineOptions::outage)
+  // sent them twice when the close crossed a peer's. Otherwise they get it now (the
+  // engine waits for them before it can be destroyed), not when websocketpp lets go of
+  // this state.
   void release() noexcept {
     std::shared_ptr<bridge::Bridge> b;
     bool closing = false;
@@ -447,7 +450,7 @@ class State final : public std::enable_shared_from_this<State> {
       std::lock_guard lock(mutex_);
       if (!ended_) b = bridge_;
       closing = closing_;
-      unacked.swap(unacked_writes_);
+      if (!(b && closing)) unacked.swap(unacked_writes_);
       // As in finish_all: a peer that answered our close had every message.
       if (!acknowledged_by_close_) not_sent = Error(errc::cancelled, "not acknowledged: connection released");
     }
