@@ -22,6 +22,7 @@
 
 #include "support/process.hpp"
 #include "support/real_adapters.hpp"
+#include "support/real_engine_fixture.hpp"
 #include "support/text.hpp"
 #include "test_server.hpp"
 
@@ -109,21 +110,14 @@ void destroy_while_running(net::io_context& io, Engines& engines) {
   runner.join();
 }
 
-class AppIoContext : public ::testing::TestWithParam<RealAdapter> {
+// The project's echo server beside each test (the rest of RealEngineTest: options(),
+// a Recorder, the check for contract violations at the end).
+class AppIoContext : public RealEngineTest {
  protected:
   void SetUp() override {
     server.on_session = [](tools::ServerSession& s) { tools::echo_session(s); };
     server.start();
   }
-  EngineOptions options(const std::string& url) {
-    EngineOptions o;
-    o.url = url;
-    o.delivery = GetParam().delivery;
-    o.backoff.initial_delay = 10ms;
-    o.backoff.max_delay = 50ms;
-    return o;
-  }
-  tools::TestServer server;
 };
 
 }  // namespace

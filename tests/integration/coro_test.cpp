@@ -23,6 +23,7 @@
 #include <wscengine/wscengine.hpp>
 
 #include "support/real_adapters.hpp"
+#include "support/real_engine_fixture.hpp"
 #include "support/recorder.hpp"
 #include "support/text.hpp"
 #include "test_server.hpp"
@@ -66,19 +67,13 @@ net::awaitable<int> ask(Engine& engine, int rounds) {
   co_return matched;
 }
 
-class Coroutines : public ::testing::TestWithParam<RealAdapter> {
+// The project's echo server beside each test (the rest of RealEngineTest: options(),
+// a Recorder, the check for contract violations at the end).
+class Coroutines : public RealEngineTest {
  protected:
   void SetUp() override {
     server.on_session = [](tools::ServerSession& s) { tools::echo_session(s); };
     server.start();
-  }
-  EngineOptions options(const std::string& url) {
-    EngineOptions o;
-    o.url = url;
-    o.delivery = GetParam().delivery;
-    o.backoff.initial_delay = 10ms;
-    o.backoff.max_delay = 50ms;
-    return o;
   }
   // Runs `io` until its work is done or kLimit passed; false when the limit cut it.
   static bool run(net::io_context& io) {
@@ -86,8 +81,6 @@ class Coroutines : public ::testing::TestWithParam<RealAdapter> {
     io.run_for(kLimit);
     return std::chrono::steady_clock::now() - began < kLimit;
   }
-  tools::TestServer server;
-  std::shared_ptr<Recorder> client = std::make_shared<Recorder>();
 };
 
 }  // namespace
