@@ -276,12 +276,13 @@ void EngineCore::stop_async(std::function<void(Error)> done) {
       return post([done = std::move(done)] { done({}); });
     stop_waiters_.push_back(std::move(done));
   }
-  request_stop();
+  std::unique_ptr<Span> span;  // ends with the request: the wait is the caller's
+  request_stop(span);
 }
 
 Error EngineCore::stop() {
-  std::unique_ptr<Span> span = request_stop();
-  if (!span && !stopping_now()) return {};
+  std::unique_ptr<Span> span;
+  if (!request_stop(span)) return {};
   if (t_callback_engine == this) return {};  // acts like exit: never wait for ourselves
   if (runtime_->on_io_thread()) {
     return Error(errc::would_deadlock,
@@ -296,18 +297,13 @@ Error EngineCore::stop() {
   return {};
 }
 
-bool EngineCore::stopping_now() const {
-  Lock lock(mutex_);
-  return state_ != EngineState::idle && state_ != EngineState::stopped;
-}
-
-// Asks the engine to stop (nothing to do when idle or stopped); the stop span, if traced.
-std::unique_ptr<Span> EngineCore::request_stop() {
+// Asks the engine to stop; false when it is idle or stopped (nothing to do). `span` gets
+// the stop's span when traced.
+bool EngineCore::request_stop(std::unique_ptr<Span>& span) {
   std::shared_ptr<Session> to_cancel;
-  std::unique_ptr<Span> span;
   {
     Lock lock(mutex_);
-    if (state_ == EngineState::idle || state_ == EngineState::stopped) return nullptr;
+    if (state_ == EngineState::idle || state_ == EngineState::stopped) return false;
     span = start_span("wscengine.stop", current_ ? current_->run_trace : TraceContext{});
     stop_requested_ = exit_requested_ = true;
     if (state_ != EngineState::stopping) state_ = EngineState::stopping;
@@ -324,7 +320,7 @@ std::unique_ptr<Span> EngineCore::request_stop() {
     if (retry_timer_) retry_timer_->cancel();
   }
   if (to_cancel) to_cancel->stop.request_stop();
-  return span;
+  return true;
 }
 
 Error EngineCore::wait_stopped(std::chrono::milliseconds timeout) {
@@ -1795,12 +1791,15 @@ Error Engine::async_start(std::function<void(Error)> done) {
   if (!done) return Error(errc::invalid_option, "async_start needs a handler");
   return core_->start(false, std::move(done));
 }
-void Engine::async_stop(std::function<void(Error)> done) { core_->stop_async(std::move(done)); }
+void Engine::async_stop(std::function<void(Error)> done) {
+  if (!done) done = [](Error) {};
+  core_->stop_async(std::move(done));
+}
 void Engine::async_read(std::chrono::milliseconds timeout, std::function<void(Error, InboundMessage)> done) {
-  core_->read_paused_async(timeout, std::move(done));
+  if (done) core_->read_paused_async(timeout, std::move(done));
 }
 void Engine::async_pause(std::function<void(PauseGuard)> done) {
-  core_->pause_async([core = core_, done = std::move(done)] { done(PauseGuard(core)); });
+  if (done) core_->pause_async([core = core_, done = std::move(done)] { done(PauseGuard(core)); });
 }
 Error Engine::stop() { return core_->stop(); }
 Error Engine::wait_stopped(std::chrono::milliseconds timeout) { return core_->wait_stopped(timeout); }

@@ -202,8 +202,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   Error stop();
   /// Asks for the stop; `done` runs on a callback thread once stopped.
   void stop_async(std::function<void(Error)> done);
-  std::unique_ptr<Span> request_stop();
-  bool stopping_now() const;
+  bool request_stop(std::unique_ptr<Span>& span);
   Error wait_stopped(std::chrono::milliseconds timeout);
   void request_end(const std::shared_ptr<Session>& session, EndReason reason);
   void pause();

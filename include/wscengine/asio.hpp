@@ -27,7 +27,7 @@ boost::asio::io_context& io_context(Runtime& runtime) noexcept;
 ///   it with an engine still running;
 /// - start engines with Engine::start_background() (or wscengine/coro.hpp's
 ///   async_start): a blocking start() on a thread that runs the io_context fails with
-///   `errc::would_deadlock`, and on another thread it waits for the io_context to run;
+///   `errc::would_deadlock`;
 /// - destroy engines and the runtime outside the io_context's handlers and callbacks
 ///   (or once run() returned), as with any runtime: an engine's destructor waits for
 ///   its handlers, which need the io_context.

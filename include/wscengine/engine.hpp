@@ -80,7 +80,8 @@ class Engine {
   Error stop();
   /// stop() without blocking: asks the engine to stop as stop() does, and `done` runs
   /// once, on a callback thread, when it is stopped (posted at once when it is not
-  /// running). Any thread, callbacks and I/O threads included.
+  /// running). Any thread, callbacks and I/O threads included. A null `done`: the stop
+  /// is asked for and nothing waits.
   void async_stop(std::function<void(Error)> done);
   /// Blocks until the engine is stopped (by exit(), stop(), a peer close without
   /// auto-reconnect, or an exhausted restart loop) or the timeout passes
@@ -93,7 +94,7 @@ class Engine {
   /// Takes the read lock (see PauseGuard).
   PauseGuard pause();
   /// pause() without blocking: `done` gets the guard once the read lock is this
-  /// caller's, on a callback thread. Callers get it in turn.
+  /// caller's, on a callback thread. Callers get it in turn. A null `done` takes nothing.
   void async_pause(std::function<void(PauseGuard)> done);
   /// The current session's next message, for the holder of the read lock (a
   /// PauseGuard from pause() or async_pause()), without holding a thread while it
@@ -101,7 +102,8 @@ class Engine {
   /// `errc::timeout` after `timeout`, `errc::not_connected` between sessions,
   /// `errc::closed` when the session ends first, `errc::cancelled` when the guard is
   /// released first, `errc::invalid_option` without the read lock or while another
-  /// async_read runs. Messages not read this way stay queued for on_message.
+  /// async_read runs. Messages not read this way stay queued for on_message. A null
+  /// `done` reads nothing.
   void async_read(std::chrono::milliseconds timeout, std::function<void(Error, InboundMessage)> done);
   /// Queues one message on the current session's send queue and returns at once,
   /// from any thread, callbacks included: it never waits for the network. Errors

@@ -213,6 +213,20 @@ TEST_P(Coroutines, ReleasingTheGuardEndsAReadInProgress) {
   EXPECT_FALSE(engine.stop());
 }
 
+// Null handlers: a pause takes nothing (the read lock stays free: a message reaches
+// on_message), a read reads nothing, a stop is asked for with nothing waiting.
+TEST_P(Coroutines, NullHandlersTakeNothingAndAStopStillStops) {
+  Engine engine(options(server.url()), client, GetParam().make());
+  ASSERT_FALSE(engine.start());
+  engine.async_pause(nullptr);
+  engine.async_read(10ms, nullptr);
+  ASSERT_FALSE(engine.send_text("to on_message"));
+  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  engine.async_stop(nullptr);
+  EXPECT_FALSE(engine.wait_stopped(kLimit));
+  EXPECT_EQ(engine.state(), EngineState::stopped);
+}
+
 // A session that ends while a read waits ends the read at once (not at its timeout).
 TEST_P(Coroutines, ASessionThatEndsDuringAReadEndsTheRead) {
   tools::TestServer dropper;
