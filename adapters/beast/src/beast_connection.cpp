@@ -200,6 +200,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
         req.set(http::field::sec_websocket_protocol, joined);
       }
     }));
+    stream_built_.store(true, std::memory_order_release);  // cancel_dial_ops may look at ws_ now
     auto self = this->shared_from_this();
     timer_.expires_after(request_.timeout);
     timer_.async_wait([self](const error_code& ec) {
@@ -590,11 +591,13 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     complete_dial(std::move(error));
   }
 
-  // Runs on the strand.
+  // Runs on the strand. An abort() during async_dial posts this while the dial may
+  // still be building ws_ on its own thread: the stream is looked at only once built
+  // (the dial then sees aborted_ on the strand and stops by itself).
   void cancel_dial_ops() {
     resolver_.cancel();
     error_code ignored;
-    if (ws_) lowest().socket().cancel(ignored);
+    if (stream_built_.load(std::memory_order_acquire) && ws_) lowest().socket().cancel(ignored);
   }
 
   void complete_dial(Result<HandshakeResponse> result) {
@@ -1331,6 +1334,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   std::atomic<bool> open_{false};
   std::atomic<bool> aborted_{false};
+  std::atomic<bool> stream_built_{false};  ///< async_dial has built ws_ (see cancel_dial_ops)
   std::atomic<bool> timed_out_{false};
   std::atomic<bool> half_closed_{false};
   std::atomic<int> fd_{-1};
