@@ -2,6 +2,7 @@
 #include <wscengine/runtime.hpp>
 
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
 #include <cstdio>
@@ -27,6 +28,10 @@ RuntimeImpl::RuntimeImpl(const RuntimeOptions& opts)
       callbacks(std::in_place, std::max<std::size_t>(1, opts.callback_threads)) {
   options.io_threads = std::max<std::size_t>(1, options.io_threads);
   options.callback_threads = std::max<std::size_t>(1, options.callback_threads);
+  // Asio creates its timer service and the epoll reactor under nested locks on first use;
+  // created here, before any thread runs, no engine's first timer takes those locks in
+  // an order another thread's reverses (ThreadSanitizer saw such a cycle).
+  { boost::asio::steady_timer create_services(io); }
   for (std::size_t i = 0; i < options.io_threads; ++i) {
     io_threads.emplace_back([this] {
       t_io_runtime = this;
