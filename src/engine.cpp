@@ -1491,6 +1491,7 @@ void EngineCore::insert_held_locked(HeldSend held) {
                              [](std::uint64_t order, const HeldSend& h) { return order < h.order; });
   held_.insert(at, std::move(held));
   held_bytes_ += size;
+  publish_held_locked();  // give_up_held_locked counts down from what is published
   if (options_.outage.mode == OutageSends::drop_oldest) drop_oldest_locked(0);
   publish_held_locked();
   arm_hold_timer_locked();
@@ -1522,7 +1523,11 @@ void EngineCore::give_up_all_held_locked() {
   if (hold_timer_) hold_timer_->cancel();
 }
 
+// The statistics stop counting it before its completion can run: a completion that
+// reads engine.stats() sees it gone (the caller erases it from held_ next).
 void EngineCore::give_up_held_locked(HeldSend& held, Error error) {
+  totals_->held_messages.fetch_sub(1, std::memory_order_relaxed);
+  totals_->held_bytes.fetch_sub(held.payload->size(), std::memory_order_relaxed);
   if (held.done) post([done = std::move(held.done), e = std::move(error)]() mutable { done(std::move(e)); });
 }
 
