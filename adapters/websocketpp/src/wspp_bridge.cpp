@@ -156,20 +156,32 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     return {};
   }
 
-  std::string send(bool text, std::string_view payload) override {
+  void send(bool text, std::string_view payload, Queued queued) override {
     auto con = connection();
-    if (!con) return "not connected";
-    auto ec = con->send(payload.data(), payload.size(),
-                        text ? websocketpp::frame::opcode::text : websocketpp::frame::opcode::binary);
-    return ec ? ec.message() : std::string();
+    if (!con) {
+      if (queued) queued("not connected");
+      return;
+    }
+    auto opcode = text ? websocketpp::frame::opcode::text : websocketpp::frame::opcode::binary;
+    auto message = con->get_message(opcode, payload.size());
+    message->append_payload(payload.data(), payload.size());
+    con->get_strand()->dispatch([con, message = std::move(message), queued = std::move(queued)] {
+      auto ec = con->send(message);
+      if (queued) queued(ec ? ec.message() : std::string());
+    });
   }
 
-  std::string ping(std::string_view payload) override {
+  void ping(std::string_view payload, Queued queued) override {
     auto con = connection();
-    if (!con) return "not connected";
-    error_code ec;
-    con->ping(std::string(payload), ec);
-    return ec ? ec.message() : std::string();
+    if (!con) {
+      if (queued) queued("not connected");
+      return;
+    }
+    con->get_strand()->dispatch([con, payload = std::string(payload), queued = std::move(queued)] {
+      error_code ec;
+      con->ping(payload, ec);
+      if (queued) queued(ec ? ec.message() : std::string());
+    });
   }
 
   // websocketpp's close() writes the connection state under a lock its read

@@ -104,9 +104,17 @@ class Bridge {
   /// Starts the handshake. Returns a failure at once for what cannot even start
   /// (bad URI); otherwise `events.dialled` reports the outcome.
   virtual DialOutcome dial(DialParams params, Events events) = 0;
-  /// Queues one whole message; "" on success, else websocketpp's reason.
-  virtual std::string send(bool text, std::string_view payload) = 0;
-  virtual std::string ping(std::string_view payload) = 0;
+  /// What a send or ping became: "" once websocketpp queued it, else its reason.
+  using Queued = std::function<void(std::string)>;
+  /// Queues one whole message. The payload is copied at once; websocketpp takes it on
+  /// the connection's strand (inline when the caller may run there), where its read
+  /// handler changes the connection's state: websocketpp reads that state in send()
+  /// under a lock its own writers do not take. So a message is either queued ahead of
+  /// any close frame or refused, never queued behind one and lost. `queued` (may be
+  /// null) runs on the strand.
+  virtual void send(bool text, std::string_view payload, Queued queued) = 0;
+  /// A ping, the same way.
+  virtual void ping(std::string_view payload, Queued queued) = 0;
   /// Starts the close handshake (on the connection's strand; returns at once).
   virtual std::string close(std::uint16_t code, std::string_view reason) = 0;
   /// Shuts the socket down at once (no close frame); a dial still in DNS or TCP

@@ -286,8 +286,10 @@ class State final : public std::enable_shared_from_this<State> {
       }
       b = bridge_;
     }
-    auto failed = b->send(type == MessageType::text, payload);
-    if (!failed.empty()) return closed_error("write failed: " + failed);
+    // websocketpp takes it on the connection's strand (see Bridge::send): wait for that.
+    std::promise<std::string> queued;
+    b->send(type == MessageType::text, payload, [&queued](std::string failed) { queued.set_value(std::move(failed)); });
+    if (auto failed = queued.get_future().get(); !failed.empty()) return closed_error("write failed: " + failed);
     std::string marker;
     {
       std::lock_guard lock(mutex_);
@@ -298,7 +300,7 @@ class State final : public std::enable_shared_from_this<State> {
         marker = kMarkerPrefix + std::to_string(marker_count_);
       }
     }
-    if (!marker.empty()) b->ping(marker);
+    if (!marker.empty()) b->ping(marker, nullptr);
     return {};
   }
 
@@ -313,7 +315,15 @@ class State final : public std::enable_shared_from_this<State> {
       if (!open_) return done(Error::closed(last_close_, "write on a closed connection"));
       b = bridge_;
     }
-    auto failed = b->send(type == MessageType::text, payload);
+    // websocketpp takes it on the connection's strand (see Bridge::send); the rest runs
+    // there, once it was queued or refused.
+    b->send(type == MessageType::text, payload,
+            [self = shared_from_this(), b, size = counted_size(payload),
+             done = std::move(done)](std::string failed) mutable { self->written(*b, size, failed, std::move(done)); });
+  }
+
+  // async_write, once websocketpp queued the message of `size` counted bytes or refused it.
+  void written(bridge::Bridge& b, std::size_t size, const std::string& failed, Connection::DoneHandler done) {
     if (!failed.empty()) return done(closed_error("write failed: " + failed));
     if (options_.max_unacknowledged_bytes == 0) return done({});
     std::string marker;
@@ -329,7 +339,7 @@ class State final : public std::enable_shared_from_this<State> {
                 : failure_             ? *failure_
                                        : Error::closed(last_close_, "the connection ended before the peer had it");
       } else {
-        sent_bytes_ += counted_size(payload);
+        sent_bytes_ += size;
         if (unacked_writes_.empty()) {
           last_ack_ = std::chrono::steady_clock::now();
           watch = !write_watch_armed_;
@@ -340,7 +350,7 @@ class State final : public std::enable_shared_from_this<State> {
       }
     }
     if (ended) return done(std::move(*ended));
-    if (!marker.empty()) b->ping(marker);
+    if (!marker.empty()) b.ping(marker, nullptr);
     if (watch) watch_writes(request_.write_timeout);
   }
 
@@ -360,8 +370,9 @@ class State final : public std::enable_shared_from_this<State> {
       b = bridge_;
     }
     start_timer(w, timeout);
-    auto failed = b->ping(payload);
-    if (!failed.empty()) finish(w, closed_error("ping failed: " + failed));
+    b->ping(payload, [self = shared_from_this(), w](std::string failed) {
+      if (!failed.empty()) self->finish(w, self->closed_error("ping failed: " + failed));
+    });
   }
 
   Error ping(std::string_view payload, std::chrono::milliseconds timeout) {
@@ -628,7 +639,7 @@ class State final : public std::enable_shared_from_this<State> {
     changed_.notify_all();
     for (auto& w : answered) finish(w, {});
     for (auto& done : sent) done({});
-    if (!marker.empty() && b) b->ping(marker);
+    if (!marker.empty() && b) b->ping(marker, nullptr);
   }
 
   // A marker ping when writes wait for one: none is outstanding, or a quarter of the
