@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
 
@@ -10,7 +11,9 @@
 #include "support/process.hpp"
 #include "support/test_pki.hpp"
 #include "support/text.hpp"
+#include "test_server.hpp"
 
+using namespace wscengine;
 using namespace wscengine::test;
 using namespace std::chrono_literals;
 using ::testing::HasSubstr;
@@ -340,6 +343,74 @@ TEST(Cli, StatsEveryPrintsTheEngineStatistics) {
   }
   EXPECT_GE(lines_with_rtt, 1u) << periodic.err;
   EXPECT_EQ(cli({"connect", py.url(), "--stats-every", "x"}).exit_code, 2);
+}
+
+// --outage: lines read while no session is open wait for the next one (hold), make room
+// by giving up the oldest (drop-oldest), or are given up after --outage-max-age; each
+// line given up is reported. The server closes the first session at once and refuses
+// reconnects until the CLI's statistics show what is held.
+TEST(Cli, OutageHoldsLinesReadBetweenSessionsForTheNextOne) {
+  struct Case {
+    std::vector<std::string> flags;
+    std::string held;      // the statistics once both lines are in
+    std::string out;       // what the next session echoes
+    std::string not_sent;  // the report of a line given up, if any
+  };
+  const std::vector<Case> cases = {
+      {{"--outage", "hold"}, "\"held_messages\":2,", "one\ntwo\n", ""},
+      {{"--outage", "drop-oldest", "--outage-max-messages", "1"},
+       "\"sends_dropped\":1,",
+       "two\n",
+       "not sent: held send dropped for newer ones"},
+      {{"--outage", "hold", "--outage-max-age", "0.2"}, "\"sends_expired\":2,", "", "not sent: held send expired"},
+  };
+  for (const char* adapter : {"beast", "websocketpp"}) {
+    for (const auto& c : cases) {
+      SCOPED_TRACE(std::string(adapter) + " " + c.flags[1]);
+      std::atomic<int> sessions{0};
+      std::atomic<bool> refusing{true};
+      tools::TestServer server;
+      server.on_request = [&](const std::string&, const std::vector<Header>&) {
+        return sessions.load() >= 1 && refusing.load() ? 503 : 0;
+      };
+      server.on_session = [&](tools::ServerSession& s) {
+        if (++sessions == 1) {
+          (void)s.close({1012, "restart"});  // service restart
+          return;
+        }
+        InboundMessage m;
+        while (!s.read(m, 20s)) (void)s.send(m.type, m.payload);
+      };
+      server.start();
+      std::vector<std::string> argv = {kCli, "connect", server.url(), "--adapter", adapter, "--stats-every", "0.05"};
+      argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+      if (!c.out.empty()) argv.insert(argv.end(), {"--count", std::to_string(lines(c.out).size())});
+      bool written = false;
+      auto r = run_interactive(argv, 30s, [&](const CommandResult& so_far) {
+        CommandStep step;
+        if (!written && so_far.err.find("closed by the server: code 1012") != std::string::npos) {
+          written = true;
+          step.input = "one\ntwo\n";
+        }
+        if (written && so_far.err.find(c.held) != std::string::npos) {
+          refusing = false;                // the next attempt opens a session that echoes
+          step.interrupt = c.out.empty();  // nothing left to wait for
+        }
+        return step;
+      });
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_EQ(r.out, c.out) << r.err;
+      if (c.not_sent.empty()) {
+        EXPECT_THAT(r.err, Not(HasSubstr("not sent"))) << r.err;
+      } else {
+        EXPECT_THAT(r.err, HasSubstr(c.not_sent)) << r.err;
+      }
+      server.stop();
+    }
+  }
+  auto plain = serve({"--mode", "echo"});
+  EXPECT_EQ(cli({"connect", plain.url(), "--outage", "keep"}).exit_code, 2);
+  EXPECT_EQ(cli({"connect", plain.url(), "--outage-max-age", "1"}).exit_code, 2);
 }
 
 TEST(Cli, TraceWritesSpansAndMetricsToAFile) {

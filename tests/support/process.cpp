@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
+#include <functional>
 #include <stdexcept>
 
 namespace wscengine::test {
@@ -79,8 +81,12 @@ std::string ChildProcess::first_line(std::chrono::milliseconds timeout) {
   return "";
 }
 
-CommandResult run_command(const std::vector<std::string>& argv, const std::string& input,
-                          std::chrono::milliseconds timeout, const std::string& interrupt_when_err_has) {
+namespace {
+
+// Runs `argv`: `input` on its stdin, then end of input unless `keep_input_open`. When
+// `feed` is given, it is asked what to do after every chunk of output.
+CommandResult run(const std::vector<std::string>& argv, const std::string& input, std::chrono::milliseconds timeout,
+                  const std::function<CommandStep(const CommandResult&)>& feed, bool keep_input_open) {
   int in[2], out[2], err[2];
   if (::pipe(in) != 0 || ::pipe(out) != 0 || ::pipe(err) != 0) throw std::runtime_error("pipe failed");
   const pid_t parent = ::getpid();
@@ -101,14 +107,24 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
   ::close(in[0]);
   ::close(out[1]);
   ::close(err[1]);
-  // Small inputs fit the pipe buffer: write all, then end of input.
-  std::size_t written = 0;
-  while (written < input.size()) {
-    auto n = ::write(in[1], input.data() + written, input.size() - written);
-    if (n <= 0) break;
-    written += static_cast<std::size_t>(n);
-  }
-  ::close(in[1]);
+  int stdin_fd = in[1];
+  // A child that has exited makes a write to its stdin fail with EPIPE, not end the test.
+  std::signal(SIGPIPE, SIG_IGN);
+  // Small inputs fit the pipe buffer: write all at once.
+  auto write_all = [&](const std::string& text) {
+    std::size_t written = 0;
+    while (stdin_fd >= 0 && written < text.size()) {
+      auto n = ::write(stdin_fd, text.data() + written, text.size() - written);
+      if (n <= 0) break;
+      written += static_cast<std::size_t>(n);
+    }
+  };
+  auto close_stdin = [&] {
+    if (stdin_fd >= 0) ::close(stdin_fd);
+    stdin_fd = -1;
+  };
+  write_all(input);
+  if (!keep_input_open) close_stdin();
   CommandResult result;
   auto deadline = std::chrono::steady_clock::now() + timeout;
   bool interrupted = false;
@@ -134,12 +150,17 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
       }
       (i == 0 ? result.out : result.err).append(buffer, static_cast<std::size_t>(n));
     }
-    if (!interrupted && !interrupt_when_err_has.empty() &&
-        result.err.find(interrupt_when_err_has) != std::string::npos) {
-      interrupted = true;
-      ::kill(pid, SIGINT);
+    if (feed && !interrupted) {
+      CommandStep step = feed(result);
+      write_all(step.input);
+      if (step.end_input) close_stdin();
+      if (step.interrupt) {
+        interrupted = true;
+        ::kill(pid, SIGINT);
+      }
     }
   }
+  close_stdin();
   for (auto& f : fds)
     if (f.fd >= 0) ::close(f.fd);
   int status = 0;
@@ -147,6 +168,26 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
   ::kill(-pid, SIGKILL);  // whatever it started and left behind in its group
   if (!result.timed_out && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
   return result;
+}
+
+}  // namespace
+
+CommandResult run_command(const std::vector<std::string>& argv, const std::string& input,
+                          std::chrono::milliseconds timeout, const std::string& interrupt_when_err_has) {
+  if (interrupt_when_err_has.empty()) return run(argv, input, timeout, {}, false);
+  return run(
+      argv, input, timeout,
+      [&](const CommandResult& so_far) {
+        CommandStep step;
+        step.interrupt = so_far.err.find(interrupt_when_err_has) != std::string::npos;
+        return step;
+      },
+      false);
+}
+
+CommandResult run_interactive(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                              const std::function<CommandStep(const CommandResult& so_far)>& feed) {
+  return run(argv, {}, timeout, feed, true);
 }
 
 bool make_test_certificate(const std::string& dir) {

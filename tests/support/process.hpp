@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,18 @@ struct CommandResult {
 /// not empty, SIGINT is sent once stderr contains it.
 CommandResult run_command(const std::vector<std::string>& argv, const std::string& input,
                           std::chrono::milliseconds timeout, const std::string& interrupt_when_err_has = {});
+
+/// What an interactive command is given next (see run_interactive).
+struct CommandStep {
+  std::string input;       ///< written to its stdin now
+  bool end_input = false;  ///< then end of input
+  bool interrupt = false;  ///< then SIGINT (asked no more after that)
+};
+
+/// Runs `argv` with stdin open: after every chunk of stdout or stderr, `feed` is
+/// given everything printed so far and says what to do; killed after `timeout`.
+CommandResult run_interactive(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                              const std::function<CommandStep(const CommandResult& so_far)>& feed);
 
 /// Makes a self-signed certificate for "localhost" and 127.0.0.1 in `dir`
 /// (cert.pem, key.pem) with the openssl tool. Returns false if that failed.

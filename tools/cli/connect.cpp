@@ -170,6 +170,9 @@ struct StdinPump {
   std::mutex mutex;
   Engine* engine = nullptr;
   std::atomic<bool> eof{false};
+  // --outage: a line may be held across an outage, so its outcome comes later, through
+  // async_send's completion; without it a send's refusal is the whole story.
+  bool outcome_later = false;
 };
 
 // The engine's statistics as JSON fields (after "{" and before the CLI's own).
@@ -189,7 +192,10 @@ std::string stats_fields(const EngineStats& s) {
   return "\"messages_sent\":" + std::to_string(s.traffic.messages_sent) +
          ",\"bytes_sent\":" + std::to_string(s.traffic.bytes_sent) +
          ",\"queued_messages\":" + std::to_string(s.session.queued_messages) +
-         ",\"queued_bytes\":" + std::to_string(s.session.queued_bytes) + ",\"rtt_us\":" + micros(s.rtt) +
+         ",\"queued_bytes\":" + std::to_string(s.session.queued_bytes) +
+         ",\"held_messages\":" + std::to_string(s.held_messages) + ",\"held_bytes\":" + std::to_string(s.held_bytes) +
+         ",\"sends_expired\":" + std::to_string(s.sends_expired) +
+         ",\"sends_dropped\":" + std::to_string(s.sends_dropped) + ",\"rtt_us\":" + micros(s.rtt) +
          ",\"smoothed_rtt_us\":" + micros(s.smoothed_rtt) + ",\"sessions\":" + std::to_string(s.sessions) +
          ",\"session_id\":" + std::to_string(s.session.session_id) +
          ",\"session_seconds\":" + std::to_string(std::chrono::duration<double>(s.session.age).count()) +
@@ -206,6 +212,10 @@ int run_connect(const Args& args) {
   auto pong_timeout = args.number("--pong-timeout", 10, 0.001, 3600, error);
   auto max_silence = args.number("--max-silence", 0, 0, 86400, error);
   auto stats_every = args.number("--stats-every", 0, 0, 86400, error);
+  const OutageOptions outage_defaults;
+  auto outage_max_age = args.number("--outage-max-age", 30, 0.001, 86400, error);
+  auto outage_max_messages =
+      args.number("--outage-max-messages", static_cast<double>(outage_defaults.max_messages), 1, 1e9, error);
   auto max_size = args.number("--max-message-size", 16 << 20, 1, 1e12, error);
   auto count = args.number("--count", 0, 0, 1e15, error);
   auto max_redirects = args.number("--max-redirects", EngineOptions{}.max_redirects, 0, 20, error);
@@ -238,6 +248,20 @@ int run_connect(const Args& args) {
   options.max_silence =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(*max_silence));
   if (*max_silence > 0 && options.max_silence.count() == 0) return usage_error("--max-silence must be at least 0.001");
+  // Lines typed during an outage: held for the next session instead of refused.
+  if (auto outage = args.value("--outage")) {
+    if (*outage == "hold")
+      options.outage.mode = OutageSends::hold;
+    else if (*outage == "drop-oldest")
+      options.outage.mode = OutageSends::drop_oldest;
+    else if (*outage != "fail")
+      return usage_error("--outage must be fail, hold or drop-oldest (got '" + *outage + "')");
+  } else if (args.has("--outage-max-age") || args.has("--outage-max-messages")) {
+    return usage_error("--outage-max-age and --outage-max-messages need --outage hold or drop-oldest");
+  }
+  options.outage.max_age =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::duration<double>(*outage_max_age));
+  options.outage.max_messages = static_cast<std::size_t>(*outage_max_messages);
   for (const auto& header : args.values("--header")) {
     auto colon = header.find(':');
     if (colon == std::string::npos || colon == 0)
@@ -320,6 +344,7 @@ int run_connect(const Args& args) {
 
   auto pump = std::make_shared<StdinPump>();
   pump->engine = engine.get();
+  pump->outcome_later = options.outage.mode != OutageSends::fail;
   bool stdin_is_terminal = ::isatty(STDIN_FILENO);
   std::thread([pump, &status] {
     std::string line;
@@ -327,8 +352,21 @@ int run_connect(const Args& args) {
       // A full send queue holds stdin back (as a pipe would), without holding the
       // engine: the lock is let go between tries so that exit can withdraw it.
       for (;;) {
-        std::lock_guard lock(pump->mutex);
+        std::unique_lock lock(pump->mutex);
         if (!pump->engine) return;
+        if (pump->outcome_later) {
+          // The engine's destructor runs every completion first, so `status` outlives them.
+          Error e = pump->engine->async_send(MessageType::text, line, [&status](Error outcome) {
+            if (outcome) status.warn("not sent: " + outcome.message());
+          });
+          if (e.is(errc::send_queue_full)) {  // no waiting send for held messages: retry soon
+            lock.unlock();
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            continue;
+          }
+          if (e) status.warn("not sent: " + e.message());
+          break;
+        }
         Error e = pump->engine->send(MessageType::text, line, std::chrono::milliseconds(100));
         if (e.is(errc::send_queue_full)) continue;
         if (e) status.warn("not sent: " + e.message());

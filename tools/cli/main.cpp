@@ -49,6 +49,13 @@ or Ctrl-C).
   --pong-timeout S             no pong within S seconds = dead connection (default 10)
   --max-silence S              no data message for S seconds (pings and pongs do not
                                count) = stale: close with 1001 and reconnect (default 0: off)
+  --outage hold|drop-oldest    lines read during an outage are held and sent, in order, once
+                               the next session is open (up to --outage-max-messages lines
+                               and 1 MiB; beyond, hold waits for room, drop-oldest gives up
+                               the oldest); a line given up is reported as "not sent"
+                               (default fail: such a line is refused)
+  --outage-max-age S           a held line is given up after S seconds (default 30)
+  --outage-max-messages N      lines held at most (default 4096)
   --max-message-size BYTES     larger messages close the connection with 1009 (default 16 MiB)
   --max-redirects N            follow up to N redirects of the upgrade (default 5; 0: none)
   --ca-file F                  trust the CAs in PEM file F instead of the system store
@@ -72,6 +79,8 @@ or Ctrl-C).
   --stats                      at exit print one JSON line on stderr: messages, bytes,
                                seconds, reconnects, close_code, max_rss_kib (peak memory),
                                messages_sent, bytes_sent, queued_messages, queued_bytes,
+                               held_messages, held_bytes, sends_expired, sends_dropped
+                               (--outage),
                                rtt_us and smoothed_rtt_us (from pings; null before the first
                                pong), sessions, session_id, session_seconds, last_error
   --stats-every S              print such a line (without seconds, close_code and
@@ -154,6 +163,9 @@ int main(int argc, char** argv) {
                    "--pong-timeout",
                    "--max-silence",
                    "--stats-every",
+                   "--outage",
+                   "--outage-max-age",
+                   "--outage-max-messages",
                    "--max-message-size",
                    "--ca-file",
                    "--count",
