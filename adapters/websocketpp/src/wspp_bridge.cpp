@@ -6,6 +6,13 @@
 // every Asio error into "pass_through" and a refused connection could not be told
 // from a DNS failure.
 #define _WEBSOCKETPP_NO_CPP11_SYSTEM_ERROR_ 1
+// websocketpp gives each connection an io_context::strand, and Asio backs every such
+// strand of an io_context with one of only 193 shared implementations, chosen by a hash
+// of its address: two connections that draw the same one wait for each other, so a
+// blocked on_message (Delivery::io_thread) stalled an unrelated connection about one
+// time in 25 with nine connections. Taken in turn instead, the 193 are all used before
+// any is shared. Only this file uses these strands (Beast's are executor strands).
+#define BOOST_ASIO_ENABLE_SEQUENTIAL_STRAND_ALLOCATION 1
 
 #include "wspp_bridge.hpp"
 
