@@ -169,11 +169,19 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
       if (queued) queued("not connected");
       return;
     }
+    // Framed here on the sending thread (UTF-8 checked, masked, header written), as
+    // websocketpp's own send() would do on it: the strand, which may also be reading,
+    // only queues the frame.
     auto opcode = text ? websocketpp::frame::opcode::text : websocketpp::frame::opcode::binary;
-    auto message = con->get_message(opcode, payload.size());
+    auto message = framer_messages_->get_message(opcode, payload.size());
     message->append_payload(payload.data(), payload.size());
-    con->get_strand()->dispatch([con, message = std::move(message), queued = std::move(queued)] {
-      auto ec = con->send(message);
+    auto frame = framer_messages_->get_message();
+    if (auto ec = framer_.prepare_data_frame(message, frame)) {
+      if (queued) queued(ec.message());
+      return;
+    }
+    con->get_strand()->dispatch([con, frame = std::move(frame), queued = std::move(queued)] {
+      auto ec = con->send(frame);  // a prepared frame: websocketpp queues it as it is
       if (queued) queued(ec ? ec.message() : std::string());
     });
   }
@@ -357,6 +365,13 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
   std::optional<std::pair<std::uint16_t, std::string>> pending_close_;  // (mutex_)
   std::atomic<int> fd_{-1};
   std::atomic<bool> aborted_{false};
+  // Frames data messages off the strand (see send()). prepare_data_frame() reads only
+  // settings fixed at construction and the generator, which locks itself, so sending
+  // threads may use it at once.
+  typename Config::rng_type framer_rng_;
+  std::shared_ptr<typename Config::con_msg_manager_type> framer_messages_ =
+      std::make_shared<typename Config::con_msg_manager_type>();
+  websocketpp::processor::hybi13<Config> framer_{kTls, false, framer_messages_, framer_rng_};
 };
 
 }  // namespace

@@ -106,12 +106,13 @@ class Bridge {
   virtual DialOutcome dial(DialParams params, Events events) = 0;
   /// What a send or ping became: "" once websocketpp queued it, else its reason.
   using Queued = std::function<void(std::string)>;
-  /// Queues one whole message. The payload is copied at once; websocketpp takes it on
-  /// the connection's strand (inline when the caller may run there), where its read
-  /// handler changes the connection's state: websocketpp reads that state in send()
-  /// under a lock its own writers do not take. So a message is either queued ahead of
-  /// any close frame or refused, never queued behind one and lost. `queued` (may be
-  /// null) runs on the strand.
+  /// Queues one whole message. It is framed at once on the calling thread (copied,
+  /// masked; invalid UTF-8 in text is refused there, `queued` running at once);
+  /// websocketpp takes the frame on the connection's strand (inline when the caller
+  /// may run there), where its read handler changes the connection's state:
+  /// websocketpp reads that state in send() under a lock its own writers do not take.
+  /// So a message is either queued ahead of any close frame or refused, never queued
+  /// behind one and lost. `queued` (may be null) otherwise runs on the strand.
   virtual void send(bool text, std::string_view payload, Queued queued) = 0;
   /// A ping, the same way.
   virtual void ping(std::string_view payload, Queued queued) = 0;
