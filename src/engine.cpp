@@ -1491,9 +1491,9 @@ void EngineCore::insert_held_locked(HeldSend held) {
                              [](std::uint64_t order, const HeldSend& h) { return order < h.order; });
   held_.insert(at, std::move(held));
   held_bytes_ += size;
-  publish_held_locked();  // give_up_held_locked counts down from what is published
-  if (options_.outage.mode == OutageSends::drop_oldest) drop_oldest_locked(0);
   publish_held_locked();
+  // Each message it drops leaves the published counts in give_up_held_locked.
+  if (options_.outage.mode == OutageSends::drop_oldest) drop_oldest_locked(0);
   arm_hold_timer_locked();
 }
 

@@ -450,6 +450,34 @@ TEST_P(EngineOverSockets, InvalidUtf8Is1007) {
   EXPECT_TRUE(client->events_of(Event::read_error)[0].error.is(errc::invalid_utf8));
 }
 
+// Text that is not UTF-8, sent by the application: the websocketpp adapter frames each
+// message on the sending thread, where websocketpp refuses it at once and the connection
+// goes on; Beast sends it as it is and the peer fails the connection with 1007.
+TEST_P(EngineOverSockets, SendingTextThatIsNotUtf8) {
+  server.on_session = tools::echo_session;
+  auto o = options();
+  o.auto_reconnect = false;
+  make(o);
+  ASSERT_FALSE(engine->start());
+  const std::string bad("\xff\xfe bad", 6);
+  Error refused = engine->send_text(bad);
+  if (GetParam().name.rfind("websocketpp", 0) == 0) {
+    EXPECT_TRUE(refused) << "websocketpp took text that is not UTF-8";
+    EXPECT_THAT(refused.message(), ::testing::HasSubstr("nvalid")) << refused.message();
+    ASSERT_FALSE(engine->send_text("after"));
+    ASSERT_TRUE(client->wait_count(Event::message, 1));
+    EXPECT_EQ(client->events_of(Event::message)[0].payload, "after");
+  } else {
+    EXPECT_FALSE(refused) << refused.message();
+    ASSERT_FALSE(engine->wait_stopped(10s));
+    auto close = client->events_of(Event::close);
+    ASSERT_EQ(close.size(), 1u);
+    ASSERT_TRUE(close[0].received);
+    EXPECT_EQ(close[0].received->code, close_code::invalid_payload);
+  }
+  finish();
+}
+
 TEST_P(EngineOverSockets, SecureWithTheTestsOwnCertificate) {
   std::string dir = temp_dir();
   ASSERT_TRUE(make_test_certificate(dir)) << "openssl could not make a certificate";

@@ -213,7 +213,8 @@ int run_connect(const Args& args) {
   auto max_silence = args.number("--max-silence", 0, 0, 86400, error);
   auto stats_every = args.number("--stats-every", 0, 0, 86400, error);
   const OutageOptions outage_defaults;
-  auto outage_max_age = args.number("--outage-max-age", 30, 0.001, 86400, error);
+  auto outage_max_age = args.number("--outage-max-age", std::chrono::duration<double>(outage_defaults.max_age).count(),
+                                    0.001, 86400, error);
   auto outage_max_messages =
       args.number("--outage-max-messages", static_cast<double>(outage_defaults.max_messages), 1, 1e9, error);
   auto max_size = args.number("--max-message-size", 16 << 20, 1, 1e12, error);
