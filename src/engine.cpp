@@ -416,6 +416,7 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
   request.offer_compression = options_.offer_compression;
   request.deflate = options_.deflate;
   request.max_message_size = options_.max_message_size;
+  request.stream = options_.stream;
   request.tls = options_.tls;
   request.addresses = options_.addresses;
   request.timeout = options_.open_timeout;
@@ -607,7 +608,7 @@ void EngineCore::heartbeat(const std::shared_ptr<Session>& s) {
   {
     Lock lock(mutex_);
     if (s->ending || !s->current) return;
-    read_before = s->next_sequence.load(std::memory_order_relaxed);
+    read_before = reads_seen(*s);
   }
   const auto sent = std::chrono::steady_clock::now();
   traced(s->run_trace, [&] {
@@ -625,7 +626,7 @@ void EngineCore::heartbeat_answered(const std::shared_ptr<Session>& s, std::uint
   if (error.is(errc::closed) || !s->connection->is_open()) return;  // the reader sees the close
   // Messages read meanwhile prove the peer alive, even one too busy (or too simple)
   // to answer pings: only a connection with no pong and no data at all is dead.
-  if (s->next_sequence.load(std::memory_order_relaxed) != read_before) return schedule_heartbeat_locked(s);
+  if (reads_seen(*s) != read_before) return schedule_heartbeat_locked(s);
   s->dead = Error(errc::timeout, "no pong and no data within " + std::to_string(options_.pong_timeout.count()) +
                                      " ms of a ping: the connection is dead (" + error.message() + ")");
   bool fresh =
@@ -663,11 +664,12 @@ void EngineCore::watchdog_tick(const std::shared_ptr<Session>& s) {
   Lock lock(mutex_);
   if (s->ending || !s->current) return;
   const std::uint64_t read = s->next_sequence.load(std::memory_order_relaxed);
+  const std::uint64_t seen = reads_seen(*s);  // the parts of a streamed message count too
   // Not reading (paused, or every slot in on_message) is not the peer's silence.
   const bool reading =
       !user_paused_ && pausers_waiting_.load(std::memory_order_relaxed) == 0 && s->in_flight < options_.reader_slots;
-  if (read != s->watchdog_seen || !reading || read < options_.max_silence_after) {
-    s->watchdog_seen = read;
+  if (seen != s->watchdog_seen || !reading || read < options_.max_silence_after) {
+    s->watchdog_seen = seen;
     s->silent_for = std::chrono::milliseconds(0);
     return schedule_watchdog_locked(s);
   }
@@ -864,6 +866,7 @@ Error EngineCore::poll_briefly(Session& s, Connection& connection, InboundMessag
 // One read of what the connection has: would_block when nothing came (after the
 // busy poll of the low-latency mode).
 Error EngineCore::read_now(Session& s, Connection& connection, InboundMessage& buffer, bool on_io_thread) {
+  buffer.part = MessagePart::whole;  // an adapter that never streams leaves it as it is
   Error e = connection.try_read(buffer);
   if (e.is(errc::would_block) && on_io_thread && polls_) e = poll_briefly(s, connection, buffer);
   return e;
@@ -926,18 +929,36 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       if (keep_reading) continue;
       return stop_reader_locked(s);
     }
+    // A streamed part (still in the read lock): what on_message gets of it, if anything.
+    std::uint64_t offset = 0;
+    if (!error && buffer->part != MessagePart::whole && !shape_part(*s, *buffer, offset)) {
+      entered = true;  // nothing to deliver yet (an empty part): read on, still in the read lock
+      continue;
+    }
+    const MessagePart part = error ? MessagePart::whole : buffer->part;
     t_reader_engine = nullptr;
     Lock lock(mutex_, std::defer_lock);
     std::uint64_t sequence = 0;
     std::string key;
+    // The parts of a streamed message are keyed, so that with several slots they run
+    // in order, one at a time (under the first part's message_key, or the empty key).
+    bool keyed = false;
     if (holding_slot && !error) {
       // Nothing else can run for this session meanwhile (one slot, ours): no lock.
       leave_read_lock();
-      sequence = take_sequence(*s);
-      count_received(*s, buffer->payload.size());
+      sequence = sequence_of(*s, part);
+      count_received(*s, buffer->payload.size(), part == MessagePart::whole || part == MessagePart::last);
     } else {
       // Still the only reader: next_sequence changes only under the read lock.
-      if (!error && options_.message_key) key = message_key(*buffer, s->next_sequence.load(std::memory_order_relaxed));
+      if (!error) {
+        keyed = options_.message_key || part != MessagePart::whole;
+        if (part == MessagePart::middle || part == MessagePart::last) {
+          key = s->streamed.key;
+        } else if (options_.message_key) {
+          key = message_key(*buffer, s->next_sequence.load(std::memory_order_relaxed));
+        }
+        if (part == MessagePart::first) s->streamed.key = key;
+      }
       lock.lock();
       leave_read_lock_locked();
       if (error) {  // would_block: wait for the network without holding a thread
@@ -950,12 +971,12 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       }
       if (holding_slot) release_slot_locked(*s, slot);
       holding_slot = false;
-      sequence = take_sequence(*s);
-      count_received(*s, buffer->payload.size());
-      if (options_.message_key) {
+      sequence = sequence_of(*s, part);
+      count_received(*s, buffer->payload.size(), part == MessagePart::whole || part == MessagePart::last);
+      if (keyed) {
         auto [entry, fresh] = s->busy_keys.try_emplace(key);
         if (!fresh) {  // its key is busy: it runs after the running one, on that slot
-          entry->second.push_back({std::move(buffer), sequence, sampled});
+          entry->second.push_back({std::move(buffer), sequence, offset, sampled});
           ++s->parked;
           continue;  // read on (the checks at the top of the loop decide)
         }
@@ -969,9 +990,9 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       if (hand_off) start_reader(s);  // another slot reads while we dispatch
     }
     for (;;) {
-      deliver(s, *buffer, sequence, slot, sampled);
+      deliver(s, *buffer, sequence, offset, slot, sampled);
       lock.lock();
-      if (!options_.message_key) break;
+      if (!keyed) break;
       // Keyed: run what waited for this key, in order, on this slot (even while
       // shutting down: those messages were read and are not dropped).
       auto entry = s->busy_keys.find(key);
@@ -985,6 +1006,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
       s->free_buffers.push_back(std::move(buffer));
       buffer = std::move(next.buffer);
       sequence = next.sequence;
+      offset = next.offset;
       sampled = next.sampled;
       kick_reader_locked(s);  // a reader stopped by the parked limit may go on
       lock.unlock();
@@ -1063,12 +1085,69 @@ std::uint64_t EngineCore::take_sequence(Session& s) {
   return sequence;
 }
 
+// The sequence of a message, or of a streamed part: its message's.
+std::uint64_t EngineCore::sequence_of(Session& s, MessagePart part) {
+  if (part == MessagePart::middle || part == MessagePart::last) {
+    s.parts_read.store(s.parts_read.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return s.streamed.sequence;
+  }
+  const std::uint64_t sequence = take_sequence(s);
+  if (part == MessagePart::first) s.streamed.sequence = sequence;
+  return sequence;
+}
+
+namespace {
+// How many bytes at the end of valid UTF-8 text begin a code point that is not
+// complete yet (0 to 3).
+std::size_t incomplete_code_point(std::string_view text) noexcept {
+  const std::size_t n = text.size();
+  for (std::size_t back = 1; back <= 4 && back <= n; ++back) {
+    const auto c = static_cast<unsigned char>(text[n - back]);
+    if ((c & 0xc0) == 0x80) continue;  // a continuation byte: the lead byte is further back
+    const std::size_t length = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : 4;
+    return length > back ? back : 0;
+  }
+  return 0;
+}
+}  // namespace
+
+// Streamed messages (in the read lock): turns the part the adapter read into the part
+// on_message gets. A text part's incomplete last code point moves to the next part,
+// so that every part is valid UTF-8 on its own (the adapter checked the whole
+// message). Returns false when nothing is left to deliver (an empty part that is not
+// the last); a message whose only non-empty part is its last is delivered whole.
+bool EngineCore::shape_part(Session& s, InboundMessage& m, std::uint64_t& offset) {
+  auto& st = s.streamed;
+  if (!st.carry.empty()) {
+    m.payload.insert(0, st.carry);
+    st.carry.clear();
+  }
+  const bool last = m.part == MessagePart::last;
+  if (!last && m.type == MessageType::text) {
+    const std::size_t cut = incomplete_code_point(m.payload);
+    st.carry.assign(m.payload, m.payload.size() - cut, cut);
+    m.payload.resize(m.payload.size() - cut);
+  }
+  if (!last && m.payload.empty()) return false;
+  if (st.open) {
+    m.part = last ? MessagePart::last : MessagePart::middle;
+  } else {
+    m.part = last ? MessagePart::whole : MessagePart::first;
+  }
+  offset = st.offset;
+  st.offset = last ? 0 : st.offset + m.payload.size();
+  st.open = !last;
+  return true;
+}
+
 // Still in the read lock, or alone on the session's one slot: the only writer of the
-// session's received counters.
-void EngineCore::count_received(Session& s, std::size_t bytes) noexcept {
-  SessionCounters::add(s.counters->messages_received, 1);
+// session's received counters. A streamed part counts its bytes; its message counts
+// with its last part.
+void EngineCore::count_received(Session& s, std::size_t bytes, bool message_done) noexcept {
+  const std::uint64_t messages = message_done ? 1 : 0;
+  SessionCounters::add(s.counters->messages_received, messages);
   SessionCounters::add(s.counters->bytes_received, bytes);
-  totals_->messages_received.fetch_add(1, std::memory_order_relaxed);
+  totals_->messages_received.fetch_add(messages, std::memory_order_relaxed);
   totals_->bytes_received.fetch_add(bytes, std::memory_order_relaxed);
 }
 
@@ -1080,8 +1159,8 @@ std::unique_ptr<InboundMessage> EngineCore::take_buffer_locked(Session& s) {
 }
 
 void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence,
-                         std::uint32_t slot, bool sampled) {
-  Message message{inbound.type, sequence, inbound.payload};
+                         std::uint64_t offset, std::uint32_t slot, bool sampled) {
+  Message message{inbound.type, sequence, inbound.payload, inbound.part, offset};
   Context ctx(*this, s.get());
   std::unique_ptr<Span> span;
   // A child of the read that took it off the socket, when adapter reads are traced.
@@ -1095,6 +1174,12 @@ void EngineCore::deliver(const std::shared_ptr<Session>& s, const InboundMessage
     span->set_attribute("wscengine.message.length", static_cast<std::int64_t>(message.payload.size()));
     span->set_attribute("wscengine.message.sequence", static_cast<std::int64_t>(sequence));
     span->set_attribute("wscengine.reader_slot", static_cast<std::int64_t>(slot));
+    if (message.part != MessagePart::whole) {
+      span->set_attribute("wscengine.message.part", message.part == MessagePart::first    ? "first"
+                                                    : message.part == MessagePart::middle ? "middle"
+                                                                                          : "last");
+      span->set_attribute("wscengine.message.offset", static_cast<std::int64_t>(offset));
+    }
     ctx.set_trace_context(span->context());
   }
   const bool timed = metrics_ && sampled;

@@ -160,6 +160,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unique_ptr<Span> run_span;                      // from on_open's success to the end of shutdown
   TraceContext run_trace;                              // parent of the session's callback spans
   std::atomic<std::uint64_t> next_sequence{0};         // written by the reader in the read lock, read by heartbeat()
+  std::atomic<std::uint64_t> parts_read{0};            // streamed parts after a first: as next_sequence
   std::vector<std::unique_ptr<InboundMessage>> free_buffers;  // (m)
   std::vector<std::uint32_t> free_slots;                      // (m) reader slots not in on_message
 
@@ -169,11 +170,29 @@ class Session : public std::enable_shared_from_this<Session> {
   struct Parked {
     std::unique_ptr<InboundMessage> buffer;
     std::uint64_t sequence = 0;
-    bool sampled = true;  // TelemetryOptions::message_sample_ratio chose it
+    std::uint64_t offset = 0;  // a streamed part's Message::offset
+    bool sampled = true;       // TelemetryOptions::message_sample_ratio chose it
   };
   std::unordered_map<std::string, std::deque<Parked>> busy_keys;  // (m)
   std::size_t parked = 0;                                         // (m) messages waiting in busy_keys
+
+  // The streamed message being delivered (EngineOptions::stream). Only the reader in
+  // the read lock (or alone on the session's one slot) touches it.
+  struct Streamed {
+    bool open = false;           // its first part was delivered, its last not yet
+    std::uint64_t sequence = 0;  // the message's sequence, shared by its parts
+    std::uint64_t offset = 0;    // bytes delivered so far
+    std::string carry;           // a text part's incomplete last code point, for the next part
+    std::string key;             // its key (message_key of the first part; parts are keyed)
+  };
+  Streamed streamed;
 };
+
+/// What the heartbeat and the watchdog count as data read: messages, and the parts of
+/// a streamed message after its first (a long message is not silence).
+inline std::uint64_t reads_seen(const Session& s) noexcept {
+  return s.next_sequence.load(std::memory_order_relaxed) + s.parts_read.load(std::memory_order_relaxed);
+}
 
 /// One dial attempt: dial + handshake + on_open under open_timeout.
 struct Attempt {
@@ -250,8 +269,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void reader_woken(const std::shared_ptr<Session>& s, Error e);
   Error poll_briefly(Session& s, Connection& connection, InboundMessage& buffer);
   Error read_now(Session& s, Connection& connection, InboundMessage& buffer, bool on_io_thread);
+  bool shape_part(Session& s, InboundMessage& part, std::uint64_t& offset);
+  std::uint64_t sequence_of(Session& s, MessagePart part);
   void deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence,
-               std::uint32_t slot, bool sampled);
+               std::uint64_t offset, std::uint32_t slot, bool sampled);
   bool sample_message() const noexcept;
   std::unique_ptr<InboundMessage> take_buffer_locked(Session& s);
   void stop_reader_locked(const std::shared_ptr<Session>& s);
@@ -271,7 +292,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void report_read_error(const std::shared_ptr<Session>& s, const Error& error);
   /// Keeps `error` as EngineStats::last_error.
   void note_error(const Error& error);
-  void count_received(Session& s, std::size_t bytes) noexcept;
+  void count_received(Session& s, std::size_t bytes, bool message_done = true) noexcept;
   /// Whether a reader may start or go on reading for `s` (nothing stops it).
   bool reader_may_run_locked(const Session& s) const;
   std::string message_key(const InboundMessage& inbound, std::uint64_t sequence) const;

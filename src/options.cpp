@@ -69,6 +69,7 @@ Error EngineOptions::validate() const {
   if (backoff.reset_after.count() < 0) return invalid("backoff.reset_after must be >= 0");
   if (backoff.max_retry_after.count() < 0) return invalid("backoff.max_retry_after must be >= 0");
   if (max_message_size < 1) return invalid("max_message_size must be >= 1");
+  if (stream.enabled && stream.max_part_size < 4096) return invalid("stream.max_part_size must be >= 4096");
   for (const auto& h : headers) {
     if (!valid_header_token(h.name)) return invalid("header name '" + h.name + "' is not a valid HTTP token");
     if (h.value.find_first_of("\r\n") != std::string::npos)

@@ -53,8 +53,10 @@ class Connection {
   Result<HandshakeResponse> dial(DialRequest request);
 
   /// Takes the next complete message if one is already buffered, without waiting
-  /// for the network. Errors: `errc::would_block` (nothing complete yet);
-  /// `errc::closed` with the close frame (1006 for a drop); 1009/1007/1002 kinds.
+  /// for the network. With DialRequest::stream on, it may take a part of a message
+  /// instead (InboundMessage::part: first, middle, last; a part may be empty, and a
+  /// text part may end inside a code point: the engine carries such bytes over). Errors: `errc::would_block` (nothing
+  /// complete yet); `errc::closed` with the close frame (1006 for a drop); 1009/1007/1002 kinds.
   virtual Error try_read(InboundMessage& out) = 0;
   /// Completes (with no error) when data may have arrived, or with an error when
   /// the connection failed or `cancel_wait` was called. Consumes nothing.
@@ -125,6 +127,9 @@ struct AdapterCapabilities {
   /// socks5h). Without it: `errc::unsupported`; HTTP CONNECT proxies work on every
   /// real adapter.
   bool socks5_proxies = false;
+  /// DialRequest::stream is honoured: reads may return parts of a message. Without
+  /// it, a dial with streaming on fails with `errc::unsupported`.
+  bool streamed_reads = false;
 };
 
 /// Makes connections of one adapter. Engines call it once per dial attempt.

@@ -85,6 +85,23 @@ struct DeflateOptions {
   std::size_t min_size = 0;
 };
 
+/// Streamed messages (EngineOptions::stream): inbound messages handed over in parts
+/// as they arrive, so that a message of any size needs no buffer of its size. Off by
+/// default. With it on, a message that is complete when its read begins and no larger
+/// than `max_part_size` still comes whole; any other comes in parts of at most
+/// `max_part_size` bytes (MessagePart). EngineOptions::max_message_size then bounds
+/// what is buffered and the messages read whole (compressed ones: they are inflated
+/// whole); `max_message_size` here bounds a streamed message's total. Adapters
+/// without AdapterCapabilities::streamed_reads refuse a dial with it on
+/// (`errc::unsupported`). A plain value.
+struct StreamOptions {
+  bool enabled = false;                   ///< deliver messages in parts as they arrive
+  std::size_t max_part_size = 64u << 10;  ///< at most this many bytes per part; at least 4096
+  /// A streamed message whose total grows beyond this fails with 1009; 0 (the
+  /// default): no bound.
+  std::uint64_t max_message_size = 0;
+};
+
 /// Everything an adapter needs to open one connection. The engine fills it from
 /// EngineOptions and lets the before-dial hook change it. A plain value.
 struct DialRequest {
@@ -94,6 +111,7 @@ struct DialRequest {
   bool offer_compression = false;            ///< offer permessage-deflate
   DeflateOptions deflate{};                  ///< its parameters, when offered
   std::size_t max_message_size = 16u << 20;  ///< larger messages fail with 1009
+  StreamOptions stream{};                    ///< inbound messages in parts (see StreamOptions)
   TlsOptions tls{};                          ///< for wss://
   /// Tunnel through this HTTP proxy (CONNECT); none = connect directly. The
   /// engine fills it from EngineOptions::proxy. Not used for a Unix socket URL.

@@ -206,7 +206,11 @@ struct EngineOptions {
   /// sizes, context takeover, level, and a size below which messages go uncompressed.
   DeflateOptions deflate{};
   std::size_t max_message_size = 16u << 20;  ///< larger inbound messages close with 1009
-  TlsOptions tls{};                          ///< certificate verification, mutual TLS, minimum version
+  /// Streamed messages: on_message gets a message in parts as it arrives
+  /// (Message::part), so a message of any size needs no buffer of its size. Off by
+  /// default. See StreamOptions and docs/engine-operations.md, "Streamed messages".
+  StreamOptions stream{};
+  TlsOptions tls{};  ///< certificate verification, mutual TLS, minimum version
   /// HTTP CONNECT proxy: an explicit one, or (the default) HTTPS_PROXY /
   /// HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment, read at every dial.
   /// The choice lands in DialRequest::proxy, which before_dial may change.

@@ -845,6 +845,224 @@ TEST_P(NetworkContract, PlainAndFragmentedFramesInterleavedArriveWholeAndInOrder
   expect_echo("after");
 }
 
+// ------------------------------------------------------------------ streamed reads
+// DialRequest::stream: messages in parts as they arrive. An adapter without
+// streamed_reads refuses the dial by name.
+
+namespace {
+
+constexpr std::size_t kPartSize = 4096;  // the smallest allowed: the most parts
+
+DialRequest streamed(DialRequest r, std::uint64_t max_total = 0) {
+  r.stream.enabled = true;
+  r.stream.max_part_size = kPartSize;
+  r.stream.max_message_size = max_total;
+  return r;
+}
+
+// Every frame-length size class (7-bit, 16-bit, 64-bit lengths and their edges), text
+// with 2-, 3- and 4-byte code points across part boundaries, fragmented messages with
+// empty and control frames between their frames, and a ping the adapter answers.
+struct StreamedScript {
+  std::string bytes;
+  std::vector<std::pair<MessageType, std::string>> messages;
+};
+StreamedScript streamed_script() {
+  using tools::server_frame;
+  StreamedScript s;
+  auto add = [&](std::uint8_t first, MessageType type, const std::string& payload) {
+    s.bytes += server_frame(first, payload);
+    s.messages.emplace_back(type, payload);
+  };
+  for (std::size_t n : {0, 1, 125, 126, 127, 4095, 4096, 4097, 65535, 65536, 300000}) {
+    std::string payload(n, '\0');
+    for (std::size_t i = 0; i < n; ++i) payload[i] = static_cast<char>(i * 7 + n);
+    add(0x82, MessageType::binary, payload);
+  }
+  std::string text;
+  while (text.size() < 100000) text += "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";  // 1, 2, 3 and 4 bytes
+  add(0x81, MessageType::text, text);
+  const std::string half(30000, 'h');
+  s.bytes += server_frame(0x01, half) + server_frame(0x8a, "pong") + server_frame(0x00, "") +
+             server_frame(0x89, "ping") + server_frame(0x00, text) + server_frame(0x80, half);
+  s.messages.emplace_back(MessageType::text, half + text + half);
+  s.bytes += server_frame(0x02, "") + server_frame(0x80, "x");
+  s.messages.emplace_back(MessageType::binary, "x");
+  add(0x81, MessageType::text, "last");
+  return s;
+}
+
+}  // namespace
+
+// Reads one message in parts: whole, or first, middle..., last, none over the part
+// size; returns it joined, and how many parts it came in.
+static Error read_streamed_message(const std::function<Error(InboundMessage&)>& read_next,
+                                   std::pair<MessageType, std::string>& out, std::size_t& parts) {
+  out = {};
+  parts = 0;
+  InboundMessage m;
+  for (;;) {
+    if (Error e = read_next(m)) return e;
+    ++parts;
+    EXPECT_LE(m.payload.size(), kPartSize);
+    if (parts == 1) {
+      out.first = m.type;
+      EXPECT_TRUE(m.part == MessagePart::whole || m.part == MessagePart::first);
+    } else {
+      EXPECT_TRUE(m.part == MessagePart::middle || m.part == MessagePart::last);
+      EXPECT_EQ(m.type, out.first) << "the parts of one message have its type";
+    }
+    out.second += m.payload;
+    if (m.part == MessagePart::whole || m.part == MessagePart::last) return {};
+  }
+}
+
+TEST_P(NetworkContract, StreamedMessagesArriveInPartsWholeAndInOrderHoweverTheyAreCut) {
+  if (!connector()->capabilities().streamed_reads) {
+    connection = connector()->make_connection(*runtime);
+    auto refused = connection->dial(streamed(harness->request()));
+    ASSERT_FALSE(refused);
+    EXPECT_TRUE(refused.error().is(errc::unsupported)) << refused.error().message();
+    EXPECT_NE(refused.error().message().find("stream"), std::string::npos) << refused.error().message();
+    return;
+  }
+  const StreamedScript script = streamed_script();
+  // Coalesced (one write); split into pieces of 1, 2, 3, ... 13 bytes, then the rest
+  // (every header split); and in pieces of 1 byte to 64 KiB + 3 written while the
+  // client reads.
+  const std::size_t varied[] = {1, 3, 700, 5000, 16385, 65539, 2, 9, 30000};
+  const std::function<std::size_t(std::size_t)> cuts[] = {
+      [&](std::size_t) { return script.bytes.size(); },
+      [&](std::size_t i) { return i < 13 ? i + 1 : script.bytes.size(); },
+      [&](std::size_t i) { return varied[i % std::size(varied)]; }};
+  for (std::size_t cut = 0; cut < std::size(cuts); ++cut) {
+    SCOPED_TRACE(test::cat("cut ", cut));
+    open(streamed(harness->request()));
+    auto* raw = dynamic_cast<RealPeer*>(peer.get());
+    ASSERT_NE(raw, nullptr);
+    auto writer = std::async(std::launch::async, [&] {
+      std::size_t at = 0;
+      for (std::size_t i = 0; at < script.bytes.size(); ++i) {
+        std::size_t n = std::min(cuts[cut](i), script.bytes.size() - at);
+        raw->send_raw(std::string_view(script.bytes).substr(at, n));
+        at += n;
+      }
+    });
+    std::size_t most_parts = 0;
+    for (const auto& [type, payload] : script.messages) {
+      std::pair<MessageType, std::string> got;
+      std::size_t parts = 0;
+      Error e = read_streamed_message([&](InboundMessage& m) { return read_next(m); }, got, parts);
+      ASSERT_FALSE(e) << e.message();
+      EXPECT_EQ(got.first, type);
+      ASSERT_EQ(got.second.size(), payload.size());
+      EXPECT_TRUE(got.second == payload) << "a message came out changed or out of order";
+      EXPECT_GE(parts, (payload.size() + kPartSize - 1) / kPartSize) << "a part over max_part_size";
+      most_parts = std::max(most_parts, parts);
+    }
+    writer.get();
+    EXPECT_GE(most_parts, 300000 / kPartSize) << "the largest message came in parts";
+    // The ping in the middle of a message was answered, and the connection works.
+    peer->start_echo();
+    expect_echo("after");
+    EXPECT_EQ(raw->pongs(), std::vector<std::string>{"ping"});
+    connection.reset();
+    peer.reset();
+  }
+}
+
+// A violation in a streamed message fails the connection with its code, also when
+// the next frame comes in the same write; the parts before it were delivered.
+TEST_P(NetworkContract, StreamedViolationsFailTheConnectionWithTheirCode) {
+  if (!connector()->capabilities().streamed_reads) GTEST_SKIP() << "no streamed reads (refused: tested above)";
+  using tools::server_frame;
+  struct Case {
+    const char* name;
+    std::string bytes;
+    std::uint64_t max_total;
+    errc kind;
+    std::uint16_t close;
+  };
+  const std::string big(100000, 'a');
+  const Case cases[] = {
+      {"invalid UTF-8 after 100 KB", server_frame(0x81, big + "\xff") + server_frame(0x81, "next"), 0,
+       errc::invalid_utf8, close_code::invalid_payload},
+      {"a code point cut by the end of the message",
+       server_frame(0x01, big + "\xe2\x82") + server_frame(0x80, "") + server_frame(0x81, "next"), 0,
+       errc::invalid_utf8, close_code::invalid_payload},
+      {"a new message inside a fragmented one", server_frame(0x01, big) + server_frame(0x81, "next"), 0,
+       errc::protocol_error, close_code::protocol_error},
+      {"over stream.max_message_size", server_frame(0x02, big) + server_frame(0x80, big) + server_frame(0x81, "next"),
+       150000, errc::message_too_big, close_code::too_big},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    for (std::size_t piece : {c.bytes.size(), std::size_t{7}}) {  // coalesced, then in small pieces
+      SCOPED_TRACE(test::cat("pieces of ", piece, " bytes"));
+      open(streamed(harness->request(), c.max_total));
+      auto* raw = dynamic_cast<RealPeer*>(peer.get());
+      ASSERT_NE(raw, nullptr);
+      auto writer = std::async(std::launch::async, [&] {
+        for (std::size_t at = 0; at < c.bytes.size(); at += piece)
+          raw->send_raw(std::string_view(c.bytes).substr(at, piece));
+      });
+      std::size_t delivered = 0;
+      Error e;
+      InboundMessage m;
+      while (!(e = read_next(m))) {
+        EXPECT_NE(m.payload, "next") << "the frame after the violation was not read";
+        delivered += m.payload.size();
+      }
+      EXPECT_TRUE(e.is(c.kind)) << e.message();
+      EXPECT_FALSE(e.detail.empty()) << "the error says what was wrong";
+      EXPECT_LE(delivered, 150000u);
+      writer.get();
+      auto seen = peer->client_close(5s);
+      ASSERT_TRUE(seen);
+      EXPECT_EQ(seen->code, c.close);
+      connection.reset();
+      peer.reset();
+    }
+  }
+}
+
+// Streamed, max_message_size bounds what is buffered, not the message: a message 16
+// times larger arrives in parts; a close in the middle of one completes.
+TEST_P(NetworkContract, StreamedMessagesAreNotBoundByMaxMessageSize) {
+  if (!connector()->capabilities().streamed_reads) GTEST_SKIP() << "no streamed reads (refused: tested above)";
+  auto r = streamed(harness->request());
+  r.max_message_size = 64 * 1024;
+  open(r);
+  auto* raw = dynamic_cast<RealPeer*>(peer.get());
+  ASSERT_NE(raw, nullptr);
+  const std::string large(1u << 20, 'L');
+  auto writer = std::async(std::launch::async, [&] {
+    raw->send_raw(tools::server_frame(0x82, large) + tools::server_frame(0x82, std::string(70000, 'c')));
+  });
+  for (std::size_t size : {large.size(), std::size_t{70000}}) {
+    std::pair<MessageType, std::string> got;
+    std::size_t parts = 0;
+    Error e = read_streamed_message([&](InboundMessage& m) { return read_next(m); }, got, parts);
+    ASSERT_FALSE(e) << e.message();
+    EXPECT_EQ(got.second.size(), size);
+  }
+  writer.get();
+  // Half of a message, then the close: the handshake reads past the rest.
+  const std::string frame = tools::server_frame(0x82, std::string(100000, 'z'));
+  raw->send_raw(std::string_view(frame).substr(0, 50000));
+  InboundMessage m;
+  ASSERT_FALSE(read_next(m));
+  EXPECT_EQ(m.part, MessagePart::first);
+  auto peer_side = std::async(std::launch::async, [&] {
+    raw->send_raw(std::string_view(frame).substr(50000));
+    return peer->client_close(5s);
+  });
+  EXPECT_FALSE(connection->close({close_code::normal, "bye"}, 5s));
+  auto seen = peer_side.get();
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->code, close_code::normal);
+}
+
 // RFC 6455 §5.5.3: a pong carries the payload of the ping it answers. Empty, one
 // byte, every byte value, and the largest control payload (125 bytes); each ping is
 // followed by a message the client reads, then a message the client writes, so the
@@ -1022,6 +1240,26 @@ TEST_P(NetworkContract, InvalidUtf8TextIs1007) {
   EXPECT_EQ(m.payload, "ok");
   Error e = read_next(m);
   EXPECT_TRUE(e.is(errc::invalid_utf8)) << e.message();
+  auto seen = peer->client_close(5s);
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->code, close_code::invalid_payload);
+}
+
+// A text message whose last frame is empty and whose bytes end inside a code point
+// (Beast 1.74 checks the end only when the last frame has payload), with the next
+// frame in the same write: 1007, and the next frame is never a message.
+TEST_P(NetworkContract, TextEndingInsideACodePointBeforeAnEmptyLastFrameIs1007) {
+  open();
+  auto* raw = dynamic_cast<RealPeer*>(peer.get());
+  ASSERT_NE(raw, nullptr);
+  using tools::server_frame;
+  raw->send_raw(server_frame(0x81, "ok") + server_frame(0x01, "abc\xe2\x82") + server_frame(0x80, "") +
+                server_frame(0x81, "next"));
+  InboundMessage m;
+  ASSERT_FALSE(read_next(m));
+  EXPECT_EQ(m.payload, "ok");
+  Error e = read_next(m);
+  EXPECT_TRUE(e.is(errc::invalid_utf8)) << e.message() << " (read: " << m.payload << ")";
   auto seen = peer->client_close(5s);
   ASSERT_TRUE(seen);
   EXPECT_EQ(seen->code, close_code::invalid_payload);

@@ -220,6 +220,56 @@ TEST(Cli, ACompressionBombEndsIn1009WithinTheMessageLimit) {
   EXPECT_THAT(stats, HasSubstr("\"messages\":0"));
 }
 
+// Streamed: one 1 GiB message (256 MiB under the sanitizers) in 1 MiB frames from Python
+// `websockets` arrives as one message with the client's peak memory far below it;
+// without --stream the same kind of message ends in 1009 at --max-message-size.
+TEST(Cli, AGibibyteMessageStreamsInBoundedMemory) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  const std::uint64_t mib = 256;
+  const long bound_kib = 192 * 1024;  // the sanitizers' own memory
+#else
+  const std::uint64_t mib = 1024;
+  const long bound_kib = 64 * 1024;
+#endif
+  Peer py = python();
+  auto r = cli({"connect", py.url() + "/big/" + std::to_string(mib), "--stream", "--quiet", "--no-reconnect", "--count",
+                "1", "--stats"},
+               {}, 110s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  const std::string stats = last_line(r.err);
+  EXPECT_THAT(stats, HasSubstr("\"messages\":1,"));
+  EXPECT_THAT(stats, HasSubstr("\"bytes\":" + std::to_string(mib << 20) + ","));
+  auto at = stats.find("\"max_rss_kib\":");
+  ASSERT_NE(at, std::string::npos) << stats;
+  const long rss_kib = std::stol(stats.substr(at + 14));
+  EXPECT_LT(rss_kib, bound_kib) << "the client held " << rss_kib / 1024 << " MiB receiving " << mib << " MiB";
+  auto whole = cli({"connect", py.url() + "/big/32", "--quiet", "--no-reconnect", "--stats"});
+  EXPECT_EQ(whole.exit_code, 1) << whole.err;
+  EXPECT_THAT(whole.err, HasSubstr("1009"));
+}
+
+// --stream prints parts as they come: a text message cut into 7-byte frames (code points
+// cut) is one line, a 1 MiB binary message a line per part with its offset.
+TEST(Cli, StreamPrintsPartsAsTheyCome) {
+  Peer py = python();
+  auto text = cli({"connect", py.url() + "/bigtext/64", "--stream", "--no-reconnect", "--count", "1"});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  std::string expected;
+  while (expected.size() < 64 * 1024 - (64 * 1024) % 10) expected += "a\xc3\xb1\xe2\x82\xac\xf0\x9f\x98\x80";
+  EXPECT_EQ(lines(text.out), std::vector<std::string>{expected});
+  auto binary = cli({"connect", py.url() + "/big/1", "--stream", "--no-reconnect", "--count", "1"});
+  EXPECT_EQ(binary.exit_code, 0) << binary.err;
+  auto parts = lines(binary.out);
+  ASSERT_GE(parts.size(), 2u) << binary.out;
+  EXPECT_THAT(parts.front(), ::testing::StartsWith("<binary part at 0, "));
+  EXPECT_THAT(parts.back(), HasSubstr(", last: "));
+  auto wspp = cli({"connect", py.url() + "/echo", "--stream", "--adapter", "websocketpp", "--no-reconnect"});
+  EXPECT_EQ(wspp.exit_code, 1);
+  EXPECT_THAT(wspp.err, HasSubstr("stream"));
+  EXPECT_EQ(cli({"connect", py.url() + "/echo", "--stream-max-size", "10"}).exit_code, 2);
+  EXPECT_EQ(cli({"connect", py.url() + "/echo", "--stream", "--echo"}).exit_code, 2);
+}
+
 TEST(Cli, UsageErrorsAreOneLineAndExit2) {
   auto unknown = cli({"connect", "ws://127.0.0.1:1/", "--bogus"});
   EXPECT_EQ(unknown.exit_code, 2);

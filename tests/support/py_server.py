@@ -13,6 +13,10 @@ domain socket instead and prints ws+unix://PATH:. What a connection gets depends
   /extensions      send the Sec-WebSocket-Extensions it answered (or "<none>"), then echo
   /bomb/MIB        (permessage-deflate negotiated) send one binary message of MIB MiB of zeros,
                    deflated (about 1 KiB on the wire per MiB), then echo
+  /big/MIB         send one binary message of MIB MiB in 1 MiB fragments (never held whole:
+                   bytes 0..255 repeated), then echo
+  /bigtext/KIB     send one text message of KIB KiB of "añ€😀" repeated, in 7-byte fragments
+                   (code points cut), then echo
 Paths answered with a redirect instead of the upgrade (an HTTP server in front of the
 WebSocket one, on the same origin):
   /to/STATUS/LOC   answer STATUS with Location LOC (percent-decoded: /to/301/ws%3A%2F%2F...)
@@ -30,6 +34,16 @@ import urllib.parse
 import zlib
 
 import websockets
+
+
+def raw_frame(first_byte, payload):
+    """One server frame (unmasked): FIN/opcode byte, length, payload."""
+    n = len(payload)
+    if n < 126:
+        return bytes([first_byte, n]) + payload
+    if n < 65536:
+        return bytes([first_byte, 126]) + struct.pack("!H", n) + payload
+    return bytes([first_byte, 127]) + struct.pack("!Q", n) + payload
 
 
 def redirect(path, request_headers):
@@ -72,6 +86,16 @@ async def handler(ws, path=None):
         body += deflater.flush(zlib.Z_SYNC_FLUSH)
         body = body[:-4]  # RFC 7692 §7.2.1: without the 00 00 ff ff of the flush
         ws.transport.write(b"\xc2\x7f" + struct.pack("!Q", len(body)) + body)
+    if path.startswith("/big/"):
+        chunk = bytes(range(256)) * 4096
+        await ws.send(chunk for _ in range(int(path.split("/")[2])))
+    if path.startswith("/bigtext/"):
+        # Written below websockets (which fragments text only between code points).
+        size = 1024 * int(path.split("/")[2])
+        text = ("a\u00f1\u20ac\U0001f600" * (size // 10 + 1)).encode()[: size - size % 10]
+        pieces = [text[i : i + 7] for i in range(0, len(text), 7)]
+        frames = [raw_frame(0x01 if i == 0 else 0x00, p) for i, p in enumerate(pieces[:-1])]
+        ws.transport.write(b"".join(frames) + raw_frame(0x80 if pieces[:-1] else 0x81, pieces[-1]))
     if path.startswith("/header/"):
         await ws.send(ws.request_headers.get(path[len("/header/"):], "<none>"))
     try:

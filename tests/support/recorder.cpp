@@ -63,15 +63,47 @@ void Recorder::on_message(Context& ctx, const Message& m) {
     auto& st = state_locked(ctx.session_id());
     if (!st.open_succeeded) violations_.push_back("OnMessage before OnOpen returned success");
     if (st.closed) violations_.push_back("OnMessage after OnClose");
-    if (slots_ == 1 && m.sequence != st.next_sequence) {
-      violations_.push_back("sequence " + std::to_string(m.sequence) + " expected " + std::to_string(st.next_sequence));
+    if (m.is_first()) {
+      if (slots_ == 1 && m.sequence != st.next_sequence) {
+        violations_.push_back("sequence " + std::to_string(m.sequence) + " expected " +
+                              std::to_string(st.next_sequence));
+      }
+      st.next_sequence = std::max(st.next_sequence, m.sequence + 1);
+      if (m.part == MessagePart::first) st.streaming[m.sequence] = {0, false};
     }
-    st.next_sequence = std::max(st.next_sequence, m.sequence + 1);
+    // Streamed parts: after their first part, in order (offsets add up), one at a time.
+    if (m.part != MessagePart::whole) {
+      auto it = st.streaming.find(m.sequence);
+      if (it == st.streaming.end()) {
+        violations_.push_back("a part of message " + std::to_string(m.sequence) + " without its first part");
+      } else {
+        if (m.offset != it->second.first)
+          violations_.push_back("part offset " + std::to_string(m.offset) + " expected " +
+                                std::to_string(it->second.first));
+        if (it->second.second) violations_.push_back("two parts of one message in on_message at once");
+        it->second.first += m.payload.size();
+        it->second.second = true;
+      }
+    }
   }
   struct Leave {  // also when the hook throws
     std::atomic<int>& count;
     ~Leave() { --count; }
   } leave{in_message_};
+  struct LeavePart {
+    Recorder& r;
+    std::uint64_t session, sequence;
+    bool streamed, last;
+    ~LeavePart() {
+      if (!streamed) return;
+      std::lock_guard lock(r.mutex_);
+      auto& st = r.state_locked(session);
+      auto it = st.streaming.find(sequence);
+      if (it == st.streaming.end()) return;
+      it->second.second = false;
+      if (last) st.streaming.erase(it);
+    }
+  } leave_part{*this, ctx.session_id(), m.sequence, m.part != MessagePart::whole, m.part == MessagePart::last};
   record(Event{Event::message, ctx.session_id(), std::string(m.payload), m.sequence});
   if (on_message_hook) on_message_hook(ctx, m);
 }

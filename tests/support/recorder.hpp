@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -74,6 +75,9 @@ class Recorder : public Client {
     bool open_succeeded = false;
     bool closed = false;
     std::uint64_t next_sequence = 0;
+    // Streamed messages whose first part came and last not yet: sequence -> bytes so
+    // far, and whether one of its parts is in on_message now.
+    std::map<std::uint64_t, std::pair<std::uint64_t, bool>> streaming;
   };
   SessionState& state_locked(std::uint64_t session);
 

@@ -87,17 +87,24 @@ class CliClient final : public Client {
   }
 
   void on_message(Context& ctx, const Message& message) override {
-    std::uint64_t n = ++messages;
     bytes += message.payload.size();
     if (!settings_.quiet) {
       std::lock_guard lock(output_mutex_);
       if (message.is_text()) {
+        // A streamed text message's parts (each valid UTF-8) make one line.
         std::fwrite(message.payload.data(), 1, message.payload.size(), stdout);
-        std::fputc('\n', stdout);
-      } else {
+        if (message.is_last()) std::fputc('\n', stdout);
+        if (message.part != MessagePart::whole) std::fflush(stdout);
+      } else if (message.part == MessagePart::whole) {
         std::fprintf(stdout, "<binary %zu bytes: %s>\n", message.payload.size(), hex_preview(message.payload).c_str());
+      } else {
+        std::fprintf(stdout, "<binary part at %llu, %zu bytes%s: %s>\n",
+                     static_cast<unsigned long long>(message.offset), message.payload.size(),
+                     message.part == MessagePart::last ? ", last" : "", hex_preview(message.payload).c_str());
       }
     }
+    if (!message.is_last()) return;  // a message counts once it is whole
+    std::uint64_t n = ++messages;
     if (settings_.echo) {
       if (Error e = ctx.connection().send(message.type, message.payload)) status_.warn("echo failed: " + e.message());
     }
@@ -225,6 +232,7 @@ int run_connect(const Args& args) {
   auto client_window = args.number("--client-max-window-bits", deflate_defaults.client_max_window_bits, 9, 15, error);
   auto level = args.number("--compression-level", deflate_defaults.level, 0, 9, error);
   auto min_size = args.number("--compress-min-size", 0, 0, 1e12, error);
+  auto stream_max = args.number("--stream-max-size", 0, 0, 1e18, error);
   if (!error.empty()) return usage_error(error);
   std::string adapter = args.value("--adapter").value_or("beast");
   if (adapter != "beast" && adapter != "websocketpp")
@@ -302,6 +310,11 @@ int run_connect(const Args& args) {
       options.proxy.url = *proxy;
   }
   options.addresses = args.values("--connect-to");
+  options.stream.enabled = args.has("--stream");
+  options.stream.max_message_size = static_cast<std::uint64_t>(*stream_max);
+  if (args.has("--stream-max-size") && !options.stream.enabled) return usage_error("--stream-max-size needs --stream");
+  if (options.stream.enabled && args.has("--echo"))
+    return usage_error("--echo cannot send a streamed message back: use one of --echo and --stream");
 
   Status status;
 #ifdef WSCENGINE_CLI_HAVE_OTEL

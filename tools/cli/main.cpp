@@ -76,6 +76,13 @@ or Ctrl-C).
   --echo                       send every received message back with the same type
   --count N                    after N received messages close with 1000 and exit 0
   --quiet                      print no messages
+  --stream                     receive messages in parts as they arrive (Beast adapter): a
+                               message of any size needs no buffer of its size. Text parts
+                               are printed as they come, the line ends with the message;
+                               binary parts as <binary part: offset, length, hex preview>.
+                               --max-message-size then bounds what is buffered, and
+                               --stream-max-size the streamed message (default: no bound)
+  --stream-max-size BYTES      with --stream: a larger message closes with 1009
   --stats                      at exit print one JSON line on stderr: messages, bytes,
                                seconds, reconnects, close_code, max_rss_kib (peak memory),
                                messages_sent, bytes_sent, queued_messages, queued_bytes,
@@ -179,9 +186,11 @@ int main(int argc, char** argv) {
                    "--server-max-window-bits",
                    "--client-max-window-bits",
                    "--compression-level",
-                   "--compress-min-size"},
+                   "--compress-min-size",
+                   "--stream-max-size"},
                   {"--insecure", "--tls13", "--compress", "--server-no-context-takeover",
-                   "--client-no-context-takeover", "--no-reconnect", "--echo", "--quiet", "--stats", "--low-latency"}};
+                   "--client-no-context-takeover", "--no-reconnect", "--echo", "--quiet", "--stats", "--low-latency",
+                   "--stream"}};
     auto args = Args::parse(argc, argv, 2, spec, error);
     return args ? run_connect(*args) : usage_error(error);
   }

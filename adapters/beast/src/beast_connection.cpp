@@ -155,6 +155,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     request_ = std::move(request);
     dial_started_ = std::chrono::steady_clock::now();
     max_message_ = request_.max_message_size;
+    streamed_ = request_.stream.enabled;
+    part_size_ = request_.stream.max_part_size;
+    stream_max_ = static_cast<std::size_t>(request_.stream.max_message_size);
+    // Streamed, a frame read without Beast is a whole message: at most one part.
+    direct_max_ = streamed_ ? std::min(max_message_, part_size_) : max_message_;
     read_buffer_ = boost::beast::flat_buffer(max_message_ + 1);
     read_limit_ = request_.max_message_size + options_.read_chunk;
     write_timeout_ = request_.write_timeout;
@@ -555,8 +560,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     plain_below_ = answer.compression ? request_.deflate.min_size : 0;
     if (answer.compression && !beast_keeps_the_offer(*answer.header("Sec-WebSocket-Extensions")))
       plain_below_ = std::numeric_limits<std::size_t>::max();
-    // Large payloads then go from the kernel straight into the message's string.
-    if (direct_reads_) ws_->next_layer().divert_payloads(kDivertPayloadsFrom, max_message_);
+    // Large payloads then go from the kernel straight into the message's string
+    // (not when streamed: a message that spans reads then comes in parts).
+    if (direct_reads_ && !streamed_) ws_->next_layer().divert_payloads(kDivertPayloadsFrom, max_message_);
     {
       std::lock_guard lock(mutex_);
       answer_pings_locked();  // pings that came with the 101 response
@@ -618,7 +624,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       pump_locked();
       if (!ready_locked()) return Error(errc::would_block);
     }
-    return read_locked(out);
+    return streamed_ ? read_streamed_locked(out) : read_locked(out);
   }
 
   void async_wait_readable(Connection::WaitHandler done) override {
@@ -661,9 +667,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       {
         std::lock_guard lock(mutex_);
         if (!open_) return closed_error_locked();
-        if (ready_locked()) return read_locked(out);
-        pump_locked();
-        if (ready_locked()) return read_locked(out);
+        if (!ready_locked()) pump_locked();
+        if (ready_locked()) {
+          Error e = streamed_ ? read_streamed_locked(out) : read_locked(out);
+          if (!e.is(errc::would_block)) return e;
+        }
       }
       if (Clock::now() >= deadline || !wait_readable_until(deadline))
         return Error(errc::timeout, "no message within " + std::to_string(timeout.count()) + " ms");
@@ -849,7 +857,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // stream (Beast would answer them only while reading a message).
   void pump_locked() {
     auto& layer = ws_->next_layer();
-    layer.pump(options_.read_chunk, read_limit_);
+    layer.pump(options_.read_chunk, buffer_limit_locked());
     answer_pings_locked();
     if (!waiters_.empty()) settle_waiters_locked();
   }
@@ -865,10 +873,150 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     }
   }
 
+  // A read can take something now without waiting for the socket: a whole message
+  // or close frame, a violation or a transport error to report, a full buffer; or,
+  // streamed, the next part.
   bool ready_locked() const {
     const auto& layer = ws_->next_layer();
     return layer.scanner().events() > consumed_ || layer.scanner().broken() || layer.transport_error() ||
-           layer.buffered() >= read_limit_;
+           layer.buffered() >= buffer_limit_locked() ||
+           (streamed_ && streams_locked() && front_locked() == Front::part);
+  }
+
+  // How many bytes the buffer holds at most. A message read whole must fit in it
+  // (max_message_size and a read more); a message read in parts needs a part and a
+  // read, so that streaming a message of any size holds little (and the buffer is
+  // never grown and given back over and over).
+  std::size_t buffer_limit_locked() const {
+    if (streamed_ && streams_locked() && front_locked() != Front::whole)
+      return std::min(read_limit_, part_size_ + options_.read_chunk);
+    return read_limit_;
+  }
+
+  // ------------------------------------------------------------ streamed reads
+  //
+  // DialRequest::stream: a message is read in parts with Beast's read_some, which
+  // checks and reports everything as its whole read does (UTF-8 across parts, 1002,
+  // 1009 against stream.max_message_size, the close frame). A synchronous Beast read
+  // must never wait for the socket (the ScanLayer would block an I/O thread), so it
+  // runs only when the buffer lets it finish: front_locked() looks at the frames there.
+  // Two facts make that exact. The ScanLayer gives Beast at most the rest of the frame
+  // it reads (frame_left()); and every read_some has at least kBeastReadSpace bytes of
+  // room, more than Beast's own read buffer holds, so that buffer is empty after each
+  // read: between reads Beast holds no bytes the adapter cannot see. Compressed
+  // messages are inflated whole (Beast's inflate may read again after it produced
+  // output, so its progress cannot be checked from outside), and so would be messages
+  // Beast's buffer began with the 101 response (none since ScanLayer::capture keeps
+  // them out of it).
+
+  // More room than Beast 1.74's read buffer (139 + 1536 bytes).
+  static constexpr std::size_t kBeastReadSpace = 2048;
+
+  enum class Front {
+    wait,   // more bytes are needed
+    part,   // Beast's read_some can read on without waiting
+    whole,  // the next message is compressed: read whole
+  };
+
+  // Streamed reads apply: the next message is not one Beast's buffer began.
+  bool streams_locked() const { return mid_message_ || (consumed_ >= beast_messages_ && ws_->next_layer().precise()); }
+
+  // What the frames at the front of the buffer allow a read to do (see above).
+  Front front_locked() const {
+    const auto& layer = ws_->next_layer();
+    if (layer.frame_left() > 0) return layer.buffered() > 0 ? Front::part : Front::wait;
+    auto bytes = layer.buffered_data();
+    const auto* p = static_cast<const unsigned char*>(bytes.data());
+    const std::size_t n = bytes.size();
+    std::size_t at = 0;
+    for (;;) {
+      auto frame = detail::peek_frame_header(p + at, n - at);
+      if (frame.length == 0) return Front::wait;
+      const std::size_t payload_here = n - at - frame.length;
+      const unsigned opcode = p[at] & 0x0f;
+      if ((opcode & 0x08) != 0) {  // a control frame: Beast handles it whole, then reads on
+        if (payload_here < frame.payload) return Front::wait;
+        if (opcode == 0x08) return Front::part;  // the close: the read reports it
+        at += frame.length + static_cast<std::size_t>(frame.payload);
+        continue;
+      }
+      if (!mid_message_ && (p[at] & 0x40) != 0) return Front::whole;  // RSV1: compressed
+      if (frame.payload == 0) {
+        if ((p[at] & 0x80) != 0) return Front::part;  // an empty last frame ends the message
+        at += frame.length;                           // an empty frame: Beast reads on
+        continue;
+      }
+      return payload_here > 0 ? Front::part : Front::wait;
+    }
+  }
+
+  Error read_streamed_locked(InboundMessage& out) {
+    if (!mid_message_) {
+      if (read_whole_frame_locked(out)) return {};
+      if (!streams_locked() || front_locked() == Front::whole) {
+        // Whole, within max_message_size; only once it is all here (ready_locked()
+        // may have said yes for a part that is not this).
+        const auto& layer = ws_->next_layer();
+        if (layer.scanner().events() <= consumed_ && !layer.scanner().broken() && !layer.transport_error() &&
+            layer.buffered() < read_limit_)
+          return Error(errc::would_block);
+        ws_->read_message_max(max_message_);
+        return read_locked(out);
+      }
+      ws_->read_message_max(stream_max_);  // 0: no bound
+    }
+    return read_part_locked(out);
+  }
+
+  // Reads what the buffer has of the current message, up to a part. A violation or a
+  // transport error ahead is read through, so that Beast reports it.
+  Error read_part_locked(InboundMessage& out) {
+    auto& layer = ws_->next_layer();
+    const bool report = layer.scanner().broken() || layer.transport_error();
+    const bool first = !mid_message_;
+    out.payload.resize(part_size_);
+    std::size_t size = 0;
+    bool done = false;
+    error_code ec;
+    while (part_size_ - size >= kBeastReadSpace && (report || front_locked() == Front::part)) {
+      size += ws_->read_some(net::buffer(out.payload.data() + size, part_size_ - size), ec);
+      if (ec) break;
+      mid_message_ = true;
+      if (ws_->is_message_done()) {
+        done = true;
+        break;
+      }
+    }
+    if (ec) {
+      mid_message_ = false;
+      out.payload.clear();
+      ++consumed_;
+      return read_failed_locked(ec);
+    }
+    out.payload.resize(size);
+    if (!mid_message_ || (size == 0 && !done)) return Error(errc::would_block);
+    out.type = ws_->got_text() ? MessageType::text : MessageType::binary;
+    if (out.type == MessageType::text) {  // the message's last bytes so far (see fail_cut_code_point_locked)
+      if (first) text_tail_.clear();
+      text_tail_.append(out.payload, size - std::min<std::size_t>(size, 4));
+      if (text_tail_.size() > 4) text_tail_.erase(0, text_tail_.size() - 4);
+      if (done && detail::incomplete_code_point(reinterpret_cast<const unsigned char*>(text_tail_.data()),
+                                                text_tail_.size()) != 0) {
+        mid_message_ = false;
+        ++consumed_;
+        out.payload.clear();
+        return fail_cut_code_point_locked();
+      }
+    }
+    if (done) {
+      out.part = first ? MessagePart::whole : MessagePart::last;
+      mid_message_ = false;
+      ++consumed_;
+      answer_pings_locked();  // pings that came meanwhile
+    } else {
+      out.part = first ? MessagePart::first : MessagePart::middle;
+    }
+    return {};
   }
 
   // A pump outside the reader (ping) may have taken the bytes the reader's socket
@@ -910,13 +1058,14 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
         layer.discard(header + static_cast<std::size_t>(len));
         continue;
       }
-      if ((p[0] != 0x81 && p[0] != 0x82) || len > max_message_) return false;
+      if ((p[0] != 0x81 && p[0] != 0x82) || len > direct_max_) return false;
       const auto* payload = diverted ? reinterpret_cast<const unsigned char*>(diverted->data()) : p + header;
       if (p[0] == 0x81 && !ascii(payload, static_cast<std::size_t>(len))) {
         ws::detail::utf8_checker utf8;
         if (!utf8.write(payload, static_cast<std::size_t>(len)) || !utf8.finish()) return false;
       }
       out.type = p[0] == 0x81 ? MessageType::text : MessageType::binary;
+      out.part = MessagePart::whole;
       if (diverted) {
         layer.take_diverted(out.payload);  // no copy: the string changes hands
         layer.discard(header);
@@ -943,9 +1092,15 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     ws_->read(read_buffer_, ec);
     if (!ec) {
       ++consumed_;
+      auto data = read_buffer_.cdata();
+      if (ws_->got_text() &&
+          detail::incomplete_code_point(static_cast<const unsigned char*>(data.data()), data.size()) != 0) {
+        read_buffer_.clear();
+        return fail_cut_code_point_locked();
+      }
       answer_pings_locked();  // pings that came meanwhile, or behind this message
       out.type = ws_->got_text() ? MessageType::text : MessageType::binary;
-      auto data = read_buffer_.cdata();
+      out.part = MessagePart::whole;
       out.payload.assign(static_cast<const char*>(data.data()), data.size());
       if (read_buffer_.capacity() > detail::kKeptMessageBuffer)
         read_buffer_ = boost::beast::flat_buffer(max_message_ + 1);
@@ -953,6 +1108,28 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     }
     read_buffer_.clear();
     ++consumed_;
+    return read_failed_locked(ec);
+  }
+
+  // Beast 1.74 checks that a text message ends between code points only when its last
+  // frame has payload: "\xe2\x82" then an empty final frame passes. The adapter fails
+  // such a message itself, as Beast fails other invalid text: the close frame with
+  // 1007, then the connection is over.
+  Error fail_cut_code_point_locked() {
+    ws::close_reason reason;
+    reason.code = close_code::invalid_payload;
+    reason.reason = "text ends inside a code point";
+    error_code ignored;
+    lowest().no_wait = true;  // the frame goes out; the peer's answer is not awaited
+    ws_->close(reason, ignored);
+    lowest().no_wait = false;
+    last_close_ = CloseFrame{close_code::abnormal, {}};
+    fail_locked();
+    return Error(errc::invalid_utf8, "text message is not valid UTF-8: it ends inside a code point");
+  }
+
+  // A read failed: what happened, as the engine reports it.
+  Error read_failed_locked(const error_code& ec) {
     if (ec == ws::error::closed) {
       auto reason = ws_->reason();
       last_close_ =
@@ -967,8 +1144,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     }
     Error error;
     if (ec == ws::error::message_too_big || ec == ws::error::buffer_overflow) {
-      error =
-          Error(errc::message_too_big, "message over max_message_size (" + std::to_string(max_message_) + " bytes)");
+      const auto limit = ws_->read_message_max();
+      error = Error(errc::message_too_big,
+                    streamed_ && limit != max_message_
+                        ? "streamed message over stream.max_message_size (" + std::to_string(limit) + " bytes)"
+                        : "message over max_message_size (" + std::to_string(max_message_) + " bytes)");
     } else if (ec == ws::error::bad_frame_payload) {
       error = Error(errc::invalid_utf8, "text message is not valid UTF-8");
     } else if (ec.category() == make_error_code(ws::error::closed).category() ||
@@ -1050,9 +1230,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       if (w->close) {
         if (layer.scanner().close_seen() || layer.transport_error())
           finish_waiter_locked(w, {});
-        else if (layer.buffered() >= read_limit_)
+        else if (layer.buffered() >= buffer_limit_locked())
           layer.discard(layer.buffered());  // nobody reads it any more
-      } else if (layer.scanner().pongs() > w->pongs_before || layer.buffered() >= read_limit_) {
+      } else if (layer.scanner().pongs() > w->pongs_before || layer.buffered() >= buffer_limit_locked()) {
         finish_waiter_locked(w, {});  // a pong, or data flowing: the peer is alive
       } else if (layer.transport_error()) {
         finish_waiter_locked(w,
@@ -1307,6 +1487,12 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   http::response<http::string_body> response_;
   std::size_t max_message_ = 0;
   std::size_t read_limit_ = 0;
+  bool streamed_ = false;       // DialRequest::stream (set before the dial)
+  std::size_t part_size_ = 0;   // its max_part_size
+  std::size_t stream_max_ = 0;  // its max_message_size (request_ is let go after the dial)
+  std::size_t direct_max_ = 0;  // read_whole_frame_locked takes frames up to this
+  bool mid_message_ = false;    // streamed: Beast is inside a message read in parts (mutex_)
+  std::string text_tail_;       // streamed: the last bytes (at most 4) of the text message so far (mutex_)
   // Payloads this large that span reads skip the scan buffer (one copy instead of two).
   static constexpr std::size_t kDivertPayloadsFrom = 16 * 1024;
   // Messages Beast reads land here (mutex_); kept up to detail::kKeptMessageBuffer.
@@ -1435,7 +1621,8 @@ class BeastConnector final : public Connector {
             .unix_sockets = true,
             .chosen_addresses = true,
             .polled_reads = true,
-            .socks5_proxies = true};
+            .socks5_proxies = true,
+            .streamed_reads = true};
   }
 
  private:

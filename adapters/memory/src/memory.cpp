@@ -29,6 +29,8 @@ struct Pipe {
   bool open = false;
   bool answer_pings = true;
   std::size_t max_message_size = SIZE_MAX;
+  StreamOptions stream;         // DialRequest::stream
+  std::size_t part_offset = 0;  // bytes of the front message already read as parts
   std::optional<CloseFrame> client_close;
   CloseFrame last_close{close_code::abnormal, {}};
   Connection::WaitHandler waiter;
@@ -112,6 +114,7 @@ class MemoryConnection final : public Connection {
       }
       pipe_->open = true;
       pipe_->max_message_size = request.max_message_size;
+      pipe_->stream = request.stream;
     }
     server_->accepted.push_back(std::make_shared<Peer>(pipe_));
     server_->cv.notify_all();
@@ -231,21 +234,41 @@ class MemoryConnection final : public Connection {
       if (!pipe_->open) return Error::closed(pipe_->last_close, "in-memory connection closed");
       return Error(errc::would_block);
     }
-    Event e = std::move(pipe_->inbound.front());
-    pipe_->inbound.pop_front();
-    if (auto* m = std::get_if<InboundMessage>(&e)) {
-      if (m->payload.size() > pipe_->max_message_size) {  // as a library fails it: close 1009
+    if (auto* m = std::get_if<InboundMessage>(&pipe_->inbound.front())) {
+      const auto& stream = pipe_->stream;
+      const std::size_t total = m->payload.size();
+      const bool too_big = stream.enabled ? stream.max_message_size != 0 && total > stream.max_message_size
+                                          : total > pipe_->max_message_size;
+      if (too_big) {  // as a library fails it: close 1009
         pipe_->end_locked();
         pipe_->client_close = CloseFrame{close_code::too_big, "message too big"};
         pipe_->inbound.clear();
         pipe_->cv.notify_all();
-        return Error(errc::message_too_big,
-                     "message over max_message_size (" + std::to_string(pipe_->max_message_size) + " bytes)");
+        return Error(errc::message_too_big, stream.enabled ? "streamed message over stream.max_message_size (" +
+                                                                 std::to_string(stream.max_message_size) + " bytes)"
+                                                           : "message over max_message_size (" +
+                                                                 std::to_string(pipe_->max_message_size) + " bytes)");
       }
       out.type = m->type;
-      out.payload.assign(m->payload);
+      // Streamed (DialRequest::stream): a message larger than a part comes in parts.
+      if (stream.enabled && (pipe_->part_offset != 0 || total > stream.max_part_size)) {
+        const std::size_t n = std::min(stream.max_part_size, total - pipe_->part_offset);
+        out.payload.assign(m->payload, pipe_->part_offset, n);
+        out.part = pipe_->part_offset == 0           ? MessagePart::first
+                   : pipe_->part_offset + n == total ? MessagePart::last
+                                                     : MessagePart::middle;
+        pipe_->part_offset += n;
+        if (pipe_->part_offset < total) return {};
+        pipe_->part_offset = 0;
+      } else {
+        out.payload.assign(m->payload);
+        out.part = MessagePart::whole;
+      }
+      pipe_->inbound.pop_front();
       return {};
     }
+    Event e = std::move(pipe_->inbound.front());
+    pipe_->inbound.pop_front();
     if (auto* frame = std::get_if<CloseFrame>(&e)) {
       pipe_->last_close = *frame;
       pipe_->end_locked();  // the library answers the close frame by itself
@@ -282,10 +305,11 @@ class MemoryConnector final : public Connector {
   }
   std::string_view name() const noexcept override { return "memory"; }
   // No DEFLATE, and a write is queued for the peer at once, however much waits:
-  // neither compression nor back-pressure. The peer's messages land in the pipe from
+  // neither compression nor back-pressure. Streamed, a message larger than a part
+  // comes in parts of max_part_size. The peer's messages land in the pipe from
   // its own thread, so try_read polls.
   AdapterCapabilities capabilities() const noexcept override {
-    return {.compression = false, .write_backpressure = false, .polled_reads = true};
+    return {.compression = false, .write_backpressure = false, .polled_reads = true, .streamed_reads = true};
   }
 
  private:

@@ -127,6 +127,11 @@ class State final : public std::enable_shared_from_this<State> {
                           "the websocketpp adapter cannot offer permessage-deflate: websocketpp 0.8 does not "
                           "negotiate extensions as a client (turn offer_compression off or use the Beast adapter)"));
       }
+      if (request.stream.enabled) {
+        return done(Error(errc::unsupported,
+                          "the websocketpp adapter cannot stream messages in parts: websocketpp 0.8 hands over "
+                          "only whole messages (turn stream.enabled off or use the Beast adapter)"));
+      }
       if (!request.url.unix_socket.empty()) {
         return done(Error(errc::unsupported,
                           "the websocketpp adapter cannot connect to a Unix socket: websocketpp 0.8's transport "

@@ -54,6 +54,18 @@ constexpr std::size_t frame_header_size(unsigned char second) noexcept {
   return h;
 }
 
+/// How many of the last bytes of valid UTF-8 begin a code point that is not complete
+/// (0 to 3): what a text message must not end with (RFC 6455 §8.1).
+inline std::size_t incomplete_code_point(const unsigned char* p, std::size_t n) noexcept {
+  for (std::size_t back = 1; back <= 4 && back <= n; ++back) {
+    const unsigned char c = p[n - back];
+    if ((c & 0xc0) == 0x80) continue;  // a continuation byte: its lead byte is further back
+    const std::size_t length = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : 4;
+    return length > back ? back : 0;
+  }
+  return 0;
+}
+
 /// An incremental UTF-8 check (RFC 3629 as RFC 6455 §8.1 requires: no overlong
 /// forms, no surrogates, nothing above U+10FFFF), fed in pieces of any size. ASCII
 /// runs are checked eight bytes at a time. A plain value.

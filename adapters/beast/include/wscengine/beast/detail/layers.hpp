@@ -296,12 +296,24 @@ class ScanLayer {
     }
     captured_.clear();
     captured_.shrink_to_fit();
+    if (!early_.empty()) {  // what came behind the 101 response, kept from Beast (see capture)
+      auto* out = static_cast<unsigned char*>(buffer_.prepare(early_.size()).data());
+      std::memcpy(out, early_.data(), early_.size());
+      buffer_.commit(scanner_.feed(out, early_.size(), out));
+      std::string().swap(early_);
+    }
     return beast_messages;
   }
 
   /// True when every byte handed to Beast belonged to frames it finished, so the
   /// buffer begins with a frame Beast has not seen (see read_some).
   bool between_frames() const noexcept { return precise_ && frame_left_ == 0; }
+  /// Bytes of the frame Beast is reading that it has not been given yet; 0 while
+  /// Beast has every byte of the frames it began (see read_some).
+  std::uint64_t frame_left() const noexcept { return frame_left_; }
+  /// Beast is given bytes frame by frame (false only when the 101 response's bytes
+  /// ended inside a frame header Beast then held).
+  bool precise() const noexcept { return precise_; }
   /// The bytes buffered and not yet read.
   net::const_buffer buffered_data() const noexcept { return buffer_.data(); }
   /// Takes `n` bytes (whole frames read without Beast) off the front of the buffer.
@@ -472,11 +484,7 @@ class ScanLayer {
     auto ex = net::get_associated_executor(handler, next_.get_executor());
     return next_.async_read_some(buffers, net::bind_executor(ex, [this, buffers, h = std::forward<Handler>(handler)](
                                                                      error_code ec, std::size_t n) mutable {
-                                   if (capturing_ && n != 0) {
-                                     std::string_view bytes(
-                                         static_cast<const char*>(net::buffer_sequence_begin(buffers)->data()), n);
-                                     captured_.append(bytes);
-                                   }
+                                   if (capturing_ && n != 0) n = capture(buffers, n);
                                    h(ec, n);
                                  }));
   }
@@ -486,6 +494,26 @@ class ScanLayer {
   }
 
  private:
+  // The handshake's reads: the bytes are kept for start_scanning, and when they hold the
+  // end of a 101 response's head, Beast gets the head only: the frames the server sent
+  // right behind it (often in the same packet) stay in this buffer, scanned as any
+  // others, instead of starting in Beast's own buffer, which the adapter cannot see
+  // (see start_scanning). Returns how many bytes Beast gets.
+  template <class MutableBuffers>
+  std::size_t capture(const MutableBuffers& buffers, std::size_t n) {
+    const std::size_t before = captured_.size();
+    captured_.append(static_cast<const char*>(net::buffer_sequence_begin(buffers)->data()), n);
+    if (head_seen_) return n;
+    const auto end = captured_.find("\r\n\r\n", before >= 3 ? before - 3 : 0);
+    if (end == std::string::npos) return n;
+    head_seen_ = true;
+    const std::size_t head = end + 4;  // > before: the end was not in the earlier bytes
+    if (captured_.size() == head || captured_.rfind("HTTP/1.1 101 ", 0) != 0) return n;
+    early_.assign(captured_, head);
+    captured_.resize(head);
+    return head - before;
+  }
+
   // The payload size of the frame being received when it is one whose payload may be
   // diverted, else 0.
   std::uint64_t large_plain_frame() const noexcept {
@@ -560,6 +588,8 @@ class ScanLayer {
   FrameScanner scanner_;
   bool capturing_ = true;
   std::string captured_;
+  bool head_seen_ = false;  // the handshake response's head has ended
+  std::string early_;       // the bytes behind a 101 response's head, until start_scanning
   error_code transport_error_;
   bool precise_ = true;           // Beast gets bytes frame by frame (false: as they come)
   std::uint64_t frame_left_ = 0;  // bytes of the frame at the front Beast has yet to get
