@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <future>
+#include <utility>
 
 #include "engine_core.hpp"
 
@@ -57,6 +58,70 @@ std::future<Error> SessionConnection::async_send(MessageType type, std::string_v
     promise->set_value(std::move(e));
   return outcome;
 }
+Result<MessageWriter> SessionConnection::begin_message(MessageType type) const {
+  auto s = session_.lock();
+  if (!s) return no_session();
+  if (!s->streamed_writes)
+    return Error(errc::unsupported,
+                 "this adapter cannot send a message in parts (AdapterCapabilities::streamed_writes)");
+  if (Error refused = s->sends->begin_parts()) return refused;
+  return MessageWriter(s, type);
+}
+
+// ---------------------------------------------------------------- MessageWriter
+
+MessageWriter::MessageWriter(std::weak_ptr<detail::Session> session, MessageType type)
+    : session_(std::move(session)), type_(type), active_(true) {}
+MessageWriter::MessageWriter(MessageWriter&& other) noexcept
+    : session_(std::move(other.session_)),
+      type_(other.type_),
+      active_(std::exchange(other.active_, false)),
+      started_(other.started_) {}
+MessageWriter& MessageWriter::operator=(MessageWriter&& other) noexcept {
+  if (this != &other) {
+    give_up();
+    session_ = std::move(other.session_);
+    type_ = other.type_;
+    active_ = std::exchange(other.active_, false);
+    started_ = other.started_;
+  }
+  return *this;
+}
+MessageWriter::~MessageWriter() { give_up(); }
+
+Error MessageWriter::write(std::string_view part, SendHandler done) { return send(part, false, std::move(done)); }
+Error MessageWriter::finish(std::string_view last_part, SendHandler done) {
+  return send(last_part, true, std::move(done));
+}
+
+Error MessageWriter::send(std::string_view part, bool last, SendHandler done) {
+  if (!active_) return Error(errc::not_connected, "no message is being sent: begin_message() first");
+  auto s = session_.lock();
+  if (!s) return no_session();
+  const MessagePart kind = last ? (started_ ? MessagePart::last : MessagePart::whole)
+                                : (started_ ? MessagePart::middle : MessagePart::first);
+  Error e = s->sends->send_part(*s->connection, type_, part, kind, std::move(done));
+  if (e.is(errc::send_queue_full)) return e;  // not taken: write it again
+  started_ = true;
+  if (last) {
+    active_ = false;
+    s->sends->end_parts(*s->connection);
+  }
+  return e;
+}
+
+// A message begun and never finished cannot be ended cleanly: the connection goes.
+void MessageWriter::give_up() noexcept {
+  if (!std::exchange(active_, false)) return;
+  if (auto s = session_.lock()) {
+    s->connection->abort();
+    try {
+      s->sends->end_parts(*s->connection);
+    } catch (...) {
+    }
+  }
+}
+
 std::size_t SessionConnection::buffered_amount() const noexcept {
   auto s = session_.lock();
   return s ? s->sends->buffered_amount() : 0;

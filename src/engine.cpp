@@ -503,6 +503,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
     s->handle = SessionConnection(s);
     s->sends = std::make_shared<SendQueue>(options_.send_queue_bytes, options_.send_queue_messages, *this, s->counters,
                                            totals_);
+    s->streamed_writes = connector_->capabilities().streamed_writes;
     session_counter_.store(s->id);
     attempt->session = s;
   }
@@ -1342,6 +1343,9 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
 // failed, then stop or restart.
 void EngineCore::after_close(std::shared_ptr<Session> s, std::shared_ptr<Span> shutdown_span, EndReason reason,
                              Error close_error) {
+  // Sends still waiting behind a message in parts that never finished: they fail on the
+  // closed connection (and are held again with OutageSends::hold).
+  s->sends->end_parts(*s->connection);
   if (close_error && !close_error.is(errc::closed)) {
     if (shutdown_span) shutdown_span->set_error(close_error);
     Context ctx(*this, s.get());
@@ -1728,31 +1732,56 @@ std::size_t EngineCore::buffered_amount() const {
 
 // ---------------------------------------------------------------- the send queue
 
+Error SendQueue::admit_locked(std::unique_lock<std::mutex>& lock, std::size_t size,
+                              std::chrono::milliseconds room_timeout, bool over_limits) {
+  auto has_room = [&] {
+    return over_limits || (messages_ < max_messages_ && (messages_ == 0 || bytes_ + size <= max_bytes_));
+  };
+  if (!has_room() && (room_timeout.count() <= 0 || !room_.wait_for(lock, room_timeout, has_room))) {
+    return Error(errc::send_queue_full, std::to_string(messages_) + " messages (" + std::to_string(bytes_) +
+                                            " bytes) wait to be sent; limits " + std::to_string(max_messages_) +
+                                            " messages, " + std::to_string(max_bytes_) + " bytes");
+  }
+  ++messages_;
+  bytes_ += size;
+  SessionCounters::add(counters_->queued_messages, 1);
+  SessionCounters::add(counters_->queued_bytes, size);
+  return {};
+}
+
 Error SendQueue::send(Connection& connection, MessageType type, std::string_view payload, SendHandler done,
                       std::chrono::milliseconds room_timeout, bool over_limits) {
-  const std::size_t size = payload.size();
   {
     std::unique_lock lock(mutex_);
-    auto has_room = [&] {
-      return over_limits || (messages_ < max_messages_ && (messages_ == 0 || bytes_ + size <= max_bytes_));
-    };
-    if (!has_room() && (room_timeout.count() <= 0 || !room_.wait_for(lock, room_timeout, has_room))) {
-      return Error(errc::send_queue_full, std::to_string(messages_) + " messages (" + std::to_string(bytes_) +
-                                              " bytes) wait to be sent; limits " + std::to_string(max_messages_) +
-                                              " messages, " + std::to_string(max_bytes_) + " bytes");
-    }
-    ++messages_;
-    bytes_ += size;
-    SessionCounters::add(counters_->queued_messages, 1);
-    SessionCounters::add(counters_->queued_bytes, size);
+    if (Error refused = admit_locked(lock, payload.size(), room_timeout, over_limits)) return refused;
   }
+  // Handed on in the order the adapter gets them: a message in parts begun meanwhile
+  // cannot have its frames overtaken by this one (it waits instead).
+  std::lock_guard order(order_mutex_);
+  {
+    std::lock_guard lock(mutex_);
+    if (in_parts_ || draining_) {  // behind a message in parts: it waits (a copy)
+      waiting_.push_back({type, std::string(payload), std::move(done)});
+      return {};
+    }
+  }
+  return hand(connection, type, payload, MessagePart::whole, std::move(done));
+}
+
+Error SendQueue::hand(Connection& connection, MessageType type, std::string_view payload, MessagePart part,
+                      SendHandler done) {
+  const std::size_t size = payload.size();
+  const bool message_done = part == MessagePart::whole || part == MessagePart::last;
+  auto write = [&](Connection::DoneHandler handler) {
+    if (part == MessagePart::whole) return connection.async_write(type, payload, std::move(handler));
+    connection.async_write_part(type, payload, part, std::move(handler));
+  };
   // The adapter may complete inline: then a send without a handler returns its error.
   if (done) {
-    connection.async_write(type, payload,
-                           [queue = shared_from_this(), size, outcome = core_.send_outcome(std::move(done))](Error e) {
-                             queue->finished(size, !e);
-                             outcome(std::move(e));
-                           });
+    write([queue = shared_from_this(), size, message_done, outcome = core_.send_outcome(std::move(done))](Error e) {
+      queue->finished(size, !e, message_done);
+      outcome(std::move(e));
+    });
     return {};
   }
   // Without a handler, an outcome the adapter knows at once (it completed inline) is
@@ -1762,15 +1791,65 @@ Error SendQueue::send(Connection& connection, MessageType type, std::string_view
     std::atomic<bool> done{false};
   };
   auto now = std::make_shared<Inline>();
-  connection.async_write(type, payload, [queue = shared_from_this(), size, now](Error e) {
-    queue->finished(size, !e);
+  write([queue = shared_from_this(), size, message_done, now](Error e) {
+    queue->finished(size, !e, message_done);
     now->error = std::move(e);
     now->done.store(true, std::memory_order_release);
   });
   return now->done.load(std::memory_order_acquire) ? now->error : Error{};
 }
 
-void SendQueue::finished(std::size_t size, bool sent) {
+Error SendQueue::begin_parts() {
+  std::lock_guard order(order_mutex_);  // after the sends being handed on now
+  std::lock_guard lock(mutex_);
+  if (in_parts_)
+    return Error(errc::invalid_option, "a message is already being sent in parts on this session: finish() it first");
+  if (draining_)
+    return Error(errc::send_queue_full,
+                 "the sends that waited behind the last message in parts are being handed on: begin again");
+  in_parts_ = true;
+  return {};
+}
+
+Error SendQueue::send_part(Connection& connection, MessageType type, std::string_view payload, MessagePart part,
+                           SendHandler done) {
+  {
+    std::unique_lock lock(mutex_);
+    if (Error refused = admit_locked(lock, payload.size(), std::chrono::milliseconds(0), false)) return refused;
+  }
+  std::lock_guard order(order_mutex_);
+  return hand(connection, type, payload, part, std::move(done));
+}
+
+void SendQueue::end_parts(Connection& connection) {
+  {
+    std::lock_guard lock(mutex_);
+    in_parts_ = false;
+    if (draining_) return;  // another thread hands them on
+    draining_ = true;
+  }
+  // Sends taken meanwhile wait too (draining_), so that none overtakes those before it.
+  std::lock_guard order(order_mutex_);
+  for (;;) {
+    std::deque<Waiting> batch;
+    {
+      std::lock_guard lock(mutex_);
+      if (waiting_.empty()) {
+        draining_ = false;
+        return;
+      }
+      batch.swap(waiting_);
+    }
+    for (auto& w : batch) {
+      Error e = hand(connection, w.type, w.payload, MessagePart::whole, std::move(w.done));
+      (void)e;  // without a handler, a later outcome reaches nobody either
+    }
+  }
+}
+
+// A part of a message in parts counts its bytes as sent; its message counts with the last.
+void SendQueue::finished(std::size_t size, bool sent, bool message_done) {
+  const std::uint64_t messages = sent && message_done ? 1 : 0;
   {
     std::lock_guard lock(mutex_);
     --messages_;
@@ -1778,12 +1857,12 @@ void SendQueue::finished(std::size_t size, bool sent) {
     SessionCounters::subtract(counters_->queued_messages, 1);
     SessionCounters::subtract(counters_->queued_bytes, size);
     if (sent) {
-      SessionCounters::add(counters_->messages_sent, 1);
+      SessionCounters::add(counters_->messages_sent, messages);
       SessionCounters::add(counters_->bytes_sent, size);
     }
   }
   if (sent) {
-    totals_->messages_sent.fetch_add(1, std::memory_order_relaxed);
+    totals_->messages_sent.fetch_add(messages, std::memory_order_relaxed);
     totals_->bytes_sent.fetch_add(size, std::memory_order_relaxed);
   }
   room_.notify_all();
@@ -1918,6 +1997,11 @@ std::future<Error> Engine::async_send(MessageType type, std::string_view payload
 std::size_t Engine::buffered_amount() const { return core_->buffered_amount(); }
 EngineStats Engine::stats() const { return core_->stats(); }
 SessionConnection Engine::connection() const { return SessionConnection(core_->current_session()); }
+Result<MessageWriter> Engine::begin_message(MessageType type) {
+  auto s = core_->current_session();
+  if (!s) return Error(errc::not_connected, "no open session");
+  return s->handle.begin_message(type);
+}
 EngineState Engine::state() const noexcept { return core_->state(); }
 std::uint64_t Engine::session_id() const noexcept { return core_->session_id(); }
 const EngineOptions& Engine::options() const noexcept { return core_->options(); }

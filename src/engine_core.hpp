@@ -104,8 +104,37 @@ class SendQueue : public std::enable_shared_from_this<SendQueue> {
   /// Payload bytes queued and not yet handed to the kernel.
   std::size_t buffered_amount() const;
 
+  /// Streamed sends (MessageWriter): opens a message sent in parts. Until end_parts(),
+  /// the session's other sends are taken (within the limits, copied) and wait behind
+  /// it. One such message at a time.
+  Error begin_parts();
+  /// Queues one part of that message, within the same limits as send(); `whole` for a
+  /// message finished before any part was written.
+  Error send_part(Connection& connection, MessageType type, std::string_view payload, MessagePart part,
+                  SendHandler done);
+  /// The message in parts is over (its last part queued, or given up): the sends that
+  /// waited behind it go to `connection`, in order.
+  void end_parts(Connection& connection);
+
  private:
-  void finished(std::size_t size, bool sent);
+  // Admits a send of `size` within the limits (or `over_limits`), counting it queued.
+  Error admit_locked(std::unique_lock<std::mutex>& lock, std::size_t size, std::chrono::milliseconds room_timeout,
+                     bool over_limits);
+  // Hands an admitted send to the adapter (a part with `part`; whole otherwise).
+  Error hand(Connection& connection, MessageType type, std::string_view payload, MessagePart part, SendHandler done);
+  void finished(std::size_t size, bool sent, bool message_done = true);
+
+  struct Waiting {  // a send taken while a message in parts was open
+    MessageType type;
+    std::string payload;
+    SendHandler done;
+  };
+  // Held while a send is handed to the adapter, so that the adapter gets them in the
+  // order they were let through; never held while waiting for room nor by a completion.
+  std::mutex order_mutex_;
+  bool in_parts_ = false;        // (mutex_) a message in parts is open
+  bool draining_ = false;        // (mutex_) end_parts() is handing waiting_ on
+  std::deque<Waiting> waiting_;  // (mutex_)
 
   mutable std::mutex mutex_;
   std::condition_variable room_;
@@ -138,6 +167,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Connection& untraced_connection;
   std::stop_source stop;
   std::shared_ptr<SendQueue> sends;  // set right after construction, then read-only
+  bool streamed_writes = false;      // the adapter sends in parts (set as `sends`)
   // What Context::connection() returns: made once, so a callback's Context costs no
   // reference counting (set right after construction, then read-only).
   SessionConnection handle;

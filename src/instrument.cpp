@@ -151,6 +151,27 @@ class InstrumentedConnection final : public Connection {
                         });
   }
 
+  // One span per part; a message sent in parts counts as sent with its last part.
+  void async_write_part(MessageType type, std::string_view payload, MessagePart part, DoneHandler done) override {
+    if (!tracer_ && !metrics_) return inner_->async_write_part(type, payload, part, std::move(done));
+    std::shared_ptr<Span> span = start("wscengine.write_part");
+    if (span) {
+      span->set_attribute("wscengine.message.type", type_name(type));
+      span->set_attribute("wscengine.message.part", part == MessagePart::first    ? "first"
+                                                    : part == MessagePart::middle ? "middle"
+                                                                                  : "last");
+      span->set_attribute("wscengine.message.length", static_cast<std::int64_t>(payload.size()));
+    }
+    inner_->async_write_part(type, payload, part,
+                             [span = std::move(span), metrics = metrics_, type, part, size = payload.size(),
+                              done = std::move(done)](Error error) mutable {
+                               if (!error && metrics && part == MessagePart::last) metrics->message_sent(type, size);
+                               if (span && error) record_outcome(*span, error);
+                               span.reset();
+                               done(std::move(error));
+                             });
+  }
+
   void async_ping(std::string_view payload, std::chrono::milliseconds timeout, DoneHandler done) override {
     std::shared_ptr<Span> span = start("wscengine.ping");  // ends when the pong (or the timeout) came
     inner_->async_ping(payload, timeout, [span = std::move(span), done = std::move(done)](Error error) mutable {

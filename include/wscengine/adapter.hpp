@@ -97,6 +97,17 @@ class Connection {
   /// calling thread, or later on an I/O thread; it must not block. The default calls
   /// write() on the calling thread: adapters override it.
   virtual void async_write(MessageType type, std::string_view payload, DoneHandler done) { done(write(type, payload)); }
+  /// Streamed sends: queues one frame of a message sent in parts, as async_write
+  /// queues a whole one. `part` is first (the frame that opens the message with
+  /// `type`), middle, or last (the final frame); any may be empty. Between a message's
+  /// first and last part the caller queues nothing else on this connection (control
+  /// frames still go ahead). Text is sent as it is: a part may end inside a code
+  /// point. The default refuses with `errc::unsupported`: adapters with
+  /// AdapterCapabilities::streamed_writes override it.
+  virtual void async_write_part(MessageType type, std::string_view payload, MessagePart part, DoneHandler done) {
+    (void)type, (void)payload, (void)part;
+    done(Error(errc::unsupported, "this adapter cannot send a message in parts"));
+  }
   /// Drops the connection at once (no close frame) and wakes every blocked call.
   virtual void abort() noexcept = 0;
   /// True from a successful dial until the connection is closed or dropped.
@@ -130,6 +141,9 @@ struct AdapterCapabilities {
   /// DialRequest::stream is honoured: reads may return parts of a message. Without
   /// it, a dial with streaming on fails with `errc::unsupported`.
   bool streamed_reads = false;
+  /// async_write_part is honoured: a message can be sent in parts. Without it:
+  /// `errc::unsupported`.
+  bool streamed_writes = false;
 };
 
 /// Makes connections of one adapter. Engines call it once per dial attempt.

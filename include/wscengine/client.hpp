@@ -65,6 +65,54 @@ class PauseGuard {
 /// Receives the outcome of an asynchronous send, once, on a callback thread.
 using SendHandler = std::function<void(Error)>;
 
+/// A message sent in parts (SessionConnection::begin_message, Engine::begin_message),
+/// for a message too large to hold whole or made while it is sent: write() each part,
+/// then finish(). Each part goes out as one frame as soon as the queue takes it;
+/// control frames (pongs, pings, the close) still go ahead of what is queued. The
+/// session's other sends, from any thread, are taken meanwhile (within the send
+/// queue's limits, as copies) and go out after the last part, in order. A part that
+/// does not fit the queue is refused with `errc::send_queue_full` and may be written
+/// again: the queue holds at most `send_queue_bytes`, so a message of any size costs
+/// only what is in flight. Text is sent as written (parts may cut code points); a
+/// peer fails invalid text with 1007. Destroyed before finish(), the writer drops the
+/// connection (a peer would otherwise wait for the rest forever, or take a cut message
+/// for whole): the session ends as a drop and the sends that waited fail (or are held
+/// again with OutageSends::hold). The adapter must have
+/// AdapterCapabilities::streamed_writes (Beast, websocketpp, memory).
+///
+/// Thread safety: one writer is used by one thread at a time; movable, not copyable.
+class MessageWriter {
+ public:
+  /// Bound to no message: every call fails with `errc::not_connected`.
+  MessageWriter() = default;
+  /// Takes over `other`'s message; `other` becomes empty.
+  MessageWriter(MessageWriter&& other) noexcept;
+  /// Gives up this writer's message (see the class), then takes over `other`'s.
+  MessageWriter& operator=(MessageWriter&& other) noexcept;
+  ~MessageWriter();
+  /// Queues the next part and returns at once, never waiting for the network. With
+  /// `done`, its outcome comes there (once the part reached the kernel) and the call
+  /// returns only refusals.
+  Error write(std::string_view part, SendHandler done = {});
+  /// Queues the last part (it may be empty): the message is whole, and the sends that
+  /// waited behind it go. The writer is then done; on a refusal
+  /// (`errc::send_queue_full`) it is not, and finish() may be called again.
+  Error finish(std::string_view last_part = {}, SendHandler done = {});
+  /// True from begin_message until finish() took the last part.
+  bool active() const noexcept { return active_; }
+
+ private:
+  friend class SessionConnection;  // begin_message()
+  MessageWriter(std::weak_ptr<detail::Session> session, MessageType type);
+  Error send(std::string_view part, bool last, SendHandler done);
+  void give_up() noexcept;
+
+  std::weak_ptr<detail::Session> session_;
+  MessageType type_ = MessageType::binary;
+  bool active_ = false;
+  bool started_ = false;  // its first part was queued
+};
+
 /// The connection of one session, for sending and (in on_open or while paused)
 /// reading by hand. Copyable; a copy does not keep the session alive: once the
 /// session is over every call fails (`errc::not_connected`, or `errc::closed` while
@@ -87,6 +135,10 @@ class SessionConnection {
   std::future<Error> async_send(MessageType type, std::string_view payload) const;
   /// Payload bytes sent on this session and not yet handed to the kernel.
   std::size_t buffered_amount() const noexcept;
+  /// Begins a message sent in parts (see MessageWriter). Refused with
+  /// `errc::invalid_option` while another one is being sent on this session, and with
+  /// `errc::unsupported` when the adapter cannot send in parts.
+  Result<MessageWriter> begin_message(MessageType type) const;
   /// send() of a text message.
   Error send_text(std::string_view text) const { return send(MessageType::text, text); }
   /// send() of a binary message.

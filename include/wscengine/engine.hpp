@@ -139,6 +139,9 @@ class Engine {
   /// PauseGuard or pinging from another thread; empty (every call fails with
   /// `errc::not_connected`) between sessions. It stays bound to that session.
   SessionConnection connection() const;
+  /// Begins a message sent in parts on the current session (see MessageWriter);
+  /// `errc::not_connected` between sessions (a message in parts is never held).
+  Result<MessageWriter> begin_message(MessageType type);
 
   /// Live statistics: totals since construction, the open session (messages, bytes,
   /// the send queue, its age, ping round trips), reconnects and the last error. Takes

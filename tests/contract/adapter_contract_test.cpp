@@ -565,6 +565,59 @@ TEST_P(AdapterContract, ConcurrentWritesArriveWholeAndInOrderPerThread) {
   }
 }
 
+// A message written in parts (async_write_part) reaches the peer whole: text cut inside
+// a code point, an empty part, a 70,000-byte part, a ping between parts (control frames
+// may come between a message's frames), then a whole message after it.
+TEST_P(AdapterContract, AMessageWrittenInPartsArrivesWholeWithAPingBetween) {
+  open();
+  // Queued without waiting: an adapter may complete a write only once the peer has it.
+  std::vector<std::future<Error>> outcomes;
+  auto write_part = [&](MessageType type, std::string_view payload, MessagePart part) {
+    auto done = std::make_shared<std::promise<Error>>();
+    outcomes.push_back(done->get_future());
+    connection->async_write_part(type, payload, part, [done](Error e) { done->set_value(std::move(e)); });
+  };
+  if (!harness->connector()->capabilities().streamed_writes) {
+    write_part(MessageType::text, "x", MessagePart::first);
+    Error refused = outcomes.back().get();
+    EXPECT_TRUE(refused.is(errc::unsupported)) << refused.message();
+    return;
+  }
+  const std::string big(70000, 'x');
+  write_part(MessageType::text, "h\xc3", MessagePart::first);
+  write_part(MessageType::text, "\xa9llo ", MessagePart::middle);
+  write_part(MessageType::text, "", MessagePart::middle);
+  std::promise<Error> pong;
+  const bool pings = harness->real_network();  // the in-memory peer answers pings only when echoing
+  if (pings) connection->async_ping("between", 5s, [&](Error e) { pong.set_value(std::move(e)); });
+  write_part(MessageType::text, big, MessagePart::middle);
+  write_part(MessageType::text, " end", MessagePart::last);
+  auto m = peer->receive(5s);
+  ASSERT_TRUE(m) << "the peer did not get the message";
+  EXPECT_EQ(m->type, MessageType::text);
+  EXPECT_TRUE(m->payload == "h\xc3\xa9llo " + big + " end") << m->payload.size() << " bytes";
+  ASSERT_FALSE(connection->write(MessageType::binary, "after"));  // (websocketpp: acknowledged by a pong)
+  m = peer->receive(5s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->payload, "after");
+  // Binary, and an empty last part.
+  write_part(MessageType::binary, std::string("\0\1", 2), MessagePart::first);
+  write_part(MessageType::binary, "", MessagePart::last);
+  m = peer->receive(5s);
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->type, MessageType::binary);
+  EXPECT_EQ(m->payload, std::string("\0\1", 2));
+  peer->start_echo();  // the peer reads on (websocketpp's writes complete with a pong)
+  for (auto& outcome : outcomes) {
+    Error e = outcome.get();
+    EXPECT_FALSE(e) << e.message();
+  }
+  if (pings) {
+    Error e = pong.get_future().get();
+    EXPECT_FALSE(e) << "the ping between the parts: " << e.message();
+  }
+}
+
 TEST_P(AdapterContract, MegabytesOfWritesToAReadingPeerNeverStall) {
   open();
   constexpr int kCount = 32;

@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <fstream>
+#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -287,6 +289,175 @@ TEST_P(Streamed, AMessageTricklingInKeepsTheWatchdogQuiet) {
   stop_and_check(engine, *recorder);
 }
 
+// ------------------------------------------------------------------ sending in parts
+
+// The digest the server computes of a message, as text: "size fnv1a".
+std::string digest_text(std::uint64_t size, std::uint64_t fnv) { return cat(size, " ", fnv); }
+
+// A server that answers every message with its digest (read in pieces: any size).
+void digest_session(tools::ServerSession& session) {
+  for (;;) {
+    auto digest = session.read_digest(60s);
+    if (!digest) return;
+    if (session.send(MessageType::text, digest_text(digest->size, digest->fnv1a))) return;
+  }
+}
+
+// The resident set of this process, in KiB.
+long rss_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  return -1;
+}
+
+class StreamedSend : public Streamed {
+ protected:
+  EngineOptions send_options() {
+    auto o = options(1);
+    o.stream = {};
+    return o;
+  }
+};
+
+// A message in parts goes whole; sends from another thread meanwhile wait behind it and
+// follow in order; a second message in parts is refused while one is open.
+TEST_P(StreamedSend, AMessageInPartsGoesWholeAndOtherSendsWaitBehindIt) {
+  server.on_session = digest_session;
+  server.start();
+  auto recorder = std::make_shared<Recorder>();
+  engine = std::make_unique<Engine>(send_options(), recorder, GetParam().make());
+  ASSERT_FALSE(engine->start());
+  auto writer = engine->begin_message(MessageType::binary);
+  ASSERT_TRUE(writer) << writer.error().message();
+  auto second = engine->begin_message(MessageType::text);
+  ASSERT_FALSE(second);
+  EXPECT_TRUE(second.error().is(errc::invalid_option)) << second.error().message();
+  constexpr int kOthers = 20;
+  std::atomic<int> sent_others{0};
+  std::thread others([&] {
+    for (int i = 0; i < kOthers; ++i) {
+      EXPECT_FALSE(engine->send_text(cat("other ", i)));
+      ++sent_others;
+      std::this_thread::sleep_for(200us);
+    }
+  });
+  std::string part(32 * 1024, '\0');
+  std::uint64_t fnv = tools::fnv1a("");
+  std::uint64_t size = 0;
+  for (int i = 0; i < 32; ++i) {
+    for (std::size_t k = 0; k < part.size(); ++k) part[k] = static_cast<char>(i * 7 + k);
+    Error e = writer->write(part);
+    ASSERT_FALSE(e) << e.message();
+    fnv = tools::fnv1a(part, fnv);
+    size += part.size();
+    if (i == 16) {  // the others are being sent meanwhile
+      const auto until = Clock::now() + 5s;
+      while (sent_others.load() < kOthers / 2 && Clock::now() < until) std::this_thread::sleep_for(1ms);
+    }
+  }
+  ASSERT_FALSE(writer->finish("end"));
+  fnv = tools::fnv1a("end", fnv);
+  size += 3;
+  EXPECT_FALSE(writer->active());
+  others.join();
+  ASSERT_TRUE(recorder->wait_count(Event::message, 1 + kOthers, 20s));
+  auto replies = recorder->events_of(Event::message);
+  EXPECT_EQ(replies[0].payload, digest_text(size, fnv)) << "the message in parts went first, whole";
+  for (int i = 0; i < kOthers; ++i) {
+    const std::string other = cat("other ", i);
+    EXPECT_EQ(replies[1 + i].payload, digest_text(other.size(), tools::fnv1a(other))) << "other " << i;
+  }
+  // Counted once each has reached the kernel (websocketpp: once the peer's pong to a
+  // later marker ping says so), so the last count may come after the replies.
+  const auto until = Clock::now() + 10s;
+  while (engine->stats().traffic.messages_sent < 1u + kOthers && Clock::now() < until) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(engine->stats().traffic.messages_sent, 1u + kOthers) << "a message in parts counts once";
+  stop_and_check(engine, *recorder);
+}
+
+// 1 GiB (128 MiB under the sanitizers) in parts of 1 MiB, at most 4 in flight: the
+// server's digest matches, and this process's memory grows by far less than the message.
+TEST_P(StreamedSend, AGibibyteInPartsWithBoundedMemory) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr std::size_t kParts = 128;
+#else
+  constexpr std::size_t kParts = 1024;
+#endif
+  server.on_session = digest_session;
+  server.start();
+  auto recorder = std::make_shared<Recorder>();
+  engine = std::make_unique<Engine>(send_options(), recorder, GetParam().make());
+  ASSERT_FALSE(engine->start());
+  const long before = rss_kib();
+  long peak = before;
+  auto writer = engine->begin_message(MessageType::binary);
+  ASSERT_TRUE(writer) << writer.error().message();
+  std::mutex mutex;
+  std::condition_variable cv;
+  int in_flight = 0;
+  Error failed;
+  std::string part(1u << 20, '\0');
+  std::uint64_t fnv = tools::fnv1a("");
+  for (std::size_t i = 0; i < kParts; ++i) {
+    for (std::size_t k = 0; k < part.size(); k += 4096) part[k] = static_cast<char>(i + k / 4096);
+    fnv = tools::fnv1a(part, fnv);
+    {
+      std::unique_lock lock(mutex);
+      ASSERT_TRUE(cv.wait_for(lock, 30s, [&] { return in_flight < 4; })) << "a part was never sent";
+      ++in_flight;
+    }
+    Error e = writer->write(part, [&](Error outcome) {
+      std::lock_guard lock(mutex);
+      --in_flight;
+      if (outcome) failed = outcome;
+      cv.notify_all();
+    });
+    ASSERT_FALSE(e) << e.message();
+    if (i % 16 == 0) peak = std::max(peak, rss_kib());
+  }
+  ASSERT_FALSE(writer->finish());
+  ASSERT_TRUE(recorder->wait_count(Event::message, 1, 60s));
+  peak = std::max(peak, rss_kib());
+  EXPECT_EQ(recorder->events_of(Event::message)[0].payload, digest_text(kParts << 20, fnv));
+  {
+    std::lock_guard lock(mutex);
+    EXPECT_FALSE(failed) << failed.message();
+  }
+  EXPECT_LT(peak - before, 64 * 1024) << "sending " << kParts << " MiB grew this process by " << (peak - before) / 1024
+                                      << " MiB";
+  stop_and_check(engine, *recorder);
+}
+
+// A writer given up before finish() drops the connection (the peer would wait for the
+// rest forever): the session ends as a drop, and the send that waited behind it fails.
+TEST_P(StreamedSend, AWriterGivenUpDropsTheConnectionAndFailsWhatWaited) {
+  server.on_session = digest_session;
+  server.start();
+  auto recorder = std::make_shared<Recorder>();
+  engine = std::make_unique<Engine>(send_options(), recorder, GetParam().make());
+  ASSERT_FALSE(engine->start());
+  std::promise<Error> waited;
+  {
+    auto writer = engine->begin_message(MessageType::text);
+    ASSERT_TRUE(writer) << writer.error().message();
+    ASSERT_FALSE(writer->write("the beginning"));
+    ASSERT_FALSE(engine->async_send(MessageType::text, "behind it", [&](Error e) { waited.set_value(std::move(e)); }));
+  }
+  auto outcome = waited.get_future();
+  ASSERT_EQ(outcome.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(outcome.get()) << "a send behind a message that never ended was reported sent";
+  ASSERT_FALSE(engine->wait_stopped(10s));
+  auto closes = recorder->events_of(Event::close);
+  ASSERT_EQ(closes.size(), 1u);
+  ASSERT_TRUE(closes[0].received);
+  EXPECT_EQ(closes[0].received->code, close_code::abnormal);
+  EXPECT_EQ(recorder->count(Event::message), 0u) << "the server took a cut message for whole";
+  stop_and_check(engine, *recorder);
+}
+
 INSTANTIATE_TEST_SUITE_P(Adapters, Streamed, ::testing::ValuesIn(engine_variants()), AdapterName());
+INSTANTIATE_TEST_SUITE_P(Adapters, StreamedSend, ::testing::ValuesIn(engine_variants()), AdapterName());
 
 }  // namespace

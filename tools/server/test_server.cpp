@@ -87,6 +87,28 @@ class Session final : public ServerSession {
     out.payload = boost::beast::buffers_to_string(buffer.data());
     return {};
   }
+  Result<Digest> read_digest(std::chrono::milliseconds timeout) override {
+    set_receive_timeout(fd_, timeout);
+    const auto limit = ws_.read_message_max();
+    ws_.read_message_max(0);  // no bound: nothing is kept
+    Digest digest;
+    std::string chunk(64 * 1024, '\0');
+    error_code ec;
+    do {
+      const std::size_t n = ws_.read_some(boost::asio::buffer(chunk), ec);
+      if (ec) break;
+      digest.fnv1a = fnv1a(std::string_view(chunk.data(), n), digest.fnv1a);
+      digest.size += n;
+      ++digest.frames;
+    } while (!ws_.is_message_done());
+    ws_.read_message_max(limit);
+    if (ec == ws::error::closed)
+      return Error::closed({static_cast<std::uint16_t>(ws_.reason().code), std::string(ws_.reason().reason.c_str())},
+                           "");
+    if (ec) return Error(errc::io_error, ec.message());
+    digest.type = ws_.got_text() ? MessageType::text : MessageType::binary;
+    return digest;
+  }
   Error close(CloseFrame frame) override {
     set_receive_timeout(fd_, std::chrono::seconds(5));
     ws::close_reason reason;

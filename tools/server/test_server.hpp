@@ -58,7 +58,23 @@ class ServerSession {
   /// waits. Plain connections only (false under TLS, whose bytes it cannot see); it
   /// looks at the first 64 KiB not yet read.
   virtual bool message_or_close_waiting() = 0;
+  /// What read_digest() saw of one message. A plain value.
+  struct Digest {
+    MessageType type = MessageType::binary;
+    std::uint64_t size = 0;
+    std::uint64_t fnv1a = 14695981039346656037ull;  ///< FNV-1a (64-bit) of its bytes
+    std::size_t frames = 0;                         ///< the reads it took (at least its frames)
+  };
+  /// Reads one message of any size in pieces, keeping only its digest: for messages
+  /// larger than a test should hold. Errors as read().
+  virtual Result<Digest> read_digest(std::chrono::milliseconds timeout) = 0;
 };
+
+/// FNV-1a (64-bit) of `bytes`, continued from `hash`. Thread safety: pure.
+inline std::uint64_t fnv1a(std::string_view bytes, std::uint64_t hash = 14695981039346656037ull) {
+  for (unsigned char c : bytes) hash = (hash ^ c) * 1099511628211ull;
+  return hash;
+}
 
 /// A WebSocket server on a loopback port. `on_session` runs on its own thread for
 /// every accepted connection; `on_request` may refuse an upgrade with an HTTP status.

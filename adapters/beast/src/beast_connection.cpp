@@ -709,6 +709,15 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // encrypted in the order they go out). The stream lock is held only while Beast
   // encodes: reads and pongs go on while the peer is slow to read (full duplex).
   void async_write(MessageType type, std::string_view payload, DoneHandler done) override {
+    write_frames(type, payload, MessagePart::whole, std::move(done));
+  }
+  // A message in parts: each part is one frame, queued as a whole message is (Beast's
+  // write_some keeps the continuation opcodes).
+  void async_write_part(MessageType type, std::string_view payload, MessagePart part, DoneHandler done) override {
+    write_frames(type, payload, part, std::move(done));
+  }
+
+  void write_frames(MessageType type, std::string_view payload, MessagePart part, DoneHandler done) {
     std::optional<Error> now;
     bool must_wait = false;
     {
@@ -716,7 +725,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       if (!open_) {
         now = Error::closed(last_close_, "write on a closed connection");
       } else if (pending_.empty() && outbox_empty_locked()) {
-        now = encode_locked(type, payload, done);  // nullopt: `done` waits in deliveries_
+        now = encode_locked(type, payload, part, done);  // nullopt: `done` waits in deliveries_
       } else {
         must_wait = true;
       }
@@ -725,7 +734,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     if (!must_wait) return;
     // It must wait: the copy is made outside the stream lock (readers need it), then
     // queued; the outbox may have drained meanwhile, so encode what now can go.
-    PendingWrite queued{type, std::string(payload), std::move(done)};
+    PendingWrite queued{type, std::string(payload), std::move(done), part};
     Completions ready;
     {
       std::lock_guard lock(mutex_);
@@ -1268,6 +1277,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     MessageType type;
     std::string payload;
     DoneHandler done;
+    MessagePart part = MessagePart::whole;  // a frame of a message sent in parts
   };
   struct Delivery {
     std::uint64_t end;  // the outbox's byte count once the message's last byte is in it
@@ -1303,10 +1313,14 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // Beast, which has no per-message switch for compression (Boost 1.74): RFC 7692 §6
   // lets any message go uncompressed, and Beast's deflate window never sees it, so
   // its context stays what the server's inflater holds. Masked as RFC 6455 §5.3 asks.
-  void write_uncompressed_locked(MessageType type, std::string_view payload, error_code& ec) {
+  void write_uncompressed_locked(MessageType type, std::string_view payload, MessagePart part, error_code& ec) {
     std::array<std::uint8_t, 14> header{};
     std::size_t n = 0;
-    header[n++] = static_cast<std::uint8_t>(0x80 | (type == MessageType::text ? 0x1 : 0x2));
+    const bool opens = part == MessagePart::whole || part == MessagePart::first;
+    const bool ends = part == MessagePart::whole || part == MessagePart::last;
+    header[n++] = static_cast<std::uint8_t>((ends ? 0x80 : 0x00) | (!opens                      ? 0x0
+                                                                    : type == MessageType::text ? 0x1
+                                                                                                : 0x2));
     if (payload.size() < 126) {
       header[n++] = static_cast<std::uint8_t>(0x80 | payload.size());
     } else if (payload.size() <= 0xFFFF) {
@@ -1330,13 +1344,19 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // Encodes one message into the socket layer. Returns its outcome when it is known
   // now (the kernel took it all, or the connection failed); else `done` waits in
   // deliveries_ for the outbox to drain past it.
-  std::optional<Error> encode_locked(MessageType type, std::string_view payload, DoneHandler& done) {
+  std::optional<Error> encode_locked(MessageType type, std::string_view payload, MessagePart part, DoneHandler& done) {
     error_code ec;
-    if (payload.size() < plain_below_) {
-      write_uncompressed_locked(type, payload, ec);
-    } else {
+    if (part == MessagePart::whole ? payload.size() < plain_below_
+                                   : plain_below_ == std::numeric_limits<std::size_t>::max()) {
+      // Uncompressed (a small message, or an answer Beast would misread: see above). A
+      // message in parts is compressed as Beast does unless it may never be.
+      write_uncompressed_locked(type, payload, part, ec);
+    } else if (part == MessagePart::whole) {
       ws_->text(type == MessageType::text);
       ws_->write(net::buffer(payload.data(), payload.size()), ec);
+    } else {
+      if (part == MessagePart::first) ws_->text(type == MessageType::text);
+      ws_->write_some(part == MessagePart::last, net::buffer(payload.data(), payload.size()), ec);
     }
     if (ec) {
       // A failed write may have sent part of a frame: the connection is unusable.
@@ -1353,7 +1373,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   void encode_next_locked(Completions& ready) {
     auto next = std::move(pending_.front());
     pending_.pop_front();
-    if (auto now = encode_locked(next.type, next.payload, next.done)) ready.emplace_back(std::move(next.done), *now);
+    if (auto now = encode_locked(next.type, next.payload, next.part, next.done))
+      ready.emplace_back(std::move(next.done), *now);
   }
 
   // The kernel took bytes from the outbox, or the socket failed (on the strand).
@@ -1571,6 +1592,10 @@ class BeastConnection final : public Connection {
     if (stream_) return stream_->async_write(type, payload, std::move(done));
     done(not_dialled());
   }
+  void async_write_part(MessageType type, std::string_view payload, MessagePart part, DoneHandler done) override {
+    if (stream_) return stream_->async_write_part(type, payload, part, std::move(done));
+    done(not_dialled());
+  }
   void async_ping(std::string_view payload, std::chrono::milliseconds timeout, DoneHandler done) override {
     if (stream_) return stream_->async_ping(payload, timeout, std::move(done));
     done(not_dialled());
@@ -1622,7 +1647,8 @@ class BeastConnector final : public Connector {
             .chosen_addresses = true,
             .polled_reads = true,
             .socks5_proxies = true,
-            .streamed_reads = true};
+            .streamed_reads = true,
+            .streamed_writes = true};
   }
 
  private:

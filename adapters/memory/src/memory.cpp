@@ -26,6 +26,7 @@ struct Pipe {
   mutable std::condition_variable cv;
   std::deque<Event> inbound;
   std::vector<InboundMessage> outbound;
+  InboundMessage partial;  // a message the client sends in parts, until its last
   bool open = false;
   bool answer_pings = true;
   std::size_t max_message_size = SIZE_MAX;
@@ -159,6 +160,25 @@ class MemoryConnection final : public Connection {
     pipe_->outbound.push_back(InboundMessage{type, std::string(payload), {}});
     pipe_->cv.notify_all();
     return {};
+  }
+
+  // A message in parts reaches the peer whole, once its last part came.
+  void async_write_part(MessageType type, std::string_view payload, MessagePart part, DoneHandler done) override {
+    std::unique_lock lock(pipe_->mutex);
+    if (!pipe_->open) {
+      Error e = Error::closed(pipe_->last_close, "write on a closed in-memory connection");
+      lock.unlock();
+      return done(std::move(e));
+    }
+    if (part == MessagePart::first) pipe_->partial = InboundMessage{type, {}, {}};
+    pipe_->partial.payload.append(payload);
+    if (part == MessagePart::last) {
+      pipe_->outbound.push_back(std::move(pipe_->partial));
+      pipe_->partial = {};
+      pipe_->cv.notify_all();
+    }
+    lock.unlock();
+    done({});
   }
 
   Error ping(std::string_view payload, std::chrono::milliseconds timeout) override {
@@ -309,7 +329,11 @@ class MemoryConnector final : public Connector {
   // comes in parts of max_part_size. The peer's messages land in the pipe from
   // its own thread, so try_read polls.
   AdapterCapabilities capabilities() const noexcept override {
-    return {.compression = false, .write_backpressure = false, .polled_reads = true, .streamed_reads = true};
+    return {.compression = false,
+            .write_backpressure = false,
+            .polled_reads = true,
+            .streamed_reads = true,
+            .streamed_writes = true};
   }
 
  private:

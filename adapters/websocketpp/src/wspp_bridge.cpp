@@ -177,11 +177,41 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     message->append_payload(payload.data(), payload.size());
     auto frame = framer_messages_->get_message();
     if (auto ec = framer_.prepare_data_frame(message, frame)) {
-      if (queued) queued(ec.message());
+      if (queued) queued(ec == websocketpp::processor::error::invalid_payload ? std::string(kNotUtf8) : ec.message());
       return;
     }
     con->get_strand()->dispatch([con, frame = std::move(frame), queued = std::move(queued)] {
       auto ec = con->send(frame);  // a prepared frame: websocketpp queues it as it is
+      if (queued) queued(ec ? ec.message() : std::string());
+    });
+  }
+
+  void send_part(bool text, std::string_view payload, bool first, bool last, Queued queued) override {
+    auto con = connection();
+    if (!con) {
+      if (queued) queued("not connected");
+      return;
+    }
+    // websocketpp's processor checks the UTF-8 of each text frame on its own, so the
+    // first frame of a text message is framed as binary and its opcode set after: the
+    // header's first byte holds FIN and the opcode, and masking does not depend on it.
+    using websocketpp::frame::opcode::value;
+    const value opcode = first ? websocketpp::frame::opcode::binary : websocketpp::frame::opcode::continuation;
+    auto message = framer_messages_->get_message(opcode, payload.size());
+    message->set_fin(last);
+    message->append_payload(payload.data(), payload.size());
+    auto frame = framer_messages_->get_message();
+    if (auto ec = framer_.prepare_data_frame(message, frame)) {
+      if (queued) queued(ec.message());
+      return;
+    }
+    if (first && text) {
+      std::string header = frame->get_header();
+      header[0] = static_cast<char>((static_cast<unsigned char>(header[0]) & 0xf0) | websocketpp::frame::opcode::text);
+      frame->set_header(header);
+    }
+    con->get_strand()->dispatch([con, frame = std::move(frame), queued = std::move(queued)] {
+      auto ec = con->send(frame);
       if (queued) queued(ec ? ec.message() : std::string());
     });
   }

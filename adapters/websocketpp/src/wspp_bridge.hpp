@@ -104,8 +104,11 @@ class Bridge {
   /// Starts the handshake. Returns a failure at once for what cannot even start
   /// (bad URI); otherwise `events.dialled` reports the outcome.
   virtual DialOutcome dial(DialParams params, Events events) = 0;
-  /// What a send or ping became: "" once websocketpp queued it, else its reason.
+  /// What a send or ping became: "" once websocketpp queued it, else its reason
+  /// (kNotUtf8 for text that is not UTF-8).
   using Queued = std::function<void(std::string)>;
+  /// The reason a send of text that is not valid UTF-8 is refused with.
+  static constexpr std::string_view kNotUtf8 = "text is not valid UTF-8: not sent";
   /// Queues one whole message. It is framed at once on the calling thread (copied,
   /// masked; invalid UTF-8 in text is refused there, `queued` running at once);
   /// websocketpp takes the frame on the connection's strand (inline when the caller
@@ -114,6 +117,10 @@ class Bridge {
   /// So a message is either queued ahead of any close frame or refused, never queued
   /// behind one and lost. `queued` (may be null) otherwise runs on the strand.
   virtual void send(bool text, std::string_view payload, Queued queued) = 0;
+  /// Queues one frame of a message sent in parts (`first`: it opens a text or binary
+  /// message; `last`: it ends it), framed as send() frames a whole message. Text is
+  /// not checked here (a part may end inside a code point).
+  virtual void send_part(bool text, std::string_view payload, bool first, bool last, Queued queued) = 0;
   /// A ping, the same way.
   virtual void ping(std::string_view payload, Queued queued) = 0;
   /// Starts the close handshake (on the connection's strand; returns at once).

@@ -294,7 +294,7 @@ class State final : public std::enable_shared_from_this<State> {
     // websocketpp takes it on the connection's strand (see Bridge::send): wait for that.
     std::promise<std::string> queued;
     b->send(type == MessageType::text, payload, [&queued](std::string failed) { queued.set_value(std::move(failed)); });
-    if (auto failed = queued.get_future().get(); !failed.empty()) return closed_error("write failed: " + failed);
+    if (auto failed = queued.get_future().get(); !failed.empty()) return refused(failed);
     std::string marker;
     {
       std::lock_guard lock(mutex_);
@@ -314,6 +314,10 @@ class State final : public std::enable_shared_from_this<State> {
   // the peer's pong to a marker ping sent after the message: a message counts as sent
   // once the peer has it. No acknowledgement for write_timeout fails the connection.
   void async_write(MessageType type, std::string_view payload, Connection::DoneHandler done) {
+    async_write_frames(type, payload, MessagePart::whole, std::move(done));
+  }
+  // A message in parts: each part is one frame, acknowledged as a whole message is.
+  void async_write_frames(MessageType type, std::string_view payload, MessagePart part, Connection::DoneHandler done) {
     std::shared_ptr<bridge::Bridge> b;
     {
       std::lock_guard lock(mutex_);
@@ -322,14 +326,23 @@ class State final : public std::enable_shared_from_this<State> {
     }
     // websocketpp takes it on the connection's strand (see Bridge::send); the rest runs
     // there, once it was queued or refused.
-    b->send(type == MessageType::text, payload,
-            [self = shared_from_this(), b, size = counted_size(payload),
-             done = std::move(done)](std::string failed) mutable { self->written(*b, size, failed, std::move(done)); });
+    auto then = [self = shared_from_this(), b, size = counted_size(payload), done = std::move(done)](
+                    std::string failed) mutable { self->written(*b, size, failed, std::move(done)); };
+    if (part == MessagePart::whole) return b->send(type == MessageType::text, payload, std::move(then));
+    b->send_part(type == MessageType::text, payload, part == MessagePart::first, part == MessagePart::last,
+                 std::move(then));
   }
 
   // async_write, once websocketpp queued the message of `size` counted bytes or refused it.
+  // What a send websocketpp did not take becomes: text that is not UTF-8 is refused
+  // and the connection goes on; anything else means the connection is closing.
+  Error refused(const std::string& failed) {
+    if (failed == bridge::Bridge::kNotUtf8) return Error(errc::invalid_utf8, failed);
+    return closed_error("write failed: " + failed);
+  }
+
   void written(bridge::Bridge& b, std::size_t size, const std::string& failed, Connection::DoneHandler done) {
-    if (!failed.empty()) return done(closed_error("write failed: " + failed));
+    if (!failed.empty()) return done(refused(failed));
     if (options_.max_unacknowledged_bytes == 0) return done({});
     std::string marker;
     bool watch = false;
@@ -902,6 +915,9 @@ class WebsocketppConnection final : public Connection {
   Error close(const CloseFrame& frame, std::chrono::milliseconds timeout) override {
     return state_->close(frame, timeout);
   }
+  void async_write_part(MessageType type, std::string_view payload, MessagePart part, DoneHandler done) override {
+    state_->async_write_frames(type, payload, part, std::move(done));
+  }
   void async_write(MessageType type, std::string_view payload, DoneHandler done) override {
     state_->async_write(type, payload, std::move(done));
   }
@@ -927,7 +943,8 @@ class WebsocketppConnector final : public Connector {
   }
   std::string_view name() const noexcept override { return "websocketpp"; }
   AdapterCapabilities capabilities() const noexcept override {
-    return {.compression = false, .write_backpressure = options_.max_unacknowledged_bytes != 0};
+    return {
+        .compression = false, .write_backpressure = options_.max_unacknowledged_bytes != 0, .streamed_writes = true};
   }
 
  private:
