@@ -20,6 +20,7 @@
 #include <wscengine/asio.hpp>
 #include <wscengine/wscengine.hpp>
 
+#include "support/loopback.hpp"
 #include "support/process.hpp"
 #include "support/real_adapters.hpp"
 #include "support/real_engine_fixture.hpp"
@@ -233,12 +234,10 @@ TEST_P(AppIoContext, CallbacksMayRunOnAPoolWhileTheApplicationsThreadDoesTheIo) 
 TEST_P(AppIoContext, TwentyFourEnginesShareTheApplicationsThreadWhileEightHaveNoServer) {
   constexpr int kLive = 16, kDead = 8;
   net::io_context io;
-  std::string dead_url;
-  {
-    tools::TestServer gone;
-    gone.start();
-    dead_url = gone.url();
-  }  // its port now refuses
+  // A port that refuses for the whole test (a stopped server's port could be taken by
+  // a test running in parallel, as once happened).
+  test::RefusingPort refusing;
+  const std::string dead_url = refusing.url();
   std::vector<std::unique_ptr<Pinger>> pingers;
   std::vector<std::unique_ptr<Engine>> engines;
   std::atomic<int> refusals{0};

@@ -22,6 +22,7 @@
 #include <wscengine/coro.hpp>
 #include <wscengine/wscengine.hpp>
 
+#include "support/loopback.hpp"
 #include "support/real_adapters.hpp"
 #include "support/real_engine_fixture.hpp"
 #include "support/recorder.hpp"
@@ -113,12 +114,10 @@ TEST_P(Coroutines, RequestResponseAtEveryLengthClassThenStop) {
 
 // async_start completes with the first attempt's error, as start() returns it.
 TEST_P(Coroutines, AStartThatFailsCompletesWithTheError) {
-  std::string dead_url;
-  {
-    tools::TestServer gone;
-    gone.start();
-    dead_url = gone.url();
-  }
+  // A port that refuses for the whole test (a stopped server's port could be taken by
+  // a test running in parallel, as once happened).
+  test::RefusingPort refusing;
+  const std::string dead_url = refusing.url();
   net::io_context io;
   Engine engine(options(dead_url), client, GetParam().make(), runtime_on(io));
   Error started;
@@ -262,12 +261,10 @@ TEST_P(Coroutines, ASessionThatEndsDuringAReadEndsTheRead) {
 // server: the live ones finish their conversations, the dead ones' starts fail.
 TEST_P(Coroutines, TwentyFourCoroutinesOnOneThreadWhileEightHaveNoServer) {
   constexpr int kLive = 16, kDead = 8, kRounds = 16;
-  std::string dead_url;
-  {
-    tools::TestServer gone;
-    gone.start();
-    dead_url = gone.url();
-  }
+  // A port that refuses for the whole test (a stopped server's port could be taken by
+  // a test running in parallel, as once happened).
+  test::RefusingPort refusing;
+  const std::string dead_url = refusing.url();
   net::io_context io;
   std::vector<int> matched(kLive + kDead, -1);
   std::vector<Error> starts(kLive + kDead);

@@ -9,6 +9,7 @@
 
 #include <wscengine/wscengine.hpp>
 
+#include "support/loopback.hpp"
 #include "support/pause_mid_stream.hpp"
 #include "support/process.hpp"
 #include "support/real_adapters.hpp"
@@ -617,9 +618,8 @@ TEST_P(EngineOverSockets, HeartbeatFindsAServerThatStoppedAnsweringOverARealSock
 // test runs in its own process: the variables are set before any dial reads them.)
 TEST_P(EngineOverSockets, AHostInNoProxyIsDialledDirectly) {
   server.on_session = tools::echo_session;
-  tools::TestServer gone;
-  const std::string dead_proxy = "http://127.0.0.1:" + std::to_string(gone.start());
-  gone.stop();
+  test::RefusingPort refusing;  // refuses for the whole test (see RefusingPort)
+  const std::string dead_proxy = "http://127.0.0.1:" + std::to_string(refusing.port());
   auto o = options();
   o.proxy.from_environment = true;
   ::setenv("HTTP_PROXY", dead_proxy.c_str(), 1);
