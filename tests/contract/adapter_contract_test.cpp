@@ -753,6 +753,15 @@ class NetworkContract : public AdapterContract {
     connection = connector()->make_connection(*runtime);
     return connection->dial(std::move(r));
   }
+  // A read failed the connection: `e` is of `kind` and says why, and the peer got the
+  // client's close frame with `close`.
+  void expect_failed(const Error& e, errc kind, std::uint16_t close) {
+    EXPECT_TRUE(e.is(kind)) << e.message();
+    EXPECT_FALSE(e.detail.empty()) << "the error says what was wrong";
+    auto seen = peer->client_close(5s);
+    ASSERT_TRUE(seen) << "the peer got no close frame";
+    EXPECT_EQ(seen->code, close);
+  }
   // wss:// through `proxy`: TLS runs end to end through the tunnel, verified against
   // the server's name, and a message goes both ways.
   void expect_wss_through(const HttpProxy& proxy, const std::string& text) {
@@ -1069,13 +1078,9 @@ TEST_P(NetworkContract, StreamedViolationsFailTheConnectionWithTheirCode) {
         EXPECT_NE(m.payload, "next") << "the frame after the violation was not read";
         delivered += m.payload.size();
       }
-      EXPECT_TRUE(e.is(c.kind)) << e.message();
-      EXPECT_FALSE(e.detail.empty()) << "the error says what was wrong";
       EXPECT_LE(delivered, 150000u);
       writer.get();
-      auto seen = peer->client_close(5s);
-      ASSERT_TRUE(seen);
-      EXPECT_EQ(seen->code, c.close);
+      expect_failed(e, c.kind, c.close);
       connection.reset();
       peer.reset();
     }
@@ -1253,12 +1258,8 @@ TEST_P(NetworkContract, LargeInvalidFramesFailTheConnectionWithTheirCode) {
         raw->send_raw(std::string_view(c.frame).substr(at, 7000));
     });
     Error e = read_next(m);
-    EXPECT_TRUE(e.is(c.kind)) << e.message();
-    EXPECT_FALSE(e.detail.empty()) << "the error says what was wrong";
     writer.get();
-    auto seen = peer->client_close(5s);
-    ASSERT_TRUE(seen);
-    EXPECT_EQ(seen->code, c.close);
+    expect_failed(e, c.kind, c.close);
     connection.reset();
     peer.reset();
   }
