@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "fault_proxy.hpp"
+#include "support/process.hpp"
 #include "support/real_adapters.hpp"
 #include "support/recorder.hpp"
 #include "test_server.hpp"
@@ -22,17 +23,7 @@
 using namespace wscengine;
 using namespace std::chrono_literals;
 
-namespace {
-
-long rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-  return -1;
-}
-
-}  // namespace
+using wscengine::test::rss_kib;
 
 int main(int argc, char** argv) {
   std::string adapter = "beast";

@@ -17,6 +17,7 @@
 #include <wscengine/wscengine.hpp>
 
 #include "frames.hpp"
+#include "support/process.hpp"
 #include "support/real_adapters.hpp"
 #include "support/recorder.hpp"
 #include "support/text.hpp"
@@ -301,15 +302,6 @@ void digest_session(tools::ServerSession& session) {
     if (!digest) return;
     if (session.send(MessageType::text, digest_text(digest->size, digest->fnv1a))) return;
   }
-}
-
-// The resident set of this process, in KiB.
-long rss_kib() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
-  return -1;
 }
 
 class StreamedSend : public Streamed {

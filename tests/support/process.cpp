@@ -1,5 +1,7 @@
 #include "support/process.hpp"
 
+#include <fstream>
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -203,6 +205,14 @@ std::string temp_dir() {
   const char* made = ::mkdtemp(pattern);
   if (!made) throw std::runtime_error("mkdtemp failed");
   return made;
+}
+
+long rss_kib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  return -1;
 }
 
 }  // namespace wscengine::test

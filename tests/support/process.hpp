@@ -59,4 +59,8 @@ bool make_test_certificate(const std::string& dir);
 /// A fresh temporary directory.
 std::string temp_dir();
 
+/// This process's resident set (VmRSS), in KiB; -1 when /proc cannot say.
+/// Thread safety: pure.
+long rss_kib();
+
 }  // namespace wscengine::test
