@@ -65,6 +65,7 @@ packages=(
   python3 python3-websockets
   opentelemetry-cpp-dev libabsl-dev libgrpc++-dev libprotobuf-dev protobuf-compiler-grpc
   libcurl4-openssl-dev
+  libnghttp2-dev python3-hypercorn
   tinyproxy-bin microsocks doxygen gnuplot-nox
 )
 

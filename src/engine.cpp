@@ -417,10 +417,15 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
   request.deflate = options_.deflate;
   request.max_message_size = options_.max_message_size;
   request.stream = options_.stream;
+  request.http2 = options_.http2;
+  request.http2_cleartext = options_.http2_cleartext;
   request.tls = options_.tls;
   request.addresses = options_.addresses;
   request.timeout = options_.open_timeout;
   request.write_timeout = options_.write_timeout;
+  request.tracer = options_.telemetry.tracer;
+  request.metrics = options_.telemetry.metrics;
+  request.trace = attempt->trace;
   if (options_.telemetry.inject_traceparent && attempt->trace.valid()) {
     request.headers.push_back({"traceparent", traceparent(attempt->trace)});
   }
@@ -462,6 +467,12 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
 
 // One hop of an attempt: a new connection dials `request`.
 void EngineCore::dial(const std::shared_ptr<Attempt>& attempt, DialRequest request) {
+  if (request.http2 != Http2Mode::off && !connector_->capabilities().http2) {
+    if (request.http2 == Http2Mode::require)
+      return on_dialed(attempt, Error(errc::unsupported, std::string("the ") + std::string(connector_->name()) +
+                                                             " adapter has no WebSocket over HTTP/2"));
+    request.http2 = Http2Mode::off;  // prefer: the HTTP/1.1 upgrade
+  }
   auto connection = connector_->make_connection(*runtime_);
   Connection* raw = connection.get();
   {
@@ -1450,27 +1461,47 @@ void EngineCore::read_paused_async(std::chrono::milliseconds timeout, std::funct
   read->timer.async_wait(counted([this, read, timeout](const boost::system::error_code& ec) {
     if (ec) return;
     Lock lock(mutex_);
-    finish_paused_read_locked(read,
-                              Error(errc::timeout, "no message within " + std::to_string(timeout.count()) + " ms"), {});
+    end_paused_read_locked(read, Error(errc::timeout, "no message within " + std::to_string(timeout.count()) + " ms"));
   }));
 #pragma GCC diagnostic pop
   read->session->connection->cancel_wait();  // a reader's wait, if one is armed: it parks
   post([this, read] { paused_read_step(read, {}); });
 }
 
-// On a callback thread: reads what is buffered, or waits for more.
+// On a callback thread: reads what is buffered, or waits for more. The read runs only
+// while the read is still current: a step that was overtaken by resume() must not
+// take a message the readers are about to read (it would be lost).
 void EngineCore::paused_read_step(const std::shared_ptr<PausedRead>& read, Error wait_error) {
+  {
+    Lock lock(mutex_);
+    read->waiting = false;
+    if (paused_read_ != read) return;  // finished meanwhile (timeout, resume)
+    read->reading = true;
+  }
   InboundMessage message;
   Error e = read->session->connection->try_read(message);
   Lock lock(mutex_);
-  read->waiting = false;
-  if (paused_read_ != read) return;  // finished meanwhile (timeout, resume)
-  if (!e) return finish_paused_read_locked(read, {}, std::move(message));
-  if (!e.is(errc::would_block)) return finish_paused_read_locked(read, std::move(e), {});
-  if (wait_error && !wait_error.is(errc::cancelled)) return finish_paused_read_locked(read, std::move(wait_error), {});
-  if (read->session->ending || !read->session->connection->is_open())
-    return finish_paused_read_locked(read, Error(errc::closed, "the session ended during async_read()"), {});
-  arm_paused_read_locked(read);
+  read->reading = false;
+  if (!e) {
+    finish_paused_read_locked(read, {}, std::move(message));
+  } else if (read->end_asked) {
+    finish_paused_read_locked(read, std::move(*read->end_asked), {});
+  } else if (!e.is(errc::would_block)) {
+    finish_paused_read_locked(read, std::move(e), {});
+  } else if (wait_error && !wait_error.is(errc::cancelled)) {
+    finish_paused_read_locked(read, std::move(wait_error), {});
+  } else if (read->session->ending || !read->session->connection->is_open()) {
+    finish_paused_read_locked(read, Error(errc::closed, "the session ended during async_read()"), {});
+  } else {
+    return arm_paused_read_locked(read);
+  }
+  if (read->resume_after) resume_locked();
+}
+
+// A timeout or resume() ends the read; while its try_read runs, the step does.
+void EngineCore::end_paused_read_locked(const std::shared_ptr<PausedRead>& read, Error why) {
+  if (!read->reading) return finish_paused_read_locked(read, std::move(why), {});
+  if (!read->end_asked) read->end_asked = std::move(why);
 }
 
 void EngineCore::arm_paused_read_locked(const std::shared_ptr<PausedRead>& read) {
@@ -1493,9 +1524,19 @@ void EngineCore::finish_paused_read_locked(const std::shared_ptr<PausedRead>& re
 
 void EngineCore::resume() {
   Lock lock(mutex_);
-  // A read still in progress ends before a reader may arm its own wait.
-  if (auto read = paused_read_)
-    finish_paused_read_locked(read, Error(errc::cancelled, "the read lock was released during async_read()"), {});
+  // A read still in progress ends before a reader may arm its own wait; one whose
+  // try_read runs right now ends when it returns, and hands the read lock on then.
+  if (auto read = paused_read_) {
+    end_paused_read_locked(read, Error(errc::cancelled, "the read lock was released during async_read()"));
+    if (paused_read_ == read) {
+      read->resume_after = true;
+      return;
+    }
+  }
+  resume_locked();
+}
+
+void EngineCore::resume_locked() {
   user_paused_ = false;
   if (pausers_waiting_) state_cv_.notify_all();
   grant_async_pauser_locked();

@@ -404,11 +404,19 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
     std::function<void(Error, InboundMessage)> done;
     boost::asio::steady_timer timer;
     bool waiting = false;  // its wait on the connection is armed
+    // Its try_read runs (outside mutex_): a timeout or resume() meanwhile only asks
+    // for the end (end_asked), and the step ends the read when its read returns, with
+    // the message it took if it took one (never dropped), then resumes if asked.
+    bool reading = false;
+    std::optional<Error> end_asked;
+    bool resume_after = false;
   };
   std::shared_ptr<PausedRead> paused_read_;  // (m)
   void paused_read_step(const std::shared_ptr<PausedRead>& read, Error wait_error);
   void finish_paused_read_locked(const std::shared_ptr<PausedRead>& read, Error error, InboundMessage message);
   void arm_paused_read_locked(const std::shared_ptr<PausedRead>& read);
+  void end_paused_read_locked(const std::shared_ptr<PausedRead>& read, Error why);
+  void resume_locked();
   std::shared_ptr<Session> current_;
   std::shared_ptr<Attempt> attempt_;
   std::optional<Url> redirected_url_;  // where a permanent redirect pointed; reset by start()

@@ -70,6 +70,13 @@ Error EngineOptions::validate() const {
   if (backoff.max_retry_after.count() < 0) return invalid("backoff.max_retry_after must be >= 0");
   if (max_message_size < 1) return invalid("max_message_size must be >= 1");
   if (stream.enabled && stream.max_part_size < 4096) return invalid("stream.max_part_size must be >= 4096");
+  if (http2 > Http2Mode::require) return invalid("http2 must be off, prefer or require");
+  if (http2 == Http2Mode::require) {
+    if (auto parsed = parse_url(url); parsed && !parsed.value().unix_socket.empty())
+      return invalid("http2 require: a ws+unix:// URL has no HTTP/2");
+    else if (parsed && !parsed.value().secure && !http2_cleartext)
+      return invalid("http2 require on a ws:// URL needs http2_cleartext (HTTP/2 with prior knowledge)");
+  }
   for (const auto& h : headers) {
     if (!valid_header_token(h.name)) return invalid("header name '" + h.name + "' is not a valid HTTP token");
     if (h.value.find_first_of("\r\n") != std::string::npos)

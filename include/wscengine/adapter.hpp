@@ -144,6 +144,10 @@ struct AdapterCapabilities {
   /// async_write_part is honoured: a message can be sent in parts. Without it:
   /// `errc::unsupported`.
   bool streamed_writes = false;
+  /// DialRequest::http2 is honoured: WebSocket over HTTP/2 (RFC 8441). Without it the
+  /// engine dials with the HTTP/1.1 upgrade when http2 is prefer, and fails the dial
+  /// with `errc::unsupported` when it is require.
+  bool http2 = false;
 };
 
 /// Makes connections of one adapter. Engines call it once per dial attempt.

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,9 +15,13 @@
 #include <wscengine/certificate.hpp>
 #include <wscengine/error.hpp>
 #include <wscengine/proxy.hpp>
+#include <wscengine/trace_context.hpp>
 #include <wscengine/url.hpp>
 
 namespace wscengine {
+
+class Tracer;   // wscengine/telemetry.hpp
+class Metrics;  // wscengine/telemetry.hpp
 
 /// TLS settings for wss://. Verification is on by default, against the system's
 /// trust store, with SNI and a host name check. A plain value.
@@ -56,6 +61,20 @@ struct TlsOptions {
   /// Decides each TLS handshake after the checks above, seeing the chain and their
   /// verdict; empty = their verdict stands. See CertificateVerifier.
   CertificateVerifier verify_callback{};
+  /// Resume TLS sessions on reconnect (TLS 1.3 tickets, TLS 1.2 session IDs): the
+  /// last session of each origin is kept in the connector's shared TLS context and
+  /// offered by the next connection there, which then does an abbreviated handshake.
+  /// Sessions are kept per host, port, server name, verify_peer and pins; never with
+  /// a verify_callback (a resumed handshake shows no certificate for it to decide on).
+  bool session_resumption = true;
+};
+
+/// The TLS work of the process's connections on the adapters built on Asio (Beast and
+/// websocketpp share these counts), since the process started. A plain value.
+struct TlsStats {
+  std::uint64_t contexts_created = 0;    ///< TLS contexts built (one per distinct set of TLS settings in the process)
+  std::uint64_t handshakes_full = 0;     ///< handshakes that verified a certificate
+  std::uint64_t handshakes_resumed = 0;  ///< abbreviated handshakes (TlsOptions::session_resumption)
 };
 
 /// permessage-deflate (RFC 7692) as the client offers it when compression is offered.
@@ -102,6 +121,16 @@ struct StreamOptions {
   std::uint64_t max_message_size = 0;
 };
 
+/// WebSocket over HTTP/2 (RFC 8441): whether a dial opens the WebSocket as a stream of
+/// an HTTP/2 connection that engines on one Runtime share with each other, one
+/// connection per origin (and TLS options), up to the server's
+/// SETTINGS_MAX_CONCURRENT_STREAMS each. See docs/adapters.md, "WebSocket over HTTP/2".
+enum class Http2Mode : std::uint8_t {
+  off,     ///< the HTTP/1.1 upgrade only (the default)
+  prefer,  ///< HTTP/2 where the server offers it (ALPN h2 and SETTINGS_ENABLE_CONNECT_PROTOCOL), else HTTP/1.1
+  require  ///< HTTP/2 or the dial fails with errc::handshake_failed; errc::unsupported on adapters without it
+};
+
 /// Everything an adapter needs to open one connection. The engine fills it from
 /// EngineOptions and lets the before-dial hook change it. A plain value.
 struct DialRequest {
@@ -121,6 +150,19 @@ struct DialRequest {
   /// use the URL's host. Empty = DNS, trying every address it returns in order.
   /// Not used with a proxy (the proxy resolves the host).
   std::vector<std::string> addresses{};
+  /// WebSocket over HTTP/2 (see Http2Mode). Over ws:// it is used only with
+  /// `http2_cleartext`; through a proxy or a Unix socket, never (prefer then means
+  /// HTTP/1.1, require fails with errc::unsupported).
+  Http2Mode http2 = Http2Mode::off;
+  /// ws:// URLs speak HTTP/2 in clear text with prior knowledge (h2c, RFC 9113 §3.3)
+  /// when `http2` is on: only for servers known to take it.
+  bool http2_cleartext = false;
+  /// What the adapter traces and measures of its own: the HTTP/2 connection a stream
+  /// opens on (docs/observability.md). The engine sets them from
+  /// EngineOptions::telemetry, and `trace` to the dial attempt's span; null: none.
+  std::shared_ptr<Tracer> tracer{};
+  std::shared_ptr<Metrics> metrics{};               ///< see `tracer`
+  TraceContext trace{};                             ///< see `tracer`
   std::chrono::milliseconds timeout{10'000};        ///< DNS + connect + proxy + TLS + upgrade
   std::chrono::milliseconds write_timeout{10'000};  ///< a blocked write fails after this
 };
@@ -128,10 +170,11 @@ struct DialRequest {
 /// The server's answer to the opening handshake. A plain value; thread safety as
 /// for any value type.
 struct HandshakeResponse {
-  int status = 0;                 ///< 101 on success
+  int status = 0;                 ///< 101 on success (200 over HTTP/2)
   std::vector<Header> headers{};  ///< the response header fields, in order
   std::string subprotocol{};      ///< the one the server chose, or empty
   bool compression = false;       ///< permessage-deflate was negotiated
+  bool http2 = false;             ///< the WebSocket is a stream of an HTTP/2 connection (RFC 8441)
   /// How long DNS + TCP connect took; the rest of the dial was TLS and the HTTP
   /// upgrade. Zero when the adapter does not measure it.
   std::chrono::nanoseconds connect_duration{0};

@@ -102,8 +102,9 @@ class Engine {
   /// `errc::timeout` after `timeout`, `errc::not_connected` between sessions,
   /// `errc::closed` when the session ends first, `errc::cancelled` when the guard is
   /// released first, `errc::invalid_option` without the read lock or while another
-  /// async_read runs. Messages not read this way stay queued for on_message. A null
-  /// `done` reads nothing.
+  /// async_read runs. Messages not read this way stay queued for on_message (a
+  /// message the read took at the instant the guard went is its result, never
+  /// dropped; the readers start once that read returned). A null `done` reads nothing.
   void async_read(std::chrono::milliseconds timeout, std::function<void(Error, InboundMessage)> done);
   /// Queues one message on the current session's send queue and returns at once,
   /// from any thread, callbacks included: it never waits for the network. Errors

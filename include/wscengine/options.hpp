@@ -211,6 +211,13 @@ struct EngineOptions {
   /// default. See StreamOptions and docs/engine-operations.md, "Streamed messages".
   StreamOptions stream{};
   TlsOptions tls{};  ///< certificate verification, mutual TLS, minimum version
+  /// WebSocket over HTTP/2 (RFC 8441): off (the default), prefer or require. Engines
+  /// on one Runtime that dial the same origin share one HTTP/2 connection, each a
+  /// stream of it. See Http2Mode and docs/adapters.md, "WebSocket over HTTP/2".
+  Http2Mode http2 = Http2Mode::off;
+  /// With `http2` on, ws:// URLs speak HTTP/2 with prior knowledge (h2c); without it
+  /// they use the HTTP/1.1 upgrade (and require is refused by validate()).
+  bool http2_cleartext = false;
   /// HTTP CONNECT proxy: an explicit one, or (the default) HTTPS_PROXY /
   /// HTTP_PROXY / ALL_PROXY / NO_PROXY from the environment, read at every dial.
   /// The choice lands in DialRequest::proxy, which before_dial may change.

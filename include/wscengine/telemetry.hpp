@@ -100,6 +100,12 @@ class Metrics {
   /// A dial followed a redirect (`status`: 301, 302, 303, 307 or 308). Not pure, so
   /// that sinks written before it keep compiling.
   virtual void redirect(int status) noexcept { (void)status; }
+  /// WebSocket over HTTP/2: an HTTP/2 connection carrying streams opened (+1) or
+  /// ended (-1). Not pure, as redirect().
+  virtual void http2_connections(std::int64_t delta) noexcept { (void)delta; }
+  /// WebSocket over HTTP/2: a stream opened on a connection that now carries
+  /// `streams` (the distribution of streams per connection). Not pure, as redirect().
+  virtual void http2_streams(std::uint64_t streams) noexcept { (void)streams; }
 };
 
 /// How the engine's spans group into traces.

@@ -202,6 +202,11 @@ class OtelMetrics final : public Metrics {
       : counts_(counts_of(meter)),
         read_errors_(meter->CreateUInt64Counter("wscengine.read.errors", "Errors handed to on_read_error", "{error}")),
         redirects_(meter->CreateUInt64Counter("wscengine.redirects", "Redirects followed by a dial", "{redirect}")),
+        http2_connections_(meter->CreateInt64UpDownCounter(
+            "wscengine.http2.connections", "HTTP/2 connections carrying WebSocket streams", "{connection}")),
+        http2_streams_(meter->CreateDoubleHistogram("wscengine.http2.streams_per_connection",
+                                                    "Streams an HTTP/2 connection carries, at each stream opened",
+                                                    "{stream}")),
         on_message_duration_(
             meter->CreateDoubleHistogram("wscengine.on_message.duration", "Time spent in on_message", "s")),
         dial_duration_(
@@ -244,6 +249,10 @@ class OtelMetrics final : public Metrics {
   void redirect(int status) noexcept override {
     redirects_->Add(1, {{"wscengine.http.status", static_cast<std::int64_t>(status)}});
   }
+  void http2_connections(std::int64_t delta) noexcept override { http2_connections_->Add(delta); }
+  void http2_streams(std::uint64_t streams) noexcept override {
+    http2_streams_->Record(static_cast<double>(streams), no_context());
+  }
   void connection_state(ConnectionState from, ConnectionState to) noexcept override {
     counts_.in_state[static_cast<std::size_t>(from)].fetch_sub(1, std::memory_order_relaxed);
     counts_.in_state[static_cast<std::size_t>(to)].fetch_add(1, std::memory_order_relaxed);
@@ -252,6 +261,8 @@ class OtelMetrics final : public Metrics {
  private:
   MeterCounts& counts_;
   nostd::unique_ptr<metrics_api::Counter<std::uint64_t>> read_errors_, redirects_;
+  nostd::unique_ptr<metrics_api::UpDownCounter<std::int64_t>> http2_connections_;
+  nostd::unique_ptr<metrics_api::Histogram<double>> http2_streams_;
   nostd::unique_ptr<metrics_api::Histogram<double>> on_message_duration_, dial_duration_, handshake_duration_;
 };
 

@@ -27,8 +27,12 @@ for deb in "${debs[@]}"; do dpkg-deb -I "$deb" | grep -E '^ (Package|Version|Dep
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
 dpkg-query -W -f='${Status}\n' libwscengine-dev wscengine | grep -c "install ok installed" | grep -qx 2
 
-# The tool from /usr/bin.
+# The tool from /usr/bin, its manual page and its bash completion.
 /usr/bin/wscengine --version | grep -q '^wscengine [0-9]'
+dpkg -L wscengine | grep -qx '/usr/share/man/man1/wscengine.1' ||
+  { echo "the wscengine package has no man page" >&2; exit 1; }
+dpkg -L wscengine | grep -qx '/usr/share/bash-completion/completions/wscengine' ||
+  { echo "the wscengine package has no bash completion" >&2; exit 1; }
 # Headers, libraries and the CMake package from /usr, found without any prefix.
 cmake -S "$consumer_dir" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 grep -q 'wscengine_DIR:PATH=/usr/lib/.*cmake/wscengine' "$work/build/CMakeCache.txt" ||

@@ -1,5 +1,7 @@
 #include "fault_proxy.hpp"
 
+#include <string>
+
 #include "support/loopback.hpp"
 
 #include <arpa/inet.h>
@@ -134,6 +136,7 @@ void FaultProxy::accept_loop() {
 
 void FaultProxy::forward(std::shared_ptr<Link> link) {
   char buffer[65536];
+  std::string held;  // Fault::coalesce: server bytes not handed on yet
   for (;;) {
     if (link->reset) {
       reset_socket(link->client);
@@ -146,7 +149,16 @@ void FaultProxy::forward(std::shared_ptr<Link> link) {
       continue;
     }
     pollfd p[2] = {{link->client, POLLIN, 0}, {link->server, POLLIN, 0}};
-    if (::poll(p, 2, 50) < 0) return;
+    const int ready = ::poll(p, 2, held.empty() ? 50 : 20);
+    if (ready < 0) return;
+    if (ready == 0 && !held.empty()) {  // the server has been quiet: hand on all it sent
+      const bool ok = send_all(link->client, held.data(), held.size());
+      bytes_to_clients_ += held.size();
+      ++writes_to_clients_;
+      held.clear();
+      if (!ok) return;
+      continue;
+    }
     for (int side = 0; side < 2; ++side) {
       if (!(p[side].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       if (link->blackholed || link->reset) break;
@@ -154,6 +166,12 @@ void FaultProxy::forward(std::shared_ptr<Link> link) {
       int to = side == 0 ? link->server : link->client;
       ssize_t n = ::recv(from, buffer, sizeof buffer, 0);
       if (n <= 0) {  // one side ended: end the other (a FIN, as the peer did)
+        if (side == 1 && !held.empty()) {
+          bytes_to_clients_ += held.size();
+          ++writes_to_clients_;
+          send_all(to, held.data(), held.size());
+          held.clear();
+        }
         ::shutdown(to, SHUT_WR);
         ::shutdown(from, SHUT_RD);
         if (n < 0 || stopping_) return;
@@ -181,13 +199,22 @@ void FaultProxy::forward(std::shared_ptr<Link> link) {
         }
       }
       if (link->fault == Fault::delay) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_.load()));
+      if (side == 1 && link->fault == Fault::coalesce) {
+        held.append(buffer, size);
+        link->to_client += size;
+        continue;
+      }
       bool ok = true;
       if (link->fault == Fault::slice) {
         for (std::size_t i = 0; ok && i < size; ++i) ok = send_all(to, buffer + i, 1);
       } else {
         ok = send_all(to, buffer, size);
       }
-      if (side == 1) link->to_client += size;
+      if (side == 1) {
+        link->to_client += size;
+        bytes_to_clients_ += size;
+        writes_to_clients_ += link->fault == Fault::slice ? size : 1;
+      }
       if (!ok) {
         ::shutdown(from, SHUT_RDWR);
         return;

@@ -1,5 +1,6 @@
 // A loopback TCP proxy that injects faults between a client and a server: it can
-// pass, delay, slice into 1-byte writes, blackhole (stop forwarding without closing:
+// pass, delay, slice into 1-byte writes, coalesce (what the server sent in one write),
+// blackhole (stop forwarding without closing:
 // a half-open connection), reset, and close the client side after a given number of
 // server-to-client bytes (truncating a frame or the handshake anywhere).
 #pragma once
@@ -22,6 +23,7 @@ enum class Fault {
   pass,       ///< forward as is
   delay,      ///< wait `delay` before forwarding each chunk
   slice,      ///< forward one byte per write
+  coalesce,   ///< hold the server's bytes until it is quiet for 20 ms, then one write
   blackhole,  ///< stop forwarding both ways; keep both sockets open
   reset,      ///< close the client socket with a TCP reset
   cut_after,  ///< close the client side once `cut_after_bytes` server bytes went through
@@ -49,6 +51,9 @@ class FaultProxy {
   void set_cut_after(std::size_t bytes) { cut_after_ = bytes; }
   /// Connections accepted so far.
   std::size_t accepted() const noexcept { return accepted_; }
+  /// Server-to-client bytes forwarded, and in how many writes, over every connection.
+  std::size_t bytes_to_clients() const noexcept { return bytes_to_clients_; }
+  std::size_t writes_to_clients() const noexcept { return writes_to_clients_; }
 
  private:
   struct Link;
@@ -63,6 +68,7 @@ class FaultProxy {
   std::atomic<long long> delay_ms_{0};
   std::atomic<std::size_t> cut_after_{0};
   std::atomic<std::size_t> accepted_{0};
+  std::atomic<std::size_t> bytes_to_clients_{0}, writes_to_clients_{0};
   std::atomic<bool> stopping_{false};
   std::mutex mutex_;
   std::list<std::shared_ptr<Link>> links_;

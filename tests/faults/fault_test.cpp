@@ -8,7 +8,9 @@
 
 #include <atomic>
 #include <future>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -21,8 +23,10 @@
 #include "fault_proxy.hpp"
 #include "support/fake_tracer.hpp"
 #include "support/loopback.hpp"
+#include "support/process.hpp"
 #include "support/real_adapters.hpp"
 #include "support/recorder.hpp"
+#include "support/test_pki.hpp"
 #include "support/text.hpp"
 #include "test_server.hpp"
 
@@ -104,6 +108,104 @@ TEST_P(Faults, OneByteWritesBothWaysStillCarryWholeMessages) {
   for (int i = 0; i < 20; ++i) EXPECT_EQ(messages[i].payload, test::cat("m", i));
   EXPECT_TRUE(messages[20].payload == big);
   EXPECT_EQ(client->count(Event::read_error), 0u);
+}
+
+// Over TLS the Beast adapter's TLS layer reads the ciphertext from the socket itself:
+// every shape of bytes must make the same messages. Against Python `websockets` over
+// TLS, through the proxy: the server's bytes one per write (the handshake, the
+// certificate and every record cut everywhere), then all it sent in one write
+// (records and frames run together). Echoes of every frame-length size class (7-,
+// 16- and 64-bit) come back whole, in order, and the close handshake ends each session.
+TEST_P(Faults, WssBytesSlicedOrCoalescedMakeTheSameMessages) {
+  TestPki pki = make_test_pki();
+  ChildProcess secure({"/usr/bin/python3", WSCENGINE_PY_SERVER, "--tls", pki.server_chain, pki.server_key});
+  std::string wss = secure.first_line(20s);
+  ASSERT_EQ(wss.rfind("wss://127.0.0.1:", 0), 0u) << wss;
+  const auto server_port = static_cast<std::uint16_t>(std::stoi(wss.substr(std::string("wss://127.0.0.1:").size())));
+  const std::vector<std::size_t> sizes = {0, 125, 126, 3000, 65535, 65536, 70000};
+  for (Fault shape : {Fault::slice, Fault::coalesce}) {
+    SCOPED_TRACE(shape == Fault::slice ? "byte by byte" : "coalesced");
+    FaultProxy relay(server_port);
+    relay.set(shape);
+    EngineOptions o;
+    o.url = cat("wss://127.0.0.1:", relay.port(), "/echo");
+    o.tls.ca_file = pki.ca_file;
+    o.auto_reconnect = false;
+    auto recorder = std::make_shared<Recorder>();
+    Engine e(o, recorder, GetParam().make());
+    ASSERT_FALSE(e.start());
+    std::vector<std::string> sent;
+    for (std::size_t size : sizes) {
+      std::string text(size, static_cast<char>('a' + size % 26));
+      if (size >= 8) text.replace(0, 8, cat(size).append(8, '.').substr(0, 8));
+      sent.push_back(text);
+      ASSERT_FALSE(e.send_text(text));
+    }
+    ASSERT_TRUE(recorder->wait_count(Event::message, sizes.size(), 60s));
+    auto echoes = recorder->events_of(Event::message);
+    for (std::size_t i = 0; i < sizes.size(); ++i) EXPECT_TRUE(echoes[i].payload == sent[i]) << "size " << sizes[i];
+    EXPECT_FALSE(e.stop());
+    recorder->mark_stopped();
+    EXPECT_THAT(recorder->violations(), IsEmpty());
+    std::size_t payload = 0;
+    for (std::size_t size : sizes) payload += size;
+    EXPECT_GT(relay.bytes_to_clients(), payload);
+    if (shape == Fault::slice) {
+      EXPECT_EQ(relay.writes_to_clients(), relay.bytes_to_clients());
+    } else {
+      EXPECT_LT(relay.writes_to_clients(), 20u) << "the server's writes were handed on together";
+    }
+  }
+}
+
+// wss:// engines on one runtime, some through a proxy that then goes silent (no FIN,
+// no RST): each silent one's heartbeat finds it (a read error, timeout) while the
+// others, over TLS too, keep echoing multi-record messages whole and in order.
+TEST_P(Faults, SilentWssPeersAreFoundWhileTheOthersOnTheRuntimeFlow) {
+  constexpr int kSilent = 4, kLive = 8, kMessages = 10;
+  TestPki pki = make_test_pki();
+  ChildProcess secure({"/usr/bin/python3", WSCENGINE_PY_SERVER, "--tls", pki.server_chain, pki.server_key});
+  std::string wss = secure.first_line(20s);
+  ASSERT_EQ(wss.rfind("wss://127.0.0.1:", 0), 0u) << wss;
+  FaultProxy silent(static_cast<std::uint16_t>(std::stoi(wss.substr(std::string("wss://127.0.0.1:").size()))));
+  auto runtime = Runtime::create({2, 2});
+  std::vector<std::shared_ptr<Recorder>> clients;
+  std::vector<std::unique_ptr<Engine>> engines;
+  for (int i = 0; i < kSilent + kLive; ++i) {
+    EngineOptions o;
+    o.url = i < kSilent ? cat("wss://127.0.0.1:", silent.port(), "/echo") : wss + "/echo";
+    o.tls.ca_file = pki.ca_file;
+    o.auto_reconnect = false;
+    o.ping_interval = 200ms;
+    o.pong_timeout = 500ms;
+    clients.push_back(std::make_shared<Recorder>());
+    engines.push_back(std::make_unique<Engine>(o, clients.back(), GetParam().make(), runtime));
+    ASSERT_FALSE(engines.back()->start()) << i;
+  }
+  silent.set(Fault::blackhole);
+  auto payload = [](int engine, int m) {
+    std::string p = cat(engine, ":", m, ":");
+    p.resize(40 * 1024, static_cast<char>('a' + m));
+    return p;
+  };
+  for (int m = 0; m < kMessages; ++m)
+    for (int i = kSilent; i < kSilent + kLive; ++i) ASSERT_FALSE(engines[i]->send_text(payload(i, m)));
+  for (int i = 0; i < kSilent; ++i) {
+    ASSERT_TRUE(clients[i]->wait_count(Event::read_error, 1, 10s)) << "silent engine " << i << " was never found";
+    auto error = clients[i]->events_of(Event::read_error)[0].error;
+    EXPECT_TRUE(error.is(errc::timeout)) << error.message();
+  }
+  for (int i = kSilent; i < kSilent + kLive; ++i) {
+    ASSERT_TRUE(clients[i]->wait_count(Event::message, kMessages, 30s)) << i;
+    auto echoes = clients[i]->events_of(Event::message);
+    for (int m = 0; m < kMessages; ++m) EXPECT_TRUE(echoes[m].payload == payload(i, m)) << i << " " << m;
+    EXPECT_EQ(clients[i]->count(Event::read_error), 0u) << i;
+  }
+  for (std::size_t i = 0; i < engines.size(); ++i) {
+    engines[i]->stop();
+    clients[i]->mark_stopped();
+    EXPECT_THAT(clients[i]->violations(), IsEmpty()) << i;
+  }
 }
 
 TEST_P(Faults, DelayedChunksDoNotFoolTheHeartbeat) {

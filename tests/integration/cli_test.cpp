@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cctype>
 #include <fstream>
+#include <iterator>
+#include <set>
 #include <sstream>
 
 #include "support/http_proxy.hpp"
@@ -64,66 +67,15 @@ std::vector<std::string> lines(const std::string& text) {
 
 }  // namespace
 
-TEST(Cli, HelpDocumentsEveryFlag) {
+// --help names what --stats and bench print (every flag: see
+// TheManPageAndCompletionNameEveryFlagOfHelp, which checks them against the parser's tables).
+TEST(Cli, HelpDocumentsWhatTheToolPrints) {
   auto r = cli({"--help"});
   ASSERT_EQ(r.exit_code, 0);
-  for (const char* flag : {"--adapter",
-                           "--workers",
-                           "--header",
-                           "--subprotocol",
-                           "--send",
-                           "--ping-interval",
-                           "--pong-timeout",
-                           "--max-message-size",
-                           "--ca-file",
-                           "--insecure",
-                           "--no-reconnect",
-                           "--trace",
-                           "--compress",
-                           "--quiet",
-                           "--echo",
-                           "--count",
-                           "--stats",
-                           "--host",
-                           "--port",
-                           "--mode",
-                           "--size",
-                           "--rate",
-                           "--drop-every",
-                           "connect URL",
-                           "serve",
-                           "bench feed",
-                           "bench echo",
-                           "--timeout",
-                           "--binary",
-                           "--cert",
-                           "--key",
-                           "--tls13",
-                           "bench reconnect",
-                           "--work-us",
-                           "--proxy",
-                           "--connect-to",
-                           "--unix",
-                           "ws+unix://",
-                           "bench connections",
-                           "--low-latency",
-                           "--max-redirects",
-                           "bench storm",
-                           "--jitter",
-                           "--down-ms",
-                           "--pin",
-                           "--server-max-window-bits",
-                           "--client-max-window-bits",
-                           "--server-no-context-takeover",
-                           "--client-no-context-takeover",
-                           "--compression-level",
-                           "--compress-min-size",
-                           "--max-silence",
-                           "--stats-every",
-                           "rtt_us",
-                           "queued_bytes",
-                           "max_rss_kib"}) {
-    EXPECT_THAT(r.out, HasSubstr(flag));
+  for (const char* field :
+       {"connect URL", "serve", "bench feed", "bench echo", "bench reconnect", "ws+unix://", "bench connections",
+        "bench storm", "rtt_us", "queued_bytes", "max_rss_kib", "http2_connections", "tls_resumed"}) {
+    EXPECT_THAT(r.out, HasSubstr(field));
   }
   EXPECT_EQ(cli({"connect", "--help"}).exit_code, 0);
 }
@@ -268,6 +220,42 @@ TEST(Cli, StreamPrintsPartsAsTheyCome) {
   EXPECT_THAT(wspp.err, HasSubstr("stream"));
   EXPECT_EQ(cli({"connect", py.url() + "/echo", "--stream-max-size", "10"}).exit_code, 2);
   EXPECT_EQ(cli({"connect", py.url() + "/echo", "--stream", "--echo"}).exit_code, 2);
+}
+
+// --http2: a stream of an HTTP/2 connection to Hypercorn (said on the status line), and
+// bench connections with 1000 engines (200 under the sanitizers) over one TCP connection,
+// as the server counts them.
+TEST(Cli, Http2ConnectsAsAStreamAndBenchSharesOneConnection) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  const std::string engines = "200";
+#else
+  const std::string engines = "1000";
+#endif
+  TestPki pki = make_test_pki();
+  Peer h2(
+      {"/usr/bin/python3", WSCENGINE_H2_SERVER, "--tls", pki.server_chain, pki.server_key, "--max-streams", "2000"});
+  ASSERT_EQ(h2.url().rfind("wss://", 0), 0u) << h2.url();
+  auto r = cli({"connect", h2.url() + "/stats", "--ca-file", pki.ca_file, "--http2", "require", "--count", "2",
+                "--send", "over h2"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("HTTP 200, a stream of an HTTP/2 connection"));
+  EXPECT_THAT(r.out, HasSubstr("\"http_version\": \"2\""));
+  EXPECT_THAT(r.out, HasSubstr("over h2"));
+  auto bench = cli(
+      {"bench", "connections", h2.url() + "/scale", "--ca-file", pki.ca_file, "--http2", "require", "--count", engines},
+      {}, 100s);
+  EXPECT_EQ(bench.exit_code, 0) << bench.err;
+  EXPECT_THAT(bench.out, HasSubstr("\"http2_streams\":" + engines + ",\"http2_connections\":1,"));
+  // The server's count: the first connect's connection, the bench's one, and this one.
+  auto count = cli({"connect", h2.url() + "/stats", "--ca-file", pki.ca_file, "--http2", "require", "--count", "1"});
+  EXPECT_EQ(count.exit_code, 0) << count.err;
+  EXPECT_THAT(count.out, HasSubstr("{\"connections\": 3,"));
+  auto plain = cli({"connect", h2.url() + "/stats", "--ca-file", pki.ca_file, "--count", "1"});
+  EXPECT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_THAT(plain.out, HasSubstr("\"http_version\": \"1.1\""));
+  EXPECT_EQ(cli({"connect", h2.url(), "--http2", "sometimes"}).exit_code, 2);
+  EXPECT_EQ(cli({"connect", "ws://127.0.0.1:1/", "--http2-cleartext"}).exit_code, 2);
+  EXPECT_EQ(cli({"connect", "ws://127.0.0.1:1/", "--http2", "require"}).exit_code, 2);  // ws:// needs h2c
 }
 
 TEST(Cli, UsageErrorsAreOneLineAndExit2) {
@@ -543,6 +531,198 @@ TEST(Cli, ServeEndsByItselfAfterSeconds) {
   EXPECT_THAT(r.out, ::testing::StartsWith("ws://127.0.0.1:"));
 }
 
+// serve --cert/--key serves wss:// (bench/run's wss section): blast and echo over TLS,
+// read by the engine on both adapters and by bench; the flags go together; a
+// certificate that cannot be loaded is named.
+TEST(Cli, ServeWithACertificateServesWss) {
+  TestPki pki = make_test_pki();
+  auto blast = serve({"--mode", "blast", "--count", "300", "--size", "70000", "--binary", "--cert", pki.server_chain,
+                      "--key", pki.server_key});
+  ASSERT_EQ(blast.url().rfind("wss://", 0), 0u) << blast.url();
+  auto r = cli({"bench", "feed", blast.url(), "--count", "300", "--size", "70000", "--ca-file", pki.ca_file});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, ::testing::StartsWith("{\"count\":300,\"bytes\":21000000,"));
+  auto echo = serve({"--mode", "echo", "--cert", pki.server_chain, "--key", pki.server_key});
+  for (const char* adapter : {"beast", "websocketpp"}) {
+    r = cli(
+        {"connect", echo.url(), "--adapter", adapter, "--ca-file", pki.ca_file, "--send", "over tls", "--count", "1"});
+    EXPECT_EQ(r.exit_code, 0) << adapter << ": " << r.err;
+    EXPECT_EQ(lines(r.out), std::vector<std::string>{"over tls"}) << adapter;
+  }
+  EXPECT_EQ(cli({"serve", "--cert", pki.server_chain}).exit_code, 2);
+  r = cli({"serve", "--cert", pki.dir + "/missing.pem", "--key", pki.server_key, "--seconds", "1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("missing.pem"));
+}
+
+// On a terminal (a real pseudo-terminal here): received messages come prefixed "< ",
+// the --send ones "> ", status lines dimmed, in colour; NO_COLOR and --no-color keep the
+// prefixes and drop every colour. Against Python `websockets`, which echoes.
+TEST(Cli, OnATerminalMessagesArePrefixedAndColoured) {
+  auto peer = python();
+  auto session = [&](std::vector<std::string> argv, const std::string& flag) {
+    argv.insert(argv.end(), {"connect", peer.url() + "/echo", "--send", "from send"});
+    if (!flag.empty()) argv.push_back(flag);
+    bool typed = false;
+    return run_in_terminal(argv, 20s, [&typed](const CommandResult& so_far) {
+      CommandStep step;
+      const auto echoed = so_far.out.find("typed here");  // the terminal's echo of the line
+      if (echoed != std::string::npos && so_far.out.find("typed here", echoed + 1) != std::string::npos) {
+        step.end_input = true;  // the message came back too: Ctrl-D closes with 1000 and exits
+      } else if (!typed && so_far.out.find("from send") != std::string::npos) {
+        step.input = "typed here\n";
+        typed = true;
+      }
+      return step;
+    });
+  };
+  auto coloured = session({kCli}, "");
+  EXPECT_EQ(coloured.exit_code, 0) << coloured.out;
+  EXPECT_THAT(coloured.out, HasSubstr("\033[2m> \033[0mfrom send"));
+  EXPECT_THAT(coloured.out, HasSubstr("\033[32m< \033[0mfrom send"));
+  EXPECT_THAT(coloured.out, HasSubstr("\033[32m< \033[0mtyped here"));
+  EXPECT_THAT(coloured.out, HasSubstr("\033[2mconnected (session 1"));
+  for (auto plain : {session({"env", "NO_COLOR=1", kCli}, ""), session({kCli}, "--no-color")}) {
+    EXPECT_EQ(plain.exit_code, 0) << plain.out;
+    EXPECT_THAT(plain.out, HasSubstr("> from send"));
+    EXPECT_THAT(plain.out, HasSubstr("< from send"));
+    EXPECT_THAT(plain.out, HasSubstr("< typed here"));
+    EXPECT_EQ(plain.out.find('\033'), std::string::npos) << plain.out;
+  }
+}
+
+// Slash commands typed at a terminal, each against Python `websockets`: /ping shows
+// the round trip, /binary sends bytes (echoed back), /stats prints the counters,
+// //text sends "/text", /help and an unknown command answer on stderr, /close sends
+// its code and reason and exits 0.
+TEST(Cli, SlashCommandsAtATerminal) {
+  auto peer = python();
+  // Each step: what to type once the output shows the text before it.
+  const std::vector<std::pair<std::string, std::string>> script = {
+      {"connected (session 1", "/ping abc\n"},
+      {"pong \"abc\" after", "/binary 01 ff 7e\n"},
+      {"<binary 3 bytes: 01 ff 7e>", "/stats\n"},
+      {"\"messages_sent\":1", "//slash\n"},
+      {"< /slash", "/help\n"},
+      {"commands: /ping", "/bogus\n"},
+      {"unknown command /bogus", "/close 99\n"},
+      {"not a close code", "/close 4001 bye now\n"},
+  };
+  std::size_t next = 0;
+  auto r =
+      run_in_terminal({kCli, "connect", peer.url() + "/echo", "--no-color"}, 20s, [&](const CommandResult& so_far) {
+        CommandStep step;
+        if (next < script.size() && so_far.out.find(script[next].first) != std::string::npos)
+          step.input = script[next++].second;
+        return step;
+      });
+  EXPECT_EQ(next, script.size()) << r.out;
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("closing (code 4001, reason \"bye now\")"));
+  // Piped, a line starting with / is a message, unless --slash.
+  auto echo = python();
+  auto piped = cli({"connect", echo.url() + "/echo", "--count", "1"}, "/ping not a command\n");
+  EXPECT_EQ(piped.exit_code, 0) << piped.err;
+  EXPECT_EQ(lines(piped.out), std::vector<std::string>{"/ping not a command"});
+  piped = cli({"connect", echo.url() + "/echo", "--slash", "--count", "1"}, "/ping x\n//echoed\n");
+  EXPECT_EQ(piped.exit_code, 0) << piped.err;
+  EXPECT_EQ(lines(piped.out), std::vector<std::string>{"/echoed"});
+  EXPECT_THAT(piped.err, HasSubstr("pong \"x\" after"));
+}
+
+// --binary-out: a binary message whole, as hex, base64 or its bytes (Python
+// `websockets` sends bytes 0..19 on /binary).
+TEST(Cli, BinaryMessagesPrintedAsHexBase64OrRaw) {
+  auto peer = python();
+  auto run = [&](const std::string& how) {
+    return cli({"connect", peer.url() + "/binary", "--count", "1", "--binary-out", how});
+  };
+  auto r = run("hex");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f 10 11 12 13\n");
+  r = run("base64");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "AAECAwQFBgcICQoLDA0ODxAREhM=\n");  // Python's base64 of the same bytes
+  r = run("raw");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::string bytes;
+  for (char c = 0; c < 20; ++c) bytes += c;
+  EXPECT_EQ(r.out, bytes);
+  EXPECT_EQ(run("octal").exit_code, 2);
+}
+
+// --wait (-w) closes with 1000 once the answers to --send had their time; -H and -s
+// are --header and --subprotocol, -n is --insecure.
+TEST(Cli, WaitClosesAfterTheAnswersAndShortAliasesWork) {
+  auto peer = python();
+  auto r = cli({"connect", peer.url() + "/header/x-test", "-H", "X-Test: yes", "-s", "chat.v1", "-w", "0.5"}, "", 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(lines(r.out), std::vector<std::string>{"yes"});
+  EXPECT_THAT(r.err, HasSubstr("subprotocol chat.v1"));
+  EXPECT_THAT(r.err, HasSubstr("closing (code 1000)"));
+  TestPki pki = make_test_pki();
+  auto secure = serve({"--mode", "echo", "--cert", pki.server_chain, "--key", pki.server_key});
+  r = cli({"connect", secure.url(), "--send", "trusted anyway", "-w", "0.3"});
+  EXPECT_EQ(r.exit_code, 1) << "an unknown CA is refused without -n";
+  r = cli({"connect", secure.url(), "-n", "--send", "trusted anyway", "-w", "0.3"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(lines(r.out), std::vector<std::string>{"trusted anyway"});
+  EXPECT_EQ(cli({"connect", secure.url(), "-w", "soon"}).exit_code, 2);
+}
+
+// The manual page and the bash completion are made from the tool's help text and
+// flag tables: every flag --help names is in both, and completion offers no flag that
+// --help does not name. cmake --install puts both in place; the completion completes
+// flags, their values and bench's kinds in a real bash.
+TEST(Cli, TheManPageAndCompletionNameEveryFlagOfHelp) {
+  auto flags_in = [](const std::string& text) {
+    std::set<std::string> out;
+    for (std::size_t i = text.find("--"); i != std::string::npos; i = text.find("--", i + 2)) {
+      std::size_t end = i + 2;
+      while (end < text.size() && (std::isalnum(static_cast<unsigned char>(text[end])) || text[end] == '-')) ++end;
+      if (end > i + 2 && std::isalpha(static_cast<unsigned char>(text[i + 2]))) out.insert(text.substr(i, end - i));
+    }
+    return out;
+  };
+  const std::string help = cli({"--help"}).out;
+  const std::set<std::string> flags = flags_in(help);
+  ASSERT_GT(flags.size(), 60u);
+  const std::string completion = cli({"completion", "bash"}).out;
+  std::string man;  // troff's "\\-" read back as "-"
+  const std::string troff = cli({"man"}).out;
+  for (std::size_t i = 0; i < troff.size(); ++i)
+    if (!(troff[i] == '\\' && i + 1 < troff.size() && troff[i + 1] == '-')) man += troff[i];
+  for (const auto& flag : flags) {
+    EXPECT_NE(man.find(flag), std::string::npos) << flag << " is not in the man page";
+    EXPECT_NE(completion.find(flag + ' '), std::string::npos) << flag << " is not offered by completion";
+  }
+  for (const auto& flag : flags_in(completion)) EXPECT_TRUE(flags.count(flag)) << flag << " is not in --help";
+
+  const std::string prefix = temp_dir();
+  auto installed =
+      run_command({"cmake", "--install", WSCENGINE_BUILD_DIR, "--prefix", prefix, "--component", "tools"}, "", 60s);
+  ASSERT_EQ(installed.exit_code, 0) << installed.err;
+  std::ifstream man_file(prefix + "/share/man/man1/wscengine.1");
+  ASSERT_TRUE(man_file) << installed.out;
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(man_file), {}), cli({"man"}).out);
+  const std::string script = prefix + "/share/bash-completion/completions/wscengine";
+  ASSERT_TRUE(std::ifstream(script)) << installed.out;
+  auto complete = [&](const std::string& words) {
+    auto r =
+        run_command({"bash", "-c",
+                     "source '" + script + "'; COMP_WORDS=(" + words +
+                         "); COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _wscengine; printf '%s\\n' \"${COMPREPLY[@]}\""},
+                    "", 20s);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return lines(r.out);
+  };
+  EXPECT_EQ(complete("wscengine connect --no-col"), std::vector<std::string>{"--no-color"});
+  EXPECT_EQ(complete("wscengine connect --adapter web"), std::vector<std::string>{"websocketpp"});
+  EXPECT_EQ(complete("wscengine bench st"), std::vector<std::string>{"storm"});
+  EXPECT_EQ(complete("wscengine serve --mode bl"), std::vector<std::string>{"blast"});
+  EXPECT_EQ(complete("wscengine se"), std::vector<std::string>{"serve"});
+}
+
 TEST(Cli, TheWebsocketppAdapterEchoesAndReconnects) {
   auto echo = serve({"--mode", "echo"});
   auto r = cli({"connect", echo.url(), "--adapter", "websocketpp", "--send", "first", "--count", "2", "--stats"},
@@ -653,6 +833,38 @@ TEST(Cli, BenchConnectionsWithCompressionAndAReconnectStorm) {
     EXPECT_THAT(r.out, HasSubstr("\"server\":{\"accepted\":30,"));
   }
   EXPECT_EQ(cli({"bench", "storm", plain.url(), "--jitter", "2"}).exit_code, 2);
+}
+
+// A wss:// reconnect storm (scale_server.js --tls, which keeps its ticket keys across
+// the restart): every engine comes back with a resumed TLS session, as the server
+// counts, and with --no-tls-resumption every one with a full handshake; on both
+// adapters. bench takes connect's TLS flags (--pin, --insecure).
+TEST(Cli, AWssReconnectStormResumesTlsSessionsUnlessTurnedOff) {
+  TestPki pki = make_test_pki();
+  for (std::string adapter : {"beast", "websocketpp"}) {
+    for (bool resumption : {true, false}) {
+      SCOPED_TRACE(adapter + (resumption ? " resuming" : " not resuming"));
+      Peer server({"node", WSCENGINE_SCALE_SERVER, "--tls", pki.server_chain, pki.server_key});
+      ASSERT_EQ(server.url().rfind("wss://", 0), 0u) << server.url();
+      std::vector<std::string> args = {"bench",     "storm", server.url(), "--count",   "30",        "--down-ms", "200",
+                                       "--timeout", "40",    "--ca-file",  pki.ca_file, "--adapter", adapter};
+      if (!resumption) args.push_back("--no-tls-resumption");
+      auto r = cli(args);
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_THAT(r.out,
+                  HasSubstr(resumption ? "\"tls_full\":0,\"tls_resumed\":30," : "\"tls_full\":30,\"tls_resumed\":0,"));
+      EXPECT_THAT(r.out, HasSubstr("\"accepted\":30,"));
+      EXPECT_THAT(r.out, HasSubstr(resumption ? "\"resumed\":30}" : "\"resumed\":0}"));
+    }
+  }
+  Peer server({"node", WSCENGINE_SCALE_SERVER, "--tls", pki.server_chain, pki.server_key});
+  auto r = cli({"bench", "connections", server.url(), "--count", "5", "--insecure", "--pin", pki.server_pin});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"connections\":5,"));
+  r = cli({"bench", "connections", server.url(), "--count", "5", "--ca-file", pki.ca_file, "--pin", pki.unrelated_pin});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("tls.pinned_public_keys"));
+  EXPECT_EQ(cli({"bench", "echo", server.url(), "--pin", "not-a-pin"}).exit_code, 2);
 }
 
 // SOCKS5 through microsocks, from --proxy and from ALL_PROXY; websocketpp refuses it by name.

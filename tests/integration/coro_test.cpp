@@ -212,6 +212,29 @@ TEST_P(Coroutines, ReleasingTheGuardEndsAReadInProgress) {
   EXPECT_FALSE(engine.stop());
 }
 
+// The same, round after round: the read's own step, still queued when the guard goes,
+// must not take the next message from the readers (CI once saw it lost that way).
+TEST_P(Coroutines, ReleasingTheGuardRightAwayLosesNoLaterMessage) {
+  Engine engine(options(server.url()), client, GetParam().make());
+  ASSERT_FALSE(engine.start());
+  constexpr int kRounds = 150;
+  for (int round = 1; round <= kRounds; ++round) {
+    PauseGuard paused = engine.pause();
+    std::promise<Error> outcome;
+    engine.async_read(10s, [&](Error e, InboundMessage) { outcome.set_value(std::move(e)); });
+    paused.unlock();
+    auto result = outcome.get_future();
+    ASSERT_EQ(result.wait_for(kLimit), std::future_status::ready) << "round " << round;
+    EXPECT_TRUE(result.get().is(errc::cancelled)) << "round " << round;
+    ASSERT_FALSE(engine.send_text(std::to_string(round)));
+    ASSERT_TRUE(client->wait_count(Event::message, static_cast<std::size_t>(round))) << "round " << round;
+  }
+  auto messages = client->events_of(Event::message);
+  ASSERT_EQ(messages.size(), static_cast<std::size_t>(kRounds));
+  for (int i = 0; i < kRounds; ++i) EXPECT_EQ(messages[static_cast<std::size_t>(i)].payload, std::to_string(i + 1));
+  EXPECT_FALSE(engine.stop());
+}
+
 // Null handlers: a pause takes nothing (the read lock stays free: a message reaches
 // on_message), a read reads nothing, a stop is asked for with nothing waiting.
 TEST_P(Coroutines, NullHandlersTakeNothingAndAStopStillStops) {

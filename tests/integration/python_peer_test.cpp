@@ -2,7 +2,15 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <wscengine/beast.hpp>
+#include <wscengine/websocketpp.hpp>
 #include <wscengine/wscengine.hpp>
+
+#include <fstream>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "support/fake_metrics.hpp"
 #include "support/fake_tracer.hpp"
@@ -225,6 +233,178 @@ TEST_P(PythonPeer, PinnedEnginesOnOneRuntimeOpenOrAreRefusedEachOnItsOwn) {
     EXPECT_FALSE(engines[i]->stop());
     clients[i]->mark_stopped();
     EXPECT_THAT(clients[i]->violations(), IsEmpty());
+  }
+}
+
+// The TLS work of the process, the same counters on either adapter.
+static TlsStats tls_stats_now(const RealAdapter& adapter) {
+  return adapter.name.rfind("websocketpp", 0) == 0 ? websocketpp::tls_stats() : beast::tls_stats();
+}
+
+// Engines (each with its own connector) with the same TLS settings share one context,
+// built once; other settings make another; a CA file replaced on disk makes a new one.
+TEST_P(PythonPeer, EnginesWithTheSameTlsSettingsShareOneContext) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr int kEngines = 30;  // the sanitizers' handshakes are several times slower
+#else
+  constexpr int kEngines = 100;
+#endif
+  TestPki pki = make_test_pki();  // fresh files: settings no other test of this process used
+  ChildProcess secure({"/usr/bin/python3", WSCENGINE_PY_SERVER, "--tls", pki.server_chain, pki.server_key});
+  std::string wss = secure.first_line(20s);
+  ASSERT_EQ(wss.rfind("wss://", 0), 0u) << wss;
+  auto runtime = Runtime::create({1, 2});
+  std::vector<std::shared_ptr<Recorder>> clients;
+  std::vector<std::unique_ptr<Engine>> engines;
+  auto open_all = [&](int count, const std::function<void(TlsOptions&)>& tls) {
+    const std::size_t first = engines.size();
+    for (int i = 0; i < count; ++i) {
+      EngineOptions o;
+      o.url = wss + "/echo";
+      tls(o.tls);
+      clients.push_back(std::make_shared<Recorder>());
+      engines.push_back(std::make_unique<Engine>(o, clients.back(), GetParam().make(), runtime));
+      ASSERT_FALSE(engines.back()->start_background());
+    }
+    for (std::size_t i = first; i < engines.size(); ++i) {
+      SCOPED_TRACE(i);
+      ASSERT_TRUE(clients[i]->wait_count(Event::open, 1, 60s));
+      ASSERT_TRUE(wait_state(*engines[i], EngineState::running));  // on_open has returned
+      Error sent = engines[i]->send_text(cat("over TLS ", i));
+      ASSERT_FALSE(sent) << sent.message() << " (" << clients[i]->count(Event::close) << " closes, "
+                         << clients[i]->count(Event::restart_error) << " failed attempts)";
+      ASSERT_TRUE(clients[i]->wait_count(Event::message, 1));
+      EXPECT_EQ(clients[i]->events_of(Event::message)[0].payload, cat("over TLS ", i));
+    }
+  };
+  const auto before = tls_stats_now(GetParam());
+  open_all(kEngines, [&](TlsOptions& t) { t.ca_file = pki.ca_file; });
+  EXPECT_EQ(tls_stats_now(GetParam()).contexts_created - before.contexts_created, 1u);
+  open_all(kEngines, [&](TlsOptions& t) { t.ca_pem = pki.ca_pem; });
+  EXPECT_EQ(tls_stats_now(GetParam()).contexts_created - before.contexts_created, 2u);
+  // Pins, the server name and verify_peer are the connection's: no new context.
+  open_all(2, [&](TlsOptions& t) {
+    t.ca_file = pki.ca_file;
+    t.pinned_public_keys = {pki.server_pin};
+  });
+  EXPECT_EQ(tls_stats_now(GetParam()).contexts_created - before.contexts_created, 2u);
+  {
+    std::ofstream replaced(pki.ca_file, std::ios::app);
+    replaced << "\n";  // the same CA, a different file on disk
+  }
+  open_all(1, [&](TlsOptions& t) { t.ca_file = pki.ca_file; });
+  EXPECT_EQ(tls_stats_now(GetParam()).contexts_created - before.contexts_created, 3u);
+  for (std::size_t i = 0; i < engines.size(); ++i) {
+    EXPECT_FALSE(engines[i]->stop());
+    clients[i]->mark_stopped();
+    EXPECT_THAT(clients[i]->violations(), IsEmpty());
+  }
+}
+
+// A second connection to an origin resumes the first one's TLS session (TLS 1.3
+// ticket; TLS 1.2 ticket or session ID), as the server itself reports; not when
+// TlsOptions::session_resumption is off, nor with a verify_callback.
+TEST_P(PythonPeer, TlsSessionsAreResumedAsTheServerSees) {
+  for (bool tls12 : {false, true}) {
+    SCOPED_TRACE(tls12 ? "TLS 1.2" : "TLS 1.3");
+    TestPki pki = make_test_pki();
+    std::vector<std::string> argv = {"/usr/bin/python3", WSCENGINE_PY_SERVER, "--tls", pki.server_chain,
+                                     pki.server_key};
+    if (tls12) argv.push_back("--tls12");
+    ChildProcess secure(argv);
+    std::string wss = secure.first_line(20s);
+    ASSERT_EQ(wss.rfind("wss://", 0), 0u) << wss;
+    const std::string version = tls12 ? "TLSv1.2" : "TLSv1.3";
+    // One session: what the server said of its TLS.
+    auto session = [&](bool resumption, bool callback) {
+      EngineOptions o;
+      o.url = wss + "/tls";
+      o.tls.ca_file = pki.ca_file;
+      o.tls.session_resumption = resumption;
+      if (callback) o.tls.verify_callback = [](const CertificateCheck& check) { return check.verified; };
+      auto recorder = std::make_shared<Recorder>();
+      Engine e(o, recorder, GetParam().make());
+      EXPECT_FALSE(e.start());
+      std::string said = recorder->wait_count(Event::message, 1) ? recorder->events_of(Event::message)[0].payload : "";
+      EXPECT_FALSE(e.stop());
+      recorder->mark_stopped();
+      EXPECT_THAT(recorder->violations(), IsEmpty());
+      return said;
+    };
+    const auto before = tls_stats_now(GetParam());
+    EXPECT_EQ(session(true, false), "reused=0 " + version);
+    EXPECT_EQ(session(true, false), "reused=1 " + version);
+    EXPECT_EQ(session(true, false), "reused=1 " + version);
+    EXPECT_EQ(session(false, false), "reused=0 " + version);
+    EXPECT_EQ(session(true, true), "reused=0 " + version);
+    const auto after = tls_stats_now(GetParam());
+    EXPECT_EQ(after.handshakes_full - before.handshakes_full, 3u);
+    EXPECT_EQ(after.handshakes_resumed - before.handshakes_resumed, 2u);
+  }
+}
+
+// wss:// engines on a runtime of four io threads, each writing messages of several TLS
+// records while the server echoes earlier ones back: a connection's reads and the
+// steps of its writes complete on different io threads and must still take turns on
+// its one SSL object (websocketpp ran a write's next record beside its read handler
+// on Boost 1.74; TSan saw it). Every echo comes back whole and in order, then the
+// engines stop, four at a time, with writes still queued and echoes coming in.
+TEST_P(PythonPeer, WssEnginesOnFourIoThreadsWriteAndReadAtOnce) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr int kEngines = 12;
+#else
+  constexpr int kEngines = 32;
+#endif
+  constexpr int kMessages = 12;
+  constexpr std::size_t kSize = 40 * 1024;  // three TLS records
+  TestPki pki = make_test_pki();
+  ChildProcess secure({"/usr/bin/python3", WSCENGINE_PY_SERVER, "--tls", pki.server_chain, pki.server_key});
+  std::string wss = secure.first_line(20s);
+  ASSERT_EQ(wss.rfind("wss://", 0), 0u) << wss;
+  auto runtime = Runtime::create({4, 2});
+  std::vector<std::shared_ptr<Recorder>> clients;
+  std::vector<std::unique_ptr<Engine>> engines;
+  auto payload = [&](int engine, int message) {
+    std::string p = cat("engine ", engine, " message ", message, " ");
+    p.resize(kSize, static_cast<char>('a' + (engine + message) % 26));
+    return p;
+  };
+  for (int i = 0; i < kEngines; ++i) {
+    EngineOptions o;
+    o.url = wss + "/echo";
+    o.tls.ca_file = pki.ca_file;
+    o.auto_reconnect = false;
+    clients.push_back(std::make_shared<Recorder>());
+    engines.push_back(std::make_unique<Engine>(o, clients.back(), GetParam().make(), runtime));
+    ASSERT_FALSE(engines.back()->start_background());
+  }
+  for (int i = 0; i < kEngines; ++i) {
+    ASSERT_TRUE(clients[i]->wait_count(Event::open, 1, 60s)) << i;
+    ASSERT_TRUE(wait_state(*engines[i], EngineState::running)) << i;
+  }
+  // All engines write at once; the echoes of the first messages arrive while the
+  // later ones are still being written.
+  for (int m = 0; m < kMessages; ++m)
+    for (int i = 0; i < kEngines; ++i) ASSERT_FALSE(engines[i]->send_text(payload(i, m))) << i << " " << m;
+  for (int i = 0; i < kEngines; ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(clients[i]->wait_count(Event::message, kMessages, 60s));
+    auto echoes = clients[i]->events_of(Event::message);
+    for (int m = 0; m < kMessages; ++m) EXPECT_TRUE(echoes[m].payload == payload(i, m)) << "message " << m;
+  }
+  // Stops while writes are queued: each ends with its close handshake, in turn with
+  // the echoes still coming in.
+  for (int m = 0; m < 4; ++m)
+    for (int i = 0; i < kEngines; ++i) ASSERT_FALSE(engines[i]->send_text(payload(i, m)));
+  std::vector<std::thread> stoppers;
+  for (int t = 0; t < 4; ++t)
+    stoppers.emplace_back([&, t] {
+      for (int i = t; i < kEngines; i += 4) EXPECT_FALSE(engines[i]->stop()) << i;
+    });
+  for (auto& s : stoppers) s.join();
+  for (int i = 0; i < kEngines; ++i) {
+    clients[i]->mark_stopped();
+    EXPECT_THAT(clients[i]->violations(), IsEmpty()) << i;
   }
 }
 

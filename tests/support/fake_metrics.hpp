@@ -29,6 +29,8 @@ class FakeMetrics final : public Metrics {
   }
   void handshake_duration(std::chrono::nanoseconds) noexcept override { add("handshake"); }
   void redirect(int status) noexcept override { add("redirect_" + std::to_string(status)); }
+  void http2_connections(std::int64_t delta) noexcept override { add(delta > 0 ? "http2_opened" : "http2_ended"); }
+  void http2_streams(std::uint64_t streams) noexcept override { add("http2_streams_" + std::to_string(streams)); }
   void connection_state(ConnectionState from, ConnectionState to) noexcept override {
     std::lock_guard lock(mutex_);
     --state_[from];

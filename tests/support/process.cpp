@@ -2,8 +2,10 @@
 
 #include <fstream>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,6 +69,10 @@ void ChildProcess::kill() {
     kill_and_reap(pid_);
     pid_ = -1;
   }
+}
+
+void ChildProcess::signal(int signo) {
+  if (pid_ > 0) ::kill(pid_, signo);
 }
 
 std::string ChildProcess::first_line(std::chrono::milliseconds timeout) {
@@ -190,6 +196,87 @@ CommandResult run_command(const std::vector<std::string>& argv, const std::strin
 CommandResult run_interactive(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
                               const std::function<CommandStep(const CommandResult& so_far)>& feed) {
   return run(argv, {}, timeout, feed, true);
+}
+
+CommandResult run_in_terminal(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                              const std::function<CommandStep(const CommandResult&)>& feed) {
+  const int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) throw std::runtime_error("no pseudo-terminal");
+  const std::string slave_name = ::ptsname(master);
+  const pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::setsid();  // a session of its own, whose controlling terminal is the pty (and its own group)
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) std::_Exit(127);
+    const int slave = ::open(slave_name.c_str(), O_RDWR);
+    if (slave < 0) std::_Exit(127);
+    ::ioctl(slave, TIOCSCTTY, 0);
+    for (int fd : {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO}) ::dup2(slave, fd);
+    if (slave > STDERR_FILENO) ::close(slave);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execvp(args[0], args.data());
+    std::_Exit(127);
+  }
+  CommandResult result;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool interrupted = false, input_ended = false, reaped = false;
+  int status = 0;
+  auto type = [&](const std::string& text) {
+    for (std::size_t done = 0; done < text.size();) {
+      auto n = ::write(master, text.data() + done, text.size() - done);
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+  };
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      result.timed_out = true;
+      ::kill(-pid, SIGKILL);
+      break;
+    }
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 100))) > 0) {
+      char buffer[4096];
+      auto n = ::read(master, buffer, sizeof buffer);
+      if (n <= 0) break;  // EIO: every process with the terminal open has gone
+      result.out.append(buffer, static_cast<std::size_t>(n));
+    } else if (::waitpid(pid, &status, WNOHANG) == pid) {
+      reaped = true;  // what it printed last was read above
+      break;
+    }
+    if (feed && !interrupted) {
+      CommandStep step = feed(result);
+      if (!input_ended) type(step.input);
+      if (step.end_input && !input_ended) {
+        type("\x04");  // Ctrl-D: end of input, at the start of a line
+        input_ended = true;
+      }
+      if (step.interrupt) {
+        interrupted = true;
+        ::kill(pid, SIGINT);
+      }
+    }
+  }
+  ::close(master);
+  // It may outlive its terminal for a moment (or hang): waited for until the deadline.
+  while (!reaped && !result.timed_out) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      reaped = true;
+    } else if (std::chrono::steady_clock::now() >= deadline) {
+      result.timed_out = true;
+    } else {
+      ::usleep(10000);
+    }
+  }
+  ::kill(-pid, SIGKILL);  // whatever it started and left behind in its session
+  if (!reaped) ::waitpid(pid, &status, 0);
+  if (!result.timed_out && WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  return result;
 }
 
 bool make_test_certificate(const std::string& dir) {

@@ -21,6 +21,8 @@ class ChildProcess {
   /// The first line the child printed, or "" if none within the timeout.
   std::string first_line(std::chrono::milliseconds timeout);
   void kill();
+  /// Sends `signo` (SIGSTOP freezes the peer: its sockets stay open, silent).
+  void signal(int signo);
 
  private:
   pid_t pid_ = -1;
@@ -50,6 +52,13 @@ struct CommandStep {
 /// Runs `argv` with stdin open: after every chunk of stdout or stderr, `feed` is
 /// given everything printed so far and says what to do; killed after `timeout`.
 CommandResult run_interactive(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
+                              const std::function<CommandStep(const CommandResult& so_far)>& feed);
+
+/// run_interactive with a pseudo-terminal instead of pipes: stdin, stdout and stderr
+/// are its terminal (so isatty() holds), what it prints comes back in `out` (stdout
+/// and stderr together, with what the terminal echoes of the input), and `end_input`
+/// types Ctrl-D.
+CommandResult run_in_terminal(const std::vector<std::string>& argv, std::chrono::milliseconds timeout,
                               const std::function<CommandStep(const CommandResult& so_far)>& feed);
 
 /// Makes a self-signed certificate for "localhost" and 127.0.0.1 in `dir`

@@ -22,7 +22,9 @@ WebSocket one, on the same origin):
   /to/STATUS/LOC   answer STATUS with Location LOC (percent-decoded: /to/301/ws%3A%2F%2F...)
   /loop/a, /loop/b answer 302 with Location /loop/b, /loop/a
   /chain/N         answer 302 with Location /chain/N-1; /chain/0 with /echo
-With `--tls CERT KEY` it serves wss:// with that certificate.
+With `--tls CERT KEY` it serves wss:// with that certificate (`--tls12` after them: TLS 1.2 at
+most), and:
+  /tls             send "reused=0|1 VERSION": whether the TLS session was resumed, then echo
 Run with /usr/bin/python3 (Debian's python3-websockets).
 """
 import asyncio
@@ -96,6 +98,9 @@ async def handler(ws, path=None):
         pieces = [text[i : i + 7] for i in range(0, len(text), 7)]
         frames = [raw_frame(0x01 if i == 0 else 0x00, p) for i, p in enumerate(pieces[:-1])]
         ws.transport.write(b"".join(frames) + raw_frame(0x80 if pieces[:-1] else 0x81, pieces[-1]))
+    if path == "/tls":
+        tls = ws.transport.get_extra_info("ssl_object")
+        await ws.send(f"reused={int(tls.session_reused)} {tls.version()}")
     if path.startswith("/header/"):
         await ws.send(ws.request_headers.get(path[len("/header/"):], "<none>"))
     try:
@@ -112,9 +117,11 @@ async def main():
             print(f"ws+unix://{sys.argv[2]}:", flush=True)
             await asyncio.Future()
     scheme = "ws"
-    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--tls":
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(sys.argv[2], sys.argv[3])
+        if sys.argv[4:] == ["--tls12"]:
+            context.maximum_version = ssl.TLSVersion.TLSv1_2
         options["ssl"] = context
         scheme = "wss"
     async with websockets.serve(handler, "127.0.0.1", 0, **options) as server:

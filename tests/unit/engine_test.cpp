@@ -629,14 +629,17 @@ TEST_P(EngineTest, TheSlotLimitHoldsOnARuntimeWithMoreCallbackThreadsThanSlots) 
 
 TEST_P(EngineTest, PauseStopsReadingAndAllowsReadingByHand) {
   std::atomic<bool> paused{false};
-  std::atomic<int> dispatched_while_paused{0};
+  std::atomic<int> dispatched_while_paused{0}, hooks_done{0};
   client->on_message_hook = [&](Context&, const Message&) {
     if (paused.load()) ++dispatched_while_paused;
+    ++hooks_done;
   };
   make();
   auto peer = start_and_accept();
   peer->send(MessageType::text, "before");
-  ASSERT_TRUE(client->wait_count(Event::message, 1));
+  // The Recorder counts a message before its hook runs: wait for the hook itself, or
+  // the first message's hook could run after `paused` is set (ASan's timing did that).
+  ASSERT_TRUE(wait_until([&] { return hooks_done.load() == 1; }));
   {
     PauseGuard pause = engine->pause();
     ASSERT_TRUE(pause.owns_lock());

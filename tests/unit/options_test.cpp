@@ -115,6 +115,21 @@ TEST(Options, EachRuleNamesTheField) {
     o.telemetry.message_sample_ratio = ratio;
     EXPECT_FALSE(o.validate()) << ratio;
   }
+  o = valid();  // ws://
+  o.http2 = Http2Mode::require;
+  expect_invalid(o, "http2 require on a ws:// URL needs http2_cleartext");
+  o.http2_cleartext = true;
+  EXPECT_FALSE(o.validate());
+  o.http2 = Http2Mode::prefer;
+  o.http2_cleartext = false;
+  EXPECT_FALSE(o.validate());  // prefer on ws:// without h2c: the HTTP/1.1 upgrade
+  o = valid();
+  o.url = "ws+unix:///run/x.sock:/";
+  o.http2 = Http2Mode::require;
+  expect_invalid(o, "ws+unix:// URL has no HTTP/2");
+  o = valid();
+  o.http2 = static_cast<Http2Mode>(7);
+  expect_invalid(o, "http2 must be off, prefer or require");
 }
 
 // A pin is the base64 of 32 bytes: 43 digits and one '=', with or without "sha256/".

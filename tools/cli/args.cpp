@@ -10,6 +10,7 @@ std::optional<Args> Args::parse(int argc, char** argv, int first, const FlagSpec
   Args args;
   for (int i = first; i < argc; ++i) {
     std::string arg = argv[i];
+    if (auto alias = spec.aliases.find(arg); alias != spec.aliases.end()) arg = alias->second;
     if (arg.size() < 3 || arg.rfind("--", 0) != 0) {
       if (arg.size() > 1 && arg[0] == '-') {
         error = "unknown option " + arg;

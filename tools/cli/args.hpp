@@ -13,8 +13,9 @@ namespace wscengine::cli {
 
 /// What a command accepts. A plain value.
 struct FlagSpec {
-  std::set<std::string> with_value;  ///< e.g. "--header" (may repeat)
-  std::set<std::string> switches;    ///< e.g. "--quiet"
+  std::set<std::string> with_value;                 ///< e.g. "--header" (may repeat)
+  std::set<std::string> switches;                   ///< e.g. "--quiet"
+  std::map<std::string, std::string> aliases = {};  ///< e.g. "-H" for "--header"
 };
 
 /// Parsed arguments. Thread safety: a plain value.

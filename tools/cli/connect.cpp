@@ -1,5 +1,6 @@
 // `wscengine connect URL`: an interactive/scriptable client built on the engine.
 // Messages go to stdout, everything about the connection to stderr.
+#include <openssl/evp.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -30,12 +32,28 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 void on_signal(int) { g_interrupted = true; }
 
-// Status lines on stderr, coloured only on a terminal (and not under NO_COLOR).
+// Where a person reads: prefixes on stdout's messages when it is a terminal, colour
+// on a terminal unless --no-color or NO_COLOR (https://no-color.org) says otherwise.
+// Piped, the output is exactly the messages, one per line.
+struct Look {
+  bool prefixes = false;  // stdout is a terminal: "< " received, "> " sent
+  bool colour_out = false, colour_err = false;
+  static Look of_this_process(bool no_colour_flag) {
+    const bool colour = !no_colour_flag && !std::getenv("NO_COLOR");
+    Look look;
+    look.prefixes = ::isatty(STDOUT_FILENO);
+    look.colour_out = colour && look.prefixes;
+    look.colour_err = colour && ::isatty(STDERR_FILENO);
+    return look;
+  }
+};
+
+// Status lines on stderr: dimmed, warnings yellow, errors red (with colour on).
 class Status {
  public:
-  Status() : colour_(::isatty(STDERR_FILENO) && !std::getenv("NO_COLOR")) {}
-  void info(const std::string& text) const { line("\033[36m", text); }
-  void good(const std::string& text) const { line("\033[32m", text); }
+  explicit Status(bool colour) : colour_(colour) {}
+  void info(const std::string& text) const { line("\033[2m", text); }
+  void good(const std::string& text) const { line("\033[2m", text); }
   void warn(const std::string& text) const { line("\033[33m", text); }
   void bad(const std::string& text) const { line("\033[31m", text); }
 
@@ -51,23 +69,42 @@ class Status {
   mutable std::mutex mutex_;
 };
 
-std::string hex_preview(std::string_view bytes) {
+// --binary-out: how a binary message is printed.
+enum class BinaryOut { summary, hex, base64, raw };
+
+std::string to_hex(std::string_view bytes) {
   static constexpr char digits[] = "0123456789abcdef";
   std::string out;
-  for (std::size_t i = 0; i < std::min<std::size_t>(bytes.size(), 16); ++i) {
+  out.reserve(bytes.size() * 3);
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
     auto b = static_cast<unsigned char>(bytes[i]);
     if (i) out += ' ';
     out += digits[b >> 4];
     out += digits[b & 15];
   }
-  if (bytes.size() > 16) out += " …";
   return out;
 }
 
+// Base64 (RFC 4648, padded), by OpenSSL.
+std::string to_base64(std::string_view bytes) {
+  std::string out((bytes.size() + 2) / 3 * 4 + 1, '\0');  // EVP_EncodeBlock writes a NUL
+  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(bytes.data()), static_cast<int>(bytes.size()));
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+// The first 16 bytes as hex, then " …" when there are more.
+std::string hex_preview(std::string_view bytes) {
+  return to_hex(bytes.substr(0, 16)) + (bytes.size() > 16 ? " …" : "");
+}
+
 struct ConnectSettings {
+  BinaryOut binary_out = BinaryOut::summary;
   bool echo = false, quiet = false;
   std::uint64_t count = 0;  // 0 = no limit
   std::vector<std::string> send;
+  Look look;
 };
 
 class CliClient final : public Client {
@@ -78,23 +115,53 @@ class CliClient final : public Client {
     if (restarting) ++reconnects;
     std::string what = restarting ? "reconnected" : "connected";
     what += " (session " + std::to_string(ctx.session_id()) + ", HTTP " + std::to_string(response.status);
+    if (response.http2) what += ", a stream of an HTTP/2 connection";
     if (!response.subprotocol.empty()) what += ", subprotocol " + response.subprotocol;
     status_.good(what + ")");
     for (const auto& text : settings_.send) {
       if (Error e = ctx.connection().send_text(text)) return e;
+      if (settings_.look.prefixes && !settings_.quiet) print_sent(text);
     }
+    if (!sent_at_set.exchange(true)) sent_at = std::chrono::steady_clock::now();
     return {};
+  }
+
+  // On a terminal: "> " and the text of a message this client sent (not a typed line,
+  // which the terminal shows already).
+  void print_sent(std::string_view text) {
+    std::lock_guard lock(output_mutex_);
+    std::fputs(settings_.look.colour_out ? "\033[2m> \033[0m" : "> ", stdout);
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fputc('\n', stdout);
+  }
+
+  /// The close frame stop() sends (a /close command); 1000 unless set.
+  void close_with(CloseFrame frame) {
+    std::lock_guard lock(close_mutex_);
+    close_frame_ = std::move(frame);
   }
 
   void on_message(Context& ctx, const Message& message) override {
     bytes += message.payload.size();
     if (!settings_.quiet) {
       std::lock_guard lock(output_mutex_);
+      if (settings_.look.prefixes && (message.part == MessagePart::whole || message.part == MessagePart::first))
+        std::fputs(settings_.look.colour_out ? "\033[32m< \033[0m" : "< ", stdout);
       if (message.is_text()) {
         // A streamed text message's parts (each valid UTF-8) make one line.
         std::fwrite(message.payload.data(), 1, message.payload.size(), stdout);
         if (message.is_last()) std::fputc('\n', stdout);
         if (message.part != MessagePart::whole) std::fflush(stdout);
+      } else if (settings_.binary_out == BinaryOut::raw) {
+        std::fwrite(message.payload.data(), 1, message.payload.size(), stdout);
+        std::fflush(stdout);
+      } else if (settings_.binary_out != BinaryOut::summary) {
+        // A streamed message's parts make one line, as text does.
+        const std::string line =
+            settings_.binary_out == BinaryOut::hex ? to_hex(message.payload) : to_base64(message.payload);
+        if (settings_.binary_out == BinaryOut::hex && message.offset != 0 && !line.empty()) std::fputc(' ', stdout);
+        std::fputs(line.c_str(), stdout);
+        if (message.is_last()) std::fputc('\n', stdout);
       } else if (message.part == MessagePart::whole) {
         std::fprintf(stdout, "<binary %zu bytes: %s>\n", message.payload.size(), hex_preview(message.payload).c_str());
       } else {
@@ -133,9 +200,15 @@ class CliClient final : public Client {
       (received->code == close_code::normal ? status_.info(text) : status_.warn(text));
       return std::nullopt;
     }
-    last_close_code = close_code::normal;
-    status_.info("closing (code 1000)");
-    return CloseFrame{close_code::normal, {}};
+    CloseFrame frame;
+    {
+      std::lock_guard lock(close_mutex_);
+      frame = close_frame_;
+    }
+    last_close_code = frame.code;
+    status_.info("closing (code " + std::to_string(frame.code) +
+                 (frame.reason.empty() ? std::string(")") : ", reason \"" + frame.reason + "\")"));
+    return frame;
   }
 
   void on_read_error(Context& ctx, const Error& error) override {
@@ -153,6 +226,9 @@ class CliClient final : public Client {
   std::atomic<std::uint64_t> messages{0}, bytes{0}, reconnects{0};
   std::atomic<int> last_close_code{0};
   std::atomic<bool> count_reached{false};
+  // When the first session's --send messages were queued (for --wait).
+  std::atomic<bool> sent_at_set{false};
+  std::atomic<std::chrono::steady_clock::time_point> sent_at{};
 
  private:
   // The close code the adapter sent when a read error failed the connection; a
@@ -169,6 +245,8 @@ class CliClient final : public Client {
   const ConnectSettings settings_;
   const Status& status_;
   std::mutex output_mutex_;
+  std::mutex close_mutex_;
+  CloseFrame close_frame_{close_code::normal, {}};  // close_mutex_
 };
 
 // Reads stdin on its own thread and sends each line; the engine it sends through is
@@ -177,6 +255,7 @@ struct StdinPump {
   std::mutex mutex;
   Engine* engine = nullptr;
   std::atomic<bool> eof{false};
+  std::atomic<bool> close_asked{false};  // a /close command: the main loop stops the engine
   // --outage: a line may be held across an outage, so its outcome comes later, through
   // async_send's completion; without it a send's refusal is the whole story.
   bool outcome_later = false;
@@ -209,6 +288,96 @@ std::string stats_fields(const EngineStats& s) {
          ",\"last_error\":" + error;
 }
 
+// The engine's counters as the JSON line of --stats-every and /stats.
+std::string stats_line(const EngineStats& now) {
+  return "{\"messages\":" + std::to_string(now.traffic.messages_received) +
+         ",\"bytes\":" + std::to_string(now.traffic.bytes_received) +
+         ",\"reconnects\":" + std::to_string(now.reconnects) + "," + stats_fields(now) + "}";
+}
+
+// Hex digits, two per byte, spaces between bytes allowed ("01 ff", "01ff").
+std::optional<std::string> parse_hex(std::string_view text) {
+  auto digit = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  std::string out;
+  for (std::size_t i = 0; i < text.size();) {
+    if (text[i] == ' ') {
+      ++i;
+      continue;
+    }
+    if (i + 1 >= text.size() || digit(text[i]) < 0 || digit(text[i + 1]) < 0) return std::nullopt;
+    out += static_cast<char>(digit(text[i]) * 16 + digit(text[i + 1]));
+    i += 2;
+  }
+  return out;
+}
+
+// A close code a client may send (RFC 6455 §7.4: not 1004-1006 nor 1015, which say
+// what happened without a frame; 3000-4999 for applications).
+bool sendable_close_code(long code) {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+}
+
+constexpr const char* kSlashHelp =
+    "commands: /ping [text] (and the round trip), /close [code [reason]], /binary <hex bytes>, "
+    "/stats, /help; //text sends /text";
+
+// A line that starts with '/' (not "//"), typed with slash commands on. Runs on the
+// stdin thread; the engine is used only while `pump` still lends it.
+void run_slash_command(const std::string& line, StdinPump& pump, CliClient& client, const Status& status) {
+  const auto space = line.find(' ');
+  const std::string command = line.substr(0, space);
+  std::string rest = space == std::string::npos ? std::string() : line.substr(space + 1);
+  auto with_engine = [&pump](auto&& use) {
+    std::lock_guard lock(pump.mutex);
+    if (pump.engine) use(*pump.engine);
+  };
+  if (command == "/help") {
+    status.info(kSlashHelp);
+  } else if (command == "/ping") {
+    SessionConnection connection;
+    with_engine([&](Engine& engine) { connection = engine.connection(); });
+    const auto t0 = std::chrono::steady_clock::now();
+    if (Error e = connection.ping(rest, std::chrono::seconds(10))) return status.warn("ping: " + e.message());
+    const auto us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+    status.info("pong" + (rest.empty() ? std::string() : " \"" + rest + "\"") + " after " + std::to_string(us) + " µs");
+  } else if (command == "/close") {
+    long code = close_code::normal;
+    std::string reason;
+    if (!rest.empty()) {
+      const auto gap = rest.find(' ');
+      const std::string number = rest.substr(0, gap);
+      char* end = nullptr;
+      code = std::strtol(number.c_str(), &end, 10);
+      if (end == number.c_str() || *end != '\0' || !sendable_close_code(code))
+        return status.warn("/close: '" + number + "' is not a close code a client may send (1000-1003, " +
+                           "1007-1014, 3000-4999)");
+      if (gap != std::string::npos) reason = rest.substr(gap + 1);
+      if (reason.size() > 123) return status.warn("/close: the reason is longer than 123 bytes");
+    }
+    client.close_with(CloseFrame{static_cast<std::uint16_t>(code), reason});
+    pump.close_asked = true;
+  } else if (command == "/binary") {
+    auto bytes = parse_hex(rest);
+    if (!bytes) return status.warn("/binary needs hex bytes, e.g. /binary 01 ff 7e (got '" + rest + "')");
+    Error e = Error(errc::not_connected, "the engine is gone");
+    with_engine([&](Engine& engine) { e = engine.send(MessageType::binary, *bytes, std::chrono::milliseconds(1000)); });
+    if (e) return status.warn("not sent: " + e.message());
+    status.info("sent binary, " + std::to_string(bytes->size()) + " bytes");
+  } else if (command == "/stats") {
+    std::string line_out;
+    with_engine([&](Engine& engine) { line_out = stats_line(engine.stats()); });
+    std::fprintf(stderr, "%s\n", line_out.c_str());
+  } else {
+    status.warn("unknown command " + command + " (" + kSlashHelp + ")");
+  }
+}
+
 }  // namespace
 
 int run_connect(const Args& args) {
@@ -233,6 +402,7 @@ int run_connect(const Args& args) {
   auto level = args.number("--compression-level", deflate_defaults.level, 0, 9, error);
   auto min_size = args.number("--compress-min-size", 0, 0, 1e12, error);
   auto stream_max = args.number("--stream-max-size", 0, 0, 1e18, error);
+  auto wait = args.number("--wait", 0, 0, 86400, error);
   if (!error.empty()) return usage_error(error);
   std::string adapter = args.value("--adapter").value_or("beast");
   if (adapter != "beast" && adapter != "websocketpp")
@@ -280,17 +450,8 @@ int run_connect(const Args& args) {
     options.headers.push_back({header.substr(0, colon), value});
   }
   options.subprotocols = args.values("--subprotocol");
-  if (auto ca = args.value("--ca-file")) options.tls.ca_file = *ca;
-  if (args.has("--insecure")) options.tls.verify_peer = false;
-  options.tls.pinned_public_keys = args.values("--pin");
-  for (const auto& pin : options.tls.pinned_public_keys) {
-    if (!parse_public_key_pin(pin))
-      return usage_error("--pin '" + pin + "' is not sha256/ and the base64 of a 32-byte SHA-256 public-key digest");
-  }
-  if (auto cert = args.value("--cert")) options.tls.certificate_file = *cert;
-  if (auto key = args.value("--key")) options.tls.private_key_file = *key;
-  if (const char* password = std::getenv("WSCENGINE_KEY_PASSWORD")) options.tls.private_key_password = password;
-  if (args.has("--tls13")) options.tls.min_version = TlsOptions::Version::tls1_3;
+  if (auto bad = apply_tls(args, options); !bad.empty()) return usage_error(bad);
+  if (auto bad = apply_http2(args, options); !bad.empty()) return usage_error(bad);
   // Each compression parameter implies --compress.
   options.offer_compression = false;
   for (const char* flag :
@@ -316,7 +477,8 @@ int run_connect(const Args& args) {
   if (options.stream.enabled && args.has("--echo"))
     return usage_error("--echo cannot send a streamed message back: use one of --echo and --stream");
 
-  Status status;
+  const Look look = Look::of_this_process(args.has("--no-color"));
+  Status status(look.colour_err);
 #ifdef WSCENGINE_CLI_HAVE_OTEL
   otel::ExportOptions export_options;  // empty: the OTEL_* variables decide
   export_options.service_name = "wscengine-cli";
@@ -337,6 +499,20 @@ int run_connect(const Args& args) {
   settings.quiet = args.has("--quiet");
   settings.count = static_cast<std::uint64_t>(*count);
   settings.send = args.values("--send");
+  settings.look = look;
+  if (auto out = args.value("--binary-out")) {
+    if (*out == "hex")
+      settings.binary_out = BinaryOut::hex;
+    else if (*out == "base64")
+      settings.binary_out = BinaryOut::base64;
+    else if (*out == "raw")
+      settings.binary_out = BinaryOut::raw;
+    else
+      return usage_error("--binary-out must be hex, base64 or raw (got '" + *out + "')");
+    // Base64 cannot be cut at any byte: a streamed message's parts would not join.
+    if (settings.binary_out == BinaryOut::base64 && options.stream.enabled)
+      return usage_error("--binary-out base64 cannot print a message in parts: use hex or raw with --stream");
+  }
   auto client = std::make_shared<CliClient>(settings, status);
 
   std::unique_ptr<Engine> engine;
@@ -360,9 +536,18 @@ int run_connect(const Args& args) {
   pump->engine = engine.get();
   pump->outcome_later = options.outage.mode != OutageSends::fail;
   bool stdin_is_terminal = ::isatty(STDIN_FILENO);
-  std::thread([pump, &status] {
+  const bool slash = stdin_is_terminal || args.has("--slash");
+  if (slash && stdin_is_terminal) status.info("/help lists the commands");
+  std::thread([pump, client, slash, &status] {
     std::string line;
     while (std::getline(std::cin, line)) {
+      if (slash && line.rfind('/', 0) == 0) {
+        if (line.rfind("//", 0) != 0) {
+          run_slash_command(line, *pump, *client, status);
+          continue;
+        }
+        line.erase(0, 1);  // "//text" sends "/text"
+      }
       // A full send queue holds stdin back (as a pipe would), without holding the
       // engine: the lock is let go between tries so that exit can withdraw it.
       for (;;) {
@@ -397,13 +582,13 @@ int run_connect(const Args& args) {
   while (engine->wait_stopped(std::chrono::milliseconds(50))) {
     if (every.count() > 0 && std::chrono::steady_clock::now() >= next_stats) {
       next_stats += every;
-      EngineStats now = engine->stats();
-      std::fprintf(stderr, "{\"messages\":%llu,\"bytes\":%llu,\"reconnects\":%llu,%s}\n",
-                   static_cast<unsigned long long>(now.traffic.messages_received),
-                   static_cast<unsigned long long>(now.traffic.bytes_received),
-                   static_cast<unsigned long long>(now.reconnects), stats_fields(now).c_str());
+      std::fprintf(stderr, "%s\n", stats_line(engine->stats()).c_str());
     }
-    if (g_interrupted || (pump->eof && stdin_is_terminal)) {
+    // --wait: the answers to the --send messages had their time; close with 1000.
+    const bool waited =
+        *wait > 0 && client->sent_at_set &&
+        std::chrono::steady_clock::now() - client->sent_at.load() >= std::chrono::duration<double>(*wait);
+    if (g_interrupted || (pump->eof && stdin_is_terminal) || pump->close_asked || waited) {
       user_stop = true;
       break;
     }

@@ -141,6 +141,11 @@ int run_serve(const Args& args) {
   options.host = args.value("--host").value_or("127.0.0.1");
   options.port = static_cast<std::uint16_t>(*port);
   options.unix_socket = args.value("--unix").value_or("");
+  options.cert_file = args.value("--cert").value_or("");
+  options.key_file = args.value("--key").value_or("");
+  if (options.cert_file.empty() != options.key_file.empty()) return usage_error("--cert and --key go together");
+  if (!options.cert_file.empty() && !options.unix_socket.empty())
+    return usage_error("--cert serves wss:// over TCP, not --unix");
   tools::TestServer server(options);
   FeedSettings feed{static_cast<std::uint64_t>(*count), static_cast<std::size_t>(*size), *rate,
                     static_cast<std::uint64_t>(*drop_every), static_cast<std::uint64_t>(*refuse)};
@@ -171,6 +176,9 @@ int run_serve(const Args& args) {
   try {
     server.start();
   } catch (const std::exception& e) {
+    if (!options.cert_file.empty())
+      return failure("cannot serve wss:// on " + options.host + ":" + std::to_string(options.port) + " (--cert " +
+                     options.cert_file + ", --key " + options.key_file + "): " + e.what());
     return failure("cannot listen on " + options.host + ":" + std::to_string(options.port) + ": " + e.what());
   }
   std::printf("%s\n", server.url("/").c_str());

@@ -10,7 +10,10 @@
 #include <wscengine/beast/underlying.hpp>
 #include <wscengine/detail/client_tls.hpp>
 #include <wscengine/detail/control_waiter.hpp>
+#include <wscengine/detail/tls_contexts.hpp>
 #include <wscengine/version.hpp>
+
+#include "http2_session.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
@@ -82,6 +85,10 @@ std::vector<Header> headers_of(const Message& message) {
   return out;
 }
 
+Error tls_error(const wscengine::detail::TlsFailure& why) {
+  return Error(why.verification ? errc::tls_verification_failed : errc::tls_handshake_failed, why.detail);
+}
+
 bool is_drop(const error_code& ec) {
   return ec == net::error::eof || ec == net::error::connection_reset || ec == net::error::broken_pipe ||
          ec == net::error::connection_aborted || ec == net::error::not_connected || ec == net::error::shut_down ||
@@ -89,15 +96,42 @@ bool is_drop(const error_code& ec) {
          ec == boost::beast::error::timeout;
 }
 
-/// The connection of one scheme (plain or TLS), chosen at dial time.
-template <bool Tls>
-class StreamImpl final : public Connection, public std::enable_shared_from_this<StreamImpl<Tls>> {
-  using Next = std::conditional_t<Tls, ssl::stream<SocketLayer>, SocketLayer>;
+/// The transport under a connection's WebSocket, chosen at dial time.
+enum class Transport {
+  plain,  // TCP or a Unix socket
+  tls,    // TLS over it
+  http2,  // a stream of a shared HTTP/2 connection (RFC 8441; http2_session.hpp)
+};
+
+// The permessage-deflate offer as Beast words it (RFC 7692 §7.1), for the extended
+// CONNECT, which carries it as a header of its own.
+std::string deflate_offer(const DeflateOptions& d) {
+  std::string offer = "permessage-deflate";
+  if (d.server_max_window_bits < 15) offer += "; server_max_window_bits=" + std::to_string(d.server_max_window_bits);
+  offer += "; client_max_window_bits";
+  if (d.client_max_window_bits < 15) offer += "=" + std::to_string(d.client_max_window_bits);
+  if (d.server_no_context_takeover) offer += "; server_no_context_takeover";
+  if (d.client_no_context_takeover) offer += "; client_no_context_takeover";
+  return offer;
+}
+
+/// The connection over one transport, chosen at dial time.
+template <Transport Kind>
+class StreamImpl final : public Connection, public std::enable_shared_from_this<StreamImpl<Kind>> {
+  static constexpr bool Tls = Kind == Transport::tls;
+  static constexpr bool H2 = Kind == Transport::http2;
+  using Next = std::conditional_t<H2, detail::Http2Layer, std::conditional_t<Tls, detail::TlsLayer, SocketLayer>>;
+  using Bottom = std::conditional_t<H2, detail::Http2Layer, SocketLayer>;
   using WsStream = ws::stream<ScanLayer<Next>>;
 
  public:
   StreamImpl(net::io_context& io, const BeastOptions& options)
-      : options_(options), strand_(net::make_strand(io)), resolver_(strand_), timer_(strand_), write_watch_(strand_) {}
+      : io_(io),
+        options_(options),
+        strand_(net::make_strand(io)),
+        resolver_(strand_),
+        timer_(strand_),
+        write_watch_(strand_) {}
 
   ~StreamImpl() override {
     Completions ready;
@@ -105,7 +139,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     run(ready);
     complete_wait({});
     complete_dial(Error(errc::cancelled, "connection destroyed while dialling"));
-    if (ws_ && lowest().socket().is_open()) {
+    if constexpr (H2) {
+      if (link_) link_->reset();  // nothing if the stream ended already
+    } else if (ws_ && lowest().socket().is_open()) {
       if (half_closed_ && !aborted_) {
         linger(std::move(lowest().socket()));
       } else {
@@ -164,21 +200,31 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     read_limit_ = request_.max_message_size + options_.read_chunk;
     write_timeout_ = request_.write_timeout;
     if constexpr (Tls) {
-      tls_context_.emplace(ssl::context::tls_client);
+      // The process's context for these settings (trust store loaded once); what
+      // differs per connection is set on its SSL object (secure_or_upgrade).
       const auto& tls = request_.tls;
-      if (auto failed = wscengine::detail::setup_client_tls(
-              *tls_context_, {tls.ca_file, tls.ca_pem, tls.certificate_file, tls.private_key_file,
-                              tls.private_key_password, tls.min_version == TlsOptions::Version::tls1_3});
-          !failed.empty())
-        return complete_dial(Error(errc::invalid_option, failed));
-      if (auto failed =
+      std::string failed;
+      tls_context_ = wscengine::detail::process_tls_contexts().get(
+          {tls.ca_file, tls.ca_pem, tls.certificate_file, tls.private_key_file, tls.private_key_password,
+           tls.min_version == TlsOptions::Version::tls1_3},
+          failed);
+      if (!tls_context_) return complete_dial(Error(errc::invalid_option, failed));
+      if (failed =
               certificate_gate_.configure(tls.verify_peer, tls_name(), tls.pinned_public_keys, tls.verify_callback);
           !failed.empty())
         return complete_dial(Error(errc::invalid_option, failed));
-      if (certificate_gate_.active()) certificate_gate_.install(tls_context_->native_handle());
-      ws_.emplace(strand_, *tls_context_);
+      tls_binding_.gate = certificate_gate_.active() ? &certificate_gate_ : nullptr;
+      tls_binding_.session_key = wscengine::detail::tls_session_key(
+          tls.session_resumption, request_.url.host, request_.url.port, tls_name(), tls.verify_peer,
+          tls.pinned_public_keys, static_cast<bool>(tls.verify_callback), "http/1.1");
+      ws_.emplace(strand_, tls_context_->context());
     } else {
       ws_.emplace(strand_);
+    }
+    if constexpr (!H2) {
+      // The context holds the parsed store: the PEM text (a system bundle is over 200
+      // KiB) need not stay with every connection. (HTTP/2 reads it when its stream opens.)
+      std::string().swap(request_.tls.ca_pem);
     }
     ws_->read_message_max(max_message_);
     ws_->auto_fragment(false);
@@ -215,8 +261,52 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     });
     net::post(strand_, [self] {
       if (self->aborted_) return self->fail_dial(Error(errc::cancelled, "aborted"));
-      self->find_endpoints();
+      if constexpr (H2)
+        self->open_stream();
+      else
+        self->find_endpoints();
     });
+  }
+
+  // ------------------------------------------------------------ HTTP/2: a stream
+
+  // The extended CONNECT on a shared HTTP/2 connection (RFC 8441 §4), then Beast's
+  // handshake, which the layer answers from the CONNECT's response (http2_layer.hpp).
+  void open_stream() {
+    std::weak_ptr<StreamImpl> weak = this->shared_from_this();
+    auto link = detail::open_http2_stream(io_, request_,
+                                          request_.offer_compression ? deflate_offer(request_.deflate) : std::string(),
+                                          [weak, strand = strand_](Result<detail::Http2Opened> opened) {
+                                            net::post(strand, [weak, opened = std::move(opened)]() mutable {
+                                              if (auto self = weak.lock()) self->on_stream_opened(std::move(opened));
+                                            });
+                                          });
+    std::lock_guard lock(link_mutex_);
+    link_ = std::move(link);
+  }
+
+  // The stream's link, from any thread (abort() may run while the strand sets it).
+  std::shared_ptr<detail::Http2Link> current_link() const {
+    std::lock_guard lock(link_mutex_);
+    return link_;
+  }
+
+  void on_stream_opened(Result<detail::Http2Opened> opened) {
+    if constexpr (H2) {
+      if (!opened) return fail_dial(opened.error());
+      auto& layer = ws_->next_layer().next_layer();
+      layer.attach(opened->channel, link_);
+      open_ever_ = true;
+      layer.outbox()->on_progress = [weak = this->weak_from_this()] {
+        if (auto self = weak.lock()) self->on_outbox_progress();
+      };
+      connect_duration_ = opened->connect_duration;
+      http2_status_ = opened->status;
+      layer.answer_handshake(opened->headers);
+      http2_headers_ = std::move(opened->headers);
+      if (aborted_) return fail_dial(Error(errc::cancelled, "aborted"));
+      upgrade();
+    }
   }
 
   // ------------------------------------------------------------ route: where to connect
@@ -489,14 +579,21 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
         return fail_dial(Error(errc::tls_handshake_failed, "cannot set SNI name '" + name + "'"));
       }
       if (request_.tls.verify_peer) {
-        tls.set_verify_mode(ssl::verify_peer);
-        tls.set_verify_callback(ssl::host_name_verification(name));
+        SSL_set_verify(tls.native_handle(), SSL_VERIFY_PEER, nullptr);
+        // OpenSSL checks the name as part of the chain (RFC 6125: DNS names, no
+        // partial wildcards; an address against the certificate's IP entries).
+        X509_VERIFY_PARAM* check = SSL_get0_param(tls.native_handle());
+        X509_VERIFY_PARAM_set_hostflags(check, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        const bool set = not_an_address ? X509_VERIFY_PARAM_set1_host(check, name.c_str(), name.size()) == 1
+                                        : X509_VERIFY_PARAM_set1_ip_asc(check, name.c_str()) == 1;
+        if (!set) return fail_dial(Error(errc::tls_handshake_failed, "cannot check the name '" + name + "'"));
       } else {
         // Pins and the verify callback run in OpenSSL's verification, which
-        // verify_none skips; their gate accepts a chain that does not verify.
-        tls.set_verify_mode(certificate_gate_.active() ? ssl::verify_peer : ssl::verify_none);
+        // SSL_VERIFY_NONE skips; their gate accepts a chain that does not verify.
+        SSL_set_verify(tls.native_handle(), certificate_gate_.active() ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
       }
-      tls.async_handshake(ssl::stream_base::client, [self](const error_code& ec) { self->on_tls(ec); });
+      tls_context_->prepare(tls.native_handle(), tls_binding_);  // the gate, and the origin's session
+      tls.async_handshake([self](const error_code& ec) { self->on_tls(ec); });
     } else {
       upgrade();
     }
@@ -504,22 +601,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   void on_tls(const error_code& ec) {
     if constexpr (Tls) {
-      if (ec) {
-        auto& tls = ws_->next_layer().next_layer();
-        if (!certificate_gate_.refusal().empty())
-          return fail_dial(Error(errc::tls_verification_failed,
-                                 "server certificate of " + request_.url.host + ": " + certificate_gate_.refusal()));
-        // OpenSSL's verdict, not the error code, says whether verification failed: a
-        // bad signature in the chain surfaces as "EVP lib", not as a verify failure.
-        long result = SSL_get_verify_result(tls.native_handle());
-        if ((ec.category() == net::error::get_ssl_category() &&
-             ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED) ||
-            (request_.tls.verify_peer && result != X509_V_OK)) {
-          return fail_dial(Error(errc::tls_verification_failed, "server certificate of " + request_.url.host + ": " +
-                                                                    X509_verify_cert_error_string(result)));
-        }
-        return fail_dial(Error(errc::tls_handshake_failed, "with " + request_.url.host + ": " + ec.message()));
-      }
+      SSL* ssl = ws_->next_layer().next_layer().native_handle();
+      if (ec)
+        return fail_dial(tls_error(wscengine::detail::tls_handshake_failure(ec, ssl, request_.tls.verify_peer,
+                                                                            certificate_gate_, request_.url.host)));
+      wscengine::detail::SharedTlsContext::count_handshake(ssl);
     }
     upgrade();
   }
@@ -543,6 +629,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     answer.status = response_.result_int();
     answer.connect_duration = connect_duration_;
     answer.headers = headers_of(response_);
+    if constexpr (H2) {  // the answer is the extended CONNECT's, not the 101 made from it
+      answer.status = http2_status_;
+      answer.headers = std::move(http2_headers_);
+      answer.http2 = true;
+    }
     // Beast checks neither the subprotocol nor the extension parameters.
     auto subprotocol = check_subprotocol_answer(answer.header("Sec-WebSocket-Protocol"), request_.subprotocols);
     if (!subprotocol) return fail_dial(Error(errc::handshake_failed, what + ": " + subprotocol.error().detail));
@@ -551,8 +642,10 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
                                            request_.deflate);
     if (!deflate) return fail_dial(Error(errc::handshake_failed, what + ": " + deflate.error().detail));
     answer.compression = deflate.value();
-    error_code ignored;
-    lowest().socket().non_blocking(true, ignored);
+    if constexpr (!H2) {
+      error_code ignored;
+      lowest().socket().non_blocking(true, ignored);
+    }
     ws_->next_layer().scanner().set_compression(answer.compression);
     beast_messages_ = ws_->next_layer().start_scanning();
     // Compressed frames need Beast's inflate state: every read goes through Beast.
@@ -592,8 +685,12 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       error = Error(errc::timeout, "opening handshake did not finish in time (" + error.message() + ")");
     else if (aborted_)
       error = Error(errc::cancelled, "dial aborted (" + error.message() + ")");
-    error_code ignored;
-    lowest().socket().close(ignored);
+    if constexpr (H2) {
+      if (link_) link_->reset();
+    } else {
+      error_code ignored;
+      lowest().socket().close(ignored);
+    }
     complete_dial(std::move(error));
   }
 
@@ -602,8 +699,12 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // (the dial then sees aborted_ on the strand and stops by itself).
   void cancel_dial_ops() {
     resolver_.cancel();
-    error_code ignored;
-    if (stream_built_.load(std::memory_order_acquire) && ws_) lowest().socket().cancel(ignored);
+    if constexpr (H2) {
+      if (link_) link_->reset();
+    } else {
+      error_code ignored;
+      if (stream_built_.load(std::memory_order_acquire) && ws_) lowest().socket().cancel(ignored);
+    }
   }
 
   void complete_dial(Result<HandshakeResponse> result) {
@@ -630,13 +731,15 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   void async_wait_readable(Connection::WaitHandler done) override {
     {
       std::lock_guard lock(mutex_);
-      if (open_ && !ready_locked()) {
+      // A pump that stopped at a message may have left records in OpenSSL that the
+      // socket will not announce: read now, and pump then.
+      if (open_ && !ready_locked() && !ws_->next_layer().stopped_at_a_message()) {
         {
           std::lock_guard handlers(handler_mutex_);
           wait_done_ = std::move(done);
         }
         std::weak_ptr<StreamImpl> weak = this->shared_from_this();
-        lowest().socket().async_wait(net::socket_base::wait_read, [weak](const error_code& ec) {
+        bottom().async_wait_readable([weak](const error_code& ec) {
           if (auto self = weak.lock())
             self->complete_wait(ec && ec != net::error::operation_aborted ? Error(errc::io_error, ec.message())
                                                                           : Error{});
@@ -688,7 +791,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     };
     auto signal = std::make_shared<Signal>();
     net::post(strand_, [self = this->shared_from_this(), signal] {
-      self->lowest().socket().async_wait(net::socket_base::wait_read, [signal](const error_code&) {
+      self->bottom().async_wait_readable([signal](const error_code&) {
         std::lock_guard lock(signal->mutex);
         signal->fired = true;
         signal->cv.notify_all();
@@ -808,9 +911,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
         reason.code = frame.code;
         reason.reason = frame.reason;
         error_code ec;
-        lowest().no_wait = true;  // Beast reads for the answer: only what is here already
+        ws_->next_layer().set_no_wait(true);  // Beast reads for the answer: only what is here already
         ws_->close(reason, ec);
-        lowest().no_wait = false;
+        ws_->next_layer().set_no_wait(false);
         if (ec == net::error::would_block) {
           auto w = std::make_shared<Waiter>();
           w->done = std::move(done);
@@ -849,7 +952,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       fail_sends_locked(Error::closed({close_code::abnormal, {}}, "not sent: connection aborted"), ready);
     }
     run(ready);
-    if (int fd = fd_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    kill_transport();
     auto self = this->shared_from_this();
     net::post(strand_, [self] { self->cancel_dial_ops(); });
     complete_wait({});
@@ -861,6 +964,21 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
  private:
   SocketLayer& lowest() { return ws_->next_layer().lowest(); }
+  // The layer at the bottom: the socket's, or the HTTP/2 stream's.
+  Bottom& bottom() {
+    if constexpr (H2)
+      return ws_->next_layer().next_layer();
+    else
+      return lowest();
+  }
+  // Drops the transport at once: the socket both ways, or the HTTP/2 stream (reset).
+  void kill_transport() {
+    if constexpr (H2) {
+      if (auto link = current_link()) link->reset();
+    } else if (int fd = fd_.load(); fd >= 0) {
+      ::shutdown(fd, SHUT_RDWR);
+    }
+  }
 
   // Reads what the socket has, then answers the pings the scanner took out of the
   // stream (Beast would answer them only while reading a message).
@@ -1129,9 +1247,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     reason.code = close_code::invalid_payload;
     reason.reason = "text ends inside a code point";
     error_code ignored;
-    lowest().no_wait = true;  // the frame goes out; the peer's answer is not awaited
+    ws_->next_layer().set_no_wait(true);  // the frame goes out; the peer's answer is not awaited
     ws_->close(reason, ignored);
-    lowest().no_wait = false;
+    ws_->next_layer().set_no_wait(false);
     last_close_ = CloseFrame{close_code::abnormal, {}};
     fail_locked();
     return Error(errc::invalid_utf8, "text message is not valid UTF-8: it ends inside a code point");
@@ -1178,7 +1296,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   void fail_locked() {
     open_ = false;
     half_closed_ = true;
-    if (fd_.load() >= 0) lowest().shutdown_write();  // after what waits in the outbox
+    if constexpr (H2) {
+      if (open_ever_ && current_link()) bottom().shutdown_write();  // END_STREAM after what waits in the outbox
+    } else if (fd_.load() >= 0) {
+      lowest().shutdown_write();  // after what waits in the outbox
+    }
   }
 
   // ------------------------------------------------------------ waiting without a thread
@@ -1208,7 +1330,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
             self->fail_locked();
             self->fail_sends_locked(
                 Error::closed({close_code::abnormal, {}}, "not sent: the close handshake timed out"), unsent);
-            if (int fd = self->fd_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+            self->kill_transport();
           }
           self->finish_waiter_locked(w, Error(errc::timeout, w->what));
         }
@@ -1256,7 +1378,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     if (watching_ || waiters_.empty()) return;
     watching_ = true;
     auto self = this->shared_from_this();
-    lowest().socket().async_wait(net::socket_base::wait_read, [self](const error_code& ec) {
+    bottom().async_wait_readable([self](const error_code& ec) {
       std::lock_guard lock(self->mutex_);
       self->watching_ = false;
       if (ec) {
@@ -1289,7 +1411,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   }
 
   bool outbox_empty_locked() {
-    auto& outbox = *lowest().outbox();
+    auto& outbox = *bottom().outbox();
     std::lock_guard lock(outbox.mutex);
     return outbox.empty();
   }
@@ -1363,7 +1485,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       fail_locked();
       return Error::closed(last_close_, "write failed: " + ec.message());
     }
-    auto& outbox = *lowest().outbox();
+    auto& outbox = *bottom().outbox();
     std::lock_guard lock(outbox.mutex);
     if (outbox.delivered >= outbox.queued) return Error{};
     deliveries_.push_back({outbox.queued, std::move(done)});
@@ -1385,7 +1507,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       std::uint64_t delivered = 0;
       error_code failure;
       {
-        auto& outbox = *lowest().outbox();
+        auto& outbox = *bottom().outbox();
         std::lock_guard box(outbox.mutex);
         delivered = outbox.delivered;
         failure = outbox.failure;
@@ -1413,7 +1535,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     // published it with open_ under mutex_). Before that, ws_ may be under construction
     // by the dial on another thread (an abort() during the dial): do not look at it.
     if (!deliveries_.empty() && ws_) {
-      auto& outbox = *lowest().outbox();
+      auto& outbox = *bottom().outbox();
       std::lock_guard box(outbox.mutex);
       delivered = outbox.delivered;
     }
@@ -1440,7 +1562,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     Clock::time_point last;
     {
       std::lock_guard lock(mutex_);
-      auto& outbox = *lowest().outbox();
+      auto& outbox = *bottom().outbox();
       std::lock_guard box(outbox.mutex);
       if (outbox.empty() || outbox.failure || aborted_) {
         write_watch_armed_ = false;
@@ -1468,7 +1590,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       for (auto& w : std::vector<std::shared_ptr<Waiter>>(waiters_))
         finish_waiter_locked(w, Error::closed(last_close_, "connection failed: " + failure_->message()));
     }
-    if (int fd = fd_.load(); fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    kill_transport();
     run(ready);
     complete_wait({});
   }
@@ -1486,6 +1608,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     return Error::closed(last_close_, std::move(what));
   }
 
+  net::io_context& io_;
   const BeastOptions options_;
   net::strand<net::io_context::executor_type> strand_;
   net::ip::tcp::resolver resolver_;
@@ -1502,8 +1625,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   std::chrono::nanoseconds connect_duration_{0};        // strand
   net::steady_timer timer_;
   DialRequest request_;
-  wscengine::detail::CertificateGate certificate_gate_;  // before the context that calls it
-  std::optional<ssl::context> tls_context_;              // before ws_: the stream refers to it
+  // TLS: the gate and binding the shared context's callbacks reach through the SSL
+  // object, and the context, all declared before ws_ (whose SSL object refers to them).
+  wscengine::detail::CertificateGate certificate_gate_;
+  wscengine::detail::TlsBinding tls_binding_;
+  std::shared_ptr<wscengine::detail::SharedTlsContext> tls_context_;
   std::optional<WsStream> ws_;
   http::response<http::string_body> response_;
   std::size_t max_message_ = 0;
@@ -1545,26 +1671,56 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   std::atomic<bool> timed_out_{false};
   std::atomic<bool> half_closed_{false};
   std::atomic<int> fd_{-1};
+  // HTTP/2 only: the stream's link (set on the strand by open_stream; read on the
+  // strand, or elsewhere through current_link()), and the extended CONNECT's answer
+  // until the dial reports it.
+  mutable std::mutex link_mutex_;
+  std::shared_ptr<detail::Http2Link> link_;
+  int http2_status_ = 0;
+  std::vector<Header> http2_headers_;
+  std::atomic<bool> open_ever_{false};  // the stream was attached (fail_locked may end it)
 };
 
-/// Chooses plain or TLS at dial time (the before-dial hook may change the URL).
+/// Chooses the transport at dial time (the before-dial hook may change the URL), and
+/// with Http2Mode::prefer falls back to the HTTP/1.1 upgrade when the origin turns
+/// out to have no WebSocket over HTTP/2.
 class BeastConnection final : public Connection {
  public:
   BeastConnection(net::io_context& io, BeastOptions options) : io_(io), options_(options) {}
 
   void async_dial(DialRequest request, DialHandler done) override {
+    std::string refusal;
+    const bool h2 = wants_http2(request, refusal);
+    if (!refusal.empty()) return done(Error(errc::unsupported, refusal));
     std::shared_ptr<Connection> stream;
     {
       std::lock_guard lock(mutex_);
       if (stream_) return done(Error(errc::already_connected, "dial on a connection that was already dialled"));
       if (aborted_) return done(Error(errc::cancelled, "dial aborted"));
-      if (request.url.secure)
-        stream_ = std::make_shared<StreamImpl<true>>(io_, options_);
-      else
-        stream_ = std::make_shared<StreamImpl<false>>(io_, options_);
+      stream_ = make_stream(h2, request.url.secure);
       stream = stream_;
     }
-    stream->async_dial(std::move(request), std::move(done));
+    if (!h2 || request.http2 != Http2Mode::prefer) return stream->async_dial(std::move(request), std::move(done));
+    // prefer: a server found without RFC 8441 is dialled again over HTTP/1.1, within
+    // what is left of the dial's time.
+    auto started = Clock::now();
+    auto again = std::make_shared<DialRequest>(request);
+    stream->async_dial(std::move(request),
+                       [this, again, started, done = std::move(done)](Result<HandshakeResponse> answer) mutable {
+                         if (answer || !detail::http2_refused(*again, options_.http2_fallback_memory))
+                           return done(std::move(answer));
+                         auto spent = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+                         if (spent >= again->timeout) return done(std::move(answer));
+                         again->timeout -= spent;
+                         std::shared_ptr<Connection> fallback;
+                         {
+                           std::lock_guard lock(mutex_);
+                           if (aborted_) return done(Error(errc::cancelled, "dial aborted"));
+                           stream_ = make_stream(false, again->url.secure);
+                           fallback = stream_;
+                         }
+                         fallback->async_dial(std::move(*again), std::move(done));
+                       });
   }
   // After a successful dial the engine's calls happen after this write (through
   // the dial's completion), so reading stream_ without the mutex is ordered.
@@ -1621,6 +1777,27 @@ class BeastConnection final : public Connection {
 
  private:
   static Error not_dialled() { return Error(errc::not_connected, "connection not dialled"); }
+
+  // Whether this dial opens an HTTP/2 stream; `refusal` says why require cannot.
+  bool wants_http2(const DialRequest& r, std::string& refusal) const {
+    if (r.http2 == Http2Mode::off) return false;
+    const char* why = !r.url.unix_socket.empty() ? "not over a Unix socket"
+                      : r.proxy                  ? "not through a proxy"
+                      : !r.url.secure && !r.http2_cleartext
+                          ? "not over ws:// without http2_cleartext (HTTP/2 with prior knowledge)"
+                          : nullptr;
+    if (why) {
+      if (r.http2 == Http2Mode::require) refusal = std::string("WebSocket over HTTP/2: ") + why;
+      return false;
+    }
+    return r.http2 == Http2Mode::require || !detail::http2_refused(r, options_.http2_fallback_memory);
+  }
+
+  std::shared_ptr<Connection> make_stream(bool h2, bool secure) {
+    if (h2) return std::make_shared<StreamImpl<Transport::http2>>(io_, options_);
+    if (secure) return std::make_shared<StreamImpl<Transport::tls>>(io_, options_);
+    return std::make_shared<StreamImpl<Transport::plain>>(io_, options_);
+  }
   std::shared_ptr<Connection> get() const {
     std::lock_guard lock(mutex_);
     return stream_;
@@ -1648,7 +1825,8 @@ class BeastConnector final : public Connector {
             .polled_reads = true,
             .socks5_proxies = true,
             .streamed_reads = true,
-            .streamed_writes = true};
+            .streamed_writes = true,
+            .http2 = true};
   }
 
  private:
@@ -1658,5 +1836,10 @@ class BeastConnector final : public Connector {
 }  // namespace
 
 std::shared_ptr<Connector> make_connector(BeastOptions options) { return std::make_shared<BeastConnector>(options); }
+
+TlsStats tls_stats() {
+  const auto& c = wscengine::detail::tls_counters();
+  return {c.contexts_created.load(), c.handshakes_full.load(), c.handshakes_resumed.load()};
+}
 
 }  // namespace wscengine::beast

@@ -15,8 +15,10 @@
 #define BOOST_ASIO_ENABLE_SEQUENTIAL_STRAND_ALLOCATION 1
 
 #include "wspp_bridge.hpp"
+#include "wspp_strand_executor.hpp"
 
 #include <wscengine/detail/client_tls.hpp>
+#include <wscengine/detail/tls_contexts.hpp>
 
 #include <websocketpp/client.hpp>
 #include <websocketpp/config/asio_client.hpp>
@@ -83,22 +85,28 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     if (ec) return failed(Failure::io, "websocketpp init_asio: " + ec.message());
     endpoint->set_user_agent(params_.user_agent);
     if constexpr (kTls) {
+      // The process's context for these settings (trust store loaded once); what
+      // differs per connection is set on its SSL object (on_socket).
       auto box = std::make_shared<TlsBox>();
-      std::shared_ptr<asio::ssl::context> tls(box, &box->context);
-      certificate_gate_ = std::shared_ptr<const wscengine::detail::CertificateGate>(box, &box->gate);
-      if (auto error = wscengine::detail::setup_client_tls(
-              *tls, {params_.ca_file, params_.ca_pem, params_.certificate_file, params_.private_key_file,
-                     params_.private_key_password, params_.tls13_only});
+      std::string error;
+      box->context = wscengine::detail::process_tls_contexts().get(
+          {params_.ca_file, params_.ca_pem, params_.certificate_file, params_.private_key_file,
+           params_.private_key_password, params_.tls13_only},
+          error);
+      if (!box->context) return failed(Failure::invalid_option, error);
+      std::string().swap(params_.ca_pem);  // parsed into the context: not kept per connection
+      if (error = box->gate.configure(params_.verify_peer, params_.tls_name, params_.pinned_public_keys,
+                                      params_.verify_callback);
           !error.empty())
         return failed(Failure::invalid_option, error);
-      if (auto error = box->gate.configure(params_.verify_peer, params_.tls_name, params_.pinned_public_keys,
-                                           params_.verify_callback);
-          !error.empty())
-        return failed(Failure::invalid_option, error);
-      if (box->gate.active()) box->gate.install(tls->native_handle());
-      // Pins and the verify callback run in OpenSSL's verification, which verify_none
-      // skips; their gate accepts a chain that does not verify when verify_peer is off.
-      tls->set_verify_mode(params_.verify_peer || box->gate.active() ? asio::ssl::verify_peer : asio::ssl::verify_none);
+      box->binding.gate = box->gate.active() ? &box->gate : nullptr;
+      box->binding.session_key = wscengine::detail::tls_session_key(
+          params_.session_resumption, params_.origin_host, params_.origin_port, params_.tls_name, params_.verify_peer,
+          params_.pinned_public_keys, static_cast<bool>(params_.verify_callback), "http/1.1");
+      tls_box_ = box;
+      // websocketpp keeps the context as long as the connection's SSL object, and with
+      // it the box: the gate and binding the context's callbacks reach through it.
+      std::shared_ptr<asio::ssl::context> tls(box, &box->context->context());
       endpoint->set_tls_init_handler([tls](websocketpp::connection_hdl) { return tls; });
     }
     ConnectionPtr con = endpoint->get_connection(params_.uri, ec);
@@ -127,7 +135,11 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
       if (auto self = weak.lock()) self->on_socket();
     });
     con->set_open_handler([weak, endpoint, ev](websocketpp::connection_hdl) {
-      if (auto self = weak.lock()) ev->dialled(self->outcome(Failure::none, {}));
+      auto self = weak.lock();
+      if (!self) return;
+      if constexpr (kTls)
+        wscengine::detail::SharedTlsContext::count_handshake(self->connection()->get_socket().native_handle());
+      ev->dialled(self->outcome(Failure::none, {}));
     });
     con->set_fail_handler([weak, endpoint, ev](websocketpp::connection_hdl) {
       if (auto self = weak.lock()) ev->dialled(self->failure());
@@ -280,6 +292,10 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     auto con = connection();
     if constexpr (kTls) {
       SSL* ssl = con->get_socket().native_handle();
+      // Pins and the verify callback run in OpenSSL's verification, which verify_none
+      // skips; their gate accepts a chain that does not verify when verify_peer is off.
+      SSL_set_verify(ssl, params_.verify_peer || tls_box_->gate.active() ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
+      tls_box_->context->prepare(ssl, tls_box_->binding);  // the gate, and the origin's session
       // websocketpp sends the URI host as SNI, even an address literal.
       SSL_set_tlsext_host_name(ssl, params_.send_sni ? const_cast<char*>(params_.tls_name.c_str()) : nullptr);
       if (params_.verify_peer) {
@@ -324,8 +340,8 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     if (ec == asio::error::connection_refused) return failed(Failure::refused, what);
     if (ec == socket_error::make_error_code(socket_error::error::tls_handshake_failed)) {
       if constexpr (kTls) {
-        if (certificate_gate_ && !certificate_gate_->refusal().empty())
-          return failed(Failure::tls_verification, certificate_gate_->refusal());
+        if (tls_box_ && !tls_box_->gate.refusal().empty())
+          return failed(Failure::tls_verification, tls_box_->gate.refusal());
         long result = SSL_get_verify_result(con->get_socket().native_handle());
         if (result != X509_V_OK) return failed(Failure::tls_verification, X509_verify_cert_error_string(result));
       }
@@ -380,15 +396,16 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
     Endpoint endpoint;
   };
 
-  // A TLS context and the certificate check it calls, which must outlive it.
+  // The shared TLS context and what its callbacks reach for this connection.
   struct TlsBox {
     wscengine::detail::CertificateGate gate;
-    asio::ssl::context context{asio::ssl::context::tls_client};
+    wscengine::detail::TlsBinding binding;
+    std::shared_ptr<wscengine::detail::SharedTlsContext> context;
   };
 
   asio::io_context& io_;
-  DialParams params_;                                                           // set before connect, then read-only
-  std::shared_ptr<const wscengine::detail::CertificateGate> certificate_gate_;  // set before connect
+  DialParams params_;                        // set before connect, then read-only
+  std::shared_ptr<TlsBox> tls_box_;          // set before connect
   std::shared_ptr<std::ostringstream> log_;  // set before connect; read by the fail handler
   std::mutex mutex_;
   ConnectionPtr con_;
@@ -409,6 +426,11 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
 std::shared_ptr<Bridge> make_bridge(boost::asio::io_context& io, bool tls) {
   if (tls) return std::make_shared<BridgeImpl<websocketpp::config::asio_tls_client>>(io);
   return std::make_shared<BridgeImpl<websocketpp::config::asio_client>>(io);
+}
+
+TlsCounts tls_counts() {
+  const auto& c = detail::tls_counters();
+  return {c.contexts_created.load(), c.handshakes_full.load(), c.handshakes_resumed.load()};
 }
 
 }  // namespace wscengine::websocketpp_adapter::bridge

@@ -56,7 +56,10 @@ struct DialParams {
   std::string private_key_file;
   std::string private_key_password;
   bool tls13_only = false;
-  std::string tls_name;  ///< the name to check in the certificate
+  std::string tls_name;            ///< the name to check in the certificate
+  bool session_resumption = true;  ///< TlsOptions::session_resumption
+  std::string origin_host;         ///< the server's host and port (sessions are kept per origin)
+  unsigned short origin_port = 0;
   bool send_sni = true;  ///< false for address literals (RFC 6066 §3)
   long handshake_timeout_ms = 10'000;
   std::string user_agent;
@@ -134,5 +137,13 @@ class Bridge {
 };
 
 std::shared_ptr<Bridge> make_bridge(boost::asio::io_context& io, bool tls);
+
+/// The process's TLS counts (wscengine::TlsStats, which this C++17 side cannot name).
+struct TlsCounts {
+  std::uint64_t contexts_created = 0;
+  std::uint64_t handshakes_full = 0;
+  std::uint64_t handshakes_resumed = 0;
+};
+TlsCounts tls_counts();
 
 }  // namespace wscengine::websocketpp_adapter::bridge

@@ -159,7 +159,7 @@ class State final : public std::enable_shared_from_this<State> {
       params.max_message_size = request_.max_message_size;
       params.verify_peer = request_.tls.verify_peer;
       params.ca_file = request_.tls.ca_file;
-      params.ca_pem = request_.tls.ca_pem;
+      params.ca_pem = std::move(request_.tls.ca_pem);  // the bridge lets it go once its context is built
       params.pinned_public_keys = request_.tls.pinned_public_keys;
       params.verify_callback = request_.tls.verify_callback;
       params.certificate_file = request_.tls.certificate_file;
@@ -167,6 +167,9 @@ class State final : public std::enable_shared_from_this<State> {
       params.private_key_password = request_.tls.private_key_password;
       params.tls13_only = request_.tls.min_version == TlsOptions::Version::tls1_3;
       params.tls_name = request_.tls.server_name.empty() ? request_.url.host : request_.tls.server_name;
+      params.session_resumption = request_.tls.session_resumption;
+      params.origin_host = request_.url.host;
+      params.origin_port = request_.url.port;
       params.send_sni = !is_address(params.tls_name);  // RFC 6066 §3: host names only
       params.handshake_timeout_ms = static_cast<long>(request_.timeout.count());
       params.user_agent = kUserAgent;
@@ -405,6 +408,7 @@ class State final : public std::enable_shared_from_this<State> {
     std::shared_ptr<bridge::Bridge> b;
     auto w = std::make_shared<Waiter>();
     Connection::WaitHandler waiting;
+    bool ended = false;  // decided under the lock: once w is in waiters_, finish() may complete it any time
     {
       std::lock_guard lock(mutex_);
       if (!open_ || closing_) return done(Error::closed(last_close_, "connection already closed"));
@@ -417,7 +421,8 @@ class State final : public std::enable_shared_from_this<State> {
       w->close = true;
       w->done = std::move(done);
       w->what = "peer did not answer the close frame within " + std::to_string(timeout.count()) + " ms";
-      if (ended_) {
+      ended = ended_;
+      if (ended) {
         w->finished = true;
       } else {
         waiters_.push_back(w);
@@ -425,7 +430,9 @@ class State final : public std::enable_shared_from_this<State> {
     }
     changed_.notify_all();
     if (waiting) waiting({});
-    if (w->finished) return w->done({});
+    // Not w->finished: read here, after the lock, it may already be set by finish() on
+    // another thread (the connection ended meanwhile), which completes w itself.
+    if (ended) return w->done({});
     start_timer(w, timeout);
     // An error here means the peer's close crossed ours: websocketpp is already
     // closing. Either way the end comes through the close handler.
@@ -955,6 +962,11 @@ class WebsocketppConnector final : public Connector {
 
 std::shared_ptr<Connector> make_connector(WebsocketppOptions options) {
   return std::make_shared<WebsocketppConnector>(options);
+}
+
+TlsStats tls_stats() {
+  const auto counts = bridge::tls_counts();
+  return {counts.contexts_created, counts.handshakes_full, counts.handshakes_resumed};
 }
 
 }  // namespace wscengine::websocketpp

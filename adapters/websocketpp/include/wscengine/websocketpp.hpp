@@ -36,4 +36,7 @@ struct WebsocketppOptions {
 /// Thread safety: the connector may be shared by any number of engines.
 std::shared_ptr<Connector> make_connector(WebsocketppOptions options = {});
 
+/// TLS contexts and handshakes of the process (see TlsStats). Thread safety: any thread.
+TlsStats tls_stats();
+
 }  // namespace wscengine::websocketpp

@@ -3,12 +3,14 @@
 // types only, so that the websocketpp bridge can use it too. Not public API.
 #pragma once
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <wscengine/certificate.hpp>
 
 #include <algorithm>
@@ -65,7 +67,8 @@ inline std::string setup_client_tls(boost::asio::ssl::context& ctx, const Client
 
 /// The engine's own certificate check for one connection: public-key pins and the
 /// user's verify callback, run by OpenSSL in place of its chain check (which it runs
-/// first, itself). One per TLS context; it must outlive the context's handshakes.
+/// first, itself). One per connection, reached by the shared context's verify callback
+/// through the connection's TlsBinding (tls_contexts.hpp); it must outlive its handshakes.
 /// Used by one handshake at a time (OpenSSL calls it on the thread running it).
 class CertificateGate {
  public:
@@ -89,16 +92,12 @@ class CertificateGate {
   /// Whether there is anything to check beyond OpenSSL's own verification.
   bool active() const { return !pins_.empty() || static_cast<bool>(callback_); }
 
-  /// Makes `ctx` run this check on every server certificate chain. Only when active().
-  void install(SSL_CTX* ctx) { SSL_CTX_set_cert_verify_callback(ctx, &CertificateGate::verify, this); }
-
   /// Why the last handshake's check refused the server, in words; empty when it did not.
   const std::string& refusal() const { return refusal_; }
 
- private:
-  static int verify(X509_STORE_CTX* store, void* arg) { return static_cast<CertificateGate*>(arg)->check(store); }
-
-  int check(X509_STORE_CTX* store) {
+  /// The check itself, in OpenSSL's place (SSL_CTX_set_cert_verify_callback): 1 to
+  /// accept the chain in `store`, 0 to refuse it (refusal() says why).
+  int verify_chain(X509_STORE_CTX* store) {
     refusal_.clear();
     // The host name is checked here as well, so that the verdict the callback sees
     // means the same on every adapter, with tls.verify_peer on or off.
@@ -157,6 +156,7 @@ class CertificateGate {
     return 1;
   }
 
+ private:
   // SHA-256 of the certificate's DER SubjectPublicKeyInfo (HPKP's pin-sha256).
   static std::string public_key_digest(X509* certificate) {
     unsigned char* spki = nullptr;
@@ -202,5 +202,27 @@ class CertificateGate {
   CertificateVerifier callback_;
   std::string refusal_;
 };
+
+/// Why a client's TLS handshake failed (see tls_handshake_failure). A plain value.
+struct TlsFailure {
+  bool verification = false;  ///< the certificate was refused (else the handshake failed)
+  std::string detail;         ///< what happened, naming the host
+};
+
+/// Why a client's TLS handshake with `host` failed, as the engine reports it: the
+/// certificate gate's refusal, OpenSSL's verification verdict (a bad signature in the
+/// chain surfaces as "EVP lib", not as a verify failure, so the verdict decides), or
+/// the handshake itself.
+inline TlsFailure tls_handshake_failure(const boost::system::error_code& ec, SSL* ssl, bool verify_peer,
+                                        const CertificateGate& gate, const std::string& host) {
+  if (!gate.refusal().empty()) return {true, "server certificate of " + host + ": " + gate.refusal()};
+  long result = SSL_get_verify_result(ssl);
+  if ((ec.category() == boost::asio::error::get_ssl_category() &&
+       ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED) ||
+      (verify_peer && result != X509_V_OK)) {
+    return {true, "server certificate of " + host + ": " + X509_verify_cert_error_string(result)};
+  }
+  return {false, "with " + host + ": " + ec.message()};
+}
 
 }  // namespace wscengine::detail

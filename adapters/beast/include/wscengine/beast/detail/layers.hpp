@@ -1,6 +1,6 @@
 // wscengine — Beast adapter internals: the stream layers under the WebSocket stream.
 //
-//   websocket::stream< ScanLayer< [ssl::stream<] SocketLayer [>] > >
+//   websocket::stream< ScanLayer< [TlsLayer<] SocketLayer [>] > >   (TlsLayer: tls_layer.hpp)
 //
 // SocketLayer does synchronous I/O on a non-blocking socket. A write never waits:
 // what the kernel does not take at once goes to its outbox, which Asio sends as the
@@ -50,6 +50,20 @@ std::size_t or_throw(Op op) {
 /// ws+unix:// URLs (a generic stream socket holds either).
 using Socket = net::generic::stream_protocol::socket;
 
+/// Appends the bytes of `buffers` from offset `skip` on to `out`.
+template <class ConstBuffers>
+void append_from(const ConstBuffers& buffers, std::size_t skip, std::string& out) {
+  for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it) {
+    net::const_buffer b = *it;
+    if (skip >= b.size()) {
+      skip -= b.size();
+      continue;
+    }
+    out.append(static_cast<const char*>(b.data()) + skip, b.size() - skip);
+    skip = 0;
+  }
+}
+
 /// Bytes written that the kernel did not take at once, sent by Asio as the socket
 /// becomes writable. Shared with the wait that sends them. Thread safety: `mutex`.
 struct Outbox {
@@ -77,6 +91,7 @@ class SocketLayer {
  public:
   using executor_type = Socket::executor_type;
   using lowest_layer_type = Socket;
+  static constexpr bool kPumpStopsAtAMessage = true;  // see ScanLayer::pump
 
   explicit SocketLayer(const executor_type& ex) : socket_(ex) {}
 
@@ -153,6 +168,12 @@ class SocketLayer {
     return socket_.async_write_some(buffers, std::forward<Handler>(handler));
   }
 
+  /// Completes `handler` when the socket becomes readable, or fails.
+  template <class Handler>
+  void async_wait_readable(Handler&& handler) {
+    socket_.async_wait(net::socket_base::wait_read, std::forward<Handler>(handler));
+  }
+
   /// Half-closes (FIN) once the outbox is sent, so that a close frame still waiting
   /// there goes out first.
   void shutdown_write() {
@@ -174,20 +195,6 @@ class SocketLayer {
     std::size_t done = socket_.write_some(buffers, ec);
     if (ec == net::error::would_block || ec == net::error::try_again) ec = {};
     return done;
-  }
-
-  // Appends the bytes of `buffers` from offset `skip` on to `out`.
-  template <class ConstBuffers>
-  static void append_from(const ConstBuffers& buffers, std::size_t skip, std::string& out) {
-    for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it) {
-      net::const_buffer b = *it;
-      if (skip >= b.size()) {
-        skip -= b.size();
-        continue;
-      }
-      out.append(static_cast<const char*>(b.data()) + skip, b.size() - skip);
-      skip = 0;
-    }
   }
 
   // Arms one wait for writability (outbox mutex held); its handler sends what it can
@@ -361,6 +368,7 @@ class ScanLayer {
   /// Returns false when nothing more can be read now.
   bool pump(std::size_t chunk, std::size_t limit) {
     bool got = false;
+    stopped_at_a_message_ = false;
     const auto events_before = scanner_.events();
     while (!transport_error_ && buffer_.size() < limit) {
       error_code ec;
@@ -399,17 +407,28 @@ class ScanLayer {
       if (n != 0) got = true;
       if (ec == net::error::would_block) break;
       if (ec) transport_error_ = ec;
-      // A short read drained a plain socket. Under TLS keep going: Asio's TLS
-      // layer may hold more records than one read returns.
+      // A short read drained a plain socket. Under TLS keep going: a read returns
+      // one record, and OpenSSL may hold more (it reads ahead).
       if constexpr (std::is_same_v<Next, SocketLayer>) {
         if (n < want) break;
-        // A whole message is here: let it be read before buffering megabytes more
-        // (the unread rest stays in the kernel, and the socket stays readable).
-        if (scanner_.events() != events_before) break;
+      }
+      // A whole message is here: let it be read before buffering megabytes more. The
+      // unread rest stays in the kernel (the socket stays readable) or in OpenSSL's
+      // record buffer, which the next pump reads first (see stopped_at_a_message).
+      if constexpr (kStopsAtAMessage) {
+        if (scanner_.events() != events_before) {
+          stopped_at_a_message_ = true;
+          break;
+        }
       }
     }
     return got;
   }
+
+  /// The last pump stopped because a whole message had arrived, before the layer
+  /// below said it had nothing more: under TLS, records may wait in OpenSSL that no
+  /// socket readiness announces, so a wait for readability must pump first.
+  bool stopped_at_a_message() const noexcept { return stopped_at_a_message_; }
 
   /// While set, a read of the layer below that finds nothing fails at once with
   /// would_block (SocketLayer::no_wait, under TLS or not; a test's fake layer has one too).
@@ -580,6 +599,9 @@ class ScanLayer {
     diverted_filled_ = 0;
   }
 
+  // A pump stops at a whole message over a socket or TLS (not over an HTTP/2 stream,
+  // whose own inbox is read to the end).
+  static constexpr bool kStopsAtAMessage = requires { Next::kPumpStopsAtAMessage; };
   static constexpr std::size_t kShrinkAbove = 1u << 20;
   static constexpr std::size_t kHeaderProbe = 14;   // the longest server frame header
   static constexpr std::size_t kFirstChunk = 1024;  // the first reads' size (see pump)
@@ -602,6 +624,7 @@ class ScanLayer {
   bool diverting_ = false;               // arriving
   bool diverted_ready_ = false;          // whole, not yet read
   bool probe_header_ = false;            // large frames flow: read the next header on its own
+  bool stopped_at_a_message_ = false;    // see stopped_at_a_message()
   std::size_t chunk_now_ = kFirstChunk;  // what pump reads at most now (grows to its `chunk`)
 };
 
