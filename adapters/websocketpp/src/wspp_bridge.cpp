@@ -424,6 +424,11 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
 }  // namespace
 
 std::shared_ptr<Bridge> make_bridge(boost::asio::io_context& io, bool tls) {
+  // websocketpp's _htonll() learns the byte order on its first call into a plain static
+  // int. Made here, once, under the guard of a static's initialisation: every thread that
+  // builds a bridge has seen that write before its connection frames or reads a 64-bit
+  // length, so sending threads framing at once only read it.
+  [[maybe_unused]] static const bool byte_order_known = (websocketpp::lib::net::_htonll(1), true);
   if (tls) return std::make_shared<BridgeImpl<websocketpp::config::asio_tls_client>>(io);
   return std::make_shared<BridgeImpl<websocketpp::config::asio_client>>(io);
 }
