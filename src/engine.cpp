@@ -94,6 +94,7 @@ EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, st
       sample_below_(sample_all_ ? 0 : sample_threshold(options_.telemetry.message_sample_ratio)),
       backoff_(options_.backoff),
       polls_(options_.busy_poll.count() > 0 && connector_->capabilities().polled_reads),
+      control_relay_(options_.on_control_frame ? std::make_shared<ControlFrameRelay>(*this) : nullptr),
       holds_sends_(options_.outage.mode != OutageSends::fail) {
 }
 
@@ -159,6 +160,7 @@ Connection::DoneHandler EngineCore::send_outcome(SendHandler done) {
 }
 
 void EngineCore::join_tasks() {
+  if (control_relay_) control_relay_->detach();  // no task may be added once the wait begins
   std::unique_lock lock(tasks_mutex_);
   tasks_idle_.wait(lock, [&] { return pending_tasks_.load(std::memory_order_acquire) == 0; });
 }
@@ -426,6 +428,7 @@ void EngineCore::begin_attempt(bool restarting, std::uint64_t generation) {
   request.tracer = options_.telemetry.tracer;
   request.metrics = options_.telemetry.metrics;
   request.trace = attempt->trace;
+  if (control_relay_) request.control_frames = control_relay_->sink_for(session_counter_.load() + 1);
   if (options_.telemetry.inject_traceparent && attempt->trace.valid()) {
     request.headers.push_back({"traceparent", traceparent(attempt->trace)});
   }
@@ -1975,6 +1978,67 @@ EngineStats EngineCore::stats() const {
     if (open) out.session = session;
   }
   return out;
+}
+
+// ---------------------------------------------------------------- control frames
+
+ControlFrameSink ControlFrameRelay::sink_for(std::uint64_t session) {
+  return [relay = shared_from_this(), session](ControlFrameKind kind, std::string_view payload) {
+    relay->seen(session, kind, payload);
+  };
+}
+
+void ControlFrameRelay::detach() {
+  std::lock_guard lock(mutex_);
+  attached_ = false;
+  waiting_.clear();
+}
+
+void ControlFrameRelay::seen(std::uint64_t session, ControlFrameKind kind, std::string_view payload) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mutex_);
+  if (!attached_) return;
+  ControlFrameEvent event{kind, std::string(payload), session, std::nullopt, 0};
+  if (kind == ControlFrameKind::ping_sent) {
+    if (pings_.size() == 16) pings_.pop_front();
+    pings_.push_back({session, event.payload, now});
+  } else if (kind == ControlFrameKind::pong_received) {
+    // A pong answers the latest ping with its payload (RFC 6455 §5.5.3): that one and
+    // every ping before it are settled.
+    for (auto it = pings_.rbegin(); it != pings_.rend(); ++it) {
+      if (it->session == session && it->payload == payload) {
+        event.round_trip = now - it->at;
+        pings_.erase(pings_.begin(), it.base());
+        break;
+      }
+    }
+  }
+  if (waiting_.size() >= kMaxWaiting) {  // the observer fell behind: counted on the last one waiting
+    ++waiting_.back().missed;
+    return;
+  }
+  waiting_.push_back(std::move(event));
+  if (!std::exchange(draining_, true)) core_.post([relay = shared_from_this()] { relay->drain(); });
+}
+
+void ControlFrameRelay::drain() {
+  const auto& observer = core_.options().on_control_frame;  // the engine is alive: this is its task
+  for (;;) {
+    ControlFrameEvent event;
+    {
+      std::lock_guard lock(mutex_);
+      if (waiting_.empty()) {
+        draining_ = false;
+        return;
+      }
+      event = std::move(waiting_.front());
+      waiting_.pop_front();
+    }
+    try {
+      observer(event);
+    } catch (...) {  // the engine goes on; a control frame's report is not worth a session
+    }
+  }
 }
 
 }  // namespace detail

@@ -224,6 +224,37 @@ inline std::uint64_t reads_seen(const Session& s) noexcept {
   return s.next_sequence.load(std::memory_order_relaxed) + s.parts_read.load(std::memory_order_relaxed);
 }
 
+/// EngineOptions::on_control_frame: what the adapters report (DialRequest::
+/// control_frames, on I/O threads, maybe inside their locks) is queued here and handed
+/// to the user's function on a callback thread, one event at a time, in order. The
+/// round trip of a pong is measured here, from the ping this side sent. Outlives the
+/// engine in the adapters' handlers: detach() (before the engine waits for its tasks)
+/// makes it drop what comes later.
+class ControlFrameRelay : public std::enable_shared_from_this<ControlFrameRelay> {
+ public:
+  static constexpr std::size_t kMaxWaiting = 1024;
+  explicit ControlFrameRelay(EngineCore& core) : core_(core) {}
+  /// The sink for the connection of session `session` (DialRequest::control_frames).
+  ControlFrameSink sink_for(std::uint64_t session);
+  void detach();
+
+ private:
+  void seen(std::uint64_t session, ControlFrameKind kind, std::string_view payload);
+  void drain();  // a callback thread
+
+  EngineCore& core_;
+  std::mutex mutex_;
+  bool attached_ = true;                   // (mutex_) false once detached
+  std::deque<ControlFrameEvent> waiting_;  // (mutex_)
+  bool draining_ = false;                  // (mutex_) a drain is posted or running
+  struct SentPing {
+    std::uint64_t session;
+    std::string payload;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::deque<SentPing> pings_;  // (mutex_) sent, not yet answered; the latest 16
+};
+
 /// One dial attempt: dial + handshake + on_open under open_timeout.
 struct Attempt {
   explicit Attempt(boost::asio::io_context& io) : timer(io) {}
@@ -270,7 +301,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   EngineState state() const noexcept;
   std::uint64_t session_id() const noexcept { return session_counter_.load(); }
   const EngineOptions& options() const noexcept { return options_; }
-  /// Waits until no task of this engine is queued or running (destruction).
+  /// Waits until no task of this engine is queued or running (destruction); control
+  /// frames reported after this began are dropped.
   void join_tasks();
   /// Wraps an async_send handler for the adapter: called on an adapter thread, it
   /// posts `done` to the callback threads. Counted from now until it has been called
@@ -279,6 +311,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
 
  private:
   using Lock = std::unique_lock<std::mutex>;
+
+  friend class ControlFrameRelay;  // posts its drains as the engine's tasks
 
   // Tasks and handlers are counted so that destruction can wait for them.
   template <class F>
@@ -446,6 +480,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::atomic<bool> reader_inside_{false};
   std::atomic<std::size_t> pausers_waiting_{0};
   std::shared_ptr<Session> parked_reader_;
+
+  const std::shared_ptr<ControlFrameRelay> control_relay_;  // on_control_frame is set
 
   // Sends across an outage: all (m).
   const bool holds_sends_;             // options_.outage.mode is not fail

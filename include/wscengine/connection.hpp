@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -131,6 +132,34 @@ enum class Http2Mode : std::uint8_t {
   require  ///< HTTP/2 or the dial fails with errc::handshake_failed; errc::unsupported on adapters without it
 };
 
+/// Which control frame an adapter saw, and which way it went.
+enum class ControlFrameKind : std::uint8_t {
+  ping_received,  ///< the server's ping
+  pong_sent,      ///< the adapter's answer to it (queued ahead of waiting messages)
+  ping_sent,      ///< a ping of this side: the heartbeat's or SessionConnection::ping's
+  pong_received   ///< the server's pong, solicited or not
+};
+
+/// A ping or pong on the wire, as EngineOptions::on_control_frame reports it. A plain
+/// value; thread safety as for any value type.
+struct ControlFrameEvent {
+  ControlFrameKind kind = ControlFrameKind::ping_received;  ///< what it was and which way it went
+  std::string payload{};                                    ///< 0..125 bytes, any bytes
+  std::uint64_t session = 0;                                ///< the session it belongs to (Context::session_id)
+  /// pong_received: the time since the latest unanswered ping of this session with the
+  /// same payload was sent; nullopt for a pong that answers none (unsolicited), and
+  /// for the other kinds.
+  std::optional<std::chrono::nanoseconds> round_trip{};
+  /// Events of this engine left out right after this one because the observer fell
+  /// behind (1024 were waiting for it); 0 normally.
+  std::uint64_t missed = 0;
+};
+
+/// How an adapter reports the control frames it sees (DialRequest::control_frames).
+/// Called on an I/O thread, possibly inside the adapter's own lock: it must return
+/// quickly, never block and never call the connection.
+using ControlFrameSink = std::function<void(ControlFrameKind kind, std::string_view payload)>;
+
 /// Everything an adapter needs to open one connection. The engine fills it from
 /// EngineOptions and lets the before-dial hook change it. A plain value.
 struct DialRequest {
@@ -161,8 +190,14 @@ struct DialRequest {
   /// opens on (docs/observability.md). The engine sets them from
   /// EngineOptions::telemetry, and `trace` to the dial attempt's span; null: none.
   std::shared_ptr<Tracer> tracer{};
-  std::shared_ptr<Metrics> metrics{};               ///< see `tracer`
-  TraceContext trace{};                             ///< see `tracer`
+  std::shared_ptr<Metrics> metrics{};  ///< see `tracer`
+  TraceContext trace{};                ///< see `tracer`
+  /// Told of every ping and pong of the connection once it is open, in the order
+  /// they crossed the wire on each side (see ControlFrameSink); empty (the default):
+  /// none, at no cost. The engine sets it when EngineOptions::on_control_frame is set.
+  /// The websocketpp adapter's own acknowledgement pings (payload `wscengine-ack-…`)
+  /// and their pongs are not reported.
+  ControlFrameSink control_frames{};
   std::chrono::milliseconds timeout{10'000};        ///< DNS + connect + proxy + TLS + upgrade
   std::chrono::milliseconds write_timeout{10'000};  ///< a blocked write fails after this
 };

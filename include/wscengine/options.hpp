@@ -233,6 +233,16 @@ struct EngineOptions {
   /// session ended (a success resets it). Returning an error fails the attempt with it.
   std::function<Error(DialRequest& request, std::uint32_t attempt)> before_dial{};
 
+  /// Told of every ping and pong on the wire, both ways (ControlFrameEvent: the
+  /// server's pings and this side's answers, the heartbeat's and
+  /// SessionConnection::ping's pings and the server's pongs, with the round trip).
+  /// Runs on a callback thread, one event at a time per engine, in the order the
+  /// frames crossed the wire; it must not block for long (events wait for it, up to
+  /// 1024, then are left out and counted in ControlFrameEvent::missed). An exception
+  /// escaping it is ignored. Empty (the default): adapters report nothing, at no cost.
+  /// Thread safety: one call at a time per engine; engines sharing state in it lock it.
+  std::function<void(const ControlFrameEvent& event)> on_control_frame{};
+
   /// Tracing and metrics (see docs/observability.md). All null by default: no
   /// telemetry and no cost. wscengine::otel provides both over OpenTelemetry.
   TelemetryOptions telemetry{};

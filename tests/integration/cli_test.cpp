@@ -670,6 +670,26 @@ TEST(Cli, WaitClosesAfterTheAnswersAndShortAliasesWork) {
   EXPECT_EQ(cli({"connect", secure.url(), "-w", "soon"}).exit_code, 2);
 }
 
+// --show-ping-pong (-P): the server's ping and our pong, the heartbeat's pings and
+// their pongs with the round trip, an unsolicited pong, and a /ping's payload as hex,
+// on stderr; stdout keeps only the messages. Without it, no ping or pong is shown.
+TEST(Cli, ShowPingPongPrintsBothWaysWithTheRoundTrip) {
+  auto peer = python();
+  auto r = cli({"connect", peer.url() + "/ping/are%20you%20there", "-P", "--ping-interval", "0.1", "--slash", "-w",
+                "0.5", "--send", "hi"},
+               "/ping \x01\n", 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(lines(r.out), (std::vector<std::string>{"pong are you there", "hi"})) << "the server had our pong";
+  EXPECT_THAT(r.err, HasSubstr("< ping \"are you there\"\n> pong \"are you there\"\n"));
+  EXPECT_THAT(r.err, HasSubstr("< pong \"unasked\" (answers no ping of ours)"));
+  EXPECT_THAT(r.err, ::testing::ContainsRegex("> ping\n< pong after [0-9]+ µs"));
+  EXPECT_THAT(r.err, ::testing::ContainsRegex("> ping hex 01\n(.*\n)*< pong hex 01 after [0-9]+ µs"));
+  auto quiet = cli({"connect", peer.url() + "/ping/x", "--ping-interval", "0.1", "-w", "0.5", "--send", "hi"}, "", 20s);
+  EXPECT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(lines(quiet.out), (std::vector<std::string>{"pong x", "hi"}));
+  for (const auto& line : lines(quiet.err)) EXPECT_NE(line.substr(0, 2), "< ") << line;
+}
+
 // The manual page and the bash completion are made from the tool's help text and
 // flag tables: every flag --help names is in both, and completion offers no flag that
 // --help does not name. cmake --install puts both in place; the completion completes

@@ -17,6 +17,10 @@ domain socket instead and prints ws+unix://PATH:. What a connection gets depends
                    bytes 0..255 repeated), then echo
   /bigtext/KIB     send one text message of KIB KiB of "añ€😀" repeated, in 7-byte fragments
                    (code points cut), then echo
+  /ping/TEXT       send a ping with TEXT (percent-decoded); once its pong came, a pong "unasked"
+                   (answering nothing) and the message "pong TEXT" ("no pong" after 5 s); then echo
+  /pings/N         send N pings "p0".."pN-1" back to back; once all are answered, the message
+                   "answered N"; then echo
 Paths answered with a redirect instead of the upgrade (an HTTP server in front of the
 WebSocket one, on the same origin):
   /to/STATUS/LOC   answer STATUS with Location LOC (percent-decoded: /to/301/ws%3A%2F%2F...)
@@ -101,6 +105,20 @@ async def handler(ws, path=None):
     if path == "/tls":
         tls = ws.transport.get_extra_info("ssl_object")
         await ws.send(f"reused={int(tls.session_reused)} {tls.version()}")
+    if path.startswith("/ping/"):
+        text = urllib.parse.unquote(path[len("/ping/"):])
+        waiter = await ws.ping(text)
+        try:
+            await asyncio.wait_for(waiter, 5)
+            await ws.pong("unasked")
+            await ws.send("pong " + text)
+        except asyncio.TimeoutError:
+            await ws.send("no pong")
+    if path.startswith("/pings/"):
+        n = int(path.split("/")[2])
+        waiters = [await ws.ping("p%d" % i) for i in range(n)]
+        await asyncio.gather(*waiters)
+        await ws.send("answered %d" % n)
     if path.startswith("/header/"):
         await ws.send(ws.request_headers.get(path[len("/header/"):], "<none>"))
     try:

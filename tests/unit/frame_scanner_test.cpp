@@ -4,6 +4,7 @@
 
 #include <wscengine/beast/detail/frame_scanner.hpp>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -62,7 +63,7 @@ TEST(FrameScanner, TakesPingsOutAndKeepsTheirPayloads) {
     EXPECT_EQ(pings[1], "mid");
     EXPECT_EQ(pings[2], std::string(125, 'x'));
     EXPECT_EQ(s.events(), 1u);
-    EXPECT_FALSE(s.has_pings());
+    EXPECT_FALSE(s.has_control());
   }
 }
 
@@ -72,7 +73,7 @@ TEST(FrameScanner, AMaskedOrLongPingSplitAfterItsFirstByteIsKeptWhole) {
   for (std::size_t chunk : {1u, 3u, 4u}) {
     FrameScanner s;
     EXPECT_EQ(feed(s, stream, chunk), stream) << "chunk " << chunk;
-    EXPECT_FALSE(s.has_pings());
+    EXPECT_FALSE(s.has_control());
   }
 }
 
@@ -91,7 +92,7 @@ TEST(FrameScanner, MalformedPingsStayForBeastToRejectAndMarkTheStreamBroken) {
     FrameScanner s;
     EXPECT_EQ(feed(s, bad, 1), bad);
     EXPECT_TRUE(s.broken());
-    EXPECT_FALSE(s.has_pings());
+    EXPECT_FALSE(s.has_control());
   }
   FrameScanner masked;
   std::string m = {static_cast<char>(0x89), static_cast<char>(0x81), 1, 2, 3, 4, 'x'};
@@ -215,4 +216,93 @@ TEST(FrameScanner, Rsv1IsAllowedOnlyOnTheFirstFrameOfACompressedMessage) {
   feed(on_continuation, text("a", false) + frame(0xc0, "b") + ping("p"), 1);
   EXPECT_TRUE(on_continuation.broken());
   EXPECT_TRUE(on_continuation.take_pings().empty());
+}
+
+namespace {
+// A binary frame of `n` bytes with the shortest length encoding: 7-, 16- or 64-bit.
+std::string binary_of(std::size_t n) {
+  std::string out{static_cast<char>(0x82)};
+  if (n < 126) {
+    out += static_cast<char>(n);
+  } else if (n < 65536) {
+    out += static_cast<char>(126);
+    out += static_cast<char>(n >> 8);
+    out += static_cast<char>(n & 0xff);
+  } else {
+    out += static_cast<char>(127);
+    for (int shift = 56; shift >= 0; shift -= 8)
+      out += static_cast<char>((static_cast<std::uint64_t>(n) >> shift) & 0xff);
+  }
+  return out + std::string(n, 'd');
+}
+}  // namespace
+
+// With record_pongs (an observer of control frames), the server's pongs are queued in
+// order with its pings, between data frames of every length encoding, however the
+// bytes are cut; the pongs stay in the stream, the pings leave it as before.
+TEST(FrameScanner, RecordedPongsComeInOrderWithThePingsAcrossEveryChunking) {
+  const std::string stream = pong("") + binary_of(5) + ping("a") + binary_of(300) + pong(std::string(125, 'p')) +
+                             binary_of(70000) + ping("b") + pong("c") + text("end");
+  const std::string kept = pong("") + binary_of(5) + binary_of(300) + pong(std::string(125, 'p')) + binary_of(70000) +
+                           pong("c") + text("end");
+  for (std::size_t chunk : {std::size_t{1}, std::size_t{2}, std::size_t{3}, std::size_t{131}, stream.size()}) {
+    SCOPED_TRACE(chunk);
+    FrameScanner s;
+    s.record_pongs(true);
+    EXPECT_TRUE(feed(s, stream, chunk) == kept) << "only the pings leave the stream";
+    auto control = s.take_control();
+    ASSERT_EQ(control.size(), 5u);
+    const std::vector<std::pair<bool, std::string>> expected = {
+        {true, ""}, {false, "a"}, {true, std::string(125, 'p')}, {false, "b"}, {true, "c"}};
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_EQ(control[i].pong, expected[i].first) << i;
+      EXPECT_EQ(control[i].payload, expected[i].second) << i;
+    }
+    EXPECT_EQ(s.pongs(), 3u);
+    EXPECT_EQ(s.events(), 4u);
+    EXPECT_FALSE(s.has_control());
+  }
+}
+
+// Without record_pongs nothing changes: pongs are counted, not queued. With it, a pong
+// after a violation (or the server's close) is not queued, as no ping is taken then;
+// nor is a masked pong (itself the violation).
+TEST(FrameScanner, PongsAreQueuedOnlyWhenAskedAndNeverAfterAViolation) {
+  const std::string masked_pong = {static_cast<char>(0x8a), static_cast<char>(0x81), 1, 2, 3, 4, 'x'};
+  for (std::size_t chunk : {std::size_t{1}, std::size_t{4}, std::size_t{100}}) {
+    SCOPED_TRACE(chunk);
+    FrameScanner plain;
+    feed(plain, pong("x") + text("m"), chunk);
+    EXPECT_EQ(plain.pongs(), 1u);
+    EXPECT_FALSE(plain.has_control());
+
+    FrameScanner after_violation;
+    after_violation.record_pongs(true);
+    feed(after_violation, pong("before") + frame(0x83, "x") + pong("after"), chunk);
+    auto control = after_violation.take_control();
+    ASSERT_EQ(control.size(), 1u);
+    EXPECT_EQ(control[0].payload, "before");
+
+    FrameScanner masked;
+    masked.record_pongs(true);
+    feed(masked, masked_pong, chunk);
+    EXPECT_TRUE(masked.broken());
+    EXPECT_FALSE(masked.has_control());
+  }
+}
+
+// A pong behind a compressed message waits, as a ping does, until the reader has read
+// that message: the observer hears of control frames in the order they came.
+TEST(FrameScanner, APongBehindACompressedMessageWaitsForItsRead) {
+  FrameScanner s;
+  s.set_compression(true);
+  s.record_pongs(true);
+  feed(s, pong("1") + frame(0xc2, "deflated") + pong("2"), 1);
+  auto first = s.take_control(0);
+  ASSERT_EQ(first.size(), 1u);
+  EXPECT_EQ(first[0].payload, "1");
+  EXPECT_TRUE(s.take_control(0).empty()) << "the compressed message is not read yet";
+  auto second = s.take_control(1);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].payload, "2");
 }

@@ -99,6 +99,41 @@ std::string hex_preview(std::string_view bytes) {
   return to_hex(bytes.substr(0, 16)) + (bytes.size() > 16 ? " …" : "");
 }
 
+// A ping's or pong's payload for a person: quoted when it is printable ASCII, else hex.
+std::string shown_payload(std::string_view payload) {
+  if (payload.empty()) return {};
+  const bool printable = std::all_of(payload.begin(), payload.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+  return printable ? " \"" + std::string(payload) + "\"" : " hex " + to_hex(payload);
+}
+
+// --show-ping-pong: one status line per ping or pong, "<" what came, ">" what went.
+std::string control_frame_line(const ControlFrameEvent& event) {
+  std::string line;
+  switch (event.kind) {
+    case ControlFrameKind::ping_received:
+      line = "< ping";
+      break;
+    case ControlFrameKind::pong_sent:
+      line = "> pong";
+      break;
+    case ControlFrameKind::ping_sent:
+      line = "> ping";
+      break;
+    case ControlFrameKind::pong_received:
+      line = "< pong";
+      break;
+  }
+  line += shown_payload(event.payload);
+  if (event.kind == ControlFrameKind::pong_received) {
+    line += event.round_trip
+                ? " after " +
+                      std::to_string(std::chrono::duration_cast<std::chrono::microseconds>(*event.round_trip).count()) +
+                      " µs"
+                : " (answers no ping of ours)";
+  }
+  return line;
+}
+
 struct ConnectSettings {
   BinaryOut binary_out = BinaryOut::summary;
   bool echo = false, quiet = false;
@@ -514,6 +549,14 @@ int run_connect(const Args& args) {
       return usage_error("--binary-out base64 cannot print a message in parts: use hex or raw with --stream");
   }
   auto client = std::make_shared<CliClient>(settings, status);
+  if (args.has("--show-ping-pong")) {
+    // On a callback thread, one at a time and in order; `status` outlives the engine.
+    options.on_control_frame = [&status](const ControlFrameEvent& event) {
+      if (event.missed != 0)
+        status.warn("(" + std::to_string(event.missed) + " pings and pongs not shown: the output fell behind)");
+      status.info(control_frame_line(event));
+    };
+  }
 
   std::unique_ptr<Engine> engine;
   try {

@@ -93,6 +93,10 @@ status lines are dimmed and errors red; typed lines starting with / are commands
   -w, --wait S                 after the --send messages, wait S seconds for answers, then
                                close with 1000 and exit 0
   --no-color                   no colour on a terminal (also: the NO_COLOR variable)
+  -P, --show-ping-pong         print pings and pongs both ways on stderr, with their payload
+                               and, for a pong, the round trip of the ping it answers:
+                               "< ping", "> pong", "> ping" (--ping-interval, /ping) and
+                               "< pong ... after N µs"
   --binary-out hex|base64|raw  print binary messages whole as hex, as base64 (one line each)
                                or as their bytes (default: length and a hex preview)
   --slash                      take / commands from piped input too (on a terminal: always)
@@ -173,36 +177,40 @@ bench: the engine as a measuring client (one JSON line on stdout; exit 1 if not 
 // The flags each command takes: what the parser accepts and what completion offers
 // (a test checks that --help, the man page and completion name the same flags).
 FlagSpec connect_flags() {
-  FlagSpec spec{
-      {"--adapter",
-       "--workers",
-       "--header",
-       "--subprotocol",
-       "--send",
-       "--ping-interval",
-       "--pong-timeout",
-       "--max-silence",
-       "--stats-every",
-       "--outage",
-       "--outage-max-age",
-       "--outage-max-messages",
-       "--max-message-size",
-       "--count",
-       "--trace",
-       "--proxy",
-       "--connect-to",
-       "--max-redirects",
-       "--server-max-window-bits",
-       "--client-max-window-bits",
-       "--compression-level",
-       "--compress-min-size",
-       "--stream-max-size",
-       "--http2",
-       "--wait",
-       "--binary-out"},
-      {"--compress", "--server-no-context-takeover", "--client-no-context-takeover", "--no-reconnect", "--echo",
-       "--quiet", "--stats", "--low-latency", "--stream", "--http2-cleartext", "--no-color", "--slash"},
-      {{"-H", "--header"}, {"-s", "--subprotocol"}, {"-n", "--insecure"}, {"-w", "--wait"}}};
+  FlagSpec spec{{"--adapter",
+                 "--workers",
+                 "--header",
+                 "--subprotocol",
+                 "--send",
+                 "--ping-interval",
+                 "--pong-timeout",
+                 "--max-silence",
+                 "--stats-every",
+                 "--outage",
+                 "--outage-max-age",
+                 "--outage-max-messages",
+                 "--max-message-size",
+                 "--count",
+                 "--trace",
+                 "--proxy",
+                 "--connect-to",
+                 "--max-redirects",
+                 "--server-max-window-bits",
+                 "--client-max-window-bits",
+                 "--compression-level",
+                 "--compress-min-size",
+                 "--stream-max-size",
+                 "--http2",
+                 "--wait",
+                 "--binary-out"},
+                {"--compress", "--server-no-context-takeover", "--client-no-context-takeover", "--no-reconnect",
+                 "--echo", "--quiet", "--stats", "--low-latency", "--stream", "--http2-cleartext", "--no-color",
+                 "--slash", "--show-ping-pong"},
+                {{"-H", "--header"},
+                 {"-s", "--subprotocol"},
+                 {"-n", "--insecure"},
+                 {"-w", "--wait"},
+                 {"-P", "--show-ping-pong"}}};
   spec.with_value.insert(kTlsValueFlags.begin(), kTlsValueFlags.end());
   spec.switches.insert(kTlsSwitches.begin(), kTlsSwitches.end());
   return spec;

@@ -198,6 +198,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     direct_max_ = streamed_ ? std::min(max_message_, part_size_) : max_message_;
     read_buffer_ = boost::beast::flat_buffer(max_message_ + 1);
     read_limit_ = request_.max_message_size + options_.read_chunk;
+    control_frames_ = std::move(request_.control_frames);
     write_timeout_ = request_.write_timeout;
     if constexpr (Tls) {
       // The process's context for these settings (trust store loaded once); what
@@ -647,6 +648,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       lowest().socket().non_blocking(true, ignored);
     }
     ws_->next_layer().scanner().set_compression(answer.compression);
+    ws_->next_layer().scanner().record_pongs(static_cast<bool>(control_frames_));
     beast_messages_ = ws_->next_layer().start_scanning();
     // Compressed frames need Beast's inflate state: every read goes through Beast.
     direct_reads_ = !answer.compression;
@@ -871,6 +873,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       } else {
         error_code ec;
         ws_->ping(ws::ping_data(payload.data(), payload.size()), ec);
+        if (!ec && control_frames_) control_frames_(ControlFrameKind::ping_sent, payload);
         if (!ec) {
           auto w = std::make_shared<Waiter>();
           w->done = std::move(done);
@@ -989,14 +992,23 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     if (!waiters_.empty()) settle_waiters_locked();
   }
   // In order, and only the pings every frame before which was accepted (the scanner
-  // holds back those behind a compressed message until it was read).
+  // holds back those behind a compressed message until it was read). The pongs it
+  // recorded for control_frames_ are reported in their place among them.
   void answer_pings_locked() {
     auto& scanner = ws_->next_layer().scanner();
-    if (!scanner.has_pings() || !open_) return;
-    for (const auto& payload : scanner.take_pings(consumed_)) {
+    if (!scanner.has_control() || !open_) return;
+    bool failed = false;
+    for (const auto& frame : scanner.take_control(consumed_)) {
+      if (frame.pong) {
+        control_frames_(ControlFrameKind::pong_received, frame.payload);
+        continue;
+      }
+      if (control_frames_) control_frames_(ControlFrameKind::ping_received, frame.payload);
+      if (failed) continue;  // the connection failed: the next read reports it
       error_code ec;
-      ws_->pong(ws::ping_data(payload.data(), payload.size()), ec);  // never waits (the outbox)
-      if (ec) break;                                                 // the connection failed: the next read reports it
+      ws_->pong(ws::ping_data(frame.payload.data(), frame.payload.size()), ec);  // never waits (the outbox)
+      failed = static_cast<bool>(ec);
+      if (!failed && control_frames_) control_frames_(ControlFrameKind::pong_sent, frame.payload);
     }
   }
 
@@ -1645,6 +1657,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // Messages Beast reads land here (mutex_); kept up to detail::kKeptMessageBuffer.
   boost::beast::flat_buffer read_buffer_;
   std::chrono::milliseconds write_timeout_{10'000};
+  ControlFrameSink control_frames_;  // set at the dial; called under mutex_
 
   mutable std::mutex mutex_;                      // the WebSocket stream and its layers
   std::uint64_t consumed_ = 0;                    // read events taken (mutex_)

@@ -158,8 +158,9 @@ class BridgeImpl final : public Bridge, public std::enable_shared_from_this<Brid
         [endpoint, ev](websocketpp::connection_hdl, std::string payload) { ev->pong(std::move(payload)); });
     // Called inline while websocketpp reads frames in order: a ping behind a message
     // that failed the connection (see Events::answer_ping) goes unanswered.
-    con->set_ping_handler(
-        [endpoint, ev](websocketpp::connection_hdl, std::string) { return !ev->answer_ping || ev->answer_ping(); });
+    con->set_ping_handler([endpoint, ev](websocketpp::connection_hdl, std::string payload) {
+      return !ev->answer_ping || ev->answer_ping(payload);
+    });
     // close() runs on the connection's strand (see close()).
     con->set_interrupt_handler([weak, endpoint](websocketpp::connection_hdl) {
       if (auto self = weak.lock()) self->close_on_strand();

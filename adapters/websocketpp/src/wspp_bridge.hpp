@@ -95,7 +95,7 @@ struct Events {
   std::function<void(std::string&& payload)> pong;
   /// Whether to answer this ping (false once the connection is failing: after a
   /// violation the client sends its close frame and nothing else).
-  std::function<bool()> answer_ping;
+  std::function<bool(const std::string& payload)> answer_ping;
   std::function<void(Ending)> ended;
 };
 

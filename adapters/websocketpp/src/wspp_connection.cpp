@@ -199,9 +199,16 @@ class State final : public std::enable_shared_from_this<State> {
     events.pong = [weak](std::string&& payload) {
       if (auto self = weak.lock()) self->on_pong(payload);
     };
-    events.answer_ping = [weak] {
+    events.answer_ping = [weak](const std::string& payload) {
       auto self = weak.lock();
-      return self && self->is_open();
+      if (!self) return false;
+      const bool answer = self->is_open();
+      if (const auto& report = self->request_.control_frames) {
+        report(ControlFrameKind::ping_received, payload);
+        // websocketpp queues the pong as this handler returns true, before it reads on.
+        if (answer) report(ControlFrameKind::pong_sent, payload);
+      }
+      return answer;
     };
     events.ended = [weak](bridge::Ending e) {
       if (auto self = weak.lock()) self->on_ended(std::move(e));
@@ -391,8 +398,9 @@ class State final : public std::enable_shared_from_this<State> {
       b = bridge_;
     }
     start_timer(w, timeout);
-    b->ping(payload, [self = shared_from_this(), w](std::string failed) {
-      if (!failed.empty()) self->finish(w, self->closed_error("ping failed: " + failed));
+    b->ping(payload, [self = shared_from_this(), w, payload = std::string(payload)](std::string failed) {
+      if (!failed.empty()) return self->finish(w, self->closed_error("ping failed: " + failed));
+      if (self->request_.control_frames) self->request_.control_frames(ControlFrameKind::ping_sent, payload);
     });
   }
 
@@ -635,6 +643,8 @@ class State final : public std::enable_shared_from_this<State> {
   }
 
   void on_pong(const std::string& payload) {
+    const bool marker_pong = payload.rfind(kMarkerPrefix, 0) == 0;
+    if (request_.control_frames && !marker_pong) request_.control_frames(ControlFrameKind::pong_received, payload);
     std::vector<std::shared_ptr<Waiter>> answered;
     std::vector<Connection::DoneHandler> sent;
     std::string marker;
@@ -646,7 +656,7 @@ class State final : public std::enable_shared_from_this<State> {
         if (!w->close && pongs_ > w->pongs_before) answered.push_back(w);
       // A pong may answer only the latest of several pings (RFC 6455 §5.5.3): it
       // acknowledges every marker up to its own.
-      if (payload.rfind(kMarkerPrefix, 0) == 0) {
+      if (marker_pong) {
         std::uint64_t id = std::strtoull(payload.c_str() + std::strlen(kMarkerPrefix), nullptr, 10);
         while (!markers_.empty() && markers_.front().first <= id) {
           acked_bytes_ = std::max(acked_bytes_, markers_.front().second);

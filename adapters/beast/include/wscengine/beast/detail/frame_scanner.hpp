@@ -145,6 +145,10 @@ class Utf8Check {
 /// uncompressed text message as its bytes arrive. A compressed message can only be
 /// checked by inflating it, which the reader does: a ping behind one is handed out
 /// (take_pings) only once the reader has read that message.
+///
+/// With record_pongs(), the payloads of the server's well-formed pongs are queued
+/// too, in order with the pings (take_control), for an observer of control frames;
+/// the pongs stay in the stream.
 /// Thread safety: none; the owner serialises calls.
 class FrameScanner {
  public:
@@ -161,7 +165,7 @@ class FrameScanner {
     while (n != 0) {
       if (payload_remaining_ != 0) {
         std::size_t take = payload_remaining_ < n ? static_cast<std::size_t>(payload_remaining_) : n;
-        if (ping_frame_) ping_payload_.append(reinterpret_cast<const char*>(in), take);
+        if (ping_frame_ || pong_frame_) control_payload_.append(reinterpret_cast<const char*>(in), take);
         if (checking_utf8_ && !utf8_.write(in, take)) broken_ = true;
         if (!strip_current_) {
           if (out != in) std::memmove(out, in, take);
@@ -185,7 +189,9 @@ class FrameScanner {
         if (header_length_ == 2) {
           header_needed_ = static_cast<unsigned>(frame_header_size(header_[1]));
           // Only a well-formed ping is taken out: FIN, no RSV bits, unmasked, <= 125 bytes.
-          ping_frame_ = header_[0] == 0x89 && (header_[1] & 0x80) == 0 && (header_[1] & 0x7f) <= 125 && !stopped();
+          const bool small_unmasked = (header_[1] & 0x80) == 0 && (header_[1] & 0x7f) <= 125 && !stopped();
+          ping_frame_ = header_[0] == 0x89 && small_unmasked;
+          pong_frame_ = record_pongs_ && header_[0] == 0x8a && small_unmasked;
           strip_current_ = ping_frame_ && held_;
           if (held_ && !strip_current_) *out++ = header_[0];
           held_ = false;
@@ -196,6 +202,9 @@ class FrameScanner {
     }
     return static_cast<std::size_t>(out - begin);
   }
+
+  /// Queue the server's pongs for take_control() too. Set before the first byte is fed.
+  void record_pongs(bool on) noexcept { record_pongs_ = on; }
 
   /// permessage-deflate was negotiated: RSV1 on a message's first frame is allowed.
   /// Set before the first byte is fed.
@@ -241,13 +250,28 @@ class FrameScanner {
   /// yet (`events_read`: how many events the reader has taken; see events()).
   std::vector<std::string> take_pings(std::uint64_t events_read = ~std::uint64_t{0}) {
     std::vector<std::string> out;
-    while (!pings_.empty() && pings_.front().events_needed <= events_read) {
-      out.push_back(std::move(pings_.front().payload));
-      pings_.pop_front();
+    for (auto& frame : take_control(events_read))
+      if (!frame.pong) out.push_back(std::move(frame.payload));
+    return out;
+  }
+  /// A ping taken out of the stream, or a pong seen (with record_pongs).
+  struct ControlFrame {
+    std::string payload;
+    std::uint64_t events_needed = 0;  // events the reader must have read before its pong
+    bool pong = false;
+  };
+  /// The pings (and recorded pongs) not yet handed out, in the order they came, up
+  /// to the first one behind a compressed message not read yet (as take_pings).
+  std::vector<ControlFrame> take_control(std::uint64_t events_read = ~std::uint64_t{0}) {
+    std::vector<ControlFrame> out;
+    while (!control_.empty() && control_.front().events_needed <= events_read) {
+      out.push_back(std::move(control_.front()));
+      control_.pop_front();
     }
     return out;
   }
-  bool has_pings() const noexcept { return !pings_.empty(); }
+  /// Pings (or recorded pongs) wait to be taken.
+  bool has_control() const noexcept { return !control_.empty(); }
 
  private:
   void parse_header() noexcept {
@@ -284,9 +308,14 @@ class FrameScanner {
   }
 
   void frame_done() noexcept {
+    if (pong_frame_) {
+      control_.push_back({std::move(control_payload_), unread_until_, true});
+      control_payload_.clear();
+      pong_frame_ = false;
+    }
     if (ping_frame_) {
-      pings_.push_back({std::move(ping_payload_), unread_until_});
-      ping_payload_.clear();
+      control_.push_back({std::move(control_payload_), unread_until_, false});
+      control_payload_.clear();
       ping_frame_ = false;
       bool stripped = strip_current_;
       strip_current_ = false;
@@ -315,18 +344,16 @@ class FrameScanner {
   std::uint64_t pongs_ = 0;
   std::uint64_t bytes_since_event_ = 0;
   bool broken_ = false;
-  bool compression_ = false;    // RSV1 allowed on a message's first frame
-  bool close_seen_ = false;     // the server's close frame began
-  bool in_fragmented_ = false;  // a fragmented data message has begun and not ended
-  bool ping_frame_ = false;     // the current frame is a well-formed ping
-  bool strip_current_ = false;  // ... and its bytes are taken out of the stream
-  bool held_ = false;           // the first byte of a possible ping is not written yet
-  std::string ping_payload_;
-  struct Ping {
-    std::string payload;
-    std::uint64_t events_needed = 0;  // events the reader must have read before its pong
-  };
-  Fifo<Ping> pings_;
+  bool compression_ = false;     // RSV1 allowed on a message's first frame
+  bool close_seen_ = false;      // the server's close frame began
+  bool in_fragmented_ = false;   // a fragmented data message has begun and not ended
+  bool ping_frame_ = false;      // the current frame is a well-formed ping
+  bool strip_current_ = false;   // ... and its bytes are taken out of the stream
+  bool held_ = false;            // the first byte of a possible ping is not written yet
+  bool record_pongs_ = false;    // queue pongs in control_ too
+  bool pong_frame_ = false;      // the current frame is a well-formed pong to queue
+  std::string control_payload_;  // of the current ping or pong
+  Fifo<ControlFrame> control_;
   std::uint64_t unread_until_ = 0;  // events up to the last compressed message begun
   bool checking_utf8_ = false;      // the current data message is uncompressed text
   Utf8Check utf8_;
