@@ -887,6 +887,13 @@ Error EngineCore::read_now(Session& s, Connection& connection, InboundMessage& b
   return e;
 }
 
+// A message left out by sampling: read past the telemetry decorator, counted here.
+Error EngineCore::read_untraced(Session& s, InboundMessage& buffer, bool on_io_thread) {
+  Error e = read_now(s, s.untraced_connection, buffer, on_io_thread);
+  if (!e && metrics_) metrics_->message_received(buffer.type, buffer.payload.size());
+  return e;
+}
+
 // Low-latency delivery: an I/O thread reads at most this many messages of one
 // connection in a row, then lets the other handlers of its io_context run.
 constexpr std::size_t kIoThreadTurn = 256;
@@ -924,13 +931,10 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
     // A message left out by sampling is read past the telemetry decorator (no span,
     // no look at the thread's trace state) and counted here.
     bool sampled = sample_message();
-    Error error;
-    if (sampled) {
-      error = traced_per_message(s->run_trace, [&] { return read_now(*s, *s->connection, *buffer, on_io_thread); });
-    } else {
-      error = read_now(*s, s->untraced_connection, *buffer, on_io_thread);
-      if (!error && metrics_) metrics_->message_received(buffer->type, buffer->payload.size());
-    }
+    // Built in place (no assignment of an Error per message).
+    Error error =
+        sampled ? traced_per_message(s->run_trace, [&] { return read_now(*s, *s->connection, *buffer, on_io_thread); })
+                : read_untraced(*s, *buffer, on_io_thread);
     if (wait_error) {  // the wait for the network failed: report it unless data came anyway
       if (error.is(errc::would_block)) error = std::move(wait_error);
       wait_error = Error{};

@@ -333,6 +333,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void reader_woken(const std::shared_ptr<Session>& s, Error e);
   Error poll_briefly(Session& s, Connection& connection, InboundMessage& buffer);
   Error read_now(Session& s, Connection& connection, InboundMessage& buffer, bool on_io_thread);
+  Error read_untraced(Session& s, InboundMessage& buffer, bool on_io_thread);
   bool shape_part(Session& s, InboundMessage& part, std::uint64_t& offset);
   std::uint64_t sequence_of(Session& s, MessagePart part);
   void deliver(const std::shared_ptr<Session>& s, const InboundMessage& inbound, std::uint64_t sequence,

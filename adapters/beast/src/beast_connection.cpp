@@ -1199,7 +1199,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       }
       if ((p[0] != 0x81 && p[0] != 0x82) || len > direct_max_) return false;
       const auto* payload = diverted ? reinterpret_cast<const unsigned char*>(diverted->data()) : p + header;
-      if (p[0] == 0x81 && !ascii(payload, static_cast<std::size_t>(len))) {
+      // The scanner checks the UTF-8 of every uncompressed text message it is fed and
+      // is broken from the first that fails: unbroken, this one is valid already.
+      if (p[0] == 0x81 && layer.scanner().broken() && !ascii(payload, static_cast<std::size_t>(len))) {
         ws::detail::utf8_checker utf8;
         if (!utf8.write(payload, static_cast<std::size_t>(len)) || !utf8.finish()) return false;
       }
