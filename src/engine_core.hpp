@@ -58,9 +58,10 @@ struct SessionCounters {
   std::mutex rtt_mutex;
 };
 
-/// An engine's totals for Engine::stats(). More than one writer (an old session's
-/// send queue may drain while the next session runs), so fetch_add. Shared with the
-/// send queues, whose completions may run after the engine is gone.
+/// An engine's totals for Engine::stats(). The sent ones have more than one writer
+/// (an old session's send queue may drain while the next session runs), so fetch_add;
+/// the received ones one at a time, as a session's (see EngineCore::count_received).
+/// Shared with the send queues, whose completions may run after the engine is gone.
 struct EngineTotals {
   std::atomic<std::uint64_t> messages_received{0}, bytes_received{0}, messages_sent{0}, bytes_sent{0};
   std::atomic<std::uint64_t> sessions{0}, reconnects{0};
