@@ -8,6 +8,7 @@
 #include <csignal>
 #include <functional>
 #include <future>
+#include <mutex>
 
 #include <wscengine/beast.hpp>
 #include <wscengine/websocketpp.hpp>
@@ -145,6 +146,41 @@ TEST_F(Http2Peer, TwentyFourEnginesShareOneConnection) {
     SCOPED_TRACE(i);
     ASSERT_TRUE(clients[i]->wait_count(Event::message, 2));
     EXPECT_EQ(clients[i]->events_of(Event::message)[1].payload, cat("engine ", i));
+  }
+  all.stop();
+}
+
+// EngineOptions::on_control_frame over a stream: each engine of a shared connection is
+// told of its own ping and Hypercorn's pong, with the round trip.
+TEST_F(Http2Peer, EachStreamIsToldOfItsOwnPingsAndPongs) {
+  start_server();
+  auto runtime = Runtime::create({1, 2});
+  constexpr int kEngines = 4;
+  std::mutex mutex;
+  std::vector<std::vector<ControlFrameEvent>> seen(kEngines);
+  auto all = fleet(kEngines, runtime, "/stats", false, [&](int i, EngineOptions& o, Recorder&) {
+    o.on_control_frame = [&, i](const ControlFrameEvent& event) {
+      std::lock_guard lock(mutex);
+      seen[i].push_back(event);
+    };
+  });
+  for (int i = 0; i < kEngines; ++i) {
+    ASSERT_TRUE(all.clients[i]->wait_count(Event::message, 1));
+    EXPECT_EQ(connections_in(all.clients[i]->events_of(Event::message)[0].payload), 1);
+    ASSERT_FALSE(all.engines[i]->connection().ping(cat("stream ", i), 10s)) << i;
+  }
+  for (int i = 0; i < kEngines; ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(wait_until([&] {
+      std::lock_guard lock(mutex);
+      return seen[i].size() >= 2;
+    }));
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(seen[i].size(), 2u);
+    EXPECT_EQ(seen[i][0].kind, ControlFrameKind::ping_sent);
+    EXPECT_EQ(seen[i][1].kind, ControlFrameKind::pong_received);
+    EXPECT_EQ(seen[i][1].payload, cat("stream ", i));
+    EXPECT_TRUE(seen[i][1].round_trip);
   }
   all.stop();
 }
