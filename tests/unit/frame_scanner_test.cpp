@@ -168,6 +168,8 @@ TEST(FrameScanner, NoPingIsTakenAfterAViolationOrTheServersClose) {
   const std::vector<Violation> violations = {
       {"RSV1 without an extension", frame(0xc1, "rsv")},
       {"RSV3 on a binary frame", frame(0x92, "rsv")},
+      {"text that is not UTF-8", text("ok\xc3\x28")},
+      {"text that ends inside a code point", text("ok\xe2\x82")},
       {"reserved data opcode 3", frame(0x83, "x")},
       {"reserved control opcode 11", frame(0x8b, "x")},
       {"fragmented ping", frame(0x09, "frag")},
