@@ -94,6 +94,7 @@ EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, st
       sample_below_(sample_all_ ? 0 : sample_threshold(options_.telemetry.message_sample_ratio)),
       backoff_(options_.backoff),
       polls_(options_.busy_poll.count() > 0 && connector_->capabilities().polled_reads),
+      fence_mode_(fence_mode()),
       control_relay_(options_.on_control_frame ? std::make_shared<ControlFrameRelay>(*this) : nullptr),
       holds_sends_(options_.outage.mode != OutageSends::fail) {
 }
@@ -1010,6 +1011,7 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
     }
     for (;;) {
       deliver(s, *buffer, sequence, offset, slot, sampled);
+      if (holding_slot) break;  // (never keyed) see below: no engine lock, as a rule
       lock.lock();
       if (!keyed) break;
       // Keyed: run what waited for this key, in order, on this slot (even while
@@ -1033,9 +1035,20 @@ void EngineCore::run_reader(std::shared_ptr<Session> s, Error wait_error) {
     // An I/O thread's turn is over: the reader goes on in a fresh handler, after the
     // others that wait on this io_context.
     const bool turn_over = on_io_thread && ++turn == kIoThreadTurn;
-    // One lock round per message: either read the next message on this slot, or return
-    // the slot and the buffer and stop or enter the read lock for the next message
-    // (the checks at the top of the loop, done here).
+    // Keeping the slot from the message before: nothing else changes this session's
+    // reader state meanwhile, so the next message needs only the read lock, entered
+    // without mutex_ unless a pauser, the end of the session or the turn's end is in
+    // the way (then the checks below decide, under mutex_).
+    if (holding_slot) {
+      if (!turn_over && enter_read_lock(*s)) {
+        entered = true;
+        continue;
+      }
+      lock.lock();
+    }
+    // Under mutex_: either read the next message on this slot, or return the slot and
+    // the buffer and stop or enter the read lock for the next message (the checks at
+    // the top of the loop, done here).
     if (keeps_slot && !turn_over && !s->ending && !user_paused_) {
       s->reader_running = true;  // (for one slot, the checks of reader_may_run_locked)
       reader_inside_ = true;
@@ -1086,15 +1099,37 @@ void EngineCore::leave_read_lock_locked() {
   }
 }
 
-// The same without the engine lock. Sequentially consistent with pause(): either the
-// pauser sees reader_inside_ false, or the reader sees the pauser waiting and wakes it.
-void EngineCore::leave_read_lock() {
-  reader_inside_.store(false);
-  if (pausers_waiting_.load() != 0) {
-    Lock lock(mutex_);
-    state_cv_.notify_all();
-    grant_async_pauser_locked();
+// A reader keeping its slot enters the read lock without the engine lock: it stores
+// its flag, then looks for a pauser (pause() stores its flag, then looks for the
+// reader). Either the pauser sees reader_inside_, or the reader sees user_paused_ and
+// backs out. With FenceMode::asymmetric the reader's side costs no locked instruction:
+// pause() makes every running thread pass a full barrier (membarrier) instead.
+bool EngineCore::enter_read_lock(const Session& s) {
+  if (fence_mode_ == FenceMode::asymmetric) {
+    reader_inside_.store(true, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);  // program order; membarrier does the rest
+  } else {
+    reader_inside_.store(true);
   }
+  if (!user_paused_.load() && !s.ending.load()) return true;
+  leave_read_lock();  // wakes a pauser that saw the flag
+  return false;
+}
+
+// The same way out: either the pauser sees reader_inside_ false, or the reader sees
+// the pauser waiting and wakes it.
+void EngineCore::leave_read_lock() {
+  if (fence_mode_ == FenceMode::asymmetric) {
+    reader_inside_.store(false, std::memory_order_release);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (pausers_waiting_.load(std::memory_order_relaxed) == 0) return;
+  } else {
+    reader_inside_.store(false);
+    if (pausers_waiting_.load() == 0) return;
+  }
+  Lock lock(mutex_);
+  state_cv_.notify_all();
+  grant_async_pauser_locked();
 }
 
 // Only the reader inside the read lock numbers messages; heartbeat() reads the count.
@@ -1429,6 +1464,7 @@ void EngineCore::pause() {
   ++pausers_waiting_;
   state_cv_.wait(lock, [&] { return !user_paused_; });
   user_paused_ = true;
+  heavy_fence(fence_mode_);  // against enter_read_lock, which takes no mutex_
   state_cv_.wait(lock, [&] { return !reader_inside_; });
   --pausers_waiting_;
 }
@@ -1444,6 +1480,13 @@ void EngineCore::pause_async(std::function<void()> granted) {
 void EngineCore::grant_async_pauser_locked() {
   if (async_pausers_.empty() || user_paused_ || reader_inside_) return;
   user_paused_ = true;
+  heavy_fence(fence_mode_);  // against enter_read_lock, which takes no mutex_
+  if (reader_inside_) {
+    // A reader entered meanwhile. It either saw user_paused_ and backs out, or reads
+    // one message; either way its leave_read_lock sees this pauser waiting and grants.
+    user_paused_ = false;
+    return;
+  }
   --pausers_waiting_;
   post([granted = std::move(async_pausers_.front())] { granted(); });
   async_pausers_.pop_front();

@@ -22,6 +22,7 @@
 #include <wscengine/engine.hpp>
 
 #include "backoff.hpp"
+#include "read_lock_fence.hpp"
 #include "telemetry_impl.hpp"
 
 namespace wscengine::detail {
@@ -173,11 +174,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // reference counting (set right after construction, then read-only).
   SessionConnection handle;
 
-  bool current = false;                                // (m) the engine's running session
-  bool ending = false;                                 // (m) shutdown requested
-  EndReason end_reason = EndReason::restart;           // (m)
-  std::optional<EndReason> end_requested_in_open;      // (m) restart/exit asked during on_open
-  std::optional<CloseFrame> received_close;            // (m)
+  bool current = false;                            // (m) the engine's running session
+  std::atomic<bool> ending{false};                 // (m to write) shutdown requested; the reader's fast path reads it
+  EndReason end_reason = EndReason::restart;       // (m)
+  std::optional<EndReason> end_requested_in_open;  // (m) restart/exit asked during on_open
+  std::optional<CloseFrame> received_close;        // (m)
   CloseInitiator initiator = CloseInitiator::client;   // (m)
   bool reader_running = false;                         // (m) a reader task runs or its wait is armed
   bool finish_scheduled = false;                       // (m) on_close posted
@@ -346,6 +347,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void leave_read_lock_locked();
   void grant_async_pauser_locked();
   void set_start_result_locked(Error result);
+  bool enter_read_lock(const Session& s);
   void leave_read_lock();
   static std::uint64_t take_sequence(Session& s);
   bool handle_read_error(const std::shared_ptr<Session>& s, Error error);
@@ -476,9 +478,12 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::uint64_t generation_ = 0;        // one per start(): stale tasks of an earlier run do nothing
 
   // The read lock: a user's PauseGuard or a reader inside try_read/on_read_error.
-  // reader_inside_ and pausers_waiting_ change under mutex_, except that a reader
-  // keeping its slot clears reader_inside_ without it (leave_read_lock).
-  bool user_paused_ = false;
+  // user_paused_ and pausers_waiting_ change under mutex_; so does reader_inside_,
+  // except that a reader keeping its slot enters and leaves without it
+  // (enter_read_lock, leave_read_lock): a Dekker pair with pause(), ordered by the
+  // fences of fence_mode_ (read_lock_fence.hpp).
+  const FenceMode fence_mode_;
+  std::atomic<bool> user_paused_{false};
   std::atomic<bool> reader_inside_{false};
   std::atomic<std::size_t> pausers_waiting_{0};
   std::shared_ptr<Session> parked_reader_;
