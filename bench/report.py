@@ -23,7 +23,7 @@ tls_storm_file = sys.argv[13] if len(sys.argv) > 13 else None
 
 def json_lines(path):
     return [json.loads(line) for line in open(path)] if path and os.path.exists(path) else []
-rows = [json.loads(line) for line in open(results)]
+rows = json_lines(results)  # empty when --only ran no feed or echo
 CLIENTS = ["raw_beast", "raw_beast_async", "engine_beast", "engine_beast_low_latency", "engine_websocketpp",
            "engine_websocketpp_low_latency", "raw_websocketpp", "node_ws", "python_websockets"]
 ENGINES = [c for c in CLIENTS if c.startswith("engine_")]
@@ -385,6 +385,14 @@ if 1 in by_jitter and 0 in by_jitter:
                    "%.0f / %.0f ms) | reported |" % (by_jitter[1]["connections"], on["peak_per_100ms"],
                                                     off["peak_per_100ms"], by_jitter[1]["all_reopened_ms"],
                                                     by_jitter[0]["all_reopened_ms"]))
+idle_tls = [d for d in tls_scale if d["scheme"] == "wss"]
+if idle_tls:
+    top = max(idle_tls, key=lambda d: d["connections"])
+    plain = [d for d in tls_scale if d["scheme"] == "ws" and d["connections"] == top["connections"]]
+    targets.append("| %d wss connections: RSS per idle connection ≤ 40 KiB (issue 21) | %.1f KiB (ws: %s) | %s |" % (
+        top["connections"], top["rss_per_connection_kib"],
+        "%.1f KiB" % plain[0]["rss_per_connection_kib"] if plain else "not measured",
+        verdict(top["rss_per_connection_kib"] <= 40)))
 present = [c for c in CLIENTS if any(rate(s, c) for s, _ in FEEDS)]
 targets.append("| peers in the same report | %s | %s |" % (", ".join(present), verdict(len(present) == len(CLIENTS))))
 targets += ["", "A target not met is explained under \"Where the time goes\" below (callgrind, perf)."]
