@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <stdexcept>
 
@@ -24,6 +25,10 @@ struct FaultProxy::Link {
   std::atomic<bool> reset{false};
   std::atomic<std::size_t> to_client{0};      // server-to-client bytes forwarded
   std::atomic<std::size_t> cut_at{SIZE_MAX};  // server-to-client byte count to stop at
+  std::mutex hold_mutex;
+  bool holding = false;  // server bytes go to `withheld` (hold_to_clients)
+  std::string withheld;  // held server bytes, from `released` on not handed on yet
+  std::size_t released = 0;
 };
 
 namespace {
@@ -104,6 +109,51 @@ void FaultProxy::set_for_next(Fault fault) {
 void FaultProxy::cut_open_links_after(std::size_t more_bytes) {
   std::lock_guard lock(mutex_);
   for (auto& link : links_) link->cut_at = link->to_client + more_bytes;
+}
+
+void FaultProxy::hold_to_clients() {
+  std::lock_guard lock(mutex_);
+  for (auto& link : links_) {
+    std::lock_guard hold(link->hold_mutex);
+    link->holding = true;
+  }
+}
+
+std::string FaultProxy::held_to_client() const {
+  std::lock_guard lock(mutex_);
+  if (links_.empty()) return {};
+  std::lock_guard hold(links_.front()->hold_mutex);
+  return links_.front()->withheld;
+}
+
+void FaultProxy::release_to_client(std::size_t bytes) {
+  std::lock_guard lock(mutex_);
+  if (links_.empty()) return;
+  auto& link = *links_.front();
+  std::lock_guard hold(link.hold_mutex);
+  const std::size_t n = std::min(bytes, link.withheld.size() - link.released);
+  if (send_all(link.client, link.withheld.data() + link.released, n)) {
+    link.released += n;
+    link.to_client += n;
+    bytes_to_clients_ += n;
+    ++writes_to_clients_;
+  }
+}
+
+void FaultProxy::pass_to_clients() {
+  std::lock_guard lock(mutex_);
+  for (auto& link : links_) {
+    std::lock_guard hold(link->hold_mutex);
+    link->holding = false;
+    const std::size_t n = link->withheld.size() - link->released;
+    if (n != 0 && send_all(link->client, link->withheld.data() + link->released, n)) {
+      link->to_client += n;
+      bytes_to_clients_ += n;
+      ++writes_to_clients_;
+    }
+    link->withheld.clear();
+    link->released = 0;
+  }
 }
 
 void FaultProxy::accept_loop() {
@@ -196,6 +246,13 @@ void FaultProxy::forward(std::shared_ptr<Link> link) {
           ::shutdown(link->client, SHUT_RDWR);  // truncated here
           ::shutdown(link->server, SHUT_RDWR);
           return;
+        }
+      }
+      if (side == 1) {
+        std::lock_guard hold(link->hold_mutex);
+        if (link->holding) {
+          link->withheld.append(buffer, size);
+          continue;
         }
       }
       if (link->fault == Fault::delay) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_.load()));

@@ -49,6 +49,16 @@ class FaultProxy {
   void set_delay(std::chrono::milliseconds delay) { delay_ms_ = delay.count(); }
   /// For Fault::cut_after: server-to-client bytes (counted per connection) to let through.
   void set_cut_after(std::size_t bytes) { cut_after_ = bytes; }
+  /// Open connections stop handing the server's bytes on: they are kept, in order,
+  /// until release_to_clients() (the links stay open; the client sees nothing more).
+  void hold_to_clients();
+  /// A copy of the server bytes held so far on the first open connection.
+  std::string held_to_client() const;
+  /// Hands on the next `bytes` held server bytes of the first open connection in
+  /// one write (fewer when fewer are held); they stay held from then on.
+  void release_to_client(std::size_t bytes);
+  /// Hands on what open connections hold and stops holding.
+  void pass_to_clients();
   /// Connections accepted so far.
   std::size_t accepted() const noexcept { return accepted_; }
   /// Server-to-client bytes forwarded, and in how many writes, over every connection.
@@ -70,7 +80,7 @@ class FaultProxy {
   std::atomic<std::size_t> accepted_{0};
   std::atomic<std::size_t> bytes_to_clients_{0}, writes_to_clients_{0};
   std::atomic<bool> stopping_{false};
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::list<std::shared_ptr<Link>> links_;
   std::list<std::thread> threads_;
   std::thread acceptor_;

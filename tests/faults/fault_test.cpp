@@ -13,10 +13,14 @@
 #include <vector>
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <wscengine/beast.hpp>
+#include <wscengine/beast/underlying.hpp>
 #include <wscengine/wscengine.hpp>
 
 #include "conformance/fuzzing_server.hpp"
@@ -619,6 +623,140 @@ TEST_P(Faults, AServerThatNeverAnswersTheCloseDoesNotHangStop) {
   ASSERT_EQ(close_errors.size(), 1u);
   EXPECT_TRUE(close_errors[0].error.is(errc::timeout)) << close_errors[0].error.message();
   EXPECT_EQ(client->count(Event::close), 1u);
+}
+
+// The Beast adapter's low-water mark under TLS (docs/engine-operations.md, "Waking up
+// for large frames"). While the client waits with part of a TLS record in OpenSSL,
+// the rest of that record is fewer bytes on the socket than the frame's plaintext
+// still to come: a mark that did not allow for what OpenSSL holds would sleep through
+// the frame's end. The proxy holds the server's bytes, hands on a frame up to the
+// middle of its last record, waits until the client has read all of that, then hands
+// on the record's second half with nothing behind it: the message must arrive. Sizes
+// whose last record is large (more than the mark's 8 KiB threshold): a 16-bit length
+// (60,000) and a 64-bit one (110,000).
+TEST(LowWaterOverTls, AFrameWhoseLastRecordArrivesInHalvesEndsWithItsLastByte) {
+  const std::vector<std::size_t> sizes = {60000, 110000};
+  TestPki pki = make_test_pki();
+  tools::ServerOptions tls;
+  tls.cert_file = pki.server_chain;
+  tls.key_file = pki.server_key;
+  tools::TestServer server(tls);
+  std::vector<std::shared_ptr<std::promise<void>>> gates;
+  for (std::size_t i = 0; i < sizes.size(); ++i) gates.push_back(std::make_shared<std::promise<void>>());
+  std::vector<std::shared_future<void>> opened;
+  for (auto& g : gates) opened.push_back(g->get_future().share());
+  auto frame = [](unsigned opcode, const std::string& payload) {
+    std::string f(1, static_cast<char>(0x80 | opcode));
+    const std::uint64_t n = payload.size();
+    if (n < 126) {
+      f += static_cast<char>(n);
+    } else if (n <= 0xffff) {
+      f += {static_cast<char>(126), static_cast<char>(n >> 8), static_cast<char>(n & 0xff)};
+    } else {
+      f += static_cast<char>(127);
+      for (int shift = 56; shift >= 0; shift -= 8) f += static_cast<char>((n >> shift) & 0xff);
+    }
+    return f + payload;
+  };
+  auto payload_of = [](std::size_t size) {
+    std::string s(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) s[i] = static_cast<char>((i * 13 + i / 509) & 0xff);
+    return s;
+  };
+  server.on_session = [&](tools::ServerSession& s) {
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      if (opened[i].wait_for(20s) != std::future_status::ready) return;
+      // Two writes: the frame's records, then the next frame's record.
+      if (s.send_raw(frame(2, payload_of(sizes[i])))) return;
+      if (s.send_raw(frame(1, cat("after ", i)))) return;
+    }
+    InboundMessage ignored;
+    (void)s.read(ignored, 20s);  // the client's close
+  };
+  server.start();
+  FaultProxy relay(server.port());
+  EngineOptions o;
+  o.url = cat("wss://127.0.0.1:", relay.port(), "/");
+  o.tls.ca_file = pki.ca_file;
+  o.auto_reconnect = false;
+  o.max_message_size = 1u << 20;
+  auto recorder = std::make_shared<Recorder>();
+  Engine engine(o, recorder, beast::make_connector());
+  ASSERT_FALSE(engine.start());
+  auto* ws = engine.connection().underlying().as<beast::TlsStream>();
+  ASSERT_NE(ws, nullptr);
+  const int fd = ws->next_layer().lowest().socket().native_handle();
+  relay.hold_to_clients();
+
+  // TLS 1.3 records: a 5-byte header, then the plaintext, its content type byte and a
+  // 16-byte tag. Returns where each complete record from `from` on ends, and the
+  // plaintext bytes before each end.
+  struct Record {
+    std::size_t end = 0, plaintext = 0;
+  };
+  auto records_from = [](const std::string& bytes, std::size_t from) {
+    std::vector<Record> out;
+    std::size_t at = from, plaintext = 0;
+    while (at + 5 <= bytes.size()) {
+      const std::size_t length = (static_cast<std::size_t>(static_cast<unsigned char>(bytes[at + 3])) << 8) |
+                                 static_cast<unsigned char>(bytes[at + 4]);
+      if (at + 5 + length > bytes.size()) break;
+      plaintext += length - 17;
+      at += 5 + length;
+      out.push_back({at, plaintext});
+    }
+    return out;
+  };
+  auto inbound_bytes = [fd] {
+    int n = -1;
+    return ::ioctl(fd, SIOCINQ, &n) == 0 ? n : -1;
+  };
+  auto until = [](auto condition) {
+    for (int i = 0; i < 10000; ++i) {
+      if (condition()) return true;
+      std::this_thread::sleep_for(1ms);
+    }
+    return false;
+  };
+
+  std::size_t released = 0, messages = 0;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    SCOPED_TRACE(cat("size ", sizes[i]));
+    const std::size_t frame_bytes = frame(2, payload_of(sizes[i])).size();
+    gates[i]->set_value();
+    std::vector<Record> records;
+    ASSERT_TRUE(until([&] {
+      records = records_from(relay.held_to_client(), released);
+      return !records.empty() && records.back().plaintext > frame_bytes;  // the next frame's record too
+    })) << "the proxy did not get the frame's records";
+    std::size_t last = 0;
+    while (records[last].plaintext < frame_bytes) ++last;
+    ASSERT_EQ(records[last].plaintext, frame_bytes)
+        << "the frame does not end a record (not TLS 1.3 with a 16-byte tag?)";
+    ASSERT_GT(last, 0u);
+    const std::size_t last_start = records[last - 1].end;
+    const std::size_t last_length = records[last].end - last_start;
+    ASSERT_GT(last_length - 5 - 17, 8u * 1024) << "the frame's last record is below the mark's threshold";
+    const std::size_t cut = last_start + 5 + (last_length - 5) / 2;
+    relay.release_to_client(cut - released);
+    released = cut;
+    // The client has read everything it got, half a record included (OpenSSL holds
+    // it), and waits for the rest.
+    ASSERT_TRUE(until([&] { return inbound_bytes() == 0; }));
+    relay.release_to_client(records[last].end - released);
+    released = records[last].end;
+    ASSERT_TRUE(recorder->wait_count(Event::message, ++messages, 10s))
+        << "the frame's last bytes did not wake the client (its low-water mark was above them)";
+    EXPECT_TRUE(recorder->events_of(Event::message)[messages - 1].payload == payload_of(sizes[i]));
+    relay.release_to_client(records.back().end - released);
+    released = records.back().end;
+    ASSERT_TRUE(recorder->wait_count(Event::message, ++messages, 10s));
+    EXPECT_EQ(recorder->events_of(Event::message)[messages - 1].payload, cat("after ", i));
+  }
+  relay.pass_to_clients();  // for the close handshake
+  EXPECT_FALSE(engine.stop());
+  recorder->mark_stopped();
+  EXPECT_THAT(recorder->violations(), IsEmpty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Adapters, Faults, ::testing::ValuesIn(real_adapters()), AdapterName());

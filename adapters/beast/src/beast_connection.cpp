@@ -143,6 +143,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       if (link_) link_->reset();  // nothing if the stream ended already
     } else if (ws_ && lowest().socket().is_open()) {
       if (half_closed_ && !aborted_) {
+        lowest().set_low_water(1);  // the drain waits for every byte, to the end
         linger(std::move(lowest().socket()));
       } else {
         error_code ignored;
@@ -392,7 +393,10 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   void on_connected(const detail::Socket::endpoint_type& ep) {
     connect_duration_ = std::chrono::steady_clock::now() - dial_started_;
     error_code ignored;
-    if (ep.protocol().family() != AF_UNIX) lowest().socket().set_option(net::ip::tcp::no_delay(true), ignored);
+    if (ep.protocol().family() != AF_UNIX) {
+      lowest().socket().set_option(net::ip::tcp::no_delay(true), ignored);
+      lowest().enable_low_water();
+    }
     lowest().owner = this->weak_from_this();
     lowest().outbox()->on_progress = [weak = this->weak_from_this()] {
       if (auto self = weak.lock()) self->on_outbox_progress();
@@ -746,6 +750,12 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
             self->complete_wait(ec && ec != net::error::operation_aborted ? Error(errc::io_error, ec.message())
                                                                           : Error{});
         });
+        // The mark is lowered once the wait is armed: Asio arms it by asking epoll
+        // whether the socket is readable under the mark still raised for reading
+        // (no), and lowering it then wakes the wait at once if enough bytes are
+        // there. Lowered first, it would wake the I/O thread for nothing (no wait
+        // yet), and again when the wait is armed.
+        ws_->next_layer().low_water_for_waiting(part_bytes_missing_locked());
         return;
       }
     }
@@ -777,6 +787,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
           Error e = streamed_ ? read_streamed_locked(out) : read_locked(out);
           if (!e.is(errc::would_block)) return e;
         }
+        ws_->next_layer().low_water_for_waiting(part_bytes_missing_locked());
       }
       if (Clock::now() >= deadline || !wait_readable_until(deadline))
         return Error(errc::timeout, "no message within " + std::to_string(timeout.count()) + " ms");
@@ -987,7 +998,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // stream (Beast would answer them only while reading a message).
   void pump_locked() {
     auto& layer = ws_->next_layer();
+    layer.low_water_for_reading();
     layer.pump(options_.read_chunk, buffer_limit_locked());
+    if (watching_) layer.low_water_for_waiting(part_bytes_missing_locked());  // the waiters' wait is armed
     answer_pings_locked();
     if (!waiters_.empty()) settle_waiters_locked();
   }
@@ -1020,6 +1033,14 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     return layer.scanner().events() > consumed_ || layer.scanner().broken() || layer.transport_error() ||
            layer.buffered() >= buffer_limit_locked() ||
            (streamed_ && streams_locked() && front_locked() == Front::part);
+  }
+
+  // Streamed, a part is ready once a part's bytes are buffered: a wait must wake by
+  // then, whatever is left of the frame (see ScanLayer::low_water_for_waiting).
+  std::uint64_t part_bytes_missing_locked() const {
+    if (!streamed_) return ~std::uint64_t{0};
+    const std::size_t buffered = ws_->next_layer().buffered();
+    return buffered < part_size_ ? part_size_ - buffered : 0;
   }
 
   // How many bytes the buffer holds at most. A message read whole must fit in it
@@ -1391,6 +1412,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   void watch_locked() {
     if (watching_ || waiters_.empty()) return;
     watching_ = true;
+    ws_->next_layer().low_water_for_waiting(part_bytes_missing_locked());
     auto self = this->shared_from_this();
     bottom().async_wait_readable([self](const error_code& ec) {
       std::lock_guard lock(self->mutex_);

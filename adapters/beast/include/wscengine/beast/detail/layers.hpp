@@ -19,10 +19,15 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/beast/websocket/teardown.hpp>
 
+#include <sys/socket.h>
+#include <sys/utsname.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -104,6 +109,60 @@ class SocketLayer {
 
   /// When set, a read that would wait returns net::error::would_block at once.
   bool no_wait = false;
+
+  /// Plaintext the layer may hold that the socket will not announce again: none.
+  static constexpr std::size_t held_plaintext_bound() noexcept { return 0; }
+
+  /// Lets set_low_water() raise the socket's SO_RCVLOWAT (TCP on Linux; called once,
+  /// when connected). Its cap is a quarter of the socket's receive buffer then:
+  /// Linux grows the buffer, and clamps the window, for a mark above half of it.
+  void enable_low_water() noexcept {
+#ifdef __linux__
+    if (!kernel_wakes_on_lowered_mark()) return;
+    int rcvbuf = 0;
+    socklen_t size = sizeof rcvbuf;
+    if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, &size) == 0 &&
+        static_cast<std::size_t>(rcvbuf) >= 4 * kLowWaterFrom)
+      low_water_cap_ = static_cast<std::size_t>(rcvbuf) / 4;
+#endif
+  }
+  /// The socket wakes a wait for readability (and, while nothing waits, the I/O
+  /// thread's epoll) only once `bytes` unread bytes are there, or at the end of the
+  /// stream or an error: SO_RCVLOWAT, which never holds back a read that does not
+  /// wait. Below kLowWaterFrom, or above the cap, as 1 or the cap. A system call only
+  /// when the mark changes. Thread safety: the reader's (the adapter's stream mutex).
+  void set_low_water(std::size_t bytes) noexcept {
+#ifdef __linux__
+    if (low_water_cap_ == 0) return;
+    if (bytes == kHighWater && low_water_ == 1) {
+      // Linux grows the receive buffer as a connection streams (to megabytes on
+      // loopback, where a 64 KiB message arrives as one segment): the cap follows.
+      int rcvbuf = 0;
+      socklen_t size = sizeof rcvbuf;
+      if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, &size) == 0 &&
+          static_cast<std::size_t>(rcvbuf) / 4 > low_water_cap_)
+        low_water_cap_ = static_cast<std::size_t>(rcvbuf) / 4;
+    }
+    const int mark = bytes < kLowWaterFrom ? 1 : static_cast<int>(std::min(bytes, low_water_cap_));
+    if (mark == low_water_) return;
+    if (::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVLOWAT, &mark, sizeof mark) == 0) {
+      low_water_ = mark;
+    } else if (low_water_ != 1) {
+      // Never leave a raised mark behind: wake on every byte, and stop raising it.
+      const int one = 1;
+      if (::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one) == 0) low_water_ = 1;
+      low_water_cap_ = 0;
+    }
+#else
+    (void)bytes;
+#endif
+  }
+  /// The mark in force (1 until raised).
+  int low_water() const noexcept { return low_water_; }
+  /// set_low_water()'s "as high as the cap allows".
+  static constexpr std::size_t kHighWater = std::numeric_limits<std::size_t>::max();
+  /// Marks below this stay 1: a wake-up saved per few KiB is not worth a system call.
+  static constexpr std::size_t kLowWaterFrom = 8 * 1024;
 
   /// Never waits: what the socket (non-blocking) has now, else would_block when
   /// `no_wait` is set and timed_out when not (Beast read a frame the scanner said was
@@ -235,8 +294,26 @@ class SocketLayer {
     });
   }
 
+  // Lowering the mark must wake a wait armed under the higher one when enough bytes
+  // are there already: Linux does so since 4.18 (tcp_set_rcvlowat).
+  static bool kernel_wakes_on_lowered_mark() noexcept {
+#ifdef __linux__
+    static const bool yes = [] {
+      utsname name{};
+      int major = 0, minor = 0;
+      return ::uname(&name) == 0 && std::sscanf(name.release, "%d.%d", &major, &minor) == 2 &&
+             (major > 4 || (major == 4 && minor >= 18));
+    }();
+    return yes;
+#else
+    return false;
+#endif
+  }
+
   Socket socket_;
   std::shared_ptr<Outbox> outbox_ = std::make_shared<Outbox>();
+  std::size_t low_water_cap_ = 0;  // 0: the mark stays 1 (see enable_low_water)
+  int low_water_ = 1;              // SO_RCVLOWAT now
 };
 
 // Beast closes the lowest layer when one of its own timeouts fires.
@@ -425,6 +502,42 @@ class ScanLayer {
     return got;
   }
 
+  /// Before a pump, while large frames stream (the frame being received, or the last
+  /// one, has at least kLowWaterFrom payload bytes): the socket's mark goes up to its
+  /// cap, so the bytes arriving while the reader reads them do not wake the I/O
+  /// thread (its epoll hears of every arrival on a socket it watches, whether or not
+  /// anything waits there). Every wait for readability lowers it as it is armed
+  /// (low_water_for_waiting).
+  void low_water_for_reading() noexcept {
+    if constexpr (kOverSocket) {
+      if (!scanner_.broken() && scanner_.payload_total() >= SocketLayer::kLowWaterFrom)
+        lowest().set_low_water(SocketLayer::kHighWater);
+    }
+  }
+  /// Before a wait for readability: the socket wakes it once the frame being received
+  /// can end (plain TCP: its payload bytes still to come; under TLS, less what OpenSSL
+  /// may hold already), and on every byte when no frame is partly received. Never
+  /// more than must still arrive, so a wait cannot sleep through the frame's end; nor
+  /// more than `at_most` (a streamed message's next part is ready sooner).
+  void low_water_for_waiting(std::uint64_t at_most = ~std::uint64_t{0}) noexcept {
+    if constexpr (kOverSocket) {
+      const std::uint64_t mark = std::min(socket_bytes_needed(), at_most);
+      lowest().set_low_water(static_cast<std::size_t>(std::min<std::uint64_t>(mark, SIZE_MAX)));
+    }
+  }
+  /// The bytes the socket must still receive before the frame being received can end
+  /// (0 when no frame is partly received).
+  std::uint64_t socket_bytes_needed() const noexcept {
+    if constexpr (!kOverSocket) {
+      return 0;
+    } else {
+      if (scanner_.broken() || scanner_.mid_header()) return 0;
+      const std::uint64_t rest = scanner_.payload_remaining();
+      const std::uint64_t held = next_.held_plaintext_bound();
+      return rest > held ? rest - held : 0;
+    }
+  }
+
   /// The last pump stopped because a whole message had arrived, before the layer
   /// below said it had nothing more: under TLS, records may wait in OpenSSL that no
   /// socket readiness announces, so a wait for readability must pump first.
@@ -602,6 +715,9 @@ class ScanLayer {
   // A pump stops at a whole message over a socket or TLS (not over an HTTP/2 stream,
   // whose own inbox is read to the end).
   static constexpr bool kStopsAtAMessage = requires { Next::kPumpStopsAtAMessage; };
+  // A socket of this connection's own is below (not an HTTP/2 stream): its
+  // SO_RCVLOWAT is the adapter's to set (see low_water_for_reading).
+  static constexpr bool kOverSocket = requires(const Next& n) { n.held_plaintext_bound(); };
   static constexpr std::size_t kShrinkAbove = 1u << 20;
   static constexpr std::size_t kHeaderProbe = 14;   // the longest server frame header
   static constexpr std::size_t kFirstChunk = 1024;  // the first reads' size (see pump)

@@ -64,6 +64,14 @@ class TlsLayer {
 
   executor_type get_executor() noexcept { return next_.get_executor(); }
   SocketLayer& next_layer() noexcept { return next_; }
+  const SocketLayer& next_layer() const noexcept { return next_; }
+
+  /// At most how much plaintext OpenSSL holds that the socket will not announce
+  /// again: what it decrypted and not handed out yet, and what the records in its
+  /// read buffer may still yield (ciphertext is never shorter than its plaintext).
+  std::size_t held_plaintext_bound() const noexcept {
+    return static_cast<std::size_t>(SSL_pending(ssl_)) + kReadBufferBound;
+  }
   lowest_layer_type& lowest_layer() noexcept { return next_.socket(); }
   SSL* native_handle() noexcept { return ssl_; }
 
@@ -279,6 +287,10 @@ class TlsLayer {
     return method;
   }
 
+  // OpenSSL's record read buffer: 16 KiB of plaintext, 320 bytes of overhead, a
+  // 5-byte header, alignment, and 1 KiB more where compression is possible; with
+  // read ahead it reads at most this much ahead of the record it returns.
+  static constexpr std::size_t kReadBufferBound = 18 * 1024;
   SocketLayer next_;
   SSL* ssl_;
   error_code io_error_;  // what the socket said in the SSL call now running
