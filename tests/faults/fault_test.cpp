@@ -25,6 +25,7 @@
 
 #include "conformance/fuzzing_server.hpp"
 #include "fault_proxy.hpp"
+#include "frames.hpp"
 #include "support/fake_tracer.hpp"
 #include "support/loopback.hpp"
 #include "support/process.hpp"
@@ -645,19 +646,6 @@ TEST(LowWaterOverTls, AFrameWhoseLastRecordArrivesInHalvesEndsWithItsLastByte) {
   for (std::size_t i = 0; i < sizes.size(); ++i) gates.push_back(std::make_shared<std::promise<void>>());
   std::vector<std::shared_future<void>> opened;
   for (auto& g : gates) opened.push_back(g->get_future().share());
-  auto frame = [](unsigned opcode, const std::string& payload) {
-    std::string f(1, static_cast<char>(0x80 | opcode));
-    const std::uint64_t n = payload.size();
-    if (n < 126) {
-      f += static_cast<char>(n);
-    } else if (n <= 0xffff) {
-      f += {static_cast<char>(126), static_cast<char>(n >> 8), static_cast<char>(n & 0xff)};
-    } else {
-      f += static_cast<char>(127);
-      for (int shift = 56; shift >= 0; shift -= 8) f += static_cast<char>((n >> shift) & 0xff);
-    }
-    return f + payload;
-  };
   auto payload_of = [](std::size_t size) {
     std::string s(size, '\0');
     for (std::size_t i = 0; i < size; ++i) s[i] = static_cast<char>((i * 13 + i / 509) & 0xff);
@@ -667,8 +655,8 @@ TEST(LowWaterOverTls, AFrameWhoseLastRecordArrivesInHalvesEndsWithItsLastByte) {
     for (std::size_t i = 0; i < sizes.size(); ++i) {
       if (opened[i].wait_for(20s) != std::future_status::ready) return;
       // Two writes: the frame's records, then the next frame's record.
-      if (s.send_raw(frame(2, payload_of(sizes[i])))) return;
-      if (s.send_raw(frame(1, cat("after ", i)))) return;
+      if (s.send_raw(tools::server_frame(0x82, payload_of(sizes[i])))) return;
+      if (s.send_raw(tools::server_frame(0x81, cat("after ", i)))) return;
     }
     InboundMessage ignored;
     (void)s.read(ignored, 20s);  // the client's close
@@ -722,7 +710,7 @@ TEST(LowWaterOverTls, AFrameWhoseLastRecordArrivesInHalvesEndsWithItsLastByte) {
   std::size_t released = 0, messages = 0;
   for (std::size_t i = 0; i < sizes.size(); ++i) {
     SCOPED_TRACE(cat("size ", sizes[i]));
-    const std::size_t frame_bytes = frame(2, payload_of(sizes[i])).size();
+    const std::size_t frame_bytes = tools::server_frame(0x82, payload_of(sizes[i])).size();
     gates[i]->set_value();
     std::vector<Record> records;
     ASSERT_TRUE(until([&] {

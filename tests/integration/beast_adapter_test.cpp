@@ -15,6 +15,7 @@
 #include <wscengine/beast/underlying.hpp>
 #include <wscengine/wscengine.hpp>
 
+#include "frames.hpp"
 #include "support/recorder.hpp"
 #include "support/test_pki.hpp"
 #include "support/text.hpp"
@@ -63,22 +64,6 @@ TEST_F(BeastAdapter, UnderlyingIsThePlainStreamForWs) {
 // no FIN, so that a mark one byte too high never wakes the reader.
 
 namespace {
-
-// A server-to-client (unmasked) frame header: FIN, `opcode`, the shortest length.
-std::string frame_header(unsigned opcode, std::uint64_t length) {
-  std::string h(1, static_cast<char>(0x80 | opcode));
-  if (length < 126) {
-    h += static_cast<char>(length);
-  } else if (length <= 0xffff) {
-    h += static_cast<char>(126);
-    h += static_cast<char>(length >> 8);
-    h += static_cast<char>(length & 0xff);
-  } else {
-    h += static_cast<char>(127);
-    for (int shift = 56; shift >= 0; shift -= 8) h += static_cast<char>((length >> shift) & 0xff);
-  }
-  return h;
-}
 
 std::string patterned(std::size_t size) {
   std::string s(size, '\0');
@@ -171,22 +156,22 @@ TEST_P(LowWater, AWaitInsideALargeFrameWakesOnItsLastByteWithNothingBehindIt) {
   }
   server.on_session = [&](tools::ServerSession& s) {
     for (std::size_t i = 0; i < sizes.size(); ++i) {
-      const std::string payload = patterned(sizes[i]);
-      const std::size_t first = sizes[i] / 4;
-      if (s.send_raw(frame_header(2, sizes[i]) + payload.substr(0, first))) return;
+      const std::string frame = tools::server_frame(0x82, patterned(sizes[i]));
+      const std::size_t first = frame.size() - sizes[i] + sizes[i] / 4;  // the header and a quarter
+      if (s.send_raw(frame.substr(0, first))) return;
       if (!rest_gates[i]->wait()) return;
       const std::string next = test::cat("after ", i);
       switch (param.rest) {
         case Rest::whole:
-          if (s.send_raw(payload.substr(first))) return;
+          if (s.send_raw(frame.substr(first))) return;
           break;
         case Rest::byte_by_byte_tail:
-          if (s.send_raw(payload.substr(first, sizes[i] - first - 64))) return;
-          for (std::size_t b = sizes[i] - 64; b < sizes[i]; ++b)
-            if (s.send_raw(payload.substr(b, 1))) return;
+          if (s.send_raw(frame.substr(first, frame.size() - first - 64))) return;
+          for (std::size_t b = frame.size() - 64; b < frame.size(); ++b)
+            if (s.send_raw(frame.substr(b, 1))) return;
           break;
         case Rest::coalesced_with_ping_and_next:
-          if (s.send_raw(payload.substr(first) + frame_header(9, 4) + "beat" + frame_header(1, next.size()) + next))
+          if (s.send_raw(frame.substr(first) + tools::server_frame(0x89, "beat") + tools::server_frame(0x81, next)))
             return;
           break;
       }
@@ -272,12 +257,14 @@ TEST(LowWaterIsolation, ConnectionsStalledInsideLargeFramesDoNotHoldTheOthers) {
   server.on_session = [&](tools::ServerSession& s) {
     const bool stalled = s.target() == "/stalled";
     if (stalled) {
-      if (s.send_raw(frame_header(2, kSize) + payload.substr(0, kSize / 4))) return;
+      const std::string frame = tools::server_frame(0x82, payload);
+      const std::size_t first = frame.size() - kSize + kSize / 4;  // the header and a quarter
+      if (s.send_raw(frame.substr(0, first))) return;
       if (!release.wait()) return;
-      if (s.send_raw(payload.substr(kSize / 4))) return;
+      if (s.send_raw(frame.substr(first))) return;
     } else {
       for (int m = 0; m < kMessages; ++m) {
-        std::string bytes = frame_header(2, kSize) + payload;
+        std::string bytes = tools::server_frame(0x82, payload);
         bytes[bytes.size() - 1] = static_cast<char>(m);  // each message its own
         const std::size_t third = bytes.size() / 3;
         if (s.send_raw(bytes.substr(0, third)) || s.send_raw(bytes.substr(third, third)) ||
