@@ -1424,6 +1424,10 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
         return;
       }
       self->pump_locked();
+      // The reader's own wait may be armed, with a mark for the bytes its frame lacked
+      // then: this pump took some of them (and raised the mark to read), so the mark
+      // comes down to what is still to come.
+      self->ws_->next_layer().low_water_for_waiting(self->part_bytes_missing_locked());
       (void)self->wake_reader_locked();  // the reader's own wait may have lost these bytes to this pump
       self->watch_locked();
     });

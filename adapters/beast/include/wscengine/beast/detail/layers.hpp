@@ -596,6 +596,7 @@ class ScanLayer {
       std::size_t n = next_.read_some(net::buffer(in, 16 * 1024), ec);
       if (n == 0) return 0;  // ec says why (a deadline, the end of the stream)
       buffer_.commit(scanner_.feed(in, n, out));
+      low_water_for_waiting();  // a wait armed meanwhile must not wait for these bytes
     }
   }
   template <class MutableBuffers>
