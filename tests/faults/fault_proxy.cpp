@@ -126,13 +126,10 @@ std::string FaultProxy::held_to_client() const {
   return links_.front()->withheld;
 }
 
-void FaultProxy::release_to_client(std::size_t bytes) {
-  std::lock_guard lock(mutex_);
-  if (links_.empty()) return;
-  auto& link = *links_.front();
-  std::lock_guard hold(link.hold_mutex);
+// Hands on up to `bytes` of what `link` holds, in one write (its hold_mutex held).
+void FaultProxy::hand_on_held_locked(Link& link, std::size_t bytes) {
   const std::size_t n = std::min(bytes, link.withheld.size() - link.released);
-  if (send_all(link.client, link.withheld.data() + link.released, n)) {
+  if (n != 0 && send_all(link.client, link.withheld.data() + link.released, n)) {
     link.released += n;
     link.to_client += n;
     bytes_to_clients_ += n;
@@ -140,17 +137,19 @@ void FaultProxy::release_to_client(std::size_t bytes) {
   }
 }
 
+void FaultProxy::release_to_client(std::size_t bytes) {
+  std::lock_guard lock(mutex_);
+  if (links_.empty()) return;
+  std::lock_guard hold(links_.front()->hold_mutex);
+  hand_on_held_locked(*links_.front(), bytes);
+}
+
 void FaultProxy::pass_to_clients() {
   std::lock_guard lock(mutex_);
   for (auto& link : links_) {
     std::lock_guard hold(link->hold_mutex);
     link->holding = false;
-    const std::size_t n = link->withheld.size() - link->released;
-    if (n != 0 && send_all(link->client, link->withheld.data() + link->released, n)) {
-      link->to_client += n;
-      bytes_to_clients_ += n;
-      ++writes_to_clients_;
-    }
+    hand_on_held_locked(*link, SIZE_MAX);
     link->withheld.clear();
     link->released = 0;
   }

@@ -69,6 +69,7 @@ class FaultProxy {
   struct Link;
   void accept_loop();
   void forward(std::shared_ptr<Link> link);
+  void hand_on_held_locked(Link& link, std::size_t bytes);
 
   int listen_fd_ = -1;
   std::uint16_t port_ = 0;

@@ -728,7 +728,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     std::lock_guard lock(mutex_);
     if (!open_) return closed_error_locked();
     if (!ready_locked()) {
-      pump_locked();
+      pump_locked(/*reader=*/true);
       if (!ready_locked()) return Error(errc::would_block);
     }
     return streamed_ ? read_streamed_locked(out) : read_locked(out);
@@ -996,11 +996,18 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   // Reads what the socket has, then answers the pings the scanner took out of the
   // stream (Beast would answer them only while reading a message).
-  void pump_locked() {
+  //
+  // The socket's low-water mark: the engine's reader (`reader`, from try_read) raises
+  // it while large frames stream and lowers it as it arms its own wait. Any other
+  // read (the waiters', reading by hand) may run while a wait is armed, the reader's
+  // or the waiters', with a mark for the bytes the frame lacked then: after it the
+  // mark comes down to what is still to come. So does it after the reader's read
+  // while the waiters' wait is armed.
+  void pump_locked(bool reader = false) {
     auto& layer = ws_->next_layer();
-    layer.low_water_for_reading();
+    if (reader) layer.low_water_for_reading();
     layer.pump(options_.read_chunk, buffer_limit_locked());
-    if (watching_) layer.low_water_for_waiting(part_bytes_missing_locked());  // the waiters' wait is armed
+    if (!reader || watching_) layer.low_water_for_waiting(part_bytes_missing_locked());
     answer_pings_locked();
     if (!waiters_.empty()) settle_waiters_locked();
   }
@@ -1423,11 +1430,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
                                      Error::closed({close_code::abnormal, {}}, "connection dropped: " + ec.message()));
         return;
       }
-      self->pump_locked();
-      // The reader's own wait may be armed, with a mark for the bytes its frame lacked
-      // then: this pump took some of them (and raised the mark to read), so the mark
-      // comes down to what is still to come.
-      self->ws_->next_layer().low_water_for_waiting(self->part_bytes_missing_locked());
+      self->pump_locked();               // brings the mark down: the reader's wait may be armed
       (void)self->wake_reader_locked();  // the reader's own wait may have lost these bytes to this pump
       self->watch_locked();
     });

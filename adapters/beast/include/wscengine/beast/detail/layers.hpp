@@ -117,14 +117,10 @@ class SocketLayer {
   /// when connected). Its cap is a quarter of the socket's receive buffer then:
   /// Linux grows the buffer, and clamps the window, for a mark above half of it.
   void enable_low_water() noexcept {
-#ifdef __linux__
-    if (!kernel_wakes_on_lowered_mark()) return;
-    int rcvbuf = 0;
-    socklen_t size = sizeof rcvbuf;
-    if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, &size) == 0 &&
-        static_cast<std::size_t>(rcvbuf) >= 4 * kLowWaterFrom)
-      low_water_cap_ = static_cast<std::size_t>(rcvbuf) / 4;
-#endif
+    if (kernel_wakes_on_lowered_mark()) {
+      const std::size_t quarter = receive_buffer_quarter();
+      if (quarter >= kLowWaterFrom) low_water_cap_ = quarter;
+    }
   }
   /// The socket wakes a wait for readability (and, while nothing waits, the I/O
   /// thread's epoll) only once `bytes` unread bytes are there, or at the end of the
@@ -132,33 +128,20 @@ class SocketLayer {
   /// wait. Below kLowWaterFrom, or above the cap, as 1 or the cap. A system call only
   /// when the mark changes. Thread safety: the reader's (the adapter's stream mutex).
   void set_low_water(std::size_t bytes) noexcept {
-#ifdef __linux__
     if (low_water_cap_ == 0) return;
-    if (bytes == kHighWater && low_water_ == 1) {
-      // Linux grows the receive buffer as a connection streams (to megabytes on
-      // loopback, where a 64 KiB message arrives as one segment): the cap follows.
-      int rcvbuf = 0;
-      socklen_t size = sizeof rcvbuf;
-      if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, &size) == 0 &&
-          static_cast<std::size_t>(rcvbuf) / 4 > low_water_cap_)
-        low_water_cap_ = static_cast<std::size_t>(rcvbuf) / 4;
-    }
+    // Linux grows the receive buffer as a connection streams (to megabytes on
+    // loopback, where a 64 KiB message arrives as one segment): the cap follows.
+    if (bytes == kHighWater && low_water_ == 1) low_water_cap_ = std::max(low_water_cap_, receive_buffer_quarter());
     const int mark = bytes < kLowWaterFrom ? 1 : static_cast<int>(std::min(bytes, low_water_cap_));
     if (mark == low_water_) return;
-    if (::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVLOWAT, &mark, sizeof mark) == 0) {
+    if (set_receive_low_water(mark)) {
       low_water_ = mark;
     } else if (low_water_ != 1) {
       // Never leave a raised mark behind: wake on every byte, and stop raising it.
-      const int one = 1;
-      if (::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one) == 0) low_water_ = 1;
+      if (set_receive_low_water(1)) low_water_ = 1;
       low_water_cap_ = 0;
     }
-#else
-    (void)bytes;
-#endif
   }
-  /// The mark in force (1 until raised).
-  int low_water() const noexcept { return low_water_; }
   /// set_low_water()'s "as high as the cap allows".
   static constexpr std::size_t kHighWater = std::numeric_limits<std::size_t>::max();
   /// Marks below this stay 1: a wake-up saved per few KiB is not worth a system call.
@@ -292,6 +275,25 @@ class SocketLayer {
       }
       if (alive && outbox->on_progress) outbox->on_progress();
     });
+  }
+
+  // A quarter of the socket's receive buffer now (0 where it cannot be read).
+  std::size_t receive_buffer_quarter() noexcept {
+#ifdef __linux__
+    int rcvbuf = 0;
+    socklen_t size = sizeof rcvbuf;
+    if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, &size) == 0 && rcvbuf > 0)
+      return static_cast<std::size_t>(rcvbuf) / 4;
+#endif
+    return 0;
+  }
+  bool set_receive_low_water(int mark) noexcept {
+#ifdef __linux__
+    return ::setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVLOWAT, &mark, sizeof mark) == 0;
+#else
+    (void)mark;
+    return false;
+#endif
   }
 
   // Lowering the mark must wake a wait armed under the higher one when enough bytes

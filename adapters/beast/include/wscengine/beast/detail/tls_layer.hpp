@@ -64,7 +64,6 @@ class TlsLayer {
 
   executor_type get_executor() noexcept { return next_.get_executor(); }
   SocketLayer& next_layer() noexcept { return next_; }
-  const SocketLayer& next_layer() const noexcept { return next_; }
 
   /// At most how much plaintext OpenSSL holds that the socket will not announce
   /// again: what it decrypted and not handed out yet, and what the records in its
