@@ -3,6 +3,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
 #include <optional>
 #include <thread>
@@ -27,11 +28,11 @@ thread_local const EngineCore* t_reader_engine = nullptr;
 // would recurse; the handler posts instead.
 thread_local bool t_arming_wait = false;
 
-// A ratio in (0, 1) as the bound under which a uniform 64-bit number falls with that
-// probability.
-std::uint64_t sample_threshold(double ratio) {
-  if (!(ratio > 0)) return 0;
-  return static_cast<std::uint64_t>(ratio * 0x1.0p64);
+// A ratio in (0, 1) as ln(1 - ratio), what the sampling countdown draws its gaps with;
+// 0 for a ratio of 0 (nothing is sampled) or 1 (everything is).
+double log_of_unsampled_share(double ratio) {
+  if (!(ratio > 0) || ratio >= 1.0) return 0;
+  return std::log1p(-ratio);
 }
 
 struct CallbackScope {
@@ -91,7 +92,7 @@ EngineCore::EngineCore(EngineOptions options, std::shared_ptr<Client> client, st
       metrics_(options_.telemetry.metrics.get()),
 #endif
       sample_all_(options_.telemetry.message_sample_ratio >= 1.0),
-      sample_below_(sample_all_ ? 0 : sample_threshold(options_.telemetry.message_sample_ratio)),
+      log_unsampled_(log_of_unsampled_share(options_.telemetry.message_sample_ratio)),
       backoff_(options_.backoff),
       polls_(options_.busy_poll.count() > 0 && connector_->capabilities().polled_reads),
       fence_mode_(fence_mode()),
@@ -215,13 +216,53 @@ auto EngineCore::traced_per_message(const TraceContext& session, F&& f) {
 }
 
 // Whether the next message is traced and timed (TelemetryOptions::message_sample_ratio).
-// A generator per thread: readers of many engines and senders on any thread draw
-// without sharing a cache line.
-bool EngineCore::sample_message() const noexcept {
+// Each message is sampled with probability p, independently: drawn as the gaps
+// between sampled messages (geometric: 1 + floor(ln U / ln(1 - p))), so that a
+// message left out costs a decrement rather than a random number. The countdown is
+// the thread's; a message of an engine with another ratio draws a fresh gap for it,
+// which leaves every message's chance p (the gaps have no memory). Per thread: readers
+// of many engines and senders on any thread draw without sharing a cache line.
+namespace {
+
+struct SampleCountdown {
+  double log_unsampled;  // the ratio `left` was drawn for
+  std::uint64_t left;    // messages up to and including the next sampled one
+  std::uint64_t random;  // SplitMix64 state; 0 until seeded
+};
+thread_local SampleCountdown t_sample_countdown{0, 0, 0};  // plain: no initialisation guard on each use
+
+// The number of messages up to and including the next sampled one.
+std::uint64_t sample_gap(double log_unsampled) noexcept {
+  auto& countdown = t_sample_countdown;
+  if (countdown.random == 0) countdown.random = SplitMix64().next() | 1;
+  const double unit = static_cast<double>((SplitMix64::next(countdown.random) >> 11) + 1) * 0x1.0p-53;  // (0, 1]
+  const double skipped = std::floor(std::log(unit) / log_unsampled);
+  return skipped < 0x1.0p62 ? static_cast<std::uint64_t>(skipped) + 1 : std::uint64_t{1} << 62;
+}
+
+// A message that ends the countdown, or the first of a ratio on this thread.
+[[gnu::noinline]] bool sample_at_end_of_countdown(double log_unsampled) noexcept {
+  auto& countdown = t_sample_countdown;
+  if (countdown.log_unsampled != log_unsampled) {
+    countdown.log_unsampled = log_unsampled;
+    countdown.left = sample_gap(log_unsampled);
+    if (--countdown.left != 0) return false;
+  }
+  countdown.left = sample_gap(log_unsampled);
+  return true;
+}
+
+}  // namespace
+
+inline bool EngineCore::sample_message() const noexcept {
   if (sample_all_) return true;
-  thread_local std::uint64_t state = 0;  // plain: no initialisation guard on each use
-  if (state == 0) state = SplitMix64().next() | 1;
-  return SplitMix64::next(state) < sample_below_;
+  if (log_unsampled_ == 0) return false;  // ratio 0
+  auto& countdown = t_sample_countdown;
+  if (countdown.log_unsampled == log_unsampled_ && countdown.left > 1) {
+    --countdown.left;
+    return false;
+  }
+  return sample_at_end_of_countdown(log_unsampled_);
 }
 
 EngineState EngineCore::state() const noexcept {

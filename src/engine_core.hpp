@@ -419,10 +419,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   Tracer* const tracer_;    // options_.telemetry.tracer, or null
   Metrics* const metrics_;  // options_.telemetry.metrics, or null
 #endif
-  // TelemetryOptions::message_sample_ratio as a threshold for a 64-bit random number;
-  // sample_all_ when it is 1.
+  // TelemetryOptions::message_sample_ratio: sample_all_ when it is 1, else
+  // ln(1 - ratio) for sample_message()'s countdown (0 when the ratio is 0).
   const bool sample_all_;
-  const std::uint64_t sample_below_;
+  const double log_unsampled_;
 
   mutable std::mutex mutex_;
   std::condition_variable state_cv_;  // state changes, pause gate, task count

@@ -177,23 +177,32 @@ MeterCounts& counts_of(const nostd::shared_ptr<metrics_api::Meter>& meter) {
 }
 
 // This thread's counts for `counts`. A thread counts for one or two Meters in
-// practice: a short list, with the last one looked up first.
-ThreadCounts& counts_of_this_thread(MeterCounts& counts) {
+// practice: a short list, with the last one looked up first. The last one is also kept
+// in two plain thread_locals, so that a message's lookup needs no initialisation guard
+// (the list has a destructor, and so one).
+thread_local MeterCounts* t_last_meter = nullptr;
+thread_local ThreadCounts* t_last_counts = nullptr;
+
+[[gnu::noinline]] ThreadCounts& find_counts_of_this_thread(MeterCounts& counts) {
   struct Mine {
-    MeterCounts* last_meter = nullptr;
-    ThreadCounts* last = nullptr;
     std::vector<std::pair<MeterCounts*, ThreadCounts*>> all;
     ~Mine() {  // the thread ends: its counts stay in the totals, free to adopt
+      t_last_meter = nullptr;
+      t_last_counts = nullptr;
       for (auto& [meter, t] : all) t->owned.store(false, std::memory_order_release);
     }
   };
   thread_local Mine mine;
-  if (mine.last_meter == &counts) return *mine.last;
   auto found = std::find_if(mine.all.begin(), mine.all.end(), [&](const auto& e) { return e.first == &counts; });
   ThreadCounts* t = found != mine.all.end() ? found->second : mine.all.emplace_back(&counts, counts.claim()).second;
-  mine.last_meter = &counts;
-  mine.last = t;
+  t_last_meter = &counts;
+  t_last_counts = t;
   return *t;
+}
+
+ThreadCounts& counts_of_this_thread(MeterCounts& counts) {
+  if (t_last_meter == &counts) return *t_last_counts;
+  return find_counts_of_this_thread(counts);
 }
 
 class OtelMetrics final : public Metrics {

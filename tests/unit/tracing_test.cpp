@@ -435,6 +435,49 @@ TEST_F(Tracing, MessageSampleRatioTracesThatShareOfMessagesWhole) {
   EXPECT_EQ(metrics->count("received"), kMessages) << "and every one is counted";
 }
 
+// Sampling draws the gaps between sampled messages, per thread. Two engines with other
+// ratios whose messages alternate on the one callback thread each keep their own share:
+// a gap drawn for one ratio is never spent on the other's messages.
+TEST(MessageSampling, EnginesWithOtherRatiosOnOneThreadKeepTheirShares) {
+  auto runtime = Runtime::create({1, 1});
+  auto tracer = std::make_shared<FakeTracer>();
+  struct Side {
+    double ratio;
+    std::shared_ptr<memory::Server> server = memory::Server::create();
+    std::shared_ptr<Recorder> client = std::make_shared<Recorder>();
+    std::shared_ptr<FakeMetrics> metrics = std::make_shared<FakeMetrics>();
+    std::unique_ptr<Engine> engine{};
+    std::shared_ptr<memory::Peer> peer{};
+  };
+  Side sides[2] = {{0.5}, {0.02}};
+  for (auto& side : sides) {
+    EngineOptions o;
+    o.url = "ws://sampled.test/";
+    o.telemetry.tracer = tracer;
+    o.telemetry.metrics = side.metrics;
+    o.telemetry.message_sample_ratio = side.ratio;
+    side.engine = std::make_unique<Engine>(o, side.client, side.server->connector(), runtime);
+    ASSERT_FALSE(side.engine->start());
+    side.peer = side.server->accept(5s);
+    ASSERT_TRUE(side.peer);
+  }
+  constexpr int kMessages = 3000;
+  for (int i = 0; i < kMessages; ++i) {
+    for (auto& side : sides) {  // one message of each in turn, on the runtime's one callback thread
+      side.peer->send(MessageType::binary, "x");
+      ASSERT_TRUE(side.client->wait_count(Event::message, static_cast<std::size_t>(i) + 1)) << i;
+    }
+  }
+  for (auto& side : sides) ASSERT_FALSE(side.engine->stop());
+  // Binomial(3000, 0.5): mean 1500, standard deviation 27.4; Binomial(3000, 0.02): mean 60,
+  // standard deviation 7.7. The bounds are about 7 of them.
+  EXPECT_GE(sides[0].metrics->count("on_message"), 1300);
+  EXPECT_LE(sides[0].metrics->count("on_message"), 1700);
+  EXPECT_GE(sides[1].metrics->count("on_message"), 10);
+  EXPECT_LE(sides[1].metrics->count("on_message"), 115);
+  for (auto& side : sides) EXPECT_EQ(side.metrics->count("received"), kMessages) << "every one counted";
+}
+
 namespace {
 
 // A connection whose asynchronous operations complete inline, inside the call, as a
