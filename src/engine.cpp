@@ -1802,7 +1802,7 @@ void EngineCore::flush_held(Lock& lock) {
   for (;;) {
     std::shared_ptr<Session> s = current_;
     if (!s || s->ending || held_.empty() || retired_unsettled_ != 0) break;
-    std::deque<HeldSend> batch;
+    Queue<HeldSend> batch;
     batch.swap(held_);
     held_bytes_ = 0;
     publish_held_locked();
@@ -1967,7 +1967,7 @@ void SendQueue::end_parts(Connection& connection) {
   // Sends taken meanwhile wait too (draining_), so that none overtakes those before it.
   std::lock_guard order(order_mutex_);
   for (;;) {
-    std::deque<Waiting> batch;
+    Queue<Waiting> batch;
     {
       std::lock_guard lock(mutex_);
       if (waiting_.empty()) {

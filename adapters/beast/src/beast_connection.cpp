@@ -189,22 +189,23 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       std::lock_guard lock(handler_mutex_);
       dial_done_ = std::move(done);
     }
-    request_ = std::move(request);
+    dial_ = std::make_unique<DialState>();
+    dial_->request = std::move(request);
     dial_started_ = std::chrono::steady_clock::now();
-    max_message_ = request_.max_message_size;
-    streamed_ = request_.stream.enabled;
-    part_size_ = request_.stream.max_part_size;
-    stream_max_ = static_cast<std::size_t>(request_.stream.max_message_size);
+    max_message_ = dial_->request.max_message_size;
+    streamed_ = dial_->request.stream.enabled;
+    part_size_ = dial_->request.stream.max_part_size;
+    stream_max_ = static_cast<std::size_t>(dial_->request.stream.max_message_size);
     // Streamed, a frame read without Beast is a whole message: at most one part.
     direct_max_ = streamed_ ? std::min(max_message_, part_size_) : max_message_;
     read_buffer_ = boost::beast::flat_buffer(max_message_ + 1);
-    read_limit_ = request_.max_message_size + options_.read_chunk;
-    control_frames_ = std::move(request_.control_frames);
-    write_timeout_ = request_.write_timeout;
+    read_limit_ = dial_->request.max_message_size + options_.read_chunk;
+    control_frames_ = std::move(dial_->request.control_frames);
+    write_timeout_ = dial_->request.write_timeout;
     if constexpr (Tls) {
       // The process's context for these settings (trust store loaded once); what
       // differs per connection is set on its SSL object (secure_or_upgrade).
-      const auto& tls = request_.tls;
+      const auto& tls = dial_->request.tls;
       std::string failed;
       tls_context_ = wscengine::detail::process_tls_contexts().get(
           {tls.ca_file, tls.ca_pem, tls.certificate_file, tls.private_key_file, tls.private_key_password,
@@ -217,7 +218,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
         return complete_dial(Error(errc::invalid_option, failed));
       tls_binding_.gate = certificate_gate_.active() ? &certificate_gate_ : nullptr;
       tls_binding_.session_key = wscengine::detail::tls_session_key(
-          tls.session_resumption, request_.url.host, request_.url.port, tls_name(), tls.verify_peer,
+          tls.session_resumption, dial_->request.url.host, dial_->request.url.port, tls_name(), tls.verify_peer,
           tls.pinned_public_keys, static_cast<bool>(tls.verify_callback), "http/1.1");
       ws_.emplace(strand_, tls_context_->context());
     } else {
@@ -226,14 +227,14 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     if constexpr (!H2) {
       // The context holds the parsed store: the PEM text (a system bundle is over 200
       // KiB) need not stay with every connection. (HTTP/2 reads it when its stream opens.)
-      std::string().swap(request_.tls.ca_pem);
+      std::string().swap(dial_->request.tls.ca_pem);
     }
     ws_->read_message_max(max_message_);
     ws_->auto_fragment(false);
-    if (request_.offer_compression) {
-      if (auto bad = check_deflate_options(request_.deflate); !bad.empty())
+    if (dial_->request.offer_compression) {
+      if (auto bad = check_deflate_options(dial_->request.deflate); !bad.empty())
         return complete_dial(Error(errc::invalid_option, bad));
-      const DeflateOptions& d = request_.deflate;
+      const DeflateOptions& d = dial_->request.deflate;
       ws::permessage_deflate pmd;
       pmd.client_enable = true;
       pmd.server_max_window_bits = d.server_max_window_bits;
@@ -246,16 +247,16 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     }
     ws_->set_option(ws::stream_base::decorator([this](ws::request_type& req) {
       req.set(http::field::user_agent, kUserAgent);
-      for (const auto& h : request_.headers) req.set(h.name, h.value);
-      if (!request_.subprotocols.empty()) {
+      for (const auto& h : dial_->request.headers) req.set(h.name, h.value);
+      if (!dial_->request.subprotocols.empty()) {
         std::string joined;
-        for (const auto& p : request_.subprotocols) joined += (joined.empty() ? "" : ", ") + p;
+        for (const auto& p : dial_->request.subprotocols) joined += (joined.empty() ? "" : ", ") + p;
         req.set(http::field::sec_websocket_protocol, joined);
       }
     }));
     stream_built_.store(true, std::memory_order_release);  // cancel_dial_ops may look at ws_ now
     auto self = this->shared_from_this();
-    timer_.expires_after(request_.timeout);
+    timer_.expires_after(dial_->request.timeout);
     timer_.async_wait([self](const error_code& ec) {
       if (ec) return;
       self->timed_out_ = true;
@@ -276,13 +277,13 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // handshake, which the layer answers from the CONNECT's response (http2_layer.hpp).
   void open_stream() {
     std::weak_ptr<StreamImpl> weak = this->shared_from_this();
-    auto link = detail::open_http2_stream(io_, request_,
-                                          request_.offer_compression ? deflate_offer(request_.deflate) : std::string(),
-                                          [weak, strand = strand_](Result<detail::Http2Opened> opened) {
-                                            net::post(strand, [weak, opened = std::move(opened)]() mutable {
-                                              if (auto self = weak.lock()) self->on_stream_opened(std::move(opened));
-                                            });
-                                          });
+    auto link = detail::open_http2_stream(
+        io_, dial_->request, dial_->request.offer_compression ? deflate_offer(dial_->request.deflate) : std::string(),
+        [weak, strand = strand_](Result<detail::Http2Opened> opened) {
+          net::post(strand, [weak, opened = std::move(opened)]() mutable {
+            if (auto self = weak.lock()) self->on_stream_opened(std::move(opened));
+          });
+        });
     std::lock_guard lock(link_mutex_);
     link_ = std::move(link);
   }
@@ -315,23 +316,23 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   // A Unix socket, the proxy, the caller's addresses, or every address DNS gives.
   void find_endpoints() {
-    const Url& url = request_.url;
+    const Url& url = dial_->request.url;
     if (!url.unix_socket.empty()) {
       destination_ = "Unix socket " + url.unix_socket;
-      endpoints_.emplace_back(net::local::stream_protocol::endpoint(url.unix_socket));
+      dial_->endpoints.emplace_back(net::local::stream_protocol::endpoint(url.unix_socket));
       return connect_next();
     }
-    if (request_.proxy) {
-      destination_ = "proxy " + request_.proxy->to_string();
-      return resolve(request_.proxy->host, request_.proxy->port);
+    if (dial_->request.proxy) {
+      destination_ = "proxy " + dial_->request.proxy->to_string();
+      return resolve(dial_->request.proxy->host, dial_->request.proxy->port);
     }
     destination_ = url.authority();
-    if (request_.addresses.empty()) return resolve(url.host, url.port);
-    for (const auto& text : request_.addresses) {
+    if (dial_->request.addresses.empty()) return resolve(url.host, url.port);
+    for (const auto& text : dial_->request.addresses) {
       error_code bad;
       auto address = net::ip::make_address(text, bad);
       if (bad) return fail_dial(Error(errc::invalid_option, "addresses: '" + text + "' is not an IP address"));
-      endpoints_.emplace_back(net::ip::tcp::endpoint(address, url.port));
+      dial_->endpoints.emplace_back(net::ip::tcp::endpoint(address, url.port));
     }
     connect_next();
   }
@@ -341,10 +342,10 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     resolver_.async_resolve(host, std::to_string(port),
                             [self, host](const error_code& ec, net::ip::tcp::resolver::results_type results) {
                               if (ec) {
-                                std::string what = self->request_.proxy ? "resolving proxy '" : "resolving '";
+                                std::string what = self->dial_->request.proxy ? "resolving proxy '" : "resolving '";
                                 return self->fail_dial(Error(errc::dns_failure, what + host + "': " + ec.message()));
                               }
-                              for (const auto& entry : results) self->endpoints_.emplace_back(entry.endpoint());
+                              for (const auto& entry : results) self->dial_->endpoints.emplace_back(entry.endpoint());
                               self->connect_next();
                             });
   }
@@ -364,16 +365,16 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   // Tries the endpoints in order until one accepts; the error lists every failure.
   void connect_next() {
-    if (next_endpoint_ == endpoints_.size()) return fail_connect();
+    if (next_endpoint_ == dial_->endpoints.size()) return fail_connect();
     error_code ignored;
     lowest().socket().close(ignored);
     auto self = this->shared_from_this();
-    lowest().socket().async_connect(endpoints_[next_endpoint_], [self](const error_code& ec) {
-      const auto& ep = self->endpoints_[self->next_endpoint_++];
+    lowest().socket().async_connect(dial_->endpoints[next_endpoint_], [self](const error_code& ec) {
+      const auto& ep = self->dial_->endpoints[self->next_endpoint_++];
       if (!ec) return self->on_connected(ep);
       if (ec == net::error::connection_refused) ++self->refusals_;
-      if (!self->connect_failures_.empty()) self->connect_failures_ += "; ";
-      self->connect_failures_ += describe(ep) + ": " + ec.message();
+      if (!self->dial_->connect_failures.empty()) self->dial_->connect_failures += "; ";
+      self->dial_->connect_failures += describe(ep) + ": " + ec.message();
       if (self->timed_out_ || self->aborted_)
         return self->fail_dial(Error(errc::connect_failed, "connecting to " + self->destination_));
       self->connect_next();
@@ -382,11 +383,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   void fail_connect() {
     std::string what = "connecting to " + destination_;
-    if (endpoints_.size() > 1)
-      what += " (tried " + std::to_string(endpoints_.size()) + " addresses: " + connect_failures_ + ")";
-    else if (!connect_failures_.empty() && refusals_ == 0)
-      what += ": " + connect_failures_;
-    if (refusals_ == endpoints_.size() && refusals_ > 0) return fail_dial(Error(errc::connection_refused, what));
+    if (dial_->endpoints.size() > 1)
+      what += " (tried " + std::to_string(dial_->endpoints.size()) + " addresses: " + dial_->connect_failures + ")";
+    else if (!dial_->connect_failures.empty() && refusals_ == 0)
+      what += ": " + dial_->connect_failures;
+    if (refusals_ == dial_->endpoints.size() && refusals_ > 0) return fail_dial(Error(errc::connection_refused, what));
     fail_dial(Error(errc::connect_failed, what));
   }
 
@@ -403,8 +404,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     };
     fd_ = lowest().socket().native_handle();
     if (aborted_) ::shutdown(fd_, SHUT_RDWR);
-    if (request_.proxy && request_.url.unix_socket.empty()) {
-      if (request_.proxy->protocol != HttpProxy::Protocol::http) return open_socks();
+    if (dial_->request.proxy && dial_->request.url.unix_socket.empty()) {
+      if (dial_->request.proxy->protocol != HttpProxy::Protocol::http) return open_socks();
       return open_tunnel();
     }
     secure_or_upgrade();
@@ -415,41 +416,42 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // RFC 1928: a greeting with the methods we can do (no authentication; user name and
   // password, RFC 1929, when we have them), the proxy's choice, then CONNECT to the
   // server by name (socks5h: the proxy resolves it) or by address (socks5: resolved
-  // here). Each step's bytes go through tunnel_request_ out and tunnel_reply_ in.
+  // here). Each step's bytes go through dial_->tunnel_request out and dial_->tunnel_reply in.
   void open_socks() {
-    const bool credentials = !request_.proxy->username.empty();
-    tunnel_request_ = credentials ? std::string("\x05\x02\x00\x02", 4) : std::string("\x05\x01\x00", 3);
+    const bool credentials = !dial_->request.proxy->username.empty();
+    dial_->tunnel_request = credentials ? std::string("\x05\x02\x00\x02", 4) : std::string("\x05\x01\x00", 3);
     socks_exchange(2, [](Self& self) { self.on_socks_method(); });
   }
 
   using Self = StreamImpl;
-  // Writes tunnel_request_, then reads exactly `answer` bytes into tunnel_reply_.
+  // Writes dial_->tunnel_request, then reads exactly `answer` bytes into dial_->tunnel_reply.
   template <class Then>
   void socks_exchange(std::size_t answer, Then next) {
     auto self = this->shared_from_this();
-    net::async_write(lowest(), net::buffer(tunnel_request_), [self, answer, next](const error_code& ec, std::size_t) {
-      if (ec) return self->fail_tunnel("sending to the SOCKS5 proxy: " + ec.message());
-      self->socks_read(answer, next);
-    });
+    net::async_write(lowest(), net::buffer(dial_->tunnel_request),
+                     [self, answer, next](const error_code& ec, std::size_t) {
+                       if (ec) return self->fail_tunnel("sending to the SOCKS5 proxy: " + ec.message());
+                       self->socks_read(answer, next);
+                     });
   }
   template <class Then>
   void socks_read(std::size_t n, Then next) {
     auto self = this->shared_from_this();
-    tunnel_reply_.resize(n);
-    net::async_read(lowest(), net::buffer(tunnel_reply_), [self, next](const error_code& ec, std::size_t) {
+    dial_->tunnel_reply.resize(n);
+    net::async_read(lowest(), net::buffer(dial_->tunnel_reply), [self, next](const error_code& ec, std::size_t) {
       if (ec) return self->fail_tunnel("no valid SOCKS5 answer: " + ec.message());
       next(*self);
     });
   }
-  std::uint8_t reply(std::size_t i) const { return static_cast<std::uint8_t>(tunnel_reply_[i]); }
+  std::uint8_t reply(std::size_t i) const { return static_cast<std::uint8_t>(dial_->tunnel_reply[i]); }
 
   void on_socks_method() {
     if (reply(0) != 5) return fail_tunnel("not a SOCKS5 proxy (it answered version " + std::to_string(reply(0)) + ")");
     if (reply(1) == 0) return socks_connect();
-    if (reply(1) == 2 && !request_.proxy->username.empty()) {
-      const auto& p = *request_.proxy;  // lengths checked by parse_proxy_url
-      tunnel_request_ = std::string(1, '\x01') + static_cast<char>(p.username.size()) + p.username +
-                        static_cast<char>(p.password.size()) + p.password;
+    if (reply(1) == 2 && !dial_->request.proxy->username.empty()) {
+      const auto& p = *dial_->request.proxy;  // lengths checked by parse_proxy_url
+      dial_->tunnel_request = std::string(1, '\x01') + static_cast<char>(p.username.size()) + p.username +
+                              static_cast<char>(p.password.size()) + p.password;
       return socks_exchange(2, [](Self& self) {
         if (self.reply(1) != 0)
           return self.fail_tunnel("refused the user name and password (RFC 1929 status " +
@@ -458,23 +460,23 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       });
     }
     if (reply(1) == 2) return fail_tunnel("asks for a user name and password, and the proxy URL has none");
-    return fail_tunnel(request_.proxy->username.empty()
+    return fail_tunnel(dial_->request.proxy->username.empty()
                            ? "accepts no connection without authentication (method 0xFF)"
                            : "accepts neither no authentication nor a user name and password (method 0xFF)");
   }
 
   void socks_connect() {
-    const Url& url = request_.url;
+    const Url& url = dial_->request.url;
     error_code not_address;
     auto literal = net::ip::make_address(url.host, not_address);
     if (!not_address) return socks_request(literal);
-    if (request_.proxy->protocol == HttpProxy::Protocol::socks5h) return socks_request(std::nullopt);
+    if (dial_->request.proxy->protocol == HttpProxy::Protocol::socks5h) return socks_request(std::nullopt);
     // socks5://: the name is resolved here and the proxy gets an address.
     auto self = this->shared_from_this();
     resolver_.async_resolve(
         url.host, std::to_string(url.port), [self](const error_code& ec, net::ip::tcp::resolver::results_type results) {
           if (ec || results.empty()) {
-            return self->fail_dial(Error(errc::dns_failure, "resolving '" + self->request_.url.host +
+            return self->fail_dial(Error(errc::dns_failure, "resolving '" + self->dial_->request.url.host +
                                                                 "' for the SOCKS5 proxy: " + ec.message()));
           }
           self->socks_request(results.begin()->endpoint().address());
@@ -482,24 +484,24 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   }
 
   void socks_request(const std::optional<net::ip::address>& address) {
-    const Url& url = request_.url;
-    tunnel_request_ = std::string("\x05\x01\x00", 3);  // CONNECT
+    const Url& url = dial_->request.url;
+    dial_->tunnel_request = std::string("\x05\x01\x00", 3);  // CONNECT
     if (!address) {
-      tunnel_request_ += '\x03';
-      tunnel_request_ += static_cast<char>(url.host.size());  // at most 255: checked below
-      tunnel_request_ += url.host;
+      dial_->tunnel_request += '\x03';
+      dial_->tunnel_request += static_cast<char>(url.host.size());  // at most 255: checked below
+      dial_->tunnel_request += url.host;
     } else if (address->is_v4()) {
       auto bytes = address->to_v4().to_bytes();
-      tunnel_request_ += '\x01';
-      tunnel_request_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      dial_->tunnel_request += '\x01';
+      dial_->tunnel_request.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     } else {
       auto bytes = address->to_v6().to_bytes();
-      tunnel_request_ += '\x04';
-      tunnel_request_.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      dial_->tunnel_request += '\x04';
+      dial_->tunnel_request.append(reinterpret_cast<const char*>(bytes.data()), bytes.size());
     }
     if (!address && url.host.size() > 255) return fail_tunnel("the host name is longer than SOCKS5 allows (255)");
-    tunnel_request_ += static_cast<char>(url.port >> 8);
-    tunnel_request_ += static_cast<char>(url.port & 0xff);
+    dial_->tunnel_request += static_cast<char>(url.port >> 8);
+    dial_->tunnel_request += static_cast<char>(url.port & 0xff);
     // The answer: version, status, reserved, the bound address's type and first byte.
     socks_exchange(5, [](Self& self) { self.on_socks_answer(); });
   }
@@ -512,15 +514,15 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
           "network unreachable", "host unreachable",      "connection refused",
           "TTL expired",         "command not supported", "address type not supported"};
       std::string why = status < std::size(kWhy) ? kWhy[status] : "unknown status";
-      return fail_dial(Error(errc::proxy_failed, destination_ + " answered CONNECT " + request_.url.authority() +
+      return fail_dial(Error(errc::proxy_failed, destination_ + " answered CONNECT " + dial_->request.url.authority() +
                                                      " with " + std::to_string(status) + " (" + why + ")"));
     }
     // The rest of the bound address (we do not use it) and its port.
     std::size_t rest = reply(3) == 1 ? 3 + 2 : reply(3) == 4 ? 15 + 2 : reply(3) == 3 ? reply(4) + 2 : 0;
     if (rest == 0) return fail_tunnel("answered with an unknown address type " + std::to_string(reply(3)));
     socks_read(rest, [](Self& self) {
-      self.tunnel_reply_.clear();
-      self.tunnel_reply_.shrink_to_fit();
+      self.dial_->tunnel_reply.clear();
+      self.dial_->tunnel_reply.shrink_to_fit();
       self.secure_or_upgrade();
     });
   }
@@ -530,42 +532,43 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // RFC 9110 §9.3.6: CONNECT host:port; any 2xx answer turns the connection into
   // a tunnel to the server, through which TLS and the upgrade then run.
   void open_tunnel() {
-    std::string authority = request_.url.authority();
-    tunnel_request_ =
+    std::string authority = dial_->request.url.authority();
+    dial_->tunnel_request =
         "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\nUser-Agent: " + kUserAgent + "\r\n";
-    if (auto credentials = request_.proxy->authorization(); !credentials.empty())
-      tunnel_request_ += "Proxy-Authorization: " + credentials + "\r\n";
-    tunnel_request_ += "\r\n";
+    if (auto credentials = dial_->request.proxy->authorization(); !credentials.empty())
+      dial_->tunnel_request += "Proxy-Authorization: " + credentials + "\r\n";
+    dial_->tunnel_request += "\r\n";
     auto self = this->shared_from_this();
-    net::async_write(lowest(), net::buffer(tunnel_request_), [self](const error_code& ec, std::size_t) {
+    net::async_write(lowest(), net::buffer(dial_->tunnel_request), [self](const error_code& ec, std::size_t) {
       if (ec) return self->fail_tunnel("sending CONNECT: " + ec.message());
-      self->tunnel_answer_.emplace();
-      self->tunnel_answer_->header_limit(16 * 1024);
-      http::async_read_header(self->lowest(), self->tunnel_buffer_, *self->tunnel_answer_,
+      self->dial_->tunnel_answer.emplace();
+      self->dial_->tunnel_answer->header_limit(16 * 1024);
+      http::async_read_header(self->lowest(), self->dial_->tunnel_buffer, *self->dial_->tunnel_answer,
                               [self](const error_code& ec, std::size_t) { self->on_tunnel_answer(ec); });
     });
   }
 
   void on_tunnel_answer(const error_code& ec) {
     if (ec) return fail_tunnel("no valid answer to CONNECT: " + ec.message());
-    const auto& answer = tunnel_answer_->get();
+    const auto& answer = dial_->tunnel_answer->get();
     int status = answer.result_int();
     if (status / 100 != 2) {
-      Error refused(errc::proxy_failed, destination_ + " answered CONNECT " + request_.url.authority() + " with " +
-                                            std::to_string(status) + " " + std::string(answer.reason()));
+      Error refused(errc::proxy_failed, destination_ + " answered CONNECT " + dial_->request.url.authority() +
+                                            " with " + std::to_string(status) + " " + std::string(answer.reason()));
       refused.http_status = status;
       refused.http_headers = headers_of(answer);
       return fail_dial(std::move(refused));
     }
     // The server speaks only after our ClientHello or upgrade request.
-    if (tunnel_buffer_.size() != 0) return fail_tunnel("sent data after its 2xx answer, before the tunnel was used");
-    tunnel_answer_.reset();
+    if (dial_->tunnel_buffer.size() != 0)
+      return fail_tunnel("sent data after its 2xx answer, before the tunnel was used");
+    dial_->tunnel_answer.reset();
     secure_or_upgrade();
   }
 
   // The name the server's certificate must carry (and SNI sends, unless an address).
   std::string tls_name() const {
-    return request_.tls.server_name.empty() ? request_.url.host : request_.tls.server_name;
+    return dial_->request.tls.server_name.empty() ? dial_->request.url.host : dial_->request.tls.server_name;
   }
 
   void fail_tunnel(std::string why) { fail_dial(Error(errc::proxy_failed, destination_ + ": " + why)); }
@@ -583,7 +586,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       if (not_an_address && !SSL_set_tlsext_host_name(tls.native_handle(), name.c_str())) {
         return fail_dial(Error(errc::tls_handshake_failed, "cannot set SNI name '" + name + "'"));
       }
-      if (request_.tls.verify_peer) {
+      if (dial_->request.tls.verify_peer) {
         SSL_set_verify(tls.native_handle(), SSL_VERIFY_PEER, nullptr);
         // OpenSSL checks the name as part of the chain (RFC 6125: DNS names, no
         // partial wildcards; an address against the certificate's IP entries).
@@ -608,8 +611,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     if constexpr (Tls) {
       SSL* ssl = ws_->next_layer().next_layer().native_handle();
       if (ec)
-        return fail_dial(tls_error(wscengine::detail::tls_handshake_failure(ec, ssl, request_.tls.verify_peer,
-                                                                            certificate_gate_, request_.url.host)));
+        return fail_dial(tls_error(wscengine::detail::tls_handshake_failure(
+            ec, ssl, dial_->request.tls.verify_peer, certificate_gate_, dial_->request.url.host)));
       wscengine::detail::SharedTlsContext::count_handshake(ssl);
     }
     upgrade();
@@ -617,34 +620,34 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   void upgrade() {
     auto self = this->shared_from_this();
-    ws_->async_handshake(response_, request_.url.host_header(), request_.url.target,
+    ws_->async_handshake(dial_->response, dial_->request.url.host_header(), dial_->request.url.target,
                          [self](const error_code& ec) { self->on_upgraded(ec); });
   }
 
   void on_upgraded(const error_code& ec) {
-    std::string what = "GET " + request_.url.to_string();
+    std::string what = "GET " + dial_->request.url.to_string();
     if (ec == ws::error::upgrade_declined) {
-      Error refused =
-          Error::http(response_.result_int(), what + " answered \"" + std::string(response_.reason()) + "\"");
-      refused.http_headers = headers_of(response_);
+      Error refused = Error::http(dial_->response.result_int(),
+                                  what + " answered \"" + std::string(dial_->response.reason()) + "\"");
+      refused.http_headers = headers_of(dial_->response);
       return fail_dial(std::move(refused));
     }
     if (ec) return fail_dial(Error(errc::handshake_failed, what + ": " + ec.message()));
     HandshakeResponse answer;
-    answer.status = response_.result_int();
+    answer.status = dial_->response.result_int();
     answer.connect_duration = connect_duration_;
-    answer.headers = headers_of(response_);
+    answer.headers = headers_of(dial_->response);
     if constexpr (H2) {  // the answer is the extended CONNECT's, not the 101 made from it
       answer.status = http2_status_;
       answer.headers = std::move(http2_headers_);
       answer.http2 = true;
     }
     // Beast checks neither the subprotocol nor the extension parameters.
-    auto subprotocol = check_subprotocol_answer(answer.header("Sec-WebSocket-Protocol"), request_.subprotocols);
+    auto subprotocol = check_subprotocol_answer(answer.header("Sec-WebSocket-Protocol"), dial_->request.subprotocols);
     if (!subprotocol) return fail_dial(Error(errc::handshake_failed, what + ": " + subprotocol.error().detail));
     answer.subprotocol = std::move(subprotocol.value());
-    auto deflate = check_extensions_answer(answer.header("Sec-WebSocket-Extensions"), request_.offer_compression,
-                                           request_.deflate);
+    auto deflate = check_extensions_answer(answer.header("Sec-WebSocket-Extensions"), dial_->request.offer_compression,
+                                           dial_->request.deflate);
     if (!deflate) return fail_dial(Error(errc::handshake_failed, what + ": " + deflate.error().detail));
     answer.compression = deflate.value();
     if constexpr (!H2) {
@@ -656,7 +659,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     beast_messages_ = ws_->next_layer().start_scanning();
     // Compressed frames need Beast's inflate state: every read goes through Beast.
     direct_reads_ = !answer.compression;
-    plain_below_ = answer.compression ? request_.deflate.min_size : 0;
+    compressing_ = answer.compression;
+    plain_below_ = answer.compression ? dial_->request.deflate.min_size : 0;
     if (answer.compression && !beast_keeps_the_offer(*answer.header("Sec-WebSocket-Extensions")))
       plain_below_ = std::numeric_limits<std::size_t>::max();
     // Large payloads then go from the kernel straight into the message's string
@@ -675,15 +679,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   // What only the dial needed is not kept for the connection's life: an idle
   // connection's memory is mostly what stays here (docs/benchmarks.md).
-  void release_dial_state() {
-    response_ = {};
-    request_ = {};
-    std::vector<detail::Socket::endpoint_type>().swap(endpoints_);
-    std::string().swap(connect_failures_);
-    std::string().swap(tunnel_request_);
-    std::string().swap(tunnel_reply_);
-    tunnel_buffer_ = boost::beast::flat_buffer();
-  }
+  void release_dial_state() { dial_.reset(); }
 
   void fail_dial(Error error) {
     timer_.cancel();
@@ -756,6 +752,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
         // there. Lowered first, it would wake the I/O thread for nothing (no wait
         // yet), and again when the wait is armed.
         ws_->next_layer().low_water_for_waiting(part_bytes_missing_locked());
+        ws_->next_layer().release_idle_buffer();
         return;
       }
     }
@@ -1468,16 +1465,21 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   bool beast_keeps_the_offer(std::string_view answer) const {
     std::string lower(answer);
     for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    const DeflateOptions& d = request_.deflate;
+    const DeflateOptions& d = dial_->request.deflate;
     if (d.client_max_window_bits < 15 && lower.find("client_max_window_bits") == std::string::npos) return false;
     if (d.client_no_context_takeover && lower.find("client_no_context_takeover") == std::string::npos) return false;
     return true;
   }
 
-  // One whole message as a single uncompressed frame (RSV1 clear), written beside
-  // Beast, which has no per-message switch for compression (Boost 1.74): RFC 7692 §6
-  // lets any message go uncompressed, and Beast's deflate window never sees it, so
-  // its context stays what the server's inflater holds. Masked as RFC 6455 §5.3 asks.
+  // A message, or a part of one, as one uncompressed frame (RSV1 clear), framed and
+  // masked here (RFC 6455 §5.2, §5.3) and written beside Beast. Every frame when no
+  // compression was negotiated: the same bytes Beast writes, without Beast's 4 KiB
+  // write buffer, which it allocates at a connection's first write and keeps for the
+  // connection's life (every idle connection that ever sent held one). With
+  // compression, the messages that go uncompressed: Beast (Boost 1.74) has no
+  // per-message switch, and RFC 7692 §6 lets any message go uncompressed; Beast's
+  // deflate window never sees it, so its context stays what the server's inflater
+  // holds.
   void write_uncompressed_locked(MessageType type, std::string_view payload, MessagePart part, error_code& ec) {
     std::array<std::uint8_t, 14> header{};
     std::size_t n = 0;
@@ -1500,10 +1502,38 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
         static_cast<std::uint32_t>(mask_keys_()) ^ (static_cast<std::uint32_t>(mask_keys_()) << 16);
     std::uint8_t mask[4];
     for (int i = 0; i < 4; ++i) mask[i] = header[n++] = static_cast<std::uint8_t>(key >> (8 * i));
-    std::string masked(payload);
-    for (std::size_t i = 0; i < masked.size(); ++i) masked[i] = static_cast<char>(masked[i] ^ mask[i & 3]);
-    std::array<net::const_buffer, 2> frame{net::buffer(header.data(), n), net::buffer(masked)};
+    // Masked a chunk at a time into this thread's scratch (the socket layer takes every
+    // byte it is given: what the kernel does not take waits in its outbox). A chunk is
+    // a multiple of 4 bytes, so the mask lines up across chunks.
+    thread_local std::vector<std::uint8_t> scratch;
+    const std::size_t first = std::min(payload.size(), kMaskChunk);
+    if (scratch.size() < first) scratch.resize(first);
+    mask_bytes(scratch.data(), payload.data(), first, mask);
+    std::array<net::const_buffer, 2> frame{net::buffer(header.data(), n), net::buffer(scratch.data(), first)};
     net::write(ws_->next_layer(), frame, ec);
+    for (std::size_t at = first; !ec && at < payload.size(); at += kMaskChunk) {
+      const std::size_t size = std::min(payload.size() - at, kMaskChunk);
+      mask_bytes(scratch.data(), payload.data() + at, size, mask);
+      net::write(ws_->next_layer(), net::buffer(scratch.data(), size), ec);
+    }
+  }
+  static constexpr std::size_t kMaskChunk = 64 * 1024;
+  static_assert(kMaskChunk % 4 == 0);
+
+  // out[i] = in[i] ^ mask[i % 4], eight bytes at a time.
+  static void mask_bytes(std::uint8_t* out, const char* in, std::size_t size, const std::uint8_t (&mask)[4]) {
+    std::uint8_t eight[8];
+    for (int i = 0; i < 8; ++i) eight[i] = mask[i & 3];
+    std::uint64_t wide;
+    std::memcpy(&wide, eight, 8);
+    std::size_t i = 0;
+    for (; i + 8 <= size; i += 8) {
+      std::uint64_t word;
+      std::memcpy(&word, in + i, 8);
+      word ^= wide;
+      std::memcpy(out + i, &word, 8);
+    }
+    for (; i < size; ++i) out[i] = static_cast<std::uint8_t>(in[i]) ^ mask[i & 3];
   }
 
   // Encodes one message into the socket layer. Returns its outcome when it is known
@@ -1511,10 +1541,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // deliveries_ for the outbox to drain past it.
   std::optional<Error> encode_locked(MessageType type, std::string_view payload, MessagePart part, DoneHandler& done) {
     error_code ec;
-    if (part == MessagePart::whole ? payload.size() < plain_below_
-                                   : plain_below_ == std::numeric_limits<std::size_t>::max()) {
-      // Uncompressed (a small message, or an answer Beast would misread: see above). A
-      // message in parts is compressed as Beast does unless it may never be.
+    if (!compressing_ || (part == MessagePart::whole ? payload.size() < plain_below_
+                                                     : plain_below_ == std::numeric_limits<std::size_t>::max())) {
+      // Uncompressed: no compression, a small message, or an answer Beast would misread
+      // (see above). With compression, a message in parts is compressed as Beast does
+      // unless it may never be.
       write_uncompressed_locked(type, payload, part, ec);
     } else if (part == MessagePart::whole) {
       ws_->text(type == MessageType::text);
@@ -1655,31 +1686,36 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   const BeastOptions options_;
   net::strand<net::io_context::executor_type> strand_;
   net::ip::tcp::resolver resolver_;
-  std::vector<detail::Socket::endpoint_type> endpoints_;  // where to connect, in order (strand)
-  std::size_t next_endpoint_ = 0;                         // strand
-  std::size_t refusals_ = 0;                              // strand
-  std::string connect_failures_;                          // "address: why; …" (strand)
-  std::string destination_;                               // host:port, proxy or socket, for errors
-  std::string tunnel_request_;                            // the CONNECT request while it is written
-  std::string tunnel_reply_;                              // a SOCKS5 answer while it is read
-  boost::beast::flat_buffer tunnel_buffer_;
-  std::optional<http::response_parser<http::empty_body>> tunnel_answer_;
+  std::size_t next_endpoint_ = 0;                       // strand
+  std::size_t refusals_ = 0;                            // strand
+  std::string destination_;                             // host:port, proxy or socket, for errors
   std::chrono::steady_clock::time_point dial_started_;  // strand
   std::chrono::nanoseconds connect_duration_{0};        // strand
   net::steady_timer timer_;
-  DialRequest request_;
+  // What only the dial needs (strand), from async_dial until the connection is open:
+  // on the heap, so that an open connection does not keep its room (about 1.3 KB).
+  struct DialState {
+    DialRequest request;
+    std::vector<detail::Socket::endpoint_type> endpoints;  // where to connect, in order
+    std::string connect_failures;                          // "address: why; …"
+    std::string tunnel_request;                            // the CONNECT request while it is written
+    std::string tunnel_reply;                              // a SOCKS5 answer while it is read
+    boost::beast::flat_buffer tunnel_buffer;
+    std::optional<http::response_parser<http::empty_body>> tunnel_answer;
+    http::response<http::string_body> response;  // the upgrade's
+  };
+  std::unique_ptr<DialState> dial_;
   // TLS: the gate and binding the shared context's callbacks reach through the SSL
   // object, and the context, all declared before ws_ (whose SSL object refers to them).
   wscengine::detail::CertificateGate certificate_gate_;
   wscengine::detail::TlsBinding tls_binding_;
   std::shared_ptr<wscengine::detail::SharedTlsContext> tls_context_;
   std::optional<WsStream> ws_;
-  http::response<http::string_body> response_;
   std::size_t max_message_ = 0;
   std::size_t read_limit_ = 0;
   bool streamed_ = false;       // DialRequest::stream (set before the dial)
   std::size_t part_size_ = 0;   // its max_part_size
-  std::size_t stream_max_ = 0;  // its max_message_size (request_ is let go after the dial)
+  std::size_t stream_max_ = 0;  // its max_message_size (the request is let go after the dial)
   std::size_t direct_max_ = 0;  // read_whole_frame_locked takes frames up to this
   bool mid_message_ = false;    // streamed: Beast is inside a message read in parts (mutex_)
   std::string text_tail_;       // streamed: the last bytes (at most 4) of the text message so far (mutex_)
@@ -1701,6 +1737,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   std::optional<Error> failure_;                  // why this side dropped it, reported once (mutex_)
   std::uint64_t beast_messages_ = 0;              // messages Beast's own buffer began (mutex_)
   bool direct_reads_ = false;                     // read_whole_frame_locked may run (mutex_)
+  bool compressing_ = false;                      // permessage-deflate negotiated (set before the first write)
   std::size_t plain_below_ = 0;  // deflate negotiated: messages shorter go uncompressed (set before the first write)
   std::minstd_rand mask_keys_{std::random_device{}()};  // masks of the frames written here (mutex_)
   CloseFrame last_close_{close_code::abnormal, {}};     // (mutex_)

@@ -357,6 +357,14 @@ class ScanLayer {
   const FrameScanner& scanner() const noexcept { return scanner_; }
   FrameScanner& scanner() noexcept { return scanner_; }
   std::size_t buffered() const noexcept { return buffer_.size(); }
+  /// The connection is about to wait for bytes: an empty buffer of small reads is given
+  /// back, so that an idle connection holds none (the next read takes a fresh one from
+  /// the allocator's per-thread cache). A larger one, of a connection large frames
+  /// flow on, is kept for them.
+  void release_idle_buffer() noexcept {
+    if (buffer_.size() == 0 && buffer_.capacity() != 0 && buffer_.capacity() <= kReleasedWhenIdle)
+      buffer_.shrink_to_fit();
+  }
   /// The transport error a pump met (EOF, reset); reported by the next read.
   const error_code& transport_error() const noexcept { return transport_error_; }
 
@@ -722,8 +730,9 @@ class ScanLayer {
   // SO_RCVLOWAT is the adapter's to set (see low_water_for_reading).
   static constexpr bool kOverSocket = requires(const Next& n) { n.held_plaintext_bound(); };
   static constexpr std::size_t kShrinkAbove = 1u << 20;
-  static constexpr std::size_t kHeaderProbe = 14;   // the longest server frame header
-  static constexpr std::size_t kFirstChunk = 1024;  // the first reads' size (see pump)
+  static constexpr std::size_t kReleasedWhenIdle = 16 * 1024 + 1;  // a read of 16 KiB and its spare byte
+  static constexpr std::size_t kHeaderProbe = 14;                  // the longest server frame header
+  static constexpr std::size_t kFirstChunk = 1024;                 // the first reads' size (see pump)
   Next next_;
   boost::beast::flat_buffer buffer_;
   FrameScanner scanner_;
