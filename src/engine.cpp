@@ -307,7 +307,7 @@ Error EngineCore::start(bool background, std::function<void(Error)> on_result) {
   post([this, generation] { begin_attempt(false, generation); });
   if (!blocks) return {};
   lock.lock();
-  state_cv_.wait(lock, [&] { return start_result_.has_value(); });
+  state_cv_.wait(lock, [&] { return start_result_ != nullptr; });
   Error result = *start_result_;
   if (span && result) span->set_error(result);
   return result;
@@ -419,7 +419,7 @@ void EngineCore::set_stopped_locked(Error result) {
 
 // mutex_ held: a blocking start() returns `result`, an async_start's handler gets it.
 void EngineCore::set_start_result_locked(Error result) {
-  start_result_ = result;
+  start_result_ = std::make_unique<Error>(result);
   state_cv_.notify_all();
   if (start_waiter_) post([waiter = std::exchange(start_waiter_, nullptr), result] { waiter(result); });
 }
@@ -778,7 +778,7 @@ void EngineCore::follow_redirect(const std::shared_ptr<Attempt>& attempt, const 
   attempt->permanent_so_far = attempt->permanent_so_far && is_permanent_redirect(status);
   if (attempt->permanent_so_far) {
     Lock lock(mutex_);
-    redirected_url_ = target.value();
+    redirected_url_ = std::make_unique<Url>(target.value());
   }
   redirect_request(request, target.value());
   auto proxy = choose_proxy(request.url, options_.proxy);  // the proxy rules of the new URL
@@ -847,7 +847,7 @@ void EngineCore::attempt_failed(const std::shared_ptr<Attempt>& attempt, Error e
 
 // Called with mutex_ held.
 void EngineCore::schedule_retry(std::chrono::milliseconds delay) {
-  retry_timer_.emplace(RuntimeAccess::impl(*runtime_).io);
+  retry_timer_ = std::make_unique<boost::asio::steady_timer>(RuntimeAccess::impl(*runtime_).io);
   retry_timer_->expires_after(delay);
   retry_timer_->async_wait(counted([this, generation = generation_](const boost::system::error_code&) {
     post([this, generation] { begin_attempt(true, generation); });  // it stops if Stop/exit came first
@@ -1345,7 +1345,7 @@ void EngineCore::report_read_error(const std::shared_ptr<Session>& s, const Erro
 void EngineCore::note_error(const Error& error) {
   auto now = std::chrono::system_clock::now();
   std::lock_guard stats_lock(stats_mutex_);
-  last_error_ = error;
+  last_error_ = std::make_unique<Error>(error);
   last_error_at_ = now;
 }
 
@@ -1770,7 +1770,7 @@ void EngineCore::arm_hold_timer_locked() {
                   })->deadline;
   auto soonest = std::chrono::steady_clock::now() + std::max<std::chrono::steady_clock::duration>(
                                                         options_.outage.max_age / 32, std::chrono::milliseconds(1));
-  if (!hold_timer_) hold_timer_.emplace(RuntimeAccess::impl(*runtime_).io);
+  if (!hold_timer_) hold_timer_ = std::make_unique<boost::asio::steady_timer>(RuntimeAccess::impl(*runtime_).io);
   hold_timer_->expires_at(std::max(earliest, soonest));
   hold_timer_armed_ = true;
   hold_timer_->async_wait(counted([this](const boost::system::error_code&) { hold_timer_fired(); }));
@@ -2060,7 +2060,7 @@ EngineStats EngineCore::stats() const {
     std::lock_guard stats_lock(stats_mutex_);
     latest = latest_counters_;
     open = session_open_;
-    out.last_error = last_error_;
+    if (last_error_) out.last_error = *last_error_;
     out.last_error_at = last_error_at_;
   }
   if (latest) {

@@ -437,8 +437,10 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   bool stop_requested_ = false;
   bool exit_requested_ = false;
   bool background_ = false;
-  bool opened_in_run_ = false;                            // a session opened since start(): later on_open are restarts
-  std::optional<Error> start_result_;                     // set when a blocking start has its answer
+  bool opened_in_run_ = false;  // a session opened since start(): later on_open are restarts
+  // Rare or short-lived state lives on the heap, so that an idle engine does not keep
+  // its room (an optional keeps the whole object inline; docs/benchmarks.md).
+  std::unique_ptr<Error> start_result_;                   // set when a blocking start has its answer
   std::function<void(Error)> start_waiter_;               // async_start's, until start_result_
   std::vector<std::function<void(Error)>> stop_waiters_;  // async_stop's, until stopped
   Queue<std::function<void()>> async_pausers_;            // async_pause's, in turn
@@ -464,8 +466,8 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   void resume_locked();
   std::shared_ptr<Session> current_;
   std::shared_ptr<Attempt> attempt_;
-  std::optional<Url> redirected_url_;  // where a permanent redirect pointed; reset by start()
-  std::optional<boost::asio::steady_timer> retry_timer_;
+  std::unique_ptr<Url> redirected_url_;  // where a permanent redirect pointed; reset by start()
+  std::unique_ptr<boost::asio::steady_timer> retry_timer_;
   // From start() until stopped, a running engine is outstanding work of its io_context,
   // as an Asio operation is: an application's io_context (runtime_on) keeps running
   // while the only work in hand is a callback on the pool or a handshake's answer.
@@ -504,7 +506,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   std::uint64_t send_order_ = 0;       // the last order given
   std::size_t retired_unsettled_ = 0;  // unsettled sends of sessions no longer current
   bool flushing_ = false;              // flush_held() runs
-  std::optional<boost::asio::steady_timer> hold_timer_;
+  std::unique_ptr<boost::asio::steady_timer> hold_timer_;
   bool hold_timer_armed_ = false;
 
   // Engine::stats(): the totals, and the rest under stats_mutex_, which no message takes.
@@ -512,7 +514,7 @@ class EngineCore : public std::enable_shared_from_this<EngineCore> {
   mutable std::mutex stats_mutex_;
   std::shared_ptr<SessionCounters> latest_counters_;     // (stats_mutex_) the open session's, or the last one's
   bool session_open_ = false;                            // (stats_mutex_) latest_counters_ is the open session's
-  std::optional<Error> last_error_;                      // (stats_mutex_)
+  std::unique_ptr<Error> last_error_;                    // (stats_mutex_)
   std::chrono::system_clock::time_point last_error_at_;  // (stats_mutex_)
 };
 
