@@ -649,7 +649,7 @@ void EngineCore::on_dialed(const std::shared_ptr<Attempt>& attempt, Result<Hands
 
 void EngineCore::schedule_heartbeat_locked(const std::shared_ptr<Session>& s) {
   if (options_.ping_interval.count() == 0 || s->ending) return;
-  if (!s->heartbeat) s->heartbeat.emplace(RuntimeAccess::impl(*runtime_).io);
+  if (!s->heartbeat) s->heartbeat = std::make_unique<boost::asio::steady_timer>(RuntimeAccess::impl(*runtime_).io);
   s->heartbeat->expires_after(options_.ping_interval);
   s->heartbeat->async_wait(counted([this, s](const boost::system::error_code& ec) {
     if (!ec) heartbeat(s);
@@ -684,8 +684,9 @@ void EngineCore::heartbeat_answered(const std::shared_ptr<Session>& s, std::uint
   // Messages read meanwhile prove the peer alive, even one too busy (or too simple)
   // to answer pings: only a connection with no pong and no data at all is dead.
   if (reads_seen(*s) != read_before) return schedule_heartbeat_locked(s);
-  s->dead = Error(errc::timeout, "no pong and no data within " + std::to_string(options_.pong_timeout.count()) +
-                                     " ms of a ping: the connection is dead (" + error.message() + ")");
+  s->dead = std::make_unique<Error>(errc::timeout,
+                                    "no pong and no data within " + std::to_string(options_.pong_timeout.count()) +
+                                        " ms of a ping: the connection is dead (" + error.message() + ")");
   bool fresh =
       request_shutdown_locked(s, EndReason::failed, CloseFrame{close_code::abnormal, {}}, CloseInitiator::client);
   lock.unlock();
@@ -707,7 +708,7 @@ std::chrono::milliseconds watchdog_step(std::chrono::milliseconds max_silence) {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 void EngineCore::schedule_watchdog_locked(const std::shared_ptr<Session>& s) {
   if (options_.max_silence.count() == 0 || s->ending) return;
-  if (!s->watchdog) s->watchdog.emplace(RuntimeAccess::impl(*runtime_).io);
+  if (!s->watchdog) s->watchdog = std::make_unique<boost::asio::steady_timer>(RuntimeAccess::impl(*runtime_).io);
   s->watchdog->expires_after(watchdog_step(options_.max_silence));
   s->watchdog->async_wait(counted([this, s](const boost::system::error_code& ec) {
     if (!ec) watchdog_tick(s);
@@ -732,9 +733,10 @@ void EngineCore::watchdog_tick(const std::shared_ptr<Session>& s) {
   }
   s->silent_for += watchdog_step(options_.max_silence);
   if (s->silent_for < options_.max_silence) return schedule_watchdog_locked(s);
-  s->dead = Error(errc::stale, "no data message for " + std::to_string(s->silent_for.count()) + " ms (max_silence " +
-                                   std::to_string(options_.max_silence.count()) + " ms, after " + std::to_string(read) +
-                                   " messages in this session): restarting it");
+  s->dead = std::make_unique<Error>(
+      errc::stale, "no data message for " + std::to_string(s->silent_for.count()) + " ms (max_silence " +
+                       std::to_string(options_.max_silence.count()) + " ms, after " + std::to_string(read) +
+                       " messages in this session): restarting it");
   bool fresh = request_shutdown_locked(s, EndReason::failed, std::nullopt, CloseInitiator::client);
   lock.unlock();
   if (fresh) s->stop.request_stop();
@@ -1391,7 +1393,7 @@ void EngineCore::finish_session(std::shared_ptr<Session> s) {
     ctx.set_initiator(s->initiator);
     received = s->received_close;
     reason = s->end_reason;
-    dead = s->dead;
+    if (s->dead) dead = *s->dead;
   }
   // No reader runs any more: the heartbeat's verdict reaches on_read_error first.
   if (dead) report_read_error(s, *dead);

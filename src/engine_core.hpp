@@ -186,20 +186,21 @@ class Session : public std::enable_shared_from_this<Session> {
   EndReason end_reason = EndReason::restart;       // (m)
   std::optional<EndReason> end_requested_in_open;  // (m) restart/exit asked during on_open
   std::optional<CloseFrame> received_close;        // (m)
-  CloseInitiator initiator = CloseInitiator::client;   // (m)
-  bool reader_running = false;                         // (m) a reader task runs or its wait is armed
-  bool finish_scheduled = false;                       // (m) on_close posted
-  std::size_t in_flight = 0;                           // (m) on_message running
-  std::size_t unsettled = 0;                           // (m) held-mode sends handed to it, outcome not yet known
-  std::optional<boost::asio::steady_timer> heartbeat;  // (m) next ping, when ping_interval > 0
-  std::optional<Error> dead;                           // (m) why the heartbeat or the watchdog ended it
-  std::optional<boost::asio::steady_timer> watchdog;   // (m) next silence check, when max_silence > 0
-  std::uint64_t watchdog_seen = 0;                     // (m) next_sequence at the last check
-  std::chrono::milliseconds silent_for{0};             // (m) silence counted so far
-  std::unique_ptr<Span> run_span;                      // from on_open's success to the end of shutdown
-  TraceContext run_trace;                              // parent of the session's callback spans
-  std::atomic<std::uint64_t> next_sequence{0};         // written by the reader in the read lock, read by heartbeat()
-  std::atomic<std::uint64_t> parts_read{0};            // streamed parts after a first: as next_sequence
+  CloseInitiator initiator = CloseInitiator::client;  // (m)
+  bool reader_running = false;                        // (m) a reader task runs or its wait is armed
+  bool finish_scheduled = false;                      // (m) on_close posted
+  std::size_t in_flight = 0;                          // (m) on_message running
+  std::size_t unsettled = 0;                          // (m) held-mode sends handed to it, outcome not yet known
+  // On the heap while unused, as the engine's rare state (EngineCore::start_result_).
+  std::unique_ptr<boost::asio::steady_timer> heartbeat;  // (m) next ping, when ping_interval > 0
+  std::unique_ptr<Error> dead;                           // (m) why the heartbeat or the watchdog ended it
+  std::unique_ptr<boost::asio::steady_timer> watchdog;   // (m) next silence check, when max_silence > 0
+  std::uint64_t watchdog_seen = 0;                       // (m) next_sequence at the last check
+  std::chrono::milliseconds silent_for{0};               // (m) silence counted so far
+  std::unique_ptr<Span> run_span;                        // from on_open's success to the end of shutdown
+  TraceContext run_trace;                                // parent of the session's callback spans
+  std::atomic<std::uint64_t> next_sequence{0};           // written by the reader in the read lock, read by heartbeat()
+  std::atomic<std::uint64_t> parts_read{0};              // streamed parts after a first: as next_sequence
   std::vector<std::unique_ptr<InboundMessage>> free_buffers;  // (m)
   std::vector<std::uint32_t> free_slots;                      // (m) reader slots not in on_message
 
