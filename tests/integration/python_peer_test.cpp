@@ -70,6 +70,50 @@ TEST_P(PythonPeer, EchoBothTypes) {
   EXPECT_EQ(m[2].payload.size(), 200000u);
 }
 
+// What this side frames and masks (the Beast adapter masks a message 64 KiB at a time
+// through a per-thread buffer; websocketpp frames it itself), echoed byte for byte by
+// Python `websockets`, which unmasks and checks every client frame: every length class of
+// the header (7, 16 and 64 bits), each side of the 64 KiB chunk, tails of 0 to 7 bytes,
+// varied bytes in binary and text, over ws:// and wss://.
+TEST_P(PythonPeer, SentFramesOfEveryLengthClassArriveByteForByte) {
+  const std::vector<std::size_t> sizes = {0,   1,     7,     8,     9,      125,      126,
+                                          127, 65535, 65536, 65537, 131075, 1u << 20, (1u << 20) + 5};
+  auto payload_of = [](std::size_t size, MessageType type) {
+    std::string p(size, '\0');
+    for (std::size_t i = 0; i < size; ++i)
+      p[i] = type == MessageType::text ? static_cast<char>('!' + (i * 7 + size) % 90)  // printable ASCII
+                                       : static_cast<char>(i * 131 + size);
+    return p;
+  };
+  test::TestPki pki = test::make_test_pki();
+  ChildProcess secure({"/usr/bin/python3", WSCENGINE_PY_SERVER, "--tls", pki.server_chain, pki.server_key});
+  for (const std::string& base : {base_, secure.first_line(20s)}) {
+    SCOPED_TRACE(base);
+    auto echoes = std::make_shared<Recorder>();
+    EngineOptions o;
+    o.url = base + "/echo";
+    o.tls.ca_pem = pki.ca_pem;
+    Engine echo(o, echoes, GetParam().make());
+    ASSERT_FALSE(echo.start());
+    std::vector<std::pair<MessageType, std::string>> sent;
+    for (std::size_t size : sizes) {
+      for (MessageType type : {MessageType::binary, MessageType::text}) {
+        sent.emplace_back(type, payload_of(size, type));
+        ASSERT_FALSE(echo.send(type, sent.back().second)) << size;
+      }
+    }
+    ASSERT_TRUE(echoes->wait_count(Event::message, sent.size(), 30s));
+    auto got = echoes->events_of(Event::message);
+    for (std::size_t i = 0; i < sent.size(); ++i) {
+      EXPECT_TRUE(got[i].payload == sent[i].second)
+          << i << ": " << sent[i].second.size() << " bytes sent, " << got[i].payload.size() << " back";
+    }
+    EXPECT_FALSE(echo.stop());
+    echoes->mark_stopped();
+    EXPECT_THAT(echoes->violations(), IsEmpty());
+  }
+}
+
 TEST_P(PythonPeer, CloseCodeReachesOnClose) {
   make("/close/4002", false);
   ASSERT_FALSE(engine->start());
