@@ -126,12 +126,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
  public:
   StreamImpl(net::io_context& io, const BeastOptions& options)
-      : io_(io),
-        options_(options),
-        strand_(net::make_strand(io)),
-        resolver_(strand_),
-        timer_(strand_),
-        write_watch_(strand_) {}
+      : io_(io), options_(options), strand_(net::make_strand(io)), write_watch_(strand_) {}
 
   ~StreamImpl() override {
     Completions ready;
@@ -189,7 +184,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       std::lock_guard lock(handler_mutex_);
       dial_done_ = std::move(done);
     }
-    dial_ = std::make_unique<DialState>();
+    dial_ = std::make_unique<DialState>(strand_);
     dial_->request = std::move(request);
     dial_started_ = std::chrono::steady_clock::now();
     max_message_ = dial_->request.max_message_size;
@@ -256,8 +251,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     }));
     stream_built_.store(true, std::memory_order_release);  // cancel_dial_ops may look at ws_ now
     auto self = this->shared_from_this();
-    timer_.expires_after(dial_->request.timeout);
-    timer_.async_wait([self](const error_code& ec) {
+    dial_->timer.expires_after(dial_->request.timeout);
+    dial_->timer.async_wait([self](const error_code& ec) {
       if (ec) return;
       self->timed_out_ = true;
       self->cancel_dial_ops();
@@ -339,15 +334,15 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   void resolve(const std::string& host, std::uint16_t port) {
     auto self = this->shared_from_this();
-    resolver_.async_resolve(host, std::to_string(port),
-                            [self, host](const error_code& ec, net::ip::tcp::resolver::results_type results) {
-                              if (ec) {
-                                std::string what = self->dial_->request.proxy ? "resolving proxy '" : "resolving '";
-                                return self->fail_dial(Error(errc::dns_failure, what + host + "': " + ec.message()));
-                              }
-                              for (const auto& entry : results) self->dial_->endpoints.emplace_back(entry.endpoint());
-                              self->connect_next();
-                            });
+    dial_->resolver.async_resolve(
+        host, std::to_string(port), [self, host](const error_code& ec, net::ip::tcp::resolver::results_type results) {
+          if (ec) {
+            std::string what = self->dial_->request.proxy ? "resolving proxy '" : "resolving '";
+            return self->fail_dial(Error(errc::dns_failure, what + host + "': " + ec.message()));
+          }
+          for (const auto& entry : results) self->dial_->endpoints.emplace_back(entry.endpoint());
+          self->connect_next();
+        });
   }
 
   static std::string describe(const detail::Socket::endpoint_type& ep) {
@@ -473,7 +468,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     if (dial_->request.proxy->protocol == HttpProxy::Protocol::socks5h) return socks_request(std::nullopt);
     // socks5://: the name is resolved here and the proxy gets an address.
     auto self = this->shared_from_this();
-    resolver_.async_resolve(
+    dial_->resolver.async_resolve(
         url.host, std::to_string(url.port), [self](const error_code& ec, net::ip::tcp::resolver::results_type results) {
           if (ec || results.empty()) {
             return self->fail_dial(Error(errc::dns_failure, "resolving '" + self->dial_->request.url.host +
@@ -670,7 +665,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
       std::lock_guard lock(mutex_);
       answer_pings_locked();  // pings that came with the 101 response
     }
-    timer_.cancel();
+    dial_->timer.cancel();
     open_ = !aborted_;
     if (aborted_) return fail_dial(Error(errc::cancelled, "aborted"));
     release_dial_state();
@@ -682,7 +677,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   void release_dial_state() { dial_.reset(); }
 
   void fail_dial(Error error) {
-    timer_.cancel();
+    if (dial_) dial_->timer.cancel();
     if (timed_out_)
       error = Error(errc::timeout, "opening handshake did not finish in time (" + error.message() + ")");
     else if (aborted_)
@@ -700,7 +695,7 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // still be building ws_ on its own thread: the stream is looked at only once built
   // (the dial then sees aborted_ on the strand and stops by itself).
   void cancel_dial_ops() {
-    resolver_.cancel();
+    if (dial_) dial_->resolver.cancel();
     if constexpr (H2) {
       if (link_) link_->reset();
     } else {
@@ -1685,16 +1680,17 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   net::io_context& io_;
   const BeastOptions options_;
   net::strand<net::io_context::executor_type> strand_;
-  net::ip::tcp::resolver resolver_;
   std::size_t next_endpoint_ = 0;                       // strand
   std::size_t refusals_ = 0;                            // strand
   std::string destination_;                             // host:port, proxy or socket, for errors
   std::chrono::steady_clock::time_point dial_started_;  // strand
   std::chrono::nanoseconds connect_duration_{0};        // strand
-  net::steady_timer timer_;
   // What only the dial needs (strand), from async_dial until the connection is open:
-  // on the heap, so that an open connection does not keep its room (about 1.3 KB).
+  // on the heap, so that an open connection does not keep its room (about 1.5 KB).
   struct DialState {
+    explicit DialState(const net::strand<net::io_context::executor_type>& strand) : resolver(strand), timer(strand) {}
+    net::ip::tcp::resolver resolver;
+    net::steady_timer timer;  // DialRequest::timeout
     DialRequest request;
     std::vector<detail::Socket::endpoint_type> endpoints;  // where to connect, in order
     std::string connect_failures;                          // "address: why; …"
