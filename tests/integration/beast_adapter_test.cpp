@@ -2,26 +2,20 @@
 // tests/contract/adapter_contract_test.cpp, for every adapter.
 #include <gtest/gtest.h>
 
-#include <boost/asio/post.hpp>
-
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
-#include <fstream>
 #include <future>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
-#include <wscengine/asio.hpp>
 #include <wscengine/beast.hpp>
 #include <wscengine/beast/underlying.hpp>
 #include <wscengine/wscengine.hpp>
 
 #include "frames.hpp"
-#include "support/process.hpp"
 #include "support/recorder.hpp"
 #include "support/test_pki.hpp"
 #include "support/text.hpp"
@@ -317,70 +311,5 @@ TEST(LowWaterIsolation, ConnectionsStalledInsideLargeFramesDoNotHoldTheOthers) {
     EXPECT_FALSE(engines[i]->stop());
     recorders[i]->mark_stopped();
     EXPECT_TRUE(recorders[i]->violations().empty());
-  }
-}
-
-namespace {
-
-// A thread's voluntary context switches so far (it blocked: a wait, a lock).
-long voluntary_switches(long tid) {
-  std::ifstream status("/proc/self/task/" + std::to_string(tid) + "/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("voluntary_ctxt_switches:", 0) == 0) return std::stol(line.substr(24));
-  return -1;
-}
-
-// Answers each message with the same, so that on_message can send the next.
-class PingPong final : public Client {
- public:
-  explicit PingPong(int rounds) : left_(rounds) {}
-  Error on_open(Context& ctx, const HandshakeResponse&, bool) override { return ctx.connection().send_text("x"); }
-  void on_message(Context& ctx, const Message&) override {
-    if (--left_ == 0) return done_.set_value();
-    if (Error e = ctx.connection().send_text("x")) ADD_FAILURE() << e.message();
-  }
-  std::future<void> done() { return done_.get_future(); }
-
- private:
-  int left_;
-  std::promise<void> done_;
-};
-
-}  // namespace
-
-// In the default delivery mode the reader arms its wait for the socket on a callback
-// thread while the I/O thread sleeps in epoll. Asio's connect had left EPOLLOUT in the
-// socket's registration, so arming a wait (EPOLL_CTL_MOD) found the socket writable and
-// woke the I/O thread for nothing, which then waited for the lock the arming thread
-// held: three blocks of the I/O thread per round trip instead of one (and six context
-// switches of the process instead of two). Counted over 500 round trips against Python
-// `websockets`, over ws:// and wss://: the I/O thread blocks about once per message.
-TEST(BeastAdapterWakeups, ArmingAWaitOnACallbackThreadDoesNotWakeTheIoThread) {
-  constexpr int kRounds = 500;
-  test::TestPki pki = test::make_test_pki();
-  test::ChildProcess plain({"/usr/bin/python3", WSCENGINE_PY_SERVER});
-  test::ChildProcess secure({"/usr/bin/python3", WSCENGINE_PY_SERVER, "--tls", pki.server_chain, pki.server_key});
-  for (const std::string& base : {plain.first_line(20s), secure.first_line(20s)}) {
-    SCOPED_TRACE(base);
-    auto runtime = Runtime::create({1, 2});
-    std::promise<long> io_tid;
-    boost::asio::post(wscengine::io_context(*runtime), [&] { io_tid.set_value(static_cast<long>(::gettid())); });
-    const long tid = io_tid.get_future().get();
-    auto client = std::make_shared<PingPong>(kRounds);
-    auto done = client->done();
-    EngineOptions o;
-    o.url = base + "/echo";
-    o.tls.ca_pem = pki.ca_pem;
-    Engine engine(o, client, beast::make_connector(), runtime);
-    const long before = voluntary_switches(tid);
-    ASSERT_FALSE(engine.start());
-    ASSERT_EQ(done.wait_for(30s), std::future_status::ready);
-    const long blocks = voluntary_switches(tid) - before;
-    EXPECT_FALSE(engine.stop());
-    RecordProperty(base.rfind("wss", 0) == 0 ? "io_thread_blocks_wss" : "io_thread_blocks_ws",
-                   static_cast<int>(blocks));
-    // Once per message, and the handshake's few; the bug made it three per message.
-    EXPECT_LT(blocks, kRounds * 3 / 2) << blocks << " blocks of the I/O thread for " << kRounds << " round trips";
   }
 }

@@ -388,7 +388,6 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
 
   void on_connected(const detail::Socket::endpoint_type& ep) {
     connect_duration_ = std::chrono::steady_clock::now() - dial_started_;
-    lowest().register_for_reading(ep.protocol());
     error_code ignored;
     if (ep.protocol().family() != AF_UNIX) {
       lowest().socket().set_option(net::ip::tcp::no_delay(true), ignored);

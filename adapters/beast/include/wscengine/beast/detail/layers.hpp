@@ -21,7 +21,6 @@
 
 #include <sys/socket.h>
 #include <sys/utsname.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -136,21 +135,6 @@ class SocketLayer {
   executor_type get_executor() noexcept { return socket_.get_executor(); }
   lowest_layer_type& lowest_layer() noexcept { return socket_; }
   Socket& socket() noexcept { return socket_; }
-  /// Registers the connected socket with the reactor again, for reading only. Asio's
-  /// connect is a write operation to its epoll reactor, and the socket's registration
-  /// keeps EPOLLOUT from then on: each wait for readability armed later (an
-  /// EPOLL_CTL_MOD with the registered events) found the socket writable and woke an
-  /// I/O thread for nothing; in the default delivery mode that was four more context
-  /// switches per message. Call right after the connect, with no operation pending.
-  /// A wait of the outbox for writability registers EPOLLOUT again (the kernel's send
-  /// buffer was full), and it stays for the connection's life.
-  void register_for_reading(const Socket::protocol_type& protocol) {
-    error_code ec;
-    const auto fd = socket_.release(ec);
-    if (ec) return;  // kept as it was
-    socket_.assign(protocol, fd, ec);
-    if (ec) ::close(fd);  // the socket stays closed: the dial's next step fails
-  }
   const std::shared_ptr<Outbox>& outbox() const noexcept { return outbox_; }
   /// Keeps the socket alive while the outbox's wait runs (the connection owning it).
   std::weak_ptr<void> owner;
