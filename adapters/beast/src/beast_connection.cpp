@@ -654,10 +654,11 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
     beast_messages_ = ws_->next_layer().start_scanning();
     // Compressed frames need Beast's inflate state: every read goes through Beast.
     direct_reads_ = !answer.compression;
-    compressing_ = answer.compression;
-    plain_below_ = answer.compression ? dial_->request.deflate.min_size : 0;
-    if (answer.compression && !beast_keeps_the_offer(*answer.header("Sec-WebSocket-Extensions")))
-      plain_below_ = std::numeric_limits<std::size_t>::max();
+    // Which messages this side frames itself, uncompressed (write_uncompressed_locked):
+    // every one without compression, or when Beast would misread the answer.
+    plain_below_ = answer.compression && beast_keeps_the_offer(*answer.header("Sec-WebSocket-Extensions"))
+                       ? dial_->request.deflate.min_size
+                       : std::numeric_limits<std::size_t>::max();
     // Large payloads then go from the kernel straight into the message's string
     // (not when streamed: a message that spans reads then comes in parts).
     if (direct_reads_ && !streamed_) ws_->next_layer().divert_payloads(kDivertPayloadsFrom, max_message_);
@@ -1536,8 +1537,8 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   // deliveries_ for the outbox to drain past it.
   std::optional<Error> encode_locked(MessageType type, std::string_view payload, MessagePart part, DoneHandler& done) {
     error_code ec;
-    if (!compressing_ || (part == MessagePart::whole ? payload.size() < plain_below_
-                                                     : plain_below_ == std::numeric_limits<std::size_t>::max())) {
+    if (part == MessagePart::whole ? payload.size() < plain_below_
+                                   : plain_below_ == std::numeric_limits<std::size_t>::max()) {
       // Uncompressed: no compression, a small message, or an answer Beast would misread
       // (see above). With compression, a message in parts is compressed as Beast does
       // unless it may never be.
@@ -1733,8 +1734,9 @@ class StreamImpl final : public Connection, public std::enable_shared_from_this<
   std::optional<Error> failure_;                  // why this side dropped it, reported once (mutex_)
   std::uint64_t beast_messages_ = 0;              // messages Beast's own buffer began (mutex_)
   bool direct_reads_ = false;                     // read_whole_frame_locked may run (mutex_)
-  bool compressing_ = false;                      // permessage-deflate negotiated (set before the first write)
-  std::size_t plain_below_ = 0;  // deflate negotiated: messages shorter go uncompressed (set before the first write)
+  // Whole messages shorter go out framed here, uncompressed: all of them (max) without
+  // compression; deflate's min_size with it (set before the first write).
+  std::size_t plain_below_ = 0;
   std::minstd_rand mask_keys_{std::random_device{}()};  // masks of the frames written here (mutex_)
   CloseFrame last_close_{close_code::abnormal, {}};     // (mutex_)
 
